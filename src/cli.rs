@@ -1,0 +1,419 @@
+//! The `trellis` command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::catalog::{self, Catalog, Control};
+use crate::config::{self, Loaded};
+use crate::model::{ControlOutcome, Status, Trigger};
+use crate::probes::{self, FetchCache, ProbeContext};
+use crate::runner::{self, NoSink, RunReport};
+use crate::store::Store;
+
+/// Exit code: nothing failed or errored.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some control failed or errored.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage, configuration or catalog error.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "trellis", version, about = "Continuous compliance monitoring: controls as code, honest verdicts, a live trust page.")]
+pub struct Cli {
+    /// Configuration file (default: ./trellis.yaml, else ./config.example.yaml).
+    #[arg(long, global = true, env = "TRELLIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the scheduler and serve the trust page.
+    Serve,
+    /// Run controls now and print their verdicts.
+    Check {
+        /// Only this control (repeatable).
+        #[arg(long = "control", value_name = "ID")]
+        controls: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Don't write results to the database.
+        #[arg(long)]
+        no_store: bool,
+    },
+    /// Check every control file and report every problem as path:line:col: message.
+    Validate,
+    /// Print the JSON Schema of control files.
+    Schema {
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// List the probes, their parameters and attributes.
+    Probes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    init_tracing(matches!(cli.command, Command::Serve));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(cli)))
+}
+
+fn init_tracing(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Schema { out } => schema(out),
+        Command::Probes => {
+            print_probes();
+            EXIT_OK
+        }
+        Command::Validate => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            validate(&loaded)
+        }
+        Command::Check {
+            controls,
+            format,
+            no_store,
+        } => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            check(&loaded, &controls, format, no_store).await
+        }
+        Command::Serve => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            match crate::startup::serve(loaded).await {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    EXIT_USAGE
+                }
+            }
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Option<Loaded> {
+    match config::load(path) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+fn load_catalog(loaded: &Loaded) -> Result<Catalog, u8> {
+    catalog::load(&loaded.controls_dir()).map_err(|diags| {
+        for d in &diags.0 {
+            eprintln!("{d}");
+        }
+        eprintln!("{} problem(s) found", diags.0.len());
+        EXIT_USAGE
+    })
+}
+
+/// Checks the whole configuration: the config itself, then every control file.
+fn validate(loaded: &Loaded) -> u8 {
+    let mut problems = Vec::new();
+    for (name, value) in [
+        ("default_schedule", &loaded.config.default_schedule),
+    ] {
+        if let Err(e) = crate::schedule::CronSchedule::parse(value) {
+            problems.push(format!("{}: {name}: {e}", loaded.source.display()));
+        }
+    }
+    for (name, value) in [
+        ("default_freshness", &loaded.config.default_freshness),
+        ("limits.probe_timeout", &loaded.config.limits.probe_timeout),
+    ] {
+        if let Err(e) = crate::duration::parse(value) {
+            problems.push(format!("{}: {name}: {e}", loaded.source.display()));
+        }
+    }
+    let catalog = catalog::load(&loaded.controls_dir());
+    match &catalog {
+        Ok(_) => {}
+        Err(diags) => problems.extend(diags.0.iter().map(ToString::to_string)),
+    }
+    if problems.is_empty() {
+        let n = catalog.map(|c| c.len()).unwrap_or(0);
+        println!("{n} controls valid ({})", loaded.controls_dir().display());
+        EXIT_OK
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        eprintln!("{} problem(s) found", problems.len());
+        EXIT_USAGE
+    }
+}
+
+fn schema(out: Option<PathBuf>) -> u8 {
+    let text = match serde_json::to_string_pretty(&catalog::json_schema()) {
+        Ok(t) => t + "\n",
+        Err(e) => {
+            eprintln!("error: cannot serialize schema: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match out {
+        Some(path) => match std::fs::write(&path, text) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                EXIT_USAGE
+            }
+        },
+        None => {
+            print!("{text}");
+            EXIT_OK
+        }
+    }
+}
+
+fn print_probes() {
+    for p in probes::REGISTRY {
+        println!("{} (source: {})\n  {}", p.name(), p.source(), p.summary());
+        println!("  attributes:");
+        for a in p.attributes() {
+            println!("    {:<24} {:<10} {}", a.name, format!("{:?}", a.kind).to_lowercase(), a.doc);
+        }
+        println!("  example:");
+        for line in p.example().lines() {
+            println!("    {line}");
+        }
+        println!();
+    }
+}
+
+/// Builds the probe context of a run starting now.
+pub fn probe_context(loaded: &Loaded) -> Result<ProbeContext, String> {
+    let timeout = crate::duration::parse(&loaded.config.limits.probe_timeout)
+        .and_then(|d| d.to_std().map_err(|e| e.to_string()))
+        .map_err(|e| format!("limits.probe_timeout: {e}"))?;
+    Ok(ProbeContext {
+        sources: Arc::new(loaded.config.sources.clone()),
+        base_dir: loaded.base_dir.clone(),
+        now: chrono::Utc::now(),
+        timeout,
+        cache: Arc::new(FetchCache::new()),
+    })
+}
+
+async fn check(loaded: &Loaded, ids: &[String], format: Format, no_store: bool) -> u8 {
+    let catalog = match load_catalog(loaded) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut selected: Vec<&Control> = Vec::new();
+    for id in ids {
+        match catalog.get(id) {
+            Some(c) => selected.push(c),
+            None => {
+                eprintln!("error: unknown control `{id}` (see `trellis validate` for the catalog)");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if ids.is_empty() {
+        selected = catalog.controls().iter().collect();
+    }
+    let ctx = match probe_context(loaded) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let bar = progress_bar(selected.len(), format);
+    let progress = |done: usize, _total: usize| {
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        }
+    };
+    let concurrency = loaded.config.limits.concurrency;
+    let report = if no_store {
+        runner::execute(&ctx, &selected, concurrency, &NoSink, &progress).await
+    } else {
+        match Store::connect(&loaded.config.database_url).await {
+            Ok(store) => {
+                runner::run_and_store(&store, &ctx, &selected, concurrency, Trigger::Cli, &progress)
+                    .await
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_FAILED;
+        }
+    };
+    let written = match format {
+        Format::Json => print_json(&catalog, &report),
+        Format::Table => print_table(&catalog, &report),
+    };
+    if let Err(e) = written {
+        eprintln!("error: cannot write output: {e}");
+    }
+    if report
+        .outcomes
+        .iter()
+        .any(|o| matches!(o.status, Status::Fail | Status::Error))
+    {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn progress_bar(total: usize, format: Format) -> Option<indicatif::ProgressBar> {
+    if format != Format::Table || total < 10 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} controls")
+    {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// The documented JSON shape of `check --format json`.
+pub fn report_json(catalog: &Catalog, report: &RunReport) -> serde_json::Value {
+    let controls: Vec<serde_json::Value> = report
+        .outcomes
+        .iter()
+        .map(|o| {
+            let c = catalog.get(&o.control_id);
+            json!({
+                "id": o.control_id,
+                "title": c.map(|c| c.title.as_str()).unwrap_or(""),
+                "category": c.map(|c| c.category.as_str()).unwrap_or(""),
+                "status": o.status,
+                "summary": o.summary,
+                "findings": o.findings.iter().map(|f| json!({
+                    "resource": f.resource,
+                    "status": f.status,
+                    "message": f.message,
+                    "actual": f.actual,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "started_at": report.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "finished_at": report.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "controls": controls,
+    })
+}
+
+fn print_json(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &report_json(catalog, report))?;
+    writeln!(out)
+}
+
+fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
+    use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+    let tty = std::io::stdout().is_terminal();
+    let colour = |s: Status| match s {
+        Status::Pass => Color::Green,
+        Status::Fail => Color::Red,
+        Status::Error => Color::Magenta,
+        Status::NotApplicable | Status::Waived => Color::Grey,
+    };
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["status", "control", "category", "summary"]);
+    if !tty {
+        table.force_no_tty();
+    }
+    let mut outcomes: Vec<&ControlOutcome> = report.outcomes.iter().collect();
+    outcomes.sort_by_key(|o| (o.status != Status::Fail, o.status != Status::Error, o.control_id.clone()));
+    for o in &outcomes {
+        let category = catalog.get(&o.control_id).map(|c| c.category.as_str()).unwrap_or("");
+        let mut status = Cell::new(o.status.as_str());
+        if tty {
+            status = status.fg(colour(o.status));
+        }
+        table.add_row(vec![status, Cell::new(&o.control_id), Cell::new(category), Cell::new(&o.summary)]);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{table}")?;
+    for o in &outcomes {
+        let bad: Vec<_> = o
+            .findings
+            .iter()
+            .filter(|f| matches!(f.status, Status::Fail | Status::Error))
+            .collect();
+        if bad.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
+        for f in bad {
+            writeln!(out, "  {:<6} {}  actual: {}", f.status.as_str(), f.message, f.actual)?;
+        }
+    }
+    let count = |s: Status| report.outcomes.iter().filter(|o| o.status == s).count();
+    writeln!(
+        out,
+        "\n{} controls: {} pass, {} fail, {} error, {} not applicable",
+        report.outcomes.len(),
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Error),
+        count(Status::NotApplicable)
+    )
+}

@@ -1,0 +1,536 @@
+//! Configuration: one YAML file, overridable by `TRELLIS__SECTION__KEY` environment variables.
+//!
+//! Every key is documented in `config.example.yaml`. Secrets are never written in the file:
+//! the file names the environment variable (`token_env`) or file (`token_file`) holding them,
+//! and [`Secret`] redacts itself in `Debug` output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{self, Diagnostic};
+
+/// The configuration file bundled with Trellis, used when no other is found.
+pub const BUNDLED_EXAMPLE: &str = include_str!("../config.example.yaml");
+pub const BUNDLED_EXAMPLE_NAME: &str = "config.example.yaml";
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://PATH?mode=rwc` or `postgres://user@host:port/db`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Folder of control files (`<category>/<id>.yaml`), relative to the config file.
+    #[serde(default = "default_controls_dir")]
+    pub controls_dir: PathBuf,
+    /// Crontab used by controls without their own `schedule` (5 or 6 fields, UTC).
+    #[serde(default = "default_schedule")]
+    pub default_schedule: String,
+    /// How old a control's newest successful result may be before it is stale (`36h`, `7d`).
+    #[serde(default = "default_freshness")]
+    pub default_freshness: String,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub trust_page: TrustPageConfig,
+}
+
+fn default_database_url() -> String {
+    "sqlite://trellis.db?mode=rwc".into()
+}
+fn default_controls_dir() -> PathBuf {
+    "controls".into()
+}
+fn default_schedule() -> String {
+    "0 */6 * * *".into()
+}
+fn default_freshness() -> String {
+    "1d".into()
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("controls_dir", &self.controls_dir)
+            .field("default_schedule", &self.default_schedule)
+            .field("default_freshness", &self.default_freshness)
+            .field("server", &self.server)
+            .field("limits", &self.limits)
+            .field("sources", &self.sources)
+            .field("trust_page", &self.trust_page)
+            .finish()
+    }
+}
+
+/// Hides the password of a URL's userinfo (`postgres://u:secret@h/db` → `postgres://u:***@h/db`).
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _password)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the web server listens on.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: default_bind(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest one probe collection may take before it is an `error` (`60s`, `5m`).
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: String,
+    /// How many controls are evaluated at once within a run.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_probe_timeout() -> String {
+    "60s".into()
+}
+fn default_concurrency() -> usize {
+    4
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            probe_timeout: default_probe_timeout(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+/// Where evidence comes from. A source left out is "not configured": controls that need it
+/// are reported as not verified, never as passing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub hr: Option<HrSource>,
+    pub policies: Option<PoliciesSource>,
+    pub aws: Option<AwsSource>,
+    pub github: Option<GithubSource>,
+}
+
+/// The HR roster: a CSV export of the HRIS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrSource {
+    /// Path of the roster CSV, relative to the config file.
+    pub path: PathBuf,
+    /// Column names of your export, keyed by Trellis's name for the field, for exports whose
+    /// headers differ from the defaults (e.g. `employee_id: "Employee Number"`).
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+/// A folder of policy documents: Markdown with YAML front matter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesSource {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSource {
+    #[serde(default)]
+    pub accounts: Vec<AwsAccount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsAccount {
+    pub name: String,
+    /// Regions to inspect; empty means every enabled region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Custom endpoint (LocalStack, moto, VPC endpoints).
+    pub endpoint_url: Option<String>,
+    pub assume_role_arn: Option<String>,
+    pub external_id: Option<String>,
+    /// Named profile from the shared AWS config; the default credential chain otherwise.
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSource {
+    /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server.
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+    #[serde(default)]
+    pub orgs: Vec<String>,
+    /// Environment variable holding the token.
+    pub token_env: Option<String>,
+    /// File holding the token (alternative to `token_env`).
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".into()
+}
+
+impl GithubSource {
+    /// Reads the token from the environment variable or file the config names.
+    pub fn token(&self, base_dir: &Path) -> Result<Option<Secret>, String> {
+        if let Some(var) = &self.token_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim().to_string()))),
+                _ => Err(format!("environment variable `{var}` (sources.github.token_env) is not set")),
+            };
+        }
+        if let Some(file) = &self.token_file {
+            let path = if file.is_absolute() { file.clone() } else { base_dir.join(file) };
+            return std::fs::read_to_string(&path)
+                .map(|t| Some(Secret::new(t.trim().to_string())))
+                .map_err(|e| format!("cannot read token file {}: {e}", path.display()));
+        }
+        Ok(None)
+    }
+}
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// What the public trust page says about the company.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPageConfig {
+    #[serde(default = "default_company")]
+    pub company: String,
+    /// Where to report security issues; shown on the page.
+    pub contact_email: Option<String>,
+    /// Introductory paragraph under the heading.
+    pub intro: Option<String>,
+    /// Order of the categories on the page; categories not listed follow, alphabetically.
+    #[serde(default)]
+    pub category_order: Vec<String>,
+}
+
+fn default_company() -> String {
+    "Example Co".into()
+}
+
+impl Default for TrustPageConfig {
+    fn default() -> Self {
+        TrustPageConfig {
+            company: default_company(),
+            contact_email: None,
+            intro: None,
+            category_order: Vec::new(),
+        }
+    }
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Where the file was read from (or the bundled example's name).
+    pub source: PathBuf,
+    /// Directory that relative paths resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl Loaded {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn controls_dir(&self) -> PathBuf {
+        self.resolve(&self.config.controls_dir)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostic),
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// Finds and loads the configuration: `explicit` (from `--config` or `TRELLIS_CONFIG`), else
+/// `./trellis.yaml`, else `./config.example.yaml`, else the bundled example. Then applies
+/// `TRELLIS__…` environment overrides.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    load_with_env(explicit, &vars)
+}
+
+pub fn load_with_env(
+    explicit: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(p) => vec![p.to_path_buf()],
+        None => vec!["trellis.yaml".into(), BUNDLED_EXAMPLE_NAME.into()],
+    };
+    for (i, path) in candidates.iter().enumerate() {
+        let must_exist = explicit.is_some();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let base_dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                let config = parse(path, &text, env)?;
+                return Ok(Loaded {
+                    config,
+                    source: path.clone(),
+                    base_dir,
+                });
+            }
+            Err(e) if must_exist || e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Read {
+                    path: path.clone(),
+                    source: e,
+                });
+            }
+            Err(_) if i + 1 < candidates.len() => continue,
+            Err(_) => {}
+        }
+    }
+    let path = PathBuf::from(BUNDLED_EXAMPLE_NAME);
+    let config = parse(&path, BUNDLED_EXAMPLE, env)?;
+    Ok(Loaded {
+        config,
+        source: path,
+        base_dir: PathBuf::from("."),
+    })
+}
+
+/// Parses config text and applies the environment overrides found in `env`.
+pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let config: Config = diag::parse_yaml(path, text).map_err(ConfigError::Invalid)?;
+    apply_env(config, env)
+}
+
+const ENV_PREFIX: &str = "TRELLIS__";
+
+/// Applies `TRELLIS__SECTION__KEY=value` overrides. Values are read as YAML scalars or flow
+/// collections (`8080`, `true`, `[eu-west-1, us-east-1]`), else taken as strings.
+fn apply_env(config: Config, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let mut overrides: Vec<&(String, String)> =
+        env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    if overrides.is_empty() {
+        return Ok(config);
+    }
+    overrides.sort();
+    let mut tree = serde_json::to_value(&config).map_err(|e| ConfigError::Env {
+        var: ENV_PREFIX.into(),
+        message: e.to_string(),
+    })?;
+    for (var, raw) in overrides {
+        let keys: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: "empty key segment".into(),
+            });
+        }
+        let value: serde_json::Value = serde_saphyr::from_str(raw)
+            .ok()
+            .filter(|v: &serde_json::Value| !v.is_null() || raw.trim() == "null")
+            .unwrap_or_else(|| serde_json::Value::String(raw.clone()));
+        let mut node = &mut tree;
+        for key in &keys[..keys.len() - 1] {
+            let map = node.as_object_mut().ok_or_else(|| ConfigError::Env {
+                var: var.clone(),
+                message: format!("`{key}` is not a section"),
+            })?;
+            node = map
+                .entry(key.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if node.is_null() {
+                *node = serde_json::Value::Object(Default::default());
+            }
+        }
+        let last = &keys[keys.len() - 1];
+        let map = node.as_object_mut().ok_or_else(|| ConfigError::Env {
+            var: var.clone(),
+            message: "parent is not a section".into(),
+        })?;
+        // Keep strings strings where the file has a string (a bind address like `8080`).
+        let value = match (map.get(last), &value) {
+            (Some(serde_json::Value::String(_)), v) if !v.is_string() => {
+                serde_json::Value::String(raw.clone())
+            }
+            _ => value,
+        };
+        map.insert(last.clone(), value);
+    }
+    serde_json::from_value(tree).map_err(|e| ConfigError::Env {
+        var: "TRELLIS__*".into(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn bundled_example_parses_and_documents_required_keys() {
+        let c = parse(Path::new("config.example.yaml"), BUNDLED_EXAMPLE, &[]).unwrap();
+        assert!(c.database_url.starts_with("sqlite://"));
+        assert!(c.sources.hr.is_some());
+        assert!(c.sources.policies.is_some());
+        for key in [
+            "database_url:",
+            "controls_dir:",
+            "bind:",
+            "default_schedule:",
+            "default_freshness:",
+            "accounts:",
+            "assume_role_arn:",
+            "endpoint_url:",
+            "api_url:",
+            "orgs:",
+            "token_env:",
+            "category_order:",
+            "contact_email:",
+            "columns:",
+        ] {
+            assert!(BUNDLED_EXAMPLE.contains(key), "config.example.yaml does not document {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let err = parse(Path::new("t.yaml"), "server:\n  bnd: x\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("t.yaml:2:3: unknown field `bnd`"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let c = parse(
+            Path::new("t.yaml"),
+            "server:\n  bind: 127.0.0.1:1\n",
+            &env(&[
+                ("TRELLIS__SERVER__BIND", "0.0.0.0:9000"),
+                ("TRELLIS__DATABASE_URL", "sqlite::memory:"),
+                ("TRELLIS__SOURCES__HR__PATH", "/tmp/roster.csv"),
+                ("TRELLIS__LIMITS__CONCURRENCY", "2"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.database_url, "sqlite::memory:");
+        assert_eq!(c.sources.hr.unwrap().path, PathBuf::from("/tmp/roster.csv"));
+        assert_eq!(c.limits.concurrency, 2);
+    }
+
+    #[test]
+    fn env_override_with_unknown_key_is_an_error() {
+        let err = parse(Path::new("t.yaml"), "{}", &env(&[("TRELLIS__SERVER__BNID", "x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("bnid"), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = parse(
+            Path::new("t.yaml"),
+            "database_url: postgres://app:hunter2@db/trellis\n",
+            &[],
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("postgres://app:***@db/trellis"));
+        let s = Secret::new("ghp_supersecret".into());
+        assert!(!format!("{s:?} {s}").contains("supersecret"));
+    }
+
+    #[test]
+    fn github_token_comes_from_the_named_env_var_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "ghp_fromfile\n").unwrap();
+        let g = GithubSource {
+            api_url: default_github_api(),
+            orgs: vec![],
+            token_env: None,
+            token_file: Some("tok".into()),
+        };
+        assert_eq!(g.token(dir.path()).unwrap().unwrap().expose(), "ghp_fromfile");
+        let g = GithubSource {
+            token_env: Some("TRELLIS_TEST_SURELY_UNSET_VAR".into()),
+            token_file: None,
+            ..g
+        };
+        let err = g.token(dir.path()).unwrap_err();
+        assert!(err.contains("TRELLIS_TEST_SURELY_UNSET_VAR"));
+    }
+}

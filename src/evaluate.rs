@@ -1,0 +1,402 @@
+//! The evaluator: evidence in, verdicts out. Pure — no I/O, no clock (the run's `now` is an
+//! argument), so it is deterministic and testable with plain data.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use serde_json::Value;
+
+use crate::catalog::{Check, Control, Expect, Expr, expr::ENV};
+use crate::model::{CheckOutcome, ControlOutcome, Finding, Status};
+use crate::probes::{AttrKind, Collected, ProbeError, Resource};
+
+/// What the runner collected for one check.
+#[derive(Debug, Clone)]
+pub struct CheckInput {
+    pub collected: Result<Arc<Collected>, ProbeError>,
+    /// Index of the evidence record in the run's evidence list.
+    pub evidence: Option<usize>,
+}
+
+/// Evaluates every check of `control` against its collected evidence.
+pub fn evaluate_control(control: &Control, inputs: &[CheckInput], now: DateTime<Utc>) -> ControlOutcome {
+    let mut checks = Vec::with_capacity(control.checks.len());
+    let mut findings = Vec::new();
+    for (index, check) in control.checks.iter().enumerate() {
+        let outcome = match inputs.get(index) {
+            Some(input) => evaluate_check(index, check, input, now, &mut findings),
+            None => CheckOutcome {
+                probe: check.probe.name().to_string(),
+                status: Status::Error,
+                summary: "no evidence was collected for this check".into(),
+                error: Some("internal: missing check input".into()),
+                evidence: None,
+            },
+        };
+        checks.push(outcome);
+    }
+    let status = Status::combine(checks.iter().map(|c| c.status));
+    let summary = control_summary(status, &checks);
+    ControlOutcome {
+        control_id: control.id.clone(),
+        status,
+        summary,
+        evaluated_at: now,
+        definition_sha256: control.sha256.clone(),
+        checks,
+        findings,
+    }
+}
+
+fn control_summary(status: Status, checks: &[CheckOutcome]) -> String {
+    let relevant: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.status == status)
+        .map(|c| c.summary.as_str())
+        .collect();
+    if checks.len() == 1 || relevant.is_empty() {
+        return checks.first().map(|c| c.summary.clone()).unwrap_or_default();
+    }
+    relevant.join("; ")
+}
+
+fn evaluate_check(
+    index: usize,
+    check: &Check,
+    input: &CheckInput,
+    now: DateTime<Utc>,
+    findings: &mut Vec<Finding>,
+) -> CheckOutcome {
+    let probe = check.probe.name().to_string();
+    let collected = match &input.collected {
+        Ok(c) => c,
+        Err(e) => {
+            return CheckOutcome {
+                probe,
+                status: Status::Error,
+                summary: format!("could not collect evidence: {e}"),
+                error: Some(e.to_string()),
+                evidence: input.evidence,
+            };
+        }
+    };
+    let kinds = check.probe.attributes();
+    let (mut pass, mut fail, mut error) = (0u64, 0u64, 0u64);
+    for resource in &collected.resources {
+        let finding = evaluate_resource(index, check, kinds, resource, now);
+        match finding.status {
+            Status::Pass => pass += 1,
+            Status::Fail => fail += 1,
+            Status::Error => error += 1,
+            Status::NotApplicable | Status::Waived => {}
+        }
+        findings.push(finding);
+    }
+    let applicable = pass + fail + error;
+    let (status, summary) = if applicable == 0 {
+        if check.require_resources {
+            (Status::Fail, format!("no applicable resources found by {probe}, but at least one is required"))
+        } else {
+            (Status::NotApplicable, "no applicable resources".to_string())
+        }
+    } else {
+        let satisfied = |passing: u64| -> bool {
+            match check.expect {
+                Expect::All => passing == applicable,
+                Expect::AtLeastOne => passing >= 1,
+                Expect::AtLeast(k) => passing >= k,
+                Expect::AtMostFailing(m) => applicable - passing <= m,
+                Expect::Percent(p) => (passing as f64) * 100.0 >= p * (applicable as f64),
+            }
+        };
+        // Pass only if the rule holds even if every unevaluable resource failed; fail only if
+        // it fails even if every unevaluable resource passed; otherwise we cannot know.
+        let status = if satisfied(pass) {
+            Status::Pass
+        } else if !satisfied(pass + error) {
+            Status::Fail
+        } else {
+            Status::Error
+        };
+        let mut summary = format!("{pass} of {applicable} pass");
+        if fail > 0 {
+            summary.push_str(&format!(", {fail} fail"));
+        }
+        if error > 0 {
+            summary.push_str(&format!(", {error} could not be evaluated"));
+        }
+        if check.expect != Expect::All {
+            summary.push_str(&format!(" (expected: {})", describe_expect(check.expect)));
+        }
+        (status, summary)
+    };
+    CheckOutcome {
+        probe,
+        status,
+        summary,
+        error: None,
+        evidence: input.evidence,
+    }
+}
+
+fn describe_expect(e: Expect) -> String {
+    match e {
+        Expect::All => "all".into(),
+        Expect::AtLeastOne => "at least one".into(),
+        Expect::AtLeast(k) => format!("at least {k}"),
+        Expect::AtMostFailing(m) => format!("at most {m} failing"),
+        Expect::Percent(p) => format!("at least {p}%"),
+    }
+}
+
+fn evaluate_resource(
+    index: usize,
+    check: &Check,
+    kinds: &[crate::probes::Attribute],
+    resource: &Resource,
+    now: DateTime<Utc>,
+) -> Finding {
+    let actual = actual_values(&check.assert, check.filter.as_ref(), resource);
+    let finding = |status: Status, message: String| Finding {
+        check: index,
+        resource: resource.id.clone(),
+        status,
+        message,
+        actual: actual.clone(),
+    };
+    if let Some(cause) = &resource.error {
+        return finding(Status::Error, format!("{} could not be read: {cause}", resource.name));
+    }
+    let ctx = match context(kinds, resource, now) {
+        Ok(c) => c,
+        Err(e) => return finding(Status::Error, format!("{}: {e}", resource.name)),
+    };
+    if let Some(filter) = &check.filter {
+        match run_bool(filter, &ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                return finding(
+                    Status::NotApplicable,
+                    format!("{} is out of scope (`{}` is false)", resource.name, filter.source),
+                );
+            }
+            Err(e) => {
+                return finding(
+                    Status::Error,
+                    format!("{}: cannot evaluate `where` `{}`: {e}", resource.name, filter.source),
+                );
+            }
+        }
+    }
+    match run_bool(&check.assert, &ctx) {
+        Ok(true) => finding(Status::Pass, format!("{} passes `{}`", resource.name, check.assert.source)),
+        Ok(false) => finding(Status::Fail, format!("{} fails `{}`", resource.name, check.assert.source)),
+        Err(e) => finding(
+            Status::Error,
+            format!("{}: cannot evaluate `{}`: {e}", resource.name, check.assert.source),
+        ),
+    }
+}
+
+/// The attribute values the expressions read, as the probe reported them.
+fn actual_values(assert: &Expr, filter: Option<&Expr>, resource: &Resource) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in assert
+        .attributes
+        .iter()
+        .chain(filter.into_iter().flat_map(|f| f.attributes.iter()))
+    {
+        let v = resource.attributes.get(name).cloned().unwrap_or(Value::Null);
+        out.insert(name.clone(), v);
+    }
+    Value::Object(out)
+}
+
+fn run_bool(expr: &Expr, ctx: &cel::Context<'_, '_>) -> Result<bool, String> {
+    match expr.program.execute(ctx) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("expected a boolean, got {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The CEL context for one resource: its declared attributes (dates as timestamps; missing
+/// ones as null), `now`, and `days_since(t)`.
+fn context<'a, 'b>(
+    kinds: &[crate::probes::Attribute],
+    resource: &Resource,
+    now: DateTime<Utc>,
+) -> Result<cel::Context<'a, 'b>, String> {
+    let mut ctx = cel::Context::with_env(ENV.clone());
+    let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
+    ctx.add_variable_from_value("now", cel::Value::Timestamp(now_fixed));
+    ctx.add_function("days_since", move |t: DateTime<FixedOffset>| -> i64 {
+        (now_fixed - t).num_days()
+    })
+    .map_err(|e| format!("internal: {e:?}"))?;
+    for attr in kinds {
+        let raw = resource.attributes.get(attr.name).unwrap_or(&Value::Null);
+        ctx.add_variable_from_value(attr.name, to_cel(attr.name, attr.kind, raw)?);
+    }
+    Ok(ctx)
+}
+
+fn to_cel(name: &str, kind: AttrKind, v: &Value) -> Result<cel::Value, String> {
+    if v.is_null() {
+        return Ok(cel::Value::Null);
+    }
+    match (kind, v) {
+        (AttrKind::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|dt| cel::Value::Timestamp(dt.and_utc().fixed_offset()))
+            .ok_or_else(|| format!("attribute `{name}`: invalid date `{s}`")),
+        (AttrKind::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(cel::Value::Timestamp)
+            .map_err(|e| format!("attribute `{name}`: invalid timestamp `{s}`: {e}")),
+        _ => cel::to_value(v).map_err(|e| format!("attribute `{name}`: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::compile_file;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn control(checks: &str) -> Control {
+        let text = format!(
+            "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n{checks}"
+        );
+        compile_file(Path::new("t.yaml"), &text)
+            .map_err(|d| format!("{d:?}"))
+            .unwrap()
+            .0
+    }
+
+    fn person(id: &str, attrs: Value) -> Resource {
+        Resource {
+            id: format!("hr:{id}"),
+            name: format!("Person {id}"),
+            attributes: attrs.as_object().cloned().unwrap_or_default(),
+            error: None,
+        }
+    }
+
+    fn input(resources: Vec<Resource>) -> CheckInput {
+        CheckInput {
+            collected: Ok(Arc::new(Collected { resources, raw: Value::Null })),
+            evidence: Some(0),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().to_utc()
+    }
+
+    const TRAINED: &str = "  - probe: hr.people\n    where: days_employed >= 30\n    assert: security_training_date != null && days_since(security_training_date) <= 365\n";
+
+    #[test]
+    fn per_resource_verdicts_with_actual_values() {
+        let c = control(TRAINED);
+        let people = vec![
+            person("1", json!({"security_training_date": "2026-06-01", "days_employed": 400})),
+            person("2", json!({"security_training_date": "2024-06-01", "days_employed": 900})),
+            person("3", json!({"security_training_date": null, "days_employed": 10})),
+            person("4", json!({"security_training_date": null, "days_employed": 100})),
+        ];
+        let out = evaluate_control(&c, &[input(people)], now());
+        let statuses: Vec<(&str, Status)> =
+            out.findings.iter().map(|f| (f.resource.as_str(), f.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("hr:1", Status::Pass),
+                ("hr:2", Status::Fail),
+                ("hr:3", Status::NotApplicable),
+                ("hr:4", Status::Fail)
+            ]
+        );
+        assert_eq!(out.status, Status::Fail);
+        assert_eq!(out.summary, "1 of 3 pass, 2 fail");
+        let f = &out.findings[1];
+        assert!(f.message.starts_with("Person 2 fails `security_training_date"), "{}", f.message);
+        assert_eq!(f.actual, json!({"days_employed": 900, "security_training_date": "2024-06-01"}));
+    }
+
+    #[test]
+    fn collection_errors_are_errors_never_pass_or_fail() {
+        let c = control(TRAINED);
+        for e in [
+            ProbeError::Io("cannot read HR roster r.csv: permission denied".into()),
+            ProbeError::Timeout(std::time::Duration::from_secs(60)),
+            ProbeError::NotConfigured("hr"),
+        ] {
+            let out = evaluate_control(
+                &c,
+                &[CheckInput { collected: Err(e.clone()), evidence: None }],
+                now(),
+            );
+            assert_eq!(out.status, Status::Error);
+            assert!(out.summary.contains(&e.to_string()), "{}", out.summary);
+            assert!(out.findings.is_empty());
+        }
+    }
+
+    #[test]
+    fn empty_population_is_not_applicable_unless_required() {
+        let out = evaluate_control(&control(TRAINED), &[input(vec![])], now());
+        assert_eq!(out.status, Status::NotApplicable);
+        let required = control(
+            "  - probe: documents.policies\n    require_resources: true\n    assert: '!overdue'\n",
+        );
+        let out = evaluate_control(&required, &[input(vec![])], now());
+        assert_eq!(out.status, Status::Fail);
+    }
+
+    #[test]
+    fn aggregate_rules_are_certain_or_error() {
+        // (expect, passes, fails, errors) -> status
+        let check = |expect: &str, p: usize, f: usize, e: usize, want: Status| {
+            let c = control(&format!(
+                "  - probe: hr.people\n    assert: name == 'ok'\n    expect: {expect}\n"
+            ));
+            let mut rs = Vec::new();
+            for i in 0..p {
+                rs.push(person(&format!("p{i}"), json!({"name": "ok"})));
+            }
+            for i in 0..f {
+                rs.push(person(&format!("f{i}"), json!({"name": "no"})));
+            }
+            for i in 0..e {
+                let mut r = person(&format!("e{i}"), json!({}));
+                r.error = Some("unreadable".into());
+                rs.push(r);
+            }
+            let out = evaluate_control(&c, &[input(rs)], now());
+            assert_eq!(out.status, want, "{expect} p={p} f={f} e={e}");
+        };
+        check("all", 3, 0, 0, Status::Pass);
+        check("all", 3, 1, 0, Status::Fail);
+        check("all", 3, 1, 1, Status::Fail);
+        check("all", 3, 0, 1, Status::Error);
+        check("at_least_one", 0, 3, 0, Status::Fail);
+        check("at_least_one", 1, 3, 0, Status::Pass);
+        check("at_least_one", 0, 3, 1, Status::Error);
+        check("{percent: 75}", 3, 1, 0, Status::Pass);
+        check("{percent: 75}", 2, 2, 0, Status::Fail);
+        check("{percent: 75}", 2, 1, 1, Status::Error);
+        check("{at_least: 2}", 2, 5, 0, Status::Pass);
+        check("{at_most_failing: 1}", 5, 1, 0, Status::Pass);
+        check("{at_most_failing: 1}", 5, 2, 0, Status::Fail);
+    }
+
+    #[test]
+    fn expression_runtime_errors_are_error_findings() {
+        let c = control("  - probe: hr.people\n    assert: days_since(end_date) > 3\n");
+        let out = evaluate_control(&c, &[input(vec![person("1", json!({"end_date": null}))])], now());
+        assert_eq!(out.findings[0].status, Status::Error);
+        assert_eq!(out.status, Status::Error);
+    }
+}

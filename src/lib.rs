@@ -1,0 +1,20 @@
+//! Trellis: continuous compliance monitoring.
+//!
+//! Data flows one way: [`config`] → [`catalog`] (parse and validate every control, compile
+//! CEL) → [`scheduler`] → [`probes`] `collect` → [`evaluate`] (pure) → [`store`] →
+//! [`web`] / export. See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod duration;
+pub mod evaluate;
+pub mod model;
+pub mod probes;
+pub mod runner;
+pub mod schedule;
+pub mod scheduler;
+pub mod startup;
+pub mod store;
+pub mod web;

@@ -1,0 +1,220 @@
+//! The result model shared by every layer: statuses, findings and control results.
+//!
+//! These are plain data. The evaluator produces them, the store persists them, the web and the
+//! CLI render them. Nothing here does I/O.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The verdict for one resource, one check or one control.
+///
+/// Ordered by precedence when results are combined: a control fails if any check failed (a
+/// known failure is definite), else is `error` if any check could not be evaluated, and so on
+/// (see [`Status::combine`]). Nothing that errored is ever reported as passing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    Error,
+    NotApplicable,
+    Waived,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Pass,
+        Status::Fail,
+        Status::Error,
+        Status::NotApplicable,
+        Status::Waived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Error => "error",
+            Status::NotApplicable => "not_applicable",
+            Status::Waived => "waived",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Precedence when combining: fail > error > waived > pass > not_applicable.
+    fn rank(self) -> u8 {
+        match self {
+            Status::Fail => 4,
+            Status::Error => 3,
+            Status::Waived => 2,
+            Status::Pass => 1,
+            Status::NotApplicable => 0,
+        }
+    }
+
+    /// Combines the statuses of the parts of a whole (checks of a control).
+    ///
+    /// An empty set is `not_applicable`; `error` outranks `pass`, so a control that could not
+    /// be fully evaluated is never reported as passing.
+    pub fn combine(parts: impl IntoIterator<Item = Status>) -> Status {
+        parts
+            .into_iter()
+            .max_by_key(|s| s.rank())
+            .unwrap_or(Status::NotApplicable)
+    }
+
+    /// True when this status, on its own, means the evaluation completed (any status but
+    /// `error`). Staleness is measured from the newest successful evaluation.
+    pub fn is_successful_evaluation(self) -> bool {
+        self != Status::Error
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One verdict about one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Index of the check (within its control) that produced this finding.
+    pub check: usize,
+    /// Stable resource identifier, e.g. `hr:E1007` or an ARN. Internal only: never public.
+    pub resource: String,
+    pub status: Status,
+    /// A sentence naming the resource and what was found.
+    pub message: String,
+    /// The actual values the assertion saw (attribute name to value).
+    pub actual: serde_json::Value,
+}
+
+/// The outcome of one check of a control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    pub probe: String,
+    pub status: Status,
+    pub summary: String,
+    /// Why the check could not be evaluated, when `status` is `error`.
+    pub error: Option<String>,
+    /// Index into the run's evidence list of the evidence this check read.
+    pub evidence: Option<usize>,
+}
+
+/// The outcome of evaluating one control in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlOutcome {
+    pub control_id: String,
+    pub status: Status,
+    pub summary: String,
+    pub evaluated_at: DateTime<Utc>,
+    /// SHA-256 of the control definition file as evaluated.
+    pub definition_sha256: String,
+    pub checks: Vec<CheckOutcome>,
+    pub findings: Vec<Finding>,
+}
+
+/// Raw probe output kept as evidence: the JSON the probe collected and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub probe: String,
+    /// Canonical JSON of the probe's parameters (the fetch-cache key).
+    pub params: String,
+    pub collected_at: DateTime<Utc>,
+    /// The collected data, or `null` when collection failed.
+    pub content: serde_json::Value,
+    /// Hex SHA-256 of the serialized `content`.
+    pub sha256: String,
+    /// Why collection failed, when it did.
+    pub error: Option<String>,
+}
+
+/// How a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Startup,
+    Manual,
+    Cli,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Startup => "startup",
+            Trigger::Manual => "manual",
+            Trigger::Cli => "cli",
+        }
+    }
+}
+
+/// Lifecycle of a run row in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Completed,
+    /// The process stopped (crash, kill) before the run finished; set at the next start.
+    Interrupted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Completed => "completed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunState> {
+        [RunState::Running, RunState::Completed, RunState::Interrupted]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+/// The newest stored result of one control, as read back for pages and staleness.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestResult {
+    pub control_id: String,
+    pub status: Status,
+    pub summary: String,
+    pub evaluated_at: DateTime<Utc>,
+    /// When the control was last evaluated with a status other than `error`.
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combine_follows_precedence() {
+        use Status::*;
+        let check = |parts: &[Status], expect: Status| {
+            assert_eq!(Status::combine(parts.iter().copied()), expect, "{parts:?}");
+        };
+        check(&[], NotApplicable);
+        check(&[Pass, Pass], Pass);
+        check(&[Pass, NotApplicable], Pass);
+        check(&[Pass, Fail], Fail);
+        check(&[Fail, Error], Fail);
+        check(&[Pass, Error], Error);
+        check(&[Waived, Pass], Waived);
+        check(&[Waived, Fail], Fail);
+    }
+
+    #[test]
+    fn status_strings_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+}

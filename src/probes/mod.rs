@@ -1,0 +1,256 @@
+//! Probe plugins: collectors of evidence.
+//!
+//! A probe reads one kind of evidence (the HR roster, a folder of policies, IAM users…) and
+//! returns it as a population of [`Resource`]s whose attributes the control's CEL expressions
+//! read. Probes receive a [`ProbeContext`] and never touch the store; a failed collection is a
+//! [`ProbeError`], which the evaluator turns into an `error` verdict naming the cause.
+//!
+//! Every probe is listed once in [`REGISTRY`]; tests loop over it.
+
+pub mod cache;
+pub mod hr;
+pub mod policies;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use cache::FetchCache;
+
+use crate::config::SourcesConfig;
+
+/// One thing a probe reports on: a person, a policy document, an IAM user…
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resource {
+    /// Stable identifier, unique within the probe's population (e.g. `hr:E1007`).
+    pub id: String,
+    /// Human name used in finding sentences (e.g. `Dana Reyes <dana@example.com>`).
+    pub name: String,
+    /// Attribute values, keyed by the names declared in the probe's [`Attribute`] list.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Set when this one resource could not be read completely: its finding is `error`
+    /// naming the cause, while the rest of the population is still evaluated.
+    pub error: Option<String>,
+}
+
+/// What a successful collection returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Collected {
+    pub resources: Vec<Resource>,
+    /// The raw evidence as collected (kept in the store with its SHA-256).
+    pub raw: serde_json::Value,
+}
+
+/// Why a probe could not collect. Every variant ends as an `error` verdict, never pass or fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("source `{0}` is not configured")]
+    NotConfigured(&'static str),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("malformed data: {0}")]
+    BadBody(String),
+    #[error("source unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ProbeError {
+    /// True when the source was simply not set up: shown publicly as "not verified".
+    pub fn is_not_configured(&self) -> bool {
+        matches!(self, ProbeError::NotConfigured(_))
+    }
+}
+
+/// The type of an attribute, used to convert values for CEL (dates become timestamps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttrKind {
+    String,
+    Bool,
+    Int,
+    /// `YYYY-MM-DD`, bound in CEL as a timestamp at midnight UTC; `null` when absent.
+    Date,
+    /// RFC 3339, bound in CEL as a timestamp; `null` when absent.
+    Timestamp,
+    List,
+    Map,
+}
+
+/// A documented attribute of the resources a probe returns.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Attribute {
+    pub name: &'static str,
+    pub kind: AttrKind,
+    pub doc: &'static str,
+}
+
+/// Everything a probe may use while collecting. Shared by all probes of one run.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    pub sources: Arc<SourcesConfig>,
+    /// Relative paths in source configuration resolve against this directory (the config
+    /// file's directory).
+    pub base_dir: PathBuf,
+    /// The run's clock: every evaluation of the run sees the same "now".
+    pub now: DateTime<Utc>,
+    /// Upper bound for one probe collection.
+    pub timeout: Duration,
+    pub cache: Arc<FetchCache>,
+}
+
+impl ProbeContext {
+    pub fn resolve_path(&self, path: &std::path::Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+/// A probe implementation. Implement this, then add `&Registered::<YourProbe>::NEW` to
+/// [`REGISTRY`].
+pub trait Probe: Send + Sync + 'static {
+    /// Unique dotted name, e.g. `hr.people`.
+    const NAME: &'static str;
+    /// The configuration source the probe reads (`hr`, `policies`, `aws`, `github`).
+    const SOURCE: &'static str;
+    const SUMMARY: &'static str;
+    const ATTRIBUTES: &'static [Attribute];
+    /// A complete, working `checks:` entry using this probe (YAML), shown in docs and tested.
+    const EXAMPLE: &'static str;
+
+    /// Typed parameters: the check's `with:` mapping.
+    type Params: DeserializeOwned
+        + Serialize
+        + schemars::JsonSchema
+        + Debug
+        + Send
+        + Sync
+        + 'static;
+
+    /// Checks that go beyond the parameter types; run at load by `trellis validate`.
+    fn validate(_params: &Self::Params) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn collect(
+        ctx: &ProbeContext,
+        params: &Self::Params,
+    ) -> impl Future<Output = Result<Collected, ProbeError>> + Send;
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe face of a [`Probe`], as stored in the registry.
+pub trait DynProbe: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn source(&self) -> &'static str;
+    fn summary(&self) -> &'static str;
+    fn attributes(&self) -> &'static [Attribute];
+    fn example(&self) -> &'static str;
+    fn params_schema(&self) -> schemars::Schema;
+    /// Parses and validates a check's `with:` value into a ready-to-run plan.
+    fn plan(&self, with: &serde_json::Value) -> Result<Arc<dyn PlannedProbe>, String>;
+}
+
+/// A probe with validated parameters, ready to collect.
+pub trait PlannedProbe: Send + Sync + Debug {
+    fn probe(&self) -> &'static str;
+    /// Canonical JSON of the parameters; with the probe name, the fetch-cache key.
+    fn params_key(&self) -> &str;
+    fn collect<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Result<Collected, ProbeError>>;
+}
+
+/// Adapter from a [`Probe`] type to a registry entry.
+pub struct Registered<P>(PhantomData<fn() -> P>);
+
+impl<P> Registered<P> {
+    pub const NEW: Registered<P> = Registered(PhantomData);
+}
+
+struct Planned<P: Probe> {
+    params: P::Params,
+    key: String,
+}
+
+impl<P: Probe> Debug for Planned<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", P::NAME, self.key)
+    }
+}
+
+impl<P: Probe> PlannedProbe for Planned<P> {
+    fn probe(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn params_key(&self) -> &str {
+        &self.key
+    }
+
+    fn collect<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Result<Collected, ProbeError>> {
+        Box::pin(P::collect(ctx, &self.params))
+    }
+}
+
+impl<P: Probe> DynProbe for Registered<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+    fn source(&self) -> &'static str {
+        P::SOURCE
+    }
+    fn summary(&self) -> &'static str {
+        P::SUMMARY
+    }
+    fn attributes(&self) -> &'static [Attribute] {
+        P::ATTRIBUTES
+    }
+    fn example(&self) -> &'static str {
+        P::EXAMPLE
+    }
+    fn params_schema(&self) -> schemars::Schema {
+        schemars::schema_for!(P::Params)
+    }
+
+    fn plan(&self, with: &serde_json::Value) -> Result<Arc<dyn PlannedProbe>, String> {
+        let with = if with.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            with.clone()
+        };
+        let params: P::Params = serde_json::from_value(with).map_err(|e| e.to_string())?;
+        P::validate(&params)?;
+        // serde_json maps are sorted, so this is canonical for equal parameters.
+        let key = serde_json::to_value(&params)
+            .map(|v| v.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Planned::<P> { params, key }))
+    }
+}
+
+/// Every probe Trellis knows. Names are unique (tested).
+pub static REGISTRY: &[&dyn DynProbe] = &[
+    &Registered::<hr::People>::NEW,
+    &Registered::<policies::Policies>::NEW,
+];
+
+/// Looks a probe up by name.
+pub fn find(name: &str) -> Option<&'static dyn DynProbe> {
+    REGISTRY.iter().copied().find(|p| p.name() == name)
+}

@@ -1,0 +1,250 @@
+//! `documents.policies`: policy documents kept as Markdown with YAML front matter.
+//!
+//! ```markdown
+//! ---
+//! title: Information Security Policy
+//! version: "3.1"
+//! owner: Security
+//! approved_by: Jane Doe (CEO)
+//! approved_on: 2026-03-01
+//! review_interval: 1y
+//! ---
+//! # Information Security Policy
+//! ...
+//! ```
+//! A document whose front matter is malformed is an `error` finding naming file:line:col; the
+//! other documents are still evaluated.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{AttrKind, Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+
+pub struct Policies;
+
+/// Parameters of `documents.policies`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesParams {
+    /// Only the document with this title (case-insensitive); all documents when absent.
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// The front matter of a policy document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    title: String,
+    version: Option<String>,
+    owner: Option<String>,
+    approved_by: Option<String>,
+    approved_on: Option<NaiveDate>,
+    /// How often the document must be reviewed (`1y`, `6months`).
+    review_interval: String,
+}
+
+macro_rules! attr {
+    ($name:literal, $kind:ident, $doc:literal) => {
+        Attribute {
+            name: $name,
+            kind: AttrKind::$kind,
+            doc: $doc,
+        }
+    };
+}
+
+#[derive(Debug, Clone)]
+struct Document {
+    file: String,
+    result: Result<(FrontMatter, usize), String>,
+}
+
+impl Probe for Policies {
+    const NAME: &'static str = "documents.policies";
+    const SOURCE: &'static str = "policies";
+    const SUMMARY: &'static str =
+        "Policy documents (Markdown with YAML front matter), one resource per document.";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("title", String, "document title from the front matter"),
+        attr!("version", String, "document version, null if absent"),
+        attr!("owner", String, "accountable owner, null if absent"),
+        attr!("approved_by", String, "who approved the current version, null if absent"),
+        attr!("approved_on", Date, "when the current version was approved, null if absent"),
+        attr!("review_interval_days", Int, "review interval in days"),
+        attr!("next_review_due", Date, "approved_on + review interval, null if never approved"),
+        attr!("overdue", Bool, "never approved, or next_review_due is before today"),
+        attr!("path", String, "file name within the policies folder"),
+        attr!("word_count", Int, "words in the document body"),
+    ];
+    const EXAMPLE: &'static str = r#"probe: documents.policies
+with: {title: Information Security Policy}
+require_resources: true
+assert: approved_by != null && !overdue && word_count >= 150
+"#;
+
+    type Params = PoliciesParams;
+
+    async fn collect(ctx: &ProbeContext, params: &PoliciesParams) -> Result<Collected, ProbeError> {
+        let source = ctx
+            .sources
+            .policies
+            .as_ref()
+            .ok_or(ProbeError::NotConfigured("policies"))?;
+        let dir = ctx.resolve_path(&source.path);
+        let docs = ctx
+            .cache
+            .get_or_fetch(&format!("policies:{}", dir.display()), read_folder(dir.clone()))
+            .await?;
+        let today = ctx.now.date_naive();
+        let mut resources = Vec::new();
+        for doc in docs.iter() {
+            let resource = match &doc.result {
+                Ok((fm, words)) => {
+                    if let Some(want) = &params.title
+                        && !fm.title.trim().eq_ignore_ascii_case(want.trim())
+                    {
+                        continue;
+                    }
+                    describe(doc, fm, *words, today)
+                }
+                Err(e) => {
+                    // Malformed documents can't be matched by title; they count for every
+                    // check that reads the folder, so the problem is seen.
+                    Resource {
+                        id: format!("policy:{}", doc.file),
+                        name: format!("policy document {}", doc.file),
+                        attributes: serde_json::Map::new(),
+                        error: Some(e.clone()),
+                    }
+                }
+            };
+            resources.push(resource);
+        }
+        let raw = json!({
+            "source": "policies",
+            "documents": resources.iter().map(|r| json!({"id": r.id, "attributes": r.attributes, "error": r.error})).collect::<Vec<_>>(),
+        });
+        Ok(Collected { resources, raw })
+    }
+}
+
+fn describe(doc: &Document, fm: &FrontMatter, words: usize, today: NaiveDate) -> Resource {
+    let interval_days = crate::duration::parse(&fm.review_interval)
+        .map(|d| d.num_days())
+        .unwrap_or(0);
+    let next_due = fm
+        .approved_on
+        .and_then(|d| d.checked_add_signed(chrono::Duration::days(interval_days)));
+    let overdue = next_due.is_none_or(|d| d < today);
+    let s = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty()).map_or(Value::Null, Value::String);
+    let date = |d: Option<NaiveDate>| d.map_or(Value::Null, |d| Value::String(d.to_string()));
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("title".into(), Value::String(fm.title.trim().to_string()));
+    attributes.insert("version".into(), s(&fm.version));
+    attributes.insert("owner".into(), s(&fm.owner));
+    attributes.insert("approved_by".into(), s(&fm.approved_by));
+    attributes.insert("approved_on".into(), date(fm.approved_on));
+    attributes.insert("review_interval_days".into(), Value::from(interval_days));
+    attributes.insert("next_review_due".into(), date(next_due));
+    attributes.insert("overdue".into(), Value::Bool(overdue));
+    attributes.insert("path".into(), Value::String(doc.file.clone()));
+    attributes.insert("word_count".into(), Value::from(words));
+    Resource {
+        id: format!("policy:{}", doc.file),
+        name: format!("{} ({})", fm.title.trim(), doc.file),
+        attributes,
+        error: None,
+    }
+}
+
+async fn read_folder(dir: std::path::PathBuf) -> Result<Vec<Document>, ProbeError> {
+    let display = dir.display().to_string();
+    let mut entries = tokio::fs::read_dir(&dir)
+        .await
+        .map_err(|e| ProbeError::Io(format!("cannot read policies folder {display}: {e}")))?;
+    let mut paths = Vec::new();
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|e| ProbeError::Io(format!("cannot read policies folder {display}: {e}")))?
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "md" || e == "markdown") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut docs = Vec::new();
+    for path in paths {
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => parse_document(&path, &text),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        };
+        docs.push(Document { file, result });
+    }
+    Ok(docs)
+}
+
+/// Splits front matter from body and parses it; errors are `path:line:col: message`.
+fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, usize), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let rest = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+        .ok_or_else(|| format!("{}:1:1: missing YAML front matter (a first line `---`)", path.display()))?;
+    let end = rest
+        .find("\n---")
+        .ok_or_else(|| format!("{}: front matter is not closed by a `---` line", path.display()))?;
+    let yaml = &rest[..end + 1];
+    let body = rest[end + 4..].trim_start_matches(['-', '\r', '\n']);
+    // Front matter starts on line 2 of the file.
+    let fm: FrontMatter = crate::diag::parse_yaml(path, yaml).map_err(|mut d| {
+        if d.line > 0 {
+            d.line += 1;
+        }
+        d.to_string()
+    })?;
+    if let Err(e) = crate::duration::parse(&fm.review_interval) {
+        return Err(format!("{}: review_interval: {e}", path.display()));
+    }
+    Ok((fm, body.split_whitespace().count()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_front_matter_and_counts_words() {
+        let doc = "---\ntitle: Acceptable Use Policy\nversion: \"2\"\napproved_by: CEO\napproved_on: 2026-01-10\nreview_interval: 1y\n---\n# Acceptable Use\n\nUse company systems responsibly.\n";
+        let (fm, words) = parse_document(Path::new("aup.md"), doc).unwrap();
+        assert_eq!(fm.title, "Acceptable Use Policy");
+        assert_eq!(fm.approved_on, NaiveDate::from_ymd_opt(2026, 1, 10));
+        assert_eq!(words, 6);
+    }
+
+    #[test]
+    fn malformed_front_matter_is_located() {
+        let check = |doc: &str, want: &str| {
+            let err = parse_document(Path::new("p.md"), doc).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        };
+        check("# no front matter", "p.md:1:1: missing YAML front matter");
+        check("---\ntitle: X\n", "not closed");
+        check(
+            "---\ntitle: X\napproved_on: 2026-02-30\nreview_interval: 1y\n---\n",
+            "p.md:3:",
+        );
+        check("---\ntitle: X\nreview_interval: 1y\nbogus: 1\n---\n", "p.md:4:1: unknown field `bogus`");
+        check("---\ntitle: X\nreview_interval: soon\n---\n", "review_interval: invalid duration");
+    }
+}

@@ -1,0 +1,228 @@
+//! One run: collect the evidence the selected controls need (each distinct probe + parameters
+//! once), evaluate every control, and hand results to a [`RunSink`] as they are ready.
+//!
+//! The runner never touches the database itself: the sink does (the store, or nothing for
+//! `check --no-store`). Probes only see their [`ProbeContext`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::catalog::Control;
+use crate::evaluate::{CheckInput, evaluate_control};
+use crate::model::{ControlOutcome, Evidence, Trigger};
+use crate::probes::{BoxFuture, Collected, PlannedProbe, ProbeContext, ProbeError};
+use crate::store::Store;
+
+/// Where a run's evidence and results go.
+pub trait RunSink: Send + Sync {
+    /// Called once, before results, with all of the run's evidence; returns stored ids.
+    fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>>;
+    /// Called for each control as soon as it is evaluated.
+    fn result<'a>(
+        &'a self,
+        outcome: &'a ControlOutcome,
+        evidence_ids: &'a [i64],
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// Keeps nothing (`check --no-store`).
+pub struct NoSink;
+
+impl RunSink for NoSink {
+    fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
+        Box::pin(async move { Ok((0..evidence.len() as i64).collect()) })
+    }
+    fn result<'a>(&'a self, _: &'a ControlOutcome, _: &'a [i64]) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Writes into a store run.
+pub struct StoreSink {
+    pub store: Store,
+    pub run_id: String,
+}
+
+impl RunSink for StoreSink {
+    fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
+        Box::pin(async move { Ok(self.store.record_evidence(&self.run_id, evidence).await?) })
+    }
+    fn result<'a>(
+        &'a self,
+        outcome: &'a ControlOutcome,
+        evidence_ids: &'a [i64],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move { Ok(self.store.record_result(&self.run_id, outcome, evidence_ids).await?) })
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcomes: Vec<ControlOutcome>,
+    pub evidence: Vec<Evidence>,
+    /// How many distinct collections ran (probe + parameters).
+    pub collections: usize,
+}
+
+/// Runs `controls` with `ctx` (whose `now` is the run's clock), feeding `sink`. `progress` is
+/// called after each control with (done, total).
+pub async fn execute(
+    ctx: &ProbeContext,
+    controls: &[&Control],
+    concurrency: usize,
+    sink: &dyn RunSink,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+) -> anyhow::Result<RunReport> {
+    let started_at = ctx.now;
+    // Distinct collections, in first-use order.
+    let mut keys: Vec<(String, Arc<dyn PlannedProbe>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for control in controls {
+        for check in &control.checks {
+            let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
+            if !index.contains_key(&key) {
+                index.insert(key.clone(), keys.len());
+                keys.push((key, check.planned.clone()));
+            }
+        }
+    }
+    let results = collect_all(ctx, &keys, concurrency.max(1)).await;
+    let evidence: Vec<Evidence> = keys
+        .iter()
+        .zip(&results)
+        .map(|((_, planned), result)| to_evidence(planned.as_ref(), result, ctx.now))
+        .collect();
+    let evidence_ids = sink.evidence(&evidence).await?;
+    let total = controls.len();
+    let mut outcomes = Vec::with_capacity(total);
+    for (done, control) in controls.iter().enumerate() {
+        let inputs: Vec<CheckInput> = control
+            .checks
+            .iter()
+            .map(|check| {
+                let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
+                let i = index.get(&key).copied();
+                CheckInput {
+                    collected: i
+                        .and_then(|i| results.get(i).cloned())
+                        .unwrap_or_else(|| Err(ProbeError::Io("internal: evidence missing".into()))),
+                    evidence: i,
+                }
+            })
+            .collect();
+        let outcome = evaluate_control(control, &inputs, ctx.now);
+        sink.result(&outcome, &evidence_ids).await?;
+        outcomes.push(outcome);
+        progress(done + 1, total);
+    }
+    Ok(RunReport {
+        started_at,
+        finished_at: Utc::now().max(started_at),
+        outcomes,
+        evidence,
+        collections: keys.len(),
+    })
+}
+
+async fn collect_all(
+    ctx: &ProbeContext,
+    keys: &[(String, Arc<dyn PlannedProbe>)],
+    concurrency: usize,
+) -> Vec<Result<Arc<Collected>, ProbeError>> {
+    let semaphore = Arc::new(Semaphore::new(concurrency));
+    let mut set = JoinSet::new();
+    for (i, (_, planned)) in keys.iter().enumerate() {
+        let planned = planned.clone();
+        let ctx = ctx.clone();
+        let semaphore = semaphore.clone();
+        set.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            (i, collect_one(&ctx, planned.as_ref(), ctx.timeout).await)
+        });
+    }
+    let mut results: Vec<Result<Arc<Collected>, ProbeError>> = (0..keys.len())
+        .map(|_| Err(ProbeError::Io("internal: collection did not finish".into())))
+        .collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, r)) => results[i] = r.map(Arc::new),
+            Err(e) => tracing::error!(error = %e, "probe task failed"),
+        }
+    }
+    results
+}
+
+async fn collect_one(
+    ctx: &ProbeContext,
+    planned: &dyn PlannedProbe,
+    timeout: Duration,
+) -> Result<Collected, ProbeError> {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(timeout, planned.collect(ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProbeError::Timeout(timeout)),
+    };
+    match &result {
+        Ok(c) => tracing::info!(probe = planned.probe(), resources = c.resources.len(), elapsed_ms = started.elapsed().as_millis() as u64, "collected"),
+        Err(e) => tracing::warn!(probe = planned.probe(), error = %e, "collection failed"),
+    }
+    result
+}
+
+fn to_evidence(
+    planned: &dyn PlannedProbe,
+    result: &Result<Arc<Collected>, ProbeError>,
+    now: DateTime<Utc>,
+) -> Evidence {
+    let (content, error) = match result {
+        Ok(c) => (c.raw.clone(), None),
+        Err(e) => (serde_json::Value::Null, Some(e.to_string())),
+    };
+    let bytes = serde_json::to_vec(&content).unwrap_or_default();
+    Evidence {
+        probe: planned.probe().to_string(),
+        params: planned.params_key().to_string(),
+        collected_at: now,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        content,
+        error,
+    }
+}
+
+/// Runs `controls` and stores everything in `store` as one run of `trigger`.
+pub async fn run_and_store(
+    store: &Store,
+    ctx: &ProbeContext,
+    controls: &[&Control],
+    concurrency: usize,
+    trigger: Trigger,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+) -> anyhow::Result<RunReport> {
+    let run_id = store.begin_run(trigger, controls.len(), ctx.now).await?;
+    let sink = StoreSink {
+        store: store.clone(),
+        run_id: run_id.clone(),
+    };
+    match execute(ctx, controls, concurrency, &sink, progress).await {
+        Ok(report) => {
+            store.finish_run(&run_id, report.finished_at, None).await?;
+            Ok(report)
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if let Err(e2) = store.finish_run(&run_id, Utc::now(), Some(&msg)).await {
+                tracing::error!(error = %e2, "cannot mark run as finished");
+            }
+            Err(e)
+        }
+    }
+}

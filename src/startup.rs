@@ -1,0 +1,193 @@
+//! Wiring: one [`Application::build`] shared by `trellis serve` and the tests.
+//!
+//! Builds the catalog, connects the store (running migrations), starts the scheduler (which
+//! owns all probe runs) and the web server (which only reads the store).
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{self, Catalog, Control};
+use crate::config::Loaded;
+use crate::model::Trigger;
+use crate::probes::BoxFuture;
+use crate::schedule::CronSchedule;
+use crate::scheduler::{self, Executor, ScheduledControl, SchedulerHandle, SystemClock};
+use crate::store::Store;
+use crate::web::{self, WebState};
+
+/// How to build the application.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// Start the cron scheduler (tests that only read pages turn it off).
+    pub scheduler: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { scheduler: true }
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    shutdown: CancellationToken,
+    scheduler: Option<(SchedulerHandle, tokio::task::JoinHandle<()>)>,
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+}
+
+impl Application {
+    /// Loads everything and binds `server.bind` (port 0 picks a free port).
+    pub async fn build(loaded: Loaded, options: BuildOptions) -> anyhow::Result<Application> {
+        let catalog = catalog::load(&loaded.controls_dir()).map_err(|d| anyhow::anyhow!("{d}"))?;
+        let catalog = Arc::new(catalog);
+        let default_schedule = CronSchedule::parse(&loaded.config.default_schedule)
+            .map_err(|e| anyhow::anyhow!("default_schedule: {e}"))?;
+        let default_freshness = crate::duration::parse(&loaded.config.default_freshness)
+            .map_err(|e| anyhow::anyhow!("default_freshness: {e}"))?;
+        crate::cli::probe_context(&loaded).map_err(|e| anyhow::anyhow!(e))?;
+        let store = Store::connect(&loaded.config.database_url).await?;
+
+        let shutdown = CancellationToken::new();
+        let scheduler = if options.scheduler {
+            let controls = catalog
+                .controls()
+                .iter()
+                .map(|c| ScheduledControl {
+                    id: c.id.clone(),
+                    schedule: c.schedule.clone().unwrap_or_else(|| default_schedule.clone()),
+                    freshness: c.freshness.unwrap_or(default_freshness),
+                })
+                .collect();
+            let executor = Arc::new(PipelineExecutor {
+                catalog: catalog.clone(),
+                store: store.clone(),
+                loaded: Arc::new(loaded.clone()),
+            });
+            Some(scheduler::spawn(
+                controls,
+                executor,
+                Arc::new(SystemClock),
+                shutdown.clone(),
+            ))
+        } else {
+            None
+        };
+
+        let state = actix_web::web::Data::new(WebState {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            trust: loaded.config.trust_page.clone(),
+            default_freshness,
+        });
+        let templates = actix_web::web::Data::new(web::templates()?);
+        let listener = TcpListener::bind(&loaded.config.server.bind)
+            .with_context(|| format!("cannot listen on {}", loaded.config.server.bind))?;
+        let port = listener.local_addr()?.port();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(state.clone())
+                .app_data(templates.clone())
+                .configure(web::configure)
+        })
+        .listen(listener)?
+        .run();
+        tracing::info!(port, controls = catalog.len(), "trellis is serving");
+        Ok(Application {
+            port,
+            server,
+            shutdown,
+            scheduler,
+            store,
+            catalog,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The handle that asks the scheduler for runs ("run now").
+    pub fn scheduler(&self) -> Option<SchedulerHandle> {
+        self.scheduler.as_ref().map(|(h, _)| h.clone())
+    }
+
+    /// Serves until the server stops (SIGINT/SIGTERM), then stops the scheduler gracefully,
+    /// letting in-flight runs finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await;
+        self.shutdown.cancel();
+        if let Some((_, join)) = self.scheduler
+            && let Err(e) = join.await
+        {
+            tracing::error!(error = %e, "scheduler task failed");
+        }
+        result.context("web server failed")
+    }
+}
+
+/// `trellis serve`.
+pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
+    Application::build(loaded, BuildOptions::default())
+        .await?
+        .run_until_stopped()
+        .await
+}
+
+/// Runs controls for the scheduler: collect → evaluate → store.
+struct PipelineExecutor {
+    catalog: Arc<Catalog>,
+    store: Store,
+    loaded: Arc<Loaded>,
+}
+
+impl Executor for PipelineExecutor {
+    fn run(&self, controls: Vec<String>, trigger: Trigger) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let selected: Vec<&Control> = if controls.is_empty() {
+                self.catalog.controls().iter().collect()
+            } else {
+                controls.iter().filter_map(|id| self.catalog.get(id)).collect()
+            };
+            let ctx = crate::cli::probe_context(&self.loaded).map_err(|e| anyhow::anyhow!(e))?;
+            let report = crate::runner::run_and_store(
+                &self.store,
+                &ctx,
+                &selected,
+                self.loaded.config.limits.concurrency,
+                trigger,
+                &|_, _| {},
+            )
+            .await?;
+            tracing::info!(
+                trigger = trigger.as_str(),
+                controls = report.outcomes.len(),
+                collections = report.collections,
+                "run finished"
+            );
+            Ok(())
+        })
+    }
+
+    fn last_success(&self) -> BoxFuture<'_, anyhow::Result<HashMap<String, DateTime<Utc>>>> {
+        Box::pin(async move {
+            Ok(self
+                .store
+                .latest_results()
+                .await?
+                .into_iter()
+                .filter_map(|r| r.last_success_at.map(|t| (r.control_id, t)))
+                .collect())
+        })
+    }
+
+    fn mark_interrupted(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(async move { Ok(self.store.mark_interrupted_runs(Utc::now()).await?) })
+    }
+}
