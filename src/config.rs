@@ -469,7 +469,7 @@ mod tests {
     fn unknown_key_is_located() {
         let err = parse(Path::new("t.yaml"), "server:\n  bnd: x\n", &[]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("t.yaml:2:3: unknown field `bnd`"), "{msg}");
+        assert!(msg.starts_with("t.yaml:2:3: server: unknown field `bnd`"), "{msg}");
     }
 
     #[test]

@@ -73,9 +73,33 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// Parses YAML text into `T`, turning a parse or shape error into a located diagnostic.
+/// Parses YAML text into `T`, turning a parse or shape error into a located diagnostic that
+/// names the field (`checks[0].expect: unknown variant …`).
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
-    serde_saphyr::from_str::<T>(text).map_err(|e| yaml_error(path, &e))
+    let mut field = None;
+    serde_saphyr::with_deserializer_from_str(text, |de| {
+        let mut track = serde_path_to_error::Track::new();
+        let result = T::deserialize(serde_path_to_error::Deserializer::new(de, &mut track));
+        if result.is_err() {
+            field = Some(track.path().to_string());
+        }
+        result
+    })
+    .map_err(|e| {
+        let mut d = yaml_error(path, &e);
+        // An unknown field's path ends with the field itself, which the message names.
+        let field = field.map(|f| {
+            if d.message.starts_with("unknown field") {
+                f.rsplit_once('.').map(|(parent, _)| parent.to_string()).unwrap_or_default()
+            } else {
+                f
+            }
+        });
+        if let Some(field) = field.filter(|f| !f.is_empty() && f != "?" && f != ".") {
+            d.message = format!("{field}: {}", d.message);
+        }
+        d
+    })
 }
 
 /// A serde-saphyr error as a diagnostic with the bare message (no snippet, no repeated

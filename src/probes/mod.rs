@@ -234,7 +234,15 @@ impl<P: Probe> DynProbe for Registered<P> {
         } else {
             with.clone()
         };
-        let params: P::Params = serde_json::from_value(with).map_err(|e| e.to_string())?;
+        let params: P::Params = serde_path_to_error::deserialize(with).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if field.is_empty() || field == "." {
+                inner
+            } else {
+                format!("{field}: {inner}")
+            }
+        })?;
         P::validate(&params)?;
         // serde_json maps are sorted, so this is canonical for equal parameters.
         let key = serde_json::to_value(&params)
@@ -253,4 +261,60 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
 /// Looks a probe up by name.
 pub fn find(name: &str) -> Option<&'static dyn DynProbe> {
     REGISTRY.iter().copied().find(|p| p.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn probe_names_are_unique_and_dotted() {
+        let mut seen = HashSet::new();
+        for p in REGISTRY {
+            assert!(seen.insert(p.name()), "duplicate probe name {}", p.name());
+            assert!(p.name().contains('.'), "{} should be source.kind", p.name());
+            assert!(!p.summary().is_empty());
+        }
+    }
+
+    #[test]
+    fn attribute_names_are_unique_and_documented() {
+        for p in REGISTRY {
+            let mut seen = HashSet::new();
+            for a in p.attributes() {
+                assert!(seen.insert(a.name), "{}: duplicate attribute {}", p.name(), a.name);
+                assert!(!a.doc.is_empty(), "{}.{} has no doc", p.name(), a.name);
+                assert!(!crate::catalog::expr::BUILTIN_VARIABLES.contains(&a.name));
+            }
+        }
+    }
+
+    /// Every probe's documented example is a complete check that compiles in a control.
+    #[test]
+    fn every_documented_example_plans_cleanly() {
+        for p in REGISTRY {
+            let indented: String = p
+                .example()
+                .lines()
+                .enumerate()
+                .map(|(i, l)| if i == 0 { format!("  - {l}\n") } else { format!("    {l}\n") })
+                .collect();
+            let text = format!(
+                "id: example\ntitle: Example\ncategory: Examples\ndescription: d\nowner: o\nseverity: low\nchecks:\n{indented}"
+            );
+            let compiled = crate::catalog::compile_file(std::path::Path::new("example.yaml"), &text);
+            let (control, _) = compiled.unwrap_or_else(|d| panic!("{}: {d:?}", p.name()));
+            assert_eq!(control.checks[0].probe.name(), p.name());
+            let _ = p.params_schema();
+        }
+    }
+
+    #[test]
+    fn unknown_parameters_are_rejected() {
+        for p in REGISTRY {
+            let err = p.plan(&serde_json::json!({"surely_not_a_param": 1})).unwrap_err();
+            assert!(err.contains("surely_not_a_param"), "{}: {err}", p.name());
+        }
+    }
 }

@@ -216,7 +216,11 @@ fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, usize), Strin
     if let Err(e) = crate::duration::parse(&fm.review_interval) {
         return Err(format!("{}: review_interval: {e}", path.display()));
     }
-    Ok((fm, body.split_whitespace().count()))
+    let words = body
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count();
+    Ok((fm, words))
 }
 
 #[cfg(test)]

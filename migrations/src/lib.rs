@@ -1,0 +1,18 @@
+//! Database schema migrations for Trellis, shared by SQLite and PostgreSQL.
+//!
+//! The application runs [`Migrator::up`] at connect time (see `trellis::store::Store::connect`),
+//! so a database is always at the newest schema before it is used. Migrations are append-only:
+//! never edit one that has shipped, add a new one instead.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20251122_000001_initial_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20251122_000001_initial_schema::Migration)]
+    }
+}

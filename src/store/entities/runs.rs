@@ -1,0 +1,24 @@
+//! `runs`: one row per evaluation run.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "runs")]
+pub struct Model {
+    /// UUID v7, hyphenated.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub trigger: String,
+    /// `running` | `completed` | `interrupted`.
+    pub state: String,
+    pub started_at: DateTimeUtc,
+    pub finished_at: Option<DateTimeUtc>,
+    pub controls_total: i32,
+    pub controls_done: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

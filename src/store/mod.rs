@@ -1,0 +1,754 @@
+//! Persistence: runs, evidence, control results and findings, in SQLite or PostgreSQL.
+//!
+//! This module is the only one that talks to the database (through SeaORM). Everything it
+//! returns is plain data from [`crate::model`] or the plain structs defined here, so no SeaORM
+//! type leaks out.
+//!
+//! Conventions shared by both backends:
+//! - timestamps are stored with **microsecond** precision (PostgreSQL's); finer input is
+//!   truncated on write, so what is read back is exactly what was stored on either backend.
+//!   On SQLite they are RFC 3339 text in UTC, which sorts chronologically as text;
+//! - JSON documents (checks, finding counts, evidence content, finding `actual`) are stored as
+//!   serialized text;
+//! - every multi-row write is one transaction (on SQLite an `IMMEDIATE` one, so concurrent
+//!   writers wait on the busy timeout instead of failing).
+
+mod entities;
+#[doc(hidden)]
+pub mod testing;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+use serde::Serialize;
+
+use crate::config::redact_url;
+use crate::model::{ControlOutcome, Evidence, LatestResult, RunState, Status, Trigger};
+
+use entities::{control_results, evidence, findings, runs};
+
+/// How long a SQLite connection waits for another writer's lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections in the pool for a SQLite file (WAL: many readers, one writer at a time).
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+
+/// Connections in the pool for PostgreSQL.
+const POSTGRES_MAX_CONNECTIONS: u32 = 8;
+
+/// Upper bound on bind parameters in one statement. SQLite's default limit
+/// (`SQLITE_MAX_VARIABLE_NUMBER`, 32 766 since 3.32; SQLite is bundled) is the lower of the two
+/// backends (PostgreSQL allows 65 535).
+const MAX_BIND_PARAMS: usize = 32_766;
+
+/// Columns bound per row when inserting findings (all but `id`).
+const FINDING_COLUMNS: usize = 8;
+
+/// Findings inserted per statement.
+const FINDINGS_PER_INSERT: usize = MAX_BIND_PARAMS / FINDING_COLUMNS;
+
+/// A database error. Opaque on purpose: callers see its message, not the driver's types.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(DbErr);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`. The URL is redacted.
+    #[error("unsupported database url {url}: expected sqlite://PATH, sqlite::memory: or postgres://")]
+    UnsupportedUrl { url: String },
+    /// The URL is redacted.
+    #[error("cannot connect to database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: DbError,
+    },
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[source] DbError),
+    /// A query failed; `op` says what the store was doing (`record result`, `list runs`, …).
+    #[error("cannot {op}: {source}")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: DbError,
+    },
+    #[error("invalid database name {0:?}: expected [a-z0-9_]+")]
+    InvalidDatabaseName(String),
+    #[error("run {0} not found")]
+    RunNotFound(String),
+    #[error(
+        "control {control_id}: check {check} refers to evidence index {index}, \
+         but the run stored {available} evidence item(s)"
+    )]
+    EvidenceIndex {
+        control_id: String,
+        check: usize,
+        index: usize,
+        available: usize,
+    },
+    #[error("{what} is too large to store: {value}")]
+    OutOfRange { what: &'static str, value: usize },
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored row cannot be read back (unknown status, malformed JSON, …).
+    #[error("corrupt {table} row {id}: {detail}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        detail: String,
+    },
+}
+
+/// Adds what the store was doing to a database error.
+trait QueryContext<T> {
+    fn during(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> QueryContext<T> for Result<T, DbErr> {
+    fn during(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query {
+            op,
+            source: DbError(source),
+        })
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub controls_total: usize,
+    pub controls_done: usize,
+    pub error: Option<String>,
+}
+
+/// A finding as stored, with the keys tying it to its result, run and control.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredFinding {
+    pub id: i64,
+    pub control_result_id: i64,
+    pub run_id: String,
+    pub control_id: String,
+    /// Index of the check (within its control) that produced this finding.
+    pub check: usize,
+    pub resource: String,
+    pub status: Status,
+    pub message: String,
+    pub actual: serde_json::Value,
+}
+
+impl StoredFinding {
+    /// The finding as the evaluator produced it.
+    pub fn into_finding(self) -> crate::model::Finding {
+        crate::model::Finding {
+            check: self.check,
+            resource: self.resource,
+            status: self.status,
+            message: self.message,
+            actual: self.actual,
+        }
+    }
+}
+
+/// Handle on the database. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: &'static str,
+}
+
+impl fmt::Debug for Store {
+    // The pool's own Debug output may include connection options (a password): keep it out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects, creates the SQLite file if needed (URLs like `sqlite://trellis.db?mode=rwc`,
+    /// `sqlite::memory:`), enables WAL + foreign keys + a busy timeout on SQLite, runs all
+    /// migrations. `postgres://` URLs use PostgreSQL.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let backend = backend_of(url).ok_or_else(|| StoreError::UnsupportedUrl {
+            url: redact_url(url),
+        })?;
+        let mut options = ConnectOptions::new(url);
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30));
+        if backend == "sqlite" {
+            let in_memory = is_sqlite_memory(url);
+            options.map_sqlx_sqlite_opts(move |o| {
+                let o = o
+                    .foreign_keys(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .create_if_missing(true);
+                if in_memory {
+                    o
+                } else {
+                    o.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                }
+            });
+            if in_memory {
+                // An in-memory database lives as long as its connection: keep exactly one,
+                // forever.
+                options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            } else {
+                options.max_connections(SQLITE_MAX_CONNECTIONS);
+            }
+        } else {
+            options.max_connections(POSTGRES_MAX_CONNECTIONS);
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source: DbError(source),
+            })?;
+        Migrator::up(&db, None)
+            .await
+            .map_err(|e| StoreError::Migrate(DbError(e)))?;
+        tracing::debug!(backend, url = %redact_url(url), "database ready");
+        Ok(Store { db, backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, so the write lock is taken
+    /// up front and waits on the busy timeout rather than failing mid-transaction).
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+
+    /// Records the start of a run; returns its id (a UUID v7, so ids sort by creation time).
+    pub async fn begin_run(
+        &self,
+        trigger: Trigger,
+        controls_total: usize,
+        started_at: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = runs::ActiveModel {
+            id: Set(id.clone()),
+            trigger: Set(trigger.as_str().to_string()),
+            state: Set(RunState::Running.as_str().to_string()),
+            started_at: Set(db_time(started_at)),
+            finished_at: Set(None),
+            controls_total: Set(to_i32("controls_total", controls_total)?),
+            controls_done: Set(0),
+            error: Set(None),
+        };
+        runs::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .during("begin run")?;
+        Ok(id)
+    }
+
+    /// Stores a run's evidence (one row each), returns their ids in the same order. Computes
+    /// nothing: `Evidence.sha256` is stored as given.
+    pub async fn record_evidence(
+        &self,
+        run_id: &str,
+        evidence: &[Evidence],
+    ) -> Result<Vec<i64>, StoreError> {
+        if evidence.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::with_capacity(evidence.len());
+        for item in evidence {
+            let content = if matches!(item.content, serde_json::Value::Null) {
+                None
+            } else {
+                Some(to_json("evidence content", &item.content)?)
+            };
+            rows.push(evidence::ActiveModel {
+                id: NotSet,
+                run_id: Set(run_id.to_string()),
+                probe: Set(item.probe.clone()),
+                params: Set(item.params.clone()),
+                collected_at: Set(db_time(item.collected_at)),
+                sha256: Set(item.sha256.clone()),
+                content: Set(content),
+                error: Set(item.error.clone()),
+            });
+        }
+        const OP: &str = "record evidence";
+        let txn = self.begin_write().await.during(OP)?;
+        ensure_run_exists(&txn, run_id, OP).await?;
+        // One row at a time: the only portable way to learn each generated id. A run's
+        // evidence list is short (one item per distinct probe call).
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inserted = evidence::Entity::insert(row)
+                .exec(&txn)
+                .await
+                .during(OP)?;
+            ids.push(inserted.last_insert_id);
+        }
+        txn.commit().await.during(OP)?;
+        Ok(ids)
+    }
+
+    /// Stores one control's outcome in one transaction: the `control_results` row, all its
+    /// findings (batch inserts sized to the bind-parameter limit), and `runs.controls_done + 1`.
+    ///
+    /// `evidence_ids[i]` is the stored id of the run's evidence index `i` (as returned by
+    /// [`Store::record_evidence`]); the result keeps the ids of the evidence its checks read,
+    /// in evidence-index order.
+    pub async fn record_result(
+        &self,
+        run_id: &str,
+        outcome: &ControlOutcome,
+        evidence_ids: &[i64],
+    ) -> Result<(), StoreError> {
+        // Everything that can fail without the database is done before the transaction.
+        let mut used = BTreeSet::new();
+        for (check, c) in outcome.checks.iter().enumerate() {
+            if let Some(index) = c.evidence {
+                if index >= evidence_ids.len() {
+                    return Err(StoreError::EvidenceIndex {
+                        control_id: outcome.control_id.clone(),
+                        check,
+                        index,
+                        available: evidence_ids.len(),
+                    });
+                }
+                used.insert(index);
+            }
+        }
+        let used_ids: Vec<i64> = used.into_iter().map(|i| evidence_ids[i]).collect();
+        let mut counts: BTreeMap<&str, usize> =
+            Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        for f in &outcome.findings {
+            *counts.entry(f.status.as_str()).or_default() += 1;
+        }
+        let result_row = control_results::ActiveModel {
+            id: NotSet,
+            run_id: Set(run_id.to_string()),
+            control_id: Set(outcome.control_id.clone()),
+            status: Set(outcome.status.as_str().to_string()),
+            summary: Set(outcome.summary.clone()),
+            evaluated_at: Set(db_time(outcome.evaluated_at)),
+            definition_sha256: Set(outcome.definition_sha256.clone()),
+            checks: Set(to_json("checks", &outcome.checks)?),
+            evidence_ids: Set(to_json("evidence ids", &used_ids)?),
+            finding_counts: Set(to_json("finding counts", &counts)?),
+        };
+        // Findings are prepared without their result id, which is only known once inserted.
+        let mut finding_rows = Vec::with_capacity(outcome.findings.len());
+        for f in &outcome.findings {
+            finding_rows.push(findings::ActiveModel {
+                id: NotSet,
+                control_result_id: NotSet,
+                run_id: Set(run_id.to_string()),
+                control_id: Set(outcome.control_id.clone()),
+                check_index: Set(to_i32("finding check index", f.check)?),
+                resource: Set(f.resource.clone()),
+                status: Set(f.status.as_str().to_string()),
+                message: Set(f.message.clone()),
+                actual: Set(to_json("finding actual values", &f.actual)?),
+            });
+        }
+
+        const OP: &str = "record result";
+        let txn = self.begin_write().await.during(OP)?;
+        let updated = runs::Entity::update_many()
+            .col_expr(
+                runs::Column::ControlsDone,
+                Expr::col(runs::Column::ControlsDone).add(1),
+            )
+            .filter(runs::Column::Id.eq(run_id))
+            .exec(&txn)
+            .await
+            .during(OP)?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::RunNotFound(run_id.to_string()));
+        }
+        let result_id = control_results::Entity::insert(result_row)
+            .exec(&txn)
+            .await
+            .during(OP)?
+            .last_insert_id;
+        let mut rows = finding_rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<findings::ActiveModel> = rows
+                .by_ref()
+                .take(FINDINGS_PER_INSERT)
+                .map(|mut row| {
+                    row.control_result_id = Set(result_id);
+                    row
+                })
+                .collect();
+            findings::Entity::insert_many(chunk)
+                .exec_without_returning(&txn)
+                .await
+                .during(OP)?;
+        }
+        txn.commit().await.during(OP)?;
+        Ok(())
+    }
+
+    /// Marks a run `completed`, with its end time and the error that ended it early, if any.
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        finished_at: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let updated = runs::Entity::update_many()
+            .col_expr(
+                runs::Column::State,
+                Expr::value(RunState::Completed.as_str()),
+            )
+            .col_expr(
+                runs::Column::FinishedAt,
+                Expr::value(db_time(finished_at)),
+            )
+            .col_expr(runs::Column::Error, Expr::value(error.map(str::to_string)))
+            .filter(runs::Column::Id.eq(run_id))
+            .exec(&self.db)
+            .await
+            .during("finish run")?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::RunNotFound(run_id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// At startup: every run still `running` (the process died mid-run) becomes
+    /// `interrupted`, `finished_at = now`. Returns how many.
+    pub async fn mark_interrupted_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let updated = runs::Entity::update_many()
+            .col_expr(
+                runs::Column::State,
+                Expr::value(RunState::Interrupted.as_str()),
+            )
+            .col_expr(runs::Column::FinishedAt, Expr::value(db_time(now)))
+            .filter(runs::Column::State.eq(RunState::Running.as_str()))
+            .exec(&self.db)
+            .await
+            .during("mark interrupted runs")?;
+        Ok(updated.rows_affected)
+    }
+
+    /// The newest result of every control (ties on `evaluated_at` go to the last stored), with
+    /// `last_success_at`: the `evaluated_at` of its newest result whose status is not `error`.
+    /// Sorted by control id.
+    ///
+    /// Runs in the database: one index lookup per control id on
+    /// `control_results (control_id, evaluated_at)`, whatever the number of stored runs.
+    pub async fn latest_results(&self) -> Result<Vec<LatestResult>, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: i64,
+            control_id: String,
+            status: String,
+            summary: String,
+            evaluated_at: DateTime<Utc>,
+            last_success_at: Option<DateTime<Utc>>,
+        }
+        let sql = format!(
+            "SELECT cr.id, cr.control_id, cr.status, cr.summary, cr.evaluated_at, \
+               (SELECT s.evaluated_at FROM control_results s \
+                 WHERE s.control_id = cr.control_id AND s.status <> '{error}' \
+                 ORDER BY s.evaluated_at DESC LIMIT 1) AS last_success_at \
+             FROM control_results cr \
+             WHERE cr.id IN ( \
+               SELECT (SELECT n.id FROM control_results n \
+                        WHERE n.control_id = c.control_id \
+                        ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
+               FROM (SELECT DISTINCT control_id FROM control_results) c) \
+             ORDER BY cr.control_id",
+            error = Status::Error.as_str(),
+        );
+        let rows = Row::find_by_statement(Statement::from_string(
+            self.db.get_database_backend(),
+            sql,
+        ))
+        .all(&self.db)
+        .await
+        .during("read latest results")?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LatestResult {
+                    status: parse_status("control_results", r.id, &r.status)?,
+                    control_id: r.control_id,
+                    summary: r.summary,
+                    evaluated_at: r.evaluated_at,
+                    last_success_at: r.last_success_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Findings of the newest result of a control, in the order they were recorded. Empty
+    /// when the control has no stored result.
+    pub async fn latest_findings(&self, control_id: &str) -> Result<Vec<StoredFinding>, StoreError> {
+        const OP: &str = "read latest findings";
+        let newest = control_results::Entity::find()
+            .select_only()
+            .column(control_results::Column::Id)
+            .filter(control_results::Column::ControlId.eq(control_id))
+            .order_by_desc(control_results::Column::EvaluatedAt)
+            .order_by_desc(control_results::Column::Id)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await
+            .during(OP)?;
+        let Some(result_id) = newest else {
+            return Ok(Vec::new());
+        };
+        let rows = findings::Entity::find()
+            .filter(findings::Column::ControlResultId.eq(result_id))
+            .order_by_asc(findings::Column::Id)
+            .all(&self.db)
+            .await
+            .during(OP)?;
+        rows.into_iter().map(stored_finding).collect()
+    }
+
+    /// The newest `limit` runs, newest first.
+    pub async fn runs(&self, limit: u64) -> Result<Vec<RunSummary>, StoreError> {
+        let rows = runs::Entity::find()
+            .order_by_desc(runs::Column::StartedAt)
+            .order_by_desc(runs::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .during("list runs")?;
+        rows.into_iter().map(run_summary).collect()
+    }
+
+    /// One run, if it exists.
+    pub async fn run(&self, id: &str) -> Result<Option<RunSummary>, StoreError> {
+        runs::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .during("read run")?
+            .map(run_summary)
+            .transpose()
+    }
+
+    /// One piece of evidence by its stored id. Failed collections come back with
+    /// `content: null` and their `error`.
+    pub async fn evidence(&self, id: i64) -> Result<Option<Evidence>, StoreError> {
+        let Some(row) = evidence::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .during("read evidence")?
+        else {
+            return Ok(None);
+        };
+        let content = match &row.content {
+            Some(text) => from_json("evidence", row.id, text)?,
+            None => serde_json::Value::Null,
+        };
+        Ok(Some(Evidence {
+            probe: row.probe,
+            params: row.params,
+            collected_at: row.collected_at,
+            content,
+            sha256: row.sha256,
+            error: row.error,
+        }))
+    }
+}
+
+/// `"sqlite"`, `"postgres"`, or `None` for any other URL.
+fn backend_of(url: &str) -> Option<&'static str> {
+    if url.starts_with("sqlite:") {
+        Some("sqlite")
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some("postgres")
+    } else {
+        None
+    }
+}
+
+/// True for `sqlite::memory:`, `sqlite://:memory:` and `sqlite://...?mode=memory`.
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Fails inside a transaction when the run does not exist (rather than on a foreign key).
+async fn ensure_run_exists(
+    txn: &DatabaseTransaction,
+    run_id: &str,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    let found = runs::Entity::find_by_id(run_id.to_string())
+        .select_only()
+        .column(runs::Column::Id)
+        .into_tuple::<String>()
+        .one(txn)
+        .await
+        .during(op)?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::RunNotFound(run_id.to_string())),
+    }
+}
+
+/// A timestamp as stored: truncated to microseconds (PostgreSQL's precision) so both
+/// backends keep exactly the same value.
+fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+fn to_i32(what: &'static str, value: usize) -> Result<i32, StoreError> {
+    i32::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Serialize { what, source })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    id: impl ToString,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        id: id.to_string(),
+        detail: format!("invalid json: {e}"),
+    })
+}
+
+fn parse_status(table: &'static str, id: impl ToString, s: &str) -> Result<Status, StoreError> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt {
+        table,
+        id: id.to_string(),
+        detail: format!("unknown status {s:?}"),
+    })
+}
+
+fn parse_trigger(s: &str) -> Option<Trigger> {
+    [
+        Trigger::Schedule,
+        Trigger::Startup,
+        Trigger::Manual,
+        Trigger::Cli,
+    ]
+    .into_iter()
+    .find(|t| t.as_str() == s)
+}
+
+fn to_usize(table: &'static str, id: &str, what: &str, value: i32) -> Result<usize, StoreError> {
+    usize::try_from(value).map_err(|_| StoreError::Corrupt {
+        table,
+        id: id.to_string(),
+        detail: format!("negative {what}: {value}"),
+    })
+}
+
+fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        table: "runs",
+        id: row.id.clone(),
+        detail,
+    };
+    let trigger = parse_trigger(&row.trigger)
+        .ok_or_else(|| corrupt(format!("unknown trigger {:?}", row.trigger)))?;
+    let state = RunState::parse(&row.state)
+        .ok_or_else(|| corrupt(format!("unknown state {:?}", row.state)))?;
+    let controls_total = to_usize("runs", &row.id, "controls_total", row.controls_total)?;
+    let controls_done = to_usize("runs", &row.id, "controls_done", row.controls_done)?;
+    Ok(RunSummary {
+        id: row.id,
+        trigger,
+        state,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        controls_total,
+        controls_done,
+        error: row.error,
+    })
+}
+
+fn stored_finding(row: findings::Model) -> Result<StoredFinding, StoreError> {
+    let id = row.id.to_string();
+    Ok(StoredFinding {
+        check: to_usize("findings", &id, "check_index", row.check_index)?,
+        status: parse_status("findings", &id, &row.status)?,
+        actual: from_json("findings", &id, &row.actual)?,
+        id: row.id,
+        control_result_id: row.control_result_id,
+        run_id: row.run_id,
+        control_id: row.control_id,
+        resource: row.resource,
+        message: row.message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_backend() {
+        for (url, expect) in [
+            ("sqlite://trellis.db?mode=rwc", Some("sqlite")),
+            ("sqlite::memory:", Some("sqlite")),
+            ("postgres://u@h/db", Some("postgres")),
+            ("postgresql://u@h/db", Some("postgres")),
+            ("mysql://u@h/db", None),
+            ("trellis.db", None),
+        ] {
+            assert_eq!(backend_of(url), expect, "{url}");
+        }
+        assert!(is_sqlite_memory("sqlite::memory:"));
+        assert!(is_sqlite_memory("sqlite://?mode=memory"));
+        assert!(!is_sqlite_memory("sqlite://trellis.db?mode=rwc"));
+    }
+
+    #[test]
+    fn findings_batches_fit_the_bind_parameter_limit() {
+        assert!(FINDINGS_PER_INSERT * FINDING_COLUMNS <= MAX_BIND_PARAMS);
+        assert!(FINDINGS_PER_INSERT >= 1000);
+    }
+
+    #[test]
+    fn stored_times_keep_microseconds() {
+        let t = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        assert_eq!(db_time(t).timestamp_subsec_nanos(), 123_456_000);
+    }
+}

@@ -1,0 +1,97 @@
+//! Helpers for tests that need a throw-away PostgreSQL database. Not part of the stable API.
+//!
+//! They live here so that tests, like the rest of the crate, never touch SeaORM directly.
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+use super::{DbError, QueryContext, StoreError};
+use crate::config::redact_url;
+
+/// Creates database `name` on the PostgreSQL server of `server_url` (any database URL on that
+/// server) and returns the URL of the new database. `name` must be `[a-z0-9_]+`.
+pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    let db = admin_connection(server_url).await?;
+    let result = db
+        .execute_unprepared(&format!("CREATE DATABASE \"{}\"", checked_name(name)?))
+        .await
+        .during("create database");
+    let _ = db.close().await;
+    result?;
+    Ok(with_database(server_url, name))
+}
+
+/// Drops database `name` (if it exists), closing its remaining connections.
+pub async fn drop_postgres_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    let db = admin_connection(server_url).await?;
+    let result = db
+        .execute_unprepared(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            checked_name(name)?
+        ))
+        .await
+        .during("drop database");
+    let _ = db.close().await;
+    result.map(|_| ())
+}
+
+async fn admin_connection(server_url: &str) -> Result<DatabaseConnection, StoreError> {
+    let mut options = ConnectOptions::new(server_url);
+    options
+        .sqlx_logging(false)
+        .max_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .acquire_timeout(std::time::Duration::from_secs(10));
+    Database::connect(options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redact_url(server_url),
+            source: DbError(source),
+        })
+}
+
+fn checked_name(name: &str) -> Result<&str, StoreError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(StoreError::InvalidDatabaseName(name.to_string()))
+    }
+}
+
+/// `server_url` with its database path replaced by `name` (query string kept).
+fn with_database(server_url: &str, name: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_swapped_in_the_url() {
+        for (url, expect) in [
+            ("postgres://p@127.0.0.1:5432/test", "postgres://p@127.0.0.1:5432/t1"),
+            ("postgres://p@h", "postgres://p@h/t1"),
+            ("postgres://p:x@h/db?sslmode=disable", "postgres://p:x@h/t1?sslmode=disable"),
+        ] {
+            assert_eq!(with_database(url, "t1"), expect);
+        }
+        assert!(checked_name("trellis_t_0af3").is_ok());
+        assert!(checked_name("x\"; DROP").is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! End-to-end tests of the `trellis` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn trellis(args: &[&str], config: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.args(args).current_dir(repo()).env_remove("TRELLIS_CONFIG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRELLIS__") {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.output().expect("run trellis")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes a config into `dir` that uses the repo's controls and examples, with `extra` YAML
+/// replacing the sources section.
+fn config_with_sources(dir: &Path, sources: &str) -> PathBuf {
+    let r = repo();
+    let text = format!(
+        "database_url: \"sqlite://{db}?mode=rwc\"\ncontrols_dir: {controls}\nsources:\n{sources}\n",
+        db = dir.join("t.db").display(),
+        controls = r.join("controls").display(),
+    );
+    let path = dir.join("trellis.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn validate_accepts_the_shipped_catalog() {
+    let out = trellis(&["validate"], None);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("controls valid"), "{}", stdout(&out));
+}
+
+#[test]
+fn validate_reports_one_located_error_per_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = repo().join("tests/fixtures/broken-controls");
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, format!("controls_dir: {}\n", fixtures.display())).unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out).replace(&format!("{}/", fixtures.display()), "");
+    let lines: Vec<&str> = text.lines().collect();
+    // (file:line:col, message fragment) — one per problem, in path order.
+    let expected: &[(&str, &str)] = &[
+        ("a/bad-cron.yaml:7:11", "schedule: invalid schedule `0 25 * * *`"),
+        ("a/bad-date.yaml:9:11", "checks[0].with: invalid parameters for probe `hr.people`: started_on_or_after: input is out of range"),
+        ("a/bad-expect.yaml:10:13", "checks[0].expect: unknown variant `most`"),
+        ("a/bad-freshness.yaml:7:12", "freshness: invalid duration `soon`"),
+        ("a/bad-param.yaml:9:11", "checks[0].with: invalid parameters for probe `hr.people`"),
+        ("a/bad-severity.yaml:6:11", "severity: unknown variant `urgent`"),
+        ("a/bad-yaml.yaml:3:1", "invalid indentation in multiline quoted scalar"),
+        ("a/cel-syntax.yaml:9:13", "checks[0].assert: cel syntax error at column"),
+        ("a/id-mismatch.yaml:1:5", "id: `id-mismatched` does not match the file name `id-mismatch`"),
+        ("a/no-checks.yaml:1:5", "checks: a control needs at least one check"),
+        ("a/unknown-attribute.yaml:9:13", "checks[0].assert: unknown attribute `background_check_dat`"),
+        ("a/unknown-field.yaml:6:1", "unknown field `owners`"),
+        ("a/unknown-probe.yaml:8:12", "checks[0].probe: unknown probe `hr.peeple`"),
+        ("b/dup.yaml:1:5", "id: duplicate control id `dup` (first defined at"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "one line per problem:\n{text}");
+    for (line, (place, fragment)) in lines.iter().zip(expected) {
+        assert!(line.starts_with(place), "expected {place}…, got: {line}");
+        assert!(line.contains(fragment), "expected `{fragment}` in: {line}");
+    }
+    assert!(stderr(&out).contains("14 problem(s) found"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_json_on_the_example_config_has_the_documented_shape() {
+    let out = trellis(&["check", "--no-store", "--format", "json"], None);
+    assert_eq!(out.status.code(), Some(1), "planted violations fail: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for key in ["started_at", "finished_at", "controls"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    let controls = v["controls"].as_array().unwrap();
+    assert!(controls.len() >= 20, "{}", controls.len());
+    for c in controls {
+        for key in ["id", "title", "category", "status", "summary", "findings"] {
+            assert!(c.get(key).is_some(), "control missing {key}: {c}");
+        }
+        for f in c["findings"].as_array().unwrap() {
+            for key in ["resource", "status", "message", "actual"] {
+                assert!(f.get(key).is_some(), "finding missing {key}: {f}");
+            }
+        }
+        // The example config has every source this catalog needs: nothing errors.
+        assert_ne!(c["status"], "error", "{c}");
+    }
+    let control = |id: &str| {
+        controls
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no control {id}"))
+    };
+    let failing = |id: &str| -> Vec<String> {
+        control(id)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["status"] == "fail")
+            .map(|f| f["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The planted violations of examples/README.md, each naming the person.
+    for (id, person) in PLANTED {
+        assert_eq!(control(id)["status"], "fail", "{id}");
+        let msgs = failing(id);
+        assert!(msgs.iter().any(|m| m.contains(person)), "{id}: {person} not in {msgs:?}");
+    }
+    assert_eq!(control("performance-review-policy")["status"], "fail", "missing document");
+    assert_eq!(control("physical-security-policy")["status"], "fail", "overdue review");
+    assert_eq!(control("information-security-policy")["status"], "pass");
+}
+
+/// Control id and the person planted to fail it (examples/README.md).
+const PLANTED: &[(&str, &str)] = &[];
+
+#[test]
+fn an_unreadable_roster_makes_hr_controls_error_not_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo().join("examples/policies");
+    for roster in ["does-not-exist.csv", "."] {
+        let cfg = config_with_sources(
+            dir.path(),
+            &format!(
+                "  hr:\n    path: {}\n  policies:\n    path: {}\n",
+                dir.path().join(roster).display(),
+                policies.display()
+            ),
+        );
+        let out = trellis(
+            &["check", "--no-store", "--format", "json", "--control", "background-checks", "--control", "security-awareness-training"],
+            Some(&cfg),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for c in v["controls"].as_array().unwrap() {
+            assert_eq!(c["status"], "error", "{c}");
+            assert!(c["summary"].as_str().unwrap().contains("cannot read HR roster"), "{c}");
+        }
+    }
+}
+
+#[test]
+fn a_malformed_roster_row_is_an_error_naming_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        "employee_id,name,email,start_date,background_check_date\nE1,Ann,ann@x.io,2024-01-01,2024-01-01\nE2,Bo,bo@x.io,2024-31-01,\n",
+    )
+    .unwrap();
+    let cfg = config_with_sources(dir.path(), &format!("  hr:\n    path: {}\n", roster.display()));
+    let out = trellis(&["check", "--no-store", "--format", "json", "--control", "background-checks"], Some(&cfg));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &v["controls"][0];
+    assert_eq!(c["status"], "error");
+    assert!(
+        c["summary"].as_str().unwrap().contains("row 3, column start_date: invalid date `2024-31-01`"),
+        "{c}"
+    );
+}
+
+#[test]
+fn unconfigured_sources_are_errors_naming_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_sources(dir.path(), "  {}");
+    let out = trellis(&["check", "--no-store", "--format", "json"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for c in v["controls"].as_array().unwrap() {
+        assert_eq!(c["status"], "error", "{c}");
+        assert!(c["summary"].as_str().unwrap().contains("is not configured"), "{c}");
+    }
+}
+
+#[test]
+fn check_stores_results_unless_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo();
+    let cfg = config_with_sources(
+        dir.path(),
+        &format!(
+            "  hr:\n    path: {}\n  policies:\n    path: {}\n",
+            r.join("examples/roster.csv").display(),
+            r.join("examples/policies").display()
+        ),
+    );
+    let out = trellis(&["check", "--no-store", "--control", "background-checks"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!dir.path().join("t.db").exists(), "--no-store wrote a database");
+    let out = trellis(&["check", "--control", "background-checks"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(dir.path().join("t.db").exists());
+    let table = stdout(&out);
+    assert!(table.contains("background-checks") && table.contains("fail"), "{table}");
+}
+
+#[test]
+fn usage_and_config_errors_exit_2() {
+    let out = trellis(&["check", "--format", "yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = trellis(&["check", "--control", "no-such-control", "--no-store"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown control `no-such-control`"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(&cfg, "server:\n  bind: x\n  port: 1\n").unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.yaml:3:3: server: unknown field `port`"), "{}", stderr(&out));
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let committed = std::fs::read_to_string(repo().join("controls/schema.json")).unwrap();
+    let current = serde_json::to_string_pretty(&trellis::catalog::json_schema()).unwrap() + "\n";
+    assert!(
+        committed == current,
+        "controls/schema.json is out of date: run `cargo run -- schema --out controls/schema.json`"
+    );
+    let out = trellis(&["schema"], None);
+    assert_eq!(stdout(&out), current);
+}

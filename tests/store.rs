@@ -1,0 +1,860 @@
+//! Integration tests of the storage layer, through its public API only.
+//!
+//! Every scenario is one `async fn` taking a connected [`Store`] (and, when it needs to
+//! reconnect, the URL of its database). The `backends!` macro runs each scenario against:
+//! - SQLite: a fresh file in a temporary directory per test;
+//! - PostgreSQL, when `TRELLIS_TEST_POSTGRES_URL` is set (e.g.
+//!   `postgres://postgres@127.0.0.1:5432/test`): a fresh database per test, created through
+//!   that URL and dropped afterwards (best effort). If the variable is set but the server is
+//!   unreachable, the tests fail. If it is not set, the PostgreSQL variants pass without
+//!   running (and say so on stderr).
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use serde_json::json;
+use trellis::model::{
+    CheckOutcome, ControlOutcome, Evidence, Finding, LatestResult, RunState, Status, Trigger,
+};
+use trellis::store::{Store, StoreError, testing};
+
+const POSTGRES_URL_ENV: &str = "TRELLIS_TEST_POSTGRES_URL";
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh, migrated database for one test, removed when [`TestDb::cleanup`] runs.
+struct TestDb {
+    store: Store,
+    url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    /// The directory holding the SQLite file; deleted on drop.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { server_url: String, name: String },
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("trellis.db").display());
+        let store = Store::connect(&url).await.expect("connect to sqlite");
+        assert_eq!(store.backend_name(), "sqlite");
+        TestDb {
+            store,
+            url,
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// `None` when `TRELLIS_TEST_POSTGRES_URL` is not set; panics when it is set but the
+    /// server cannot be used.
+    async fn postgres() -> Option<TestDb> {
+        let server_url = std::env::var(POSTGRES_URL_ENV).ok()?;
+        let name = format!("trellis_t_{}", uuid::Uuid::new_v4().simple());
+        let url = testing::create_postgres_database(&server_url, &name)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_ENV} is set but unusable: {e}"));
+        let store = Store::connect(&url).await.expect("connect to postgres");
+        assert_eq!(store.backend_name(), "postgres");
+        Some(TestDb {
+            store,
+            url,
+            cleanup: Cleanup::Postgres { server_url, name },
+        })
+    }
+
+    async fn cleanup(self) {
+        drop(self.store);
+        if let Cleanup::Postgres { server_url, name } = self.cleanup
+            && let Err(e) = testing::drop_postgres_database(&server_url, &name).await
+        {
+            eprintln!("warning: could not drop test database {name}: {e}");
+        }
+    }
+}
+
+/// Runs the scenario in its own task so that the database is cleaned up even when it panics,
+/// then re-raises the panic.
+async fn run_scenario<F, Fut>(db: Option<TestDb>, scenario: F)
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(db) = db else {
+        eprintln!("skipped: {POSTGRES_URL_ENV} is not set");
+        return;
+    };
+    let outcome = tokio::spawn(scenario(db.store.clone(), db.url.clone())).await;
+    db.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// For each scenario, one test per backend: `<scenario>::sqlite` and `<scenario>::postgres`.
+macro_rules! backends {
+    ($($scenario:ident($($arg:ident),*);)*) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = Some(super::TestDb::sqlite().await);
+                super::run_scenario(db, |store, _url| async move {
+                    super::$scenario(&store $(, backends!(@arg $arg, _url))*).await
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = super::TestDb::postgres().await;
+                super::run_scenario(db, |store, _url| async move {
+                    super::$scenario(&store $(, backends!(@arg $arg, _url))*).await
+                })
+                .await;
+            }
+        }
+    )*};
+    (@arg url, $url:ident) => { &$url };
+}
+
+backends! {
+    migrations_are_idempotent(url);
+    run_lifecycle();
+    evidence_round_trips();
+    result_with_findings_round_trips();
+    result_with_ten_thousand_findings();
+    invalid_result_is_rejected_atomically();
+    latest_results_pick_newest_and_last_success();
+    mark_interrupted_runs_only_touches_running_runs();
+    timestamps_round_trip_exactly();
+    concurrent_writers(url);
+    crashed_writer_leaves_database_readable(url);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("bad timestamp {s}: {e}"))
+        .with_timezone(&Utc)
+}
+
+fn base_time() -> DateTime<Utc> {
+    t("2025-03-14T09:26:53.589793Z")
+}
+
+fn evidence(probe: &str, content: serde_json::Value) -> Evidence {
+    Evidence {
+        probe: probe.to_string(),
+        params: format!(r#"{{"source":"{probe}"}}"#),
+        collected_at: base_time(),
+        sha256: format!("{:0>64}", probe.len()),
+        content,
+        error: None,
+    }
+}
+
+fn finding(check: usize, i: usize, status: Status) -> Finding {
+    Finding {
+        check,
+        resource: format!("hr:E{i:05}"),
+        status,
+        message: format!("employee E{i:05} is {status}"),
+        actual: json!({ "index": i, "mfa": status == Status::Pass, "tags": ["a", "b"] }),
+    }
+}
+
+fn outcome(control_id: &str, status: Status, evaluated_at: DateTime<Utc>) -> ControlOutcome {
+    ControlOutcome {
+        control_id: control_id.to_string(),
+        status,
+        summary: format!("{control_id} is {status}"),
+        evaluated_at,
+        definition_sha256: "ab".repeat(32),
+        checks: vec![CheckOutcome {
+            probe: "hr.employees".into(),
+            status,
+            summary: "1 resource".into(),
+            error: (status == Status::Error).then(|| "probe failed".to_string()),
+            evidence: None,
+        }],
+        findings: vec![],
+    }
+}
+
+/// A run with one control evaluated at each given time, in that order.
+async fn run_with_results(store: &Store, results: &[ControlOutcome]) -> String {
+    let run = store
+        .begin_run(Trigger::Schedule, results.len(), base_time())
+        .await
+        .expect("begin run");
+    for r in results {
+        store.record_result(&run, r, &[]).await.expect("record result");
+    }
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+async fn migrations_are_idempotent(store: &Store, url: &str) {
+    let run = run_with_results(store, &[outcome("a.one", Status::Pass, base_time())]).await;
+    // Connecting again runs the migrator again: no error, no data lost.
+    for _ in 0..2 {
+        let again = Store::connect(url).await.expect("reconnect");
+        assert_eq!(again.backend_name(), store.backend_name());
+        let stored = again.run(&run).await.expect("read run").expect("run kept");
+        assert_eq!(stored.controls_done, 1);
+        assert_eq!(again.latest_results().await.expect("latest").len(), 1);
+    }
+}
+
+async fn run_lifecycle(store: &Store) {
+    let started = base_time();
+    let run = store
+        .begin_run(Trigger::Manual, 2, started)
+        .await
+        .expect("begin run");
+    assert!(uuid::Uuid::parse_str(&run).is_ok_and(|u| u.get_version_num() == 7));
+
+    let fresh = store.run(&run).await.expect("read").expect("exists");
+    assert_eq!(fresh.id, run);
+    assert_eq!(fresh.trigger, Trigger::Manual);
+    assert_eq!(fresh.state, RunState::Running);
+    assert_eq!(fresh.started_at, started);
+    assert_eq!(fresh.finished_at, None);
+    assert_eq!((fresh.controls_total, fresh.controls_done), (2, 0));
+    assert_eq!(fresh.error, None);
+
+    for (i, id) in ["a.one", "a.two"].into_iter().enumerate() {
+        store
+            .record_result(&run, &outcome(id, Status::Pass, started), &[])
+            .await
+            .expect("record result");
+        let r = store.run(&run).await.expect("read").expect("exists");
+        assert_eq!(r.controls_done, i + 1);
+    }
+    let finished = started + TimeDelta::seconds(90);
+    store.finish_run(&run, finished, None).await.expect("finish");
+    let done = store.run(&run).await.expect("read").expect("exists");
+    assert_eq!(done.state, RunState::Completed);
+    assert_eq!(done.finished_at, Some(finished));
+    assert_eq!(done.error, None);
+
+    // A run that ended early keeps its error; every trigger round-trips.
+    let mut ids = vec![run.clone()];
+    for (i, trigger) in [Trigger::Schedule, Trigger::Startup, Trigger::Cli]
+        .into_iter()
+        .enumerate()
+    {
+        let at = started + TimeDelta::minutes(i as i64 + 1);
+        let id = store.begin_run(trigger, 5, at).await.expect("begin run");
+        store
+            .finish_run(&id, at, Some("catalog failed to load"))
+            .await
+            .expect("finish");
+        let r = store.run(&id).await.expect("read").expect("exists");
+        assert_eq!(r.trigger, trigger);
+        assert_eq!(r.error.as_deref(), Some("catalog failed to load"));
+        ids.push(id);
+    }
+
+    // Newest first, limited.
+    let listed: Vec<String> = store
+        .runs(10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.reverse();
+    assert_eq!(listed, ids);
+    assert_eq!(store.runs(2).await.expect("list").len(), 2);
+    assert!(store.runs(0).await.expect("list").is_empty());
+
+    // Unknown runs.
+    assert_eq!(store.run("no-such-run").await.expect("read"), None);
+    let err = store
+        .finish_run("no-such-run", finished, None)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
+    assert_eq!(err.to_string(), "run no-such-run not found");
+    let err = store
+        .record_result("no-such-run", &outcome("a.one", Status::Pass, started), &[])
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
+    let err = store
+        .record_evidence("no-such-run", &[evidence("p", json!(1))])
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
+}
+
+async fn evidence_round_trips(store: &Store) {
+    let run = store
+        .begin_run(Trigger::Cli, 0, base_time())
+        .await
+        .expect("begin run");
+    assert!(
+        store
+            .record_evidence(&run, &[])
+            .await
+            .expect("no evidence")
+            .is_empty()
+    );
+
+    let cases = vec![
+        evidence(
+            "hr.employees",
+            json!({ "employees": [{ "id": "E1", "mfa": true }, { "id": "E2", "mfa": null }] }),
+        ),
+        Evidence {
+            content: serde_json::Value::Null,
+            error: Some("GET https://hr.example/api: 503 Service Unavailable".into()),
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            ..evidence("hr.failing", json!(null))
+        },
+        evidence("unicode", json!({ "name": "Zoë ✓ 日本", "quote": "\"'\\" })),
+        evidence("numbers", json!([0, -1, 1.5, 1e300, 9007199254740993_u64, i64::MIN])),
+        evidence("scalar", json!("just a string")),
+        Evidence {
+            collected_at: t("2025-03-14T09:26:53.000001Z"),
+            ..evidence("empty", json!({}))
+        },
+    ];
+    let ids = store.record_evidence(&run, &cases).await.expect("record");
+    assert_eq!(ids.len(), cases.len());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    for (id, expected) in ids.iter().zip(&cases) {
+        let stored = store.evidence(*id).await.expect("read").expect("exists");
+        assert_eq!(&stored, expected, "evidence {id}");
+    }
+    // A second batch gets new ids.
+    let more = store
+        .record_evidence(&run, &cases[..1])
+        .await
+        .expect("record");
+    assert!(more[0] > ids[ids.len() - 1]);
+    assert_eq!(store.evidence(i64::MAX).await.expect("read"), None);
+}
+
+async fn result_with_findings_round_trips(store: &Store) {
+    let run = store
+        .begin_run(Trigger::Schedule, 1, base_time())
+        .await
+        .expect("begin run");
+    let evidence_ids = store
+        .record_evidence(
+            &run,
+            &[
+                evidence("hr.employees", json!([1])),
+                evidence("idp.users", json!([2])),
+            ],
+        )
+        .await
+        .expect("record evidence");
+    let statuses = [
+        Status::Pass,
+        Status::Fail,
+        Status::Waived,
+        Status::NotApplicable,
+        Status::Error,
+    ];
+    let findings: Vec<Finding> = (0..25)
+        .map(|i| finding(i % 2, i, statuses[i % statuses.len()]))
+        .collect();
+    let result = ControlOutcome {
+        checks: vec![
+            CheckOutcome {
+                probe: "idp.users".into(),
+                status: Status::Fail,
+                summary: "3 of 10 users lack MFA".into(),
+                error: None,
+                evidence: Some(1),
+            },
+            CheckOutcome {
+                probe: "hr.employees".into(),
+                status: Status::Error,
+                summary: "could not evaluate".into(),
+                error: Some("field `mfa` missing".into()),
+                evidence: Some(0),
+            },
+        ],
+        findings: findings.clone(),
+        ..outcome("iam.mfa", Status::Error, base_time())
+    };
+    store
+        .record_result(&run, &result, &evidence_ids)
+        .await
+        .expect("record result");
+
+    let stored = store.latest_findings("iam.mfa").await.expect("findings");
+    assert_eq!(stored.len(), findings.len());
+    let result_id = stored[0].control_result_id;
+    for (s, f) in stored.iter().zip(&findings) {
+        assert_eq!(s.run_id, run);
+        assert_eq!(s.control_id, "iam.mfa");
+        assert_eq!(s.control_result_id, result_id);
+        assert_eq!(&s.clone().into_finding(), f);
+    }
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(
+        store
+            .latest_findings("no.such.control")
+            .await
+            .expect("findings")
+            .is_empty()
+    );
+
+    let latest = store.latest_results().await.expect("latest");
+    assert_eq!(
+        latest,
+        vec![LatestResult {
+            control_id: "iam.mfa".into(),
+            status: Status::Error,
+            summary: result.summary.clone(),
+            evaluated_at: result.evaluated_at,
+            last_success_at: None,
+        }]
+    );
+
+    // A control without findings or evidence is fine too.
+    store
+        .record_result(&run, &outcome("net.tls", Status::Pass, base_time()), &[])
+        .await
+        .expect("record result");
+    assert!(
+        store
+            .latest_findings("net.tls")
+            .await
+            .expect("findings")
+            .is_empty()
+    );
+}
+
+async fn result_with_ten_thousand_findings(store: &Store) {
+    const N: usize = 10_500;
+    let run = store
+        .begin_run(Trigger::Schedule, 1, base_time())
+        .await
+        .expect("begin run");
+    let findings: Vec<Finding> = (0..N)
+        .map(|i| {
+            let status = if i % 10 == 0 { Status::Fail } else { Status::Pass };
+            finding(0, i, status)
+        })
+        .collect();
+    let result = ControlOutcome {
+        findings: findings.clone(),
+        ..outcome("hr.offboarding", Status::Fail, base_time())
+    };
+    let started = Instant::now();
+    store
+        .record_result(&run, &result, &[])
+        .await
+        .expect("record result");
+    let write = started.elapsed();
+    let started = Instant::now();
+    let stored = store
+        .latest_findings("hr.offboarding")
+        .await
+        .expect("findings");
+    eprintln!(
+        "{}: {N} findings written in {write:?}, read in {:?}",
+        store.backend_name(),
+        started.elapsed()
+    );
+    assert_eq!(stored.len(), N);
+    for (s, f) in stored.into_iter().zip(findings) {
+        assert_eq!(s.into_finding(), f);
+    }
+    let run = store.run(&run).await.expect("read").expect("exists");
+    assert_eq!(run.controls_done, 1);
+}
+
+async fn invalid_result_is_rejected_atomically(store: &Store) {
+    let run = store
+        .begin_run(Trigger::Schedule, 2, base_time())
+        .await
+        .expect("begin run");
+    let ids = store
+        .record_evidence(&run, &[evidence("p", json!(1))])
+        .await
+        .expect("evidence");
+    let mut bad = outcome("c.bad", Status::Pass, base_time());
+    bad.checks[0].evidence = Some(1); // the run has only evidence index 0
+    bad.findings = (0..10).map(|i| finding(0, i, Status::Pass)).collect();
+    let err = store
+        .record_result(&run, &bad, &ids)
+        .await
+        .expect_err("out-of-range evidence index");
+    assert!(matches!(err, StoreError::EvidenceIndex { index: 1, .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "control c.bad: check 0 refers to evidence index 1, but the run stored 1 evidence item(s)"
+    );
+    // Nothing was written.
+    assert!(store.latest_results().await.expect("latest").is_empty());
+    assert!(store.latest_findings("c.bad").await.expect("findings").is_empty());
+    let r = store.run(&run).await.expect("read").expect("exists");
+    assert_eq!(r.controls_done, 0);
+}
+
+async fn latest_results_pick_newest_and_last_success(store: &Store) {
+    use Status::*;
+    let at = |minutes: i64| base_time() + TimeDelta::minutes(minutes);
+    // (control, status, minutes after base): spread over runs, recorded out of order.
+    let history: &[&[(&str, Status, i64)]] = &[
+        // run 1
+        &[("a.ok", Pass, 0), ("b.broke", Pass, 0), ("c.never", Error, 0)],
+        // run 3 (recorded before run 2, but newer)
+        &[("a.ok", Fail, 20), ("b.broke", Error, 20), ("c.never", Error, 20)],
+        // run 2
+        &[("a.ok", Pass, 10), ("b.broke", Waived, 10), ("d.once", NotApplicable, 10)],
+        // a result with the same evaluated_at as the newest one: the later record wins
+        &[("e.tie", Pass, 30), ("e.tie", Fail, 30)],
+    ];
+    for results in history {
+        let outcomes: Vec<ControlOutcome> = results
+            .iter()
+            .map(|&(id, status, m)| ControlOutcome {
+                findings: vec![finding(0, m as usize, status)],
+                ..outcome(id, status, at(m))
+            })
+            .collect();
+        run_with_results(store, &outcomes).await;
+    }
+
+    // control → (status, evaluated_at, last_success_at)
+    let expected: BTreeMap<&str, (Status, i64, Option<i64>)> = BTreeMap::from([
+        ("a.ok", (Fail, 20, Some(20))),
+        ("b.broke", (Error, 20, Some(10))),
+        ("c.never", (Error, 20, None)),
+        ("d.once", (NotApplicable, 10, Some(10))),
+        ("e.tie", (Fail, 30, Some(30))),
+    ]);
+    let latest = store.latest_results().await.expect("latest");
+    let got: BTreeMap<&str, (Status, i64, Option<i64>)> = latest
+        .iter()
+        .map(|r| {
+            let minutes = |t: DateTime<Utc>| (t - base_time()).num_minutes();
+            (
+                r.control_id.as_str(),
+                (
+                    r.status,
+                    minutes(r.evaluated_at),
+                    r.last_success_at.map(minutes),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    // Sorted by control id, exact times, summary of the newest result.
+    let ids: Vec<&str> = latest.iter().map(|r| r.control_id.as_str()).collect();
+    assert_eq!(ids, expected.keys().copied().collect::<Vec<_>>());
+    assert_eq!(latest[0].evaluated_at, at(20));
+    assert_eq!(latest[0].summary, "a.ok is fail");
+
+    // latest_findings follows the newest result, not the last recorded one.
+    for (control, (status, minutes, _)) in &expected {
+        let findings = store.latest_findings(control).await.expect("findings");
+        assert_eq!(findings.len(), 1, "{control}");
+        assert_eq!(findings[0].status, *status, "{control}");
+        assert_eq!(findings[0].resource, format!("hr:E{minutes:05}"), "{control}");
+    }
+}
+
+async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
+    let started = base_time();
+    let finished = started + TimeDelta::minutes(5);
+    let now = started + TimeDelta::hours(1);
+
+    let completed = store.begin_run(Trigger::Schedule, 1, started).await.expect("run");
+    store.finish_run(&completed, finished, None).await.expect("finish");
+    let failed = store.begin_run(Trigger::Schedule, 1, started).await.expect("run");
+    store
+        .finish_run(&failed, finished, Some("boom"))
+        .await
+        .expect("finish");
+    let running_a = store.begin_run(Trigger::Startup, 3, started).await.expect("run");
+    let running_b = store.begin_run(Trigger::Manual, 3, started).await.expect("run");
+    store
+        .record_result(&running_b, &outcome("a.one", Status::Pass, started), &[])
+        .await
+        .expect("record");
+
+    assert_eq!(store.mark_interrupted_runs(now).await.expect("mark"), 2);
+
+    // (run, state, finished_at, error, controls_done)
+    let expected = [
+        (&completed, RunState::Completed, finished, None, 0),
+        (&failed, RunState::Completed, finished, Some("boom"), 0),
+        (&running_a, RunState::Interrupted, now, None, 0),
+        (&running_b, RunState::Interrupted, now, None, 1),
+    ];
+    for (id, state, finished_at, error, done) in expected {
+        let r = store.run(id).await.expect("read").expect("exists");
+        assert_eq!(r.state, state, "{id}");
+        assert_eq!(r.finished_at, Some(finished_at), "{id}");
+        assert_eq!(r.error.as_deref(), error, "{id}");
+        assert_eq!(r.controls_done, done, "{id}");
+    }
+
+    // Already interrupted runs are not touched again.
+    let later = now + TimeDelta::hours(1);
+    assert_eq!(store.mark_interrupted_runs(later).await.expect("mark"), 0);
+    let r = store.run(&running_a).await.expect("read").expect("exists");
+    assert_eq!(r.finished_at, Some(now));
+}
+
+async fn timestamps_round_trip_exactly(store: &Store) {
+    // Each stored through every timestamp column, then read back.
+    let cases = [
+        "1970-01-01T00:00:00Z",
+        "1999-12-31T23:59:59.999999Z",
+        "2000-02-29T12:00:00.000001Z",
+        "2025-03-14T09:26:53.5Z",
+        "2025-03-14T09:26:53.123Z",
+        "2025-03-14T09:26:53.123400Z",
+        "2025-06-30T23:59:59.000010Z",
+        "2038-01-19T03:14:08.654321Z",
+        "9999-12-31T23:59:59.999999Z",
+    ];
+    for s in cases {
+        let ts = t(s);
+        let run = store.begin_run(Trigger::Cli, 1, ts).await.expect("begin run");
+        let ids = store
+            .record_evidence(
+                &run,
+                &[Evidence {
+                    collected_at: ts,
+                    ..evidence("p", json!(null))
+                }],
+            )
+            .await
+            .expect("evidence");
+        let control = format!("ts.{s}");
+        store
+            .record_result(&run, &outcome(&control, Status::Pass, ts), &[])
+            .await
+            .expect("result");
+        store.finish_run(&run, ts, None).await.expect("finish");
+
+        let r = store.run(&run).await.expect("read").expect("exists");
+        assert_eq!((r.started_at, r.finished_at), (ts, Some(ts)), "{s}");
+        let e = store.evidence(ids[0]).await.expect("read").expect("exists");
+        assert_eq!(e.collected_at, ts, "{s}");
+        let latest = store.latest_results().await.expect("latest");
+        let l = latest
+            .iter()
+            .find(|l| l.control_id == control)
+            .expect("result");
+        assert_eq!((l.evaluated_at, l.last_success_at), (ts, Some(ts)), "{s}");
+    }
+
+    // Sub-microsecond precision is truncated, identically on every backend.
+    let nanos = Utc.timestamp_opt(1_741_944_413, 123_456_789).unwrap();
+    let run = store.begin_run(Trigger::Cli, 0, nanos).await.expect("run");
+    let r = store.run(&run).await.expect("read").expect("exists");
+    assert_eq!(r.started_at, Utc.timestamp_opt(1_741_944_413, 123_456_000).unwrap());
+
+    // Order follows time even when the stored fractions have different lengths.
+    let base = t("2030-01-01T00:00:00Z");
+    let steps = [
+        TimeDelta::zero(),
+        TimeDelta::microseconds(1),
+        TimeDelta::microseconds(10),
+        TimeDelta::milliseconds(1),
+        TimeDelta::milliseconds(100),
+        TimeDelta::milliseconds(120),
+        TimeDelta::seconds(1),
+        TimeDelta::seconds(1) + TimeDelta::microseconds(1),
+    ];
+    let mut expected = Vec::new();
+    // Begin them newest first so insertion order cannot explain a correct answer.
+    for step in steps.iter().rev() {
+        let id = store
+            .begin_run(Trigger::Schedule, 0, base + *step)
+            .await
+            .expect("run");
+        expected.push(id);
+    }
+    // `runs` is newest first; the runs of the cases above fall outside this window.
+    let window = base..base + TimeDelta::seconds(2);
+    let listed: Vec<String> = store
+        .runs(100)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|r| window.contains(&r.started_at))
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+async fn concurrent_writers(store: &Store, url: &str) {
+    // Two handles on the same database (two pools), several tasks each.
+    let other = Store::connect(url).await.expect("second connection");
+    let mut tasks = Vec::new();
+    for (w, handle) in [store.clone(), other.clone(), store.clone(), other]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let run = handle
+                .begin_run(Trigger::Schedule, 20, base_time())
+                .await
+                .expect("begin run");
+            let ids = handle
+                .record_evidence(&run, &[evidence("p", json!(w))])
+                .await
+                .expect("evidence");
+            for c in 0..20 {
+                let mut o = outcome(&format!("w{w}.c{c:02}"), Status::Pass, base_time());
+                o.checks[0].evidence = Some(0);
+                o.findings = (0..50).map(|i| finding(0, i, Status::Pass)).collect();
+                handle.record_result(&run, &o, &ids).await.expect("record");
+            }
+            handle
+                .finish_run(&run, base_time(), None)
+                .await
+                .expect("finish");
+            run
+        }));
+    }
+    for task in tasks {
+        let run = task.await.expect("writer task");
+        let r = store.run(&run).await.expect("read").expect("exists");
+        assert_eq!((r.state, r.controls_done), (RunState::Completed, 20));
+    }
+    assert_eq!(store.latest_results().await.expect("latest").len(), 80);
+}
+
+/// Environment variable telling [`crash_writer_child_process`] to act as the crashing writer.
+const CRASH_CHILD_ENV: &str = "TRELLIS_STORE_TEST_CRASH_URL";
+const CRASH_EXIT_CODE: i32 = 86;
+
+/// Not a test on its own: when `TRELLIS_STORE_TEST_CRASH_URL` is set (by
+/// [`crashed_writer_leaves_database_readable`], which runs this test binary again), this is
+/// a writer that dies without warning in the middle of recording a large result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_writer_child_process() {
+    let Ok(url) = std::env::var(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let store = Store::connect(&url).await.expect("child connects");
+    let run = store
+        .begin_run(Trigger::Schedule, 3, base_time())
+        .await
+        .expect("begin run");
+    let ids = store
+        .record_evidence(&run, &[evidence("p", json!({"ok": true}))])
+        .await
+        .expect("evidence");
+    store
+        .record_result(&run, &outcome("crash.done", Status::Pass, base_time()), &ids)
+        .await
+        .expect("first result");
+    let big = ControlOutcome {
+        findings: (0..20_000).map(|i| finding(0, i, Status::Fail)).collect(),
+        ..outcome("crash.partial", Status::Fail, base_time())
+    };
+    let writer = store.clone();
+    tokio::spawn(async move { writer.record_result(&run, &big, &ids).await });
+    // Die while that transaction is (most likely) in flight: no destructors, no rollback.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    std::process::exit(CRASH_EXIT_CODE);
+}
+
+async fn crashed_writer_leaves_database_readable(store: &Store, url: &str) {
+    let exe = std::env::current_exe().expect("test binary");
+    let out = tokio::process::Command::new(exe)
+        .args(["crash_writer_child_process", "--exact", "--nocapture"])
+        .env(CRASH_CHILD_ENV, url)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run the crashing writer");
+    assert_eq!(
+        out.status.code(),
+        Some(CRASH_EXIT_CODE),
+        "child did not crash as planned:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A reader that was open during the crash, and a restarted process, both see a
+    // consistent database.
+    let restarted = Store::connect(url).await.expect("reconnect after crash");
+    for reader in [store, &restarted] {
+        let latest = reader.latest_results().await.expect("readable");
+        assert!(latest.iter().any(|l| l.control_id == "crash.done"));
+        let partial = reader.latest_findings("crash.partial").await.expect("readable");
+        let has_partial = latest.iter().any(|l| l.control_id == "crash.partial");
+        // The interrupted transaction is all or nothing.
+        assert_eq!(partial.len(), if has_partial { 20_000 } else { 0 });
+    }
+    assert_eq!(
+        restarted
+            .mark_interrupted_runs(Utc::now())
+            .await
+            .expect("mark"),
+        1
+    );
+    let runs = restarted.runs(10).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, RunState::Interrupted);
+    assert!(runs[0].controls_done >= 1);
+    // And it is writable again.
+    run_with_results(&restarted, &[outcome("after.crash", Status::Pass, Utc::now())]).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-independent tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn in_memory_sqlite_works() {
+    let store = Store::connect("sqlite::memory:").await.expect("connect");
+    assert_eq!(store.backend_name(), "sqlite");
+    let run = run_with_results(&store, &[outcome("m.one", Status::Pass, base_time())]).await;
+    // Clones share the same (single) in-memory database.
+    let clone = store.clone();
+    let r = clone.run(&run).await.expect("read").expect("exists");
+    assert_eq!(r.controls_done, 1);
+    assert_eq!(clone.latest_results().await.expect("latest").len(), 1);
+}
+
+#[tokio::test]
+async fn connect_errors_are_clear_and_redacted() {
+    let cases = [
+        (
+            "postgres://trellis:hunter2@127.0.0.1:1/trellis",
+            "cannot connect to database postgres://trellis:***@127.0.0.1:1/trellis: ",
+        ),
+        (
+            "sqlite:///nonexistent-dir/sub/trellis.db?mode=rwc",
+            "cannot connect to database sqlite:///nonexistent-dir/sub/trellis.db?mode=rwc: ",
+        ),
+        (
+            "mysql://root:hunter2@localhost/trellis",
+            "unsupported database url mysql://root:***@localhost/trellis",
+        ),
+    ];
+    for (url, prefix) in cases {
+        let err = Store::connect(url).await.expect_err(url).to_string();
+        assert!(err.starts_with(prefix), "{url}: {err}");
+        assert!(!err.contains("hunter2"), "{url}: {err}");
+    }
+}
