@@ -23,7 +23,11 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "trellis", version, about = "Continuous compliance monitoring: controls as code, honest verdicts, a live trust page.")]
+#[command(
+    name = "trellis",
+    version,
+    about = "Continuous compliance monitoring: controls as code, honest verdicts, a live trust page."
+)]
 pub struct Cli {
     /// Configuration file (default: ./trellis.yaml, else ./config.example.yaml).
     #[arg(long, global = true, env = "TRELLIS_CONFIG", value_name = "FILE")]
@@ -75,7 +79,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(matches!(cli.command, Command::Serve));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -156,9 +163,7 @@ fn load_catalog(loaded: &Loaded) -> Result<Catalog, u8> {
 /// Checks the whole configuration: the config itself, then every control file.
 fn validate(loaded: &Loaded) -> u8 {
     let mut problems = Vec::new();
-    for (name, value) in [
-        ("default_schedule", &loaded.config.default_schedule),
-    ] {
+    for (name, value) in [("default_schedule", &loaded.config.default_schedule)] {
         if let Err(e) = crate::schedule::CronSchedule::parse(value) {
             problems.push(format!("{}: {name}: {e}", loaded.source.display()));
         }
@@ -217,7 +222,12 @@ fn print_probes() {
         println!("{} (source: {})\n  {}", p.name(), p.source(), p.summary());
         println!("  attributes:");
         for a in p.attributes() {
-            println!("    {:<24} {:<10} {}", a.name, format!("{:?}", a.kind).to_lowercase(), a.doc);
+            println!(
+                "    {:<24} {:<10} {}",
+                a.name,
+                format!("{:?}", a.kind).to_lowercase(),
+                a.doc
+            );
         }
         println!("  example:");
         for line in p.example().lines() {
@@ -278,8 +288,15 @@ async fn check(loaded: &Loaded, ids: &[String], format: Format, no_store: bool) 
     } else {
         match Store::connect(&loaded.config.database_url).await {
             Ok(store) => {
-                runner::run_and_store(&store, &ctx, &selected, concurrency, Trigger::Cli, &progress)
-                    .await
+                runner::run_and_store(
+                    &store,
+                    &ctx,
+                    &selected,
+                    concurrency,
+                    Trigger::Cli,
+                    &progress,
+                )
+                .await
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -381,14 +398,28 @@ fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
         table.force_no_tty();
     }
     let mut outcomes: Vec<&ControlOutcome> = report.outcomes.iter().collect();
-    outcomes.sort_by_key(|o| (o.status != Status::Fail, o.status != Status::Error, o.control_id.clone()));
+    outcomes.sort_by_key(|o| {
+        (
+            o.status != Status::Fail,
+            o.status != Status::Error,
+            o.control_id.clone(),
+        )
+    });
     for o in &outcomes {
-        let category = catalog.get(&o.control_id).map(|c| c.category.as_str()).unwrap_or("");
+        let category = catalog
+            .get(&o.control_id)
+            .map(|c| c.category.as_str())
+            .unwrap_or("");
         let mut status = Cell::new(o.status.as_str());
         if tty {
             status = status.fg(colour(o.status));
         }
-        table.add_row(vec![status, Cell::new(&o.control_id), Cell::new(category), Cell::new(&o.summary)]);
+        table.add_row(vec![
+            status,
+            Cell::new(&o.control_id),
+            Cell::new(category),
+            Cell::new(&o.summary),
+        ]);
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{table}")?;
@@ -403,7 +434,13 @@ fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
         }
         writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
         for f in bad {
-            writeln!(out, "  {:<6} {}  actual: {}", f.status.as_str(), f.message, f.actual)?;
+            writeln!(
+                out,
+                "  {:<6} {}  actual: {}",
+                f.status.as_str(),
+                f.message,
+                f.actual
+            )?;
         }
     }
     let count = |s: Status| report.outcomes.iter().filter(|o| o.status == s).count();

@@ -203,11 +203,17 @@ impl GithubSource {
         if let Some(var) = &self.token_env {
             return match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim().to_string()))),
-                _ => Err(format!("environment variable `{var}` (sources.github.token_env) is not set")),
+                _ => Err(format!(
+                    "environment variable `{var}` (sources.github.token_env) is not set"
+                )),
             };
         }
         if let Some(file) = &self.token_file {
-            let path = if file.is_absolute() { file.clone() } else { base_dir.join(file) };
+            let path = if file.is_absolute() {
+                file.clone()
+            } else {
+                base_dir.join(file)
+            };
             return std::fs::read_to_string(&path)
                 .map(|t| Some(Secret::new(t.trim().to_string())))
                 .map_err(|e| format!("cannot read token file {}: {e}", path.display()));
@@ -370,8 +376,10 @@ const ENV_PREFIX: &str = "TRELLIS__";
 /// Applies `TRELLIS__SECTION__KEY=value` overrides. Values are read as YAML scalars or flow
 /// collections (`8080`, `true`, `[eu-west-1, us-east-1]`), else taken as strings.
 fn apply_env(config: Config, env: &[(String, String)]) -> Result<Config, ConfigError> {
-    let mut overrides: Vec<&(String, String)> =
-        env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let mut overrides: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
     if overrides.is_empty() {
         return Ok(config);
     }
@@ -461,7 +469,10 @@ mod tests {
             "contact_email:",
             "columns:",
         ] {
-            assert!(BUNDLED_EXAMPLE.contains(key), "config.example.yaml does not document {key}");
+            assert!(
+                BUNDLED_EXAMPLE.contains(key),
+                "config.example.yaml does not document {key}"
+            );
         }
     }
 
@@ -469,7 +480,10 @@ mod tests {
     fn unknown_key_is_located() {
         let err = parse(Path::new("t.yaml"), "server:\n  bnd: x\n", &[]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("t.yaml:2:3: server: unknown field `bnd`"), "{msg}");
+        assert!(
+            msg.starts_with("t.yaml:2:3: server: unknown field `bnd`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -494,8 +508,12 @@ mod tests {
 
     #[test]
     fn env_override_with_unknown_key_is_an_error() {
-        let err = parse(Path::new("t.yaml"), "{}", &env(&[("TRELLIS__SERVER__BNID", "x")]))
-            .unwrap_err();
+        let err = parse(
+            Path::new("t.yaml"),
+            "{}",
+            &env(&[("TRELLIS__SERVER__BNID", "x")]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bnid"), "{err}");
     }
 
@@ -524,7 +542,10 @@ mod tests {
             token_env: None,
             token_file: Some("tok".into()),
         };
-        assert_eq!(g.token(dir.path()).unwrap().unwrap().expose(), "ghp_fromfile");
+        assert_eq!(
+            g.token(dir.path()).unwrap().unwrap().expose(),
+            "ghp_fromfile"
+        );
         let g = GithubSource {
             token_env: Some("TRELLIS_TEST_SURELY_UNSET_VAR".into()),
             token_file: None,

@@ -90,7 +90,9 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Dia
         // An unknown field's path ends with the field itself, which the message names.
         let field = field.map(|f| {
             if d.message.starts_with("unknown field") {
-                f.rsplit_once('.').map(|(parent, _)| parent.to_string()).unwrap_or_default()
+                f.rsplit_once('.')
+                    .map(|(parent, _)| parent.to_string())
+                    .unwrap_or_default()
             } else {
                 f
             }
@@ -133,9 +135,17 @@ mod tests {
     #[test]
     fn unknown_field_is_located() {
         let d = parse_yaml::<Small>(Path::new("f.yaml"), "name: a\nnmae: b\n").unwrap_err();
-        assert!(d.to_string().starts_with("f.yaml:2:1: unknown field `nmae`"), "{d}");
+        assert!(
+            d.to_string()
+                .starts_with("f.yaml:2:1: unknown field `nmae`"),
+            "{d}"
+        );
         assert_eq!((d.line, d.column), (2, 1));
-        assert!(d.message.starts_with("unknown field `nmae`"), "{}", d.message);
+        assert!(
+            d.message.starts_with("unknown field `nmae`"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

@@ -2,10 +2,13 @@
 
 /// Parses a human duration (humantime syntax: `s`, `m`, `h`, `d`, `w`, `M`, `y`).
 pub fn parse(text: &str) -> Result<chrono::Duration, String> {
-    let std = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration `{text}`: {e} (expected e.g. `36h`, `7d`, `1h 30m`)"))?;
+    let std = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration `{text}`: {e} (expected e.g. `36h`, `7d`, `1h 30m`)")
+    })?;
     if std.is_zero() {
-        return Err(format!("invalid duration `{text}`: must be greater than zero"));
+        return Err(format!(
+            "invalid duration `{text}`: must be greater than zero"
+        ));
     }
     chrono::Duration::from_std(std).map_err(|e| format!("invalid duration `{text}`: {e}"))
 }

@@ -19,7 +19,11 @@ pub struct CheckInput {
 }
 
 /// Evaluates every check of `control` against its collected evidence.
-pub fn evaluate_control(control: &Control, inputs: &[CheckInput], now: DateTime<Utc>) -> ControlOutcome {
+pub fn evaluate_control(
+    control: &Control,
+    inputs: &[CheckInput],
+    now: DateTime<Utc>,
+) -> ControlOutcome {
     let mut checks = Vec::with_capacity(control.checks.len());
     let mut findings = Vec::new();
     for (index, check) in control.checks.iter().enumerate() {
@@ -55,7 +59,10 @@ fn control_summary(status: Status, checks: &[CheckOutcome]) -> String {
         .map(|c| c.summary.as_str())
         .collect();
     if checks.len() == 1 || relevant.is_empty() {
-        return checks.first().map(|c| c.summary.clone()).unwrap_or_default();
+        return checks
+            .first()
+            .map(|c| c.summary.clone())
+            .unwrap_or_default();
     }
     relevant.join("; ")
 }
@@ -95,7 +102,10 @@ fn evaluate_check(
     let applicable = pass + fail + error;
     let (status, summary) = if applicable == 0 {
         if check.require_resources {
-            (Status::Fail, format!("no applicable resources found by {probe}, but at least one is required"))
+            (
+                Status::Fail,
+                format!("no applicable resources found by {probe}, but at least one is required"),
+            )
         } else {
             (Status::NotApplicable, "no applicable resources".to_string())
         }
@@ -165,7 +175,10 @@ fn evaluate_resource(
         actual: actual.clone(),
     };
     if let Some(cause) = &resource.error {
-        return finding(Status::Error, format!("{} could not be read: {cause}", resource.name));
+        return finding(
+            Status::Error,
+            format!("{} could not be read: {cause}", resource.name),
+        );
     }
     let ctx = match context(kinds, resource, now) {
         Ok(c) => c,
@@ -177,23 +190,38 @@ fn evaluate_resource(
             Ok(false) => {
                 return finding(
                     Status::NotApplicable,
-                    format!("{} is out of scope (`{}` is false)", resource.name, filter.source),
+                    format!(
+                        "{} is out of scope (`{}` is false)",
+                        resource.name, filter.source
+                    ),
                 );
             }
             Err(e) => {
                 return finding(
                     Status::Error,
-                    format!("{}: cannot evaluate `where` `{}`: {e}", resource.name, filter.source),
+                    format!(
+                        "{}: cannot evaluate `where` `{}`: {e}",
+                        resource.name, filter.source
+                    ),
                 );
             }
         }
     }
     match run_bool(&check.assert, &ctx) {
-        Ok(true) => finding(Status::Pass, format!("{} passes `{}`", resource.name, check.assert.source)),
-        Ok(false) => finding(Status::Fail, format!("{} fails `{}`", resource.name, check.assert.source)),
+        Ok(true) => finding(
+            Status::Pass,
+            format!("{} passes `{}`", resource.name, check.assert.source),
+        ),
+        Ok(false) => finding(
+            Status::Fail,
+            format!("{} fails `{}`", resource.name, check.assert.source),
+        ),
         Err(e) => finding(
             Status::Error,
-            format!("{}: cannot evaluate `{}`: {e}", resource.name, check.assert.source),
+            format!(
+                "{}: cannot evaluate `{}`: {e}",
+                resource.name, check.assert.source
+            ),
         ),
     }
 }
@@ -206,7 +234,11 @@ fn actual_values(assert: &Expr, filter: Option<&Expr>, resource: &Resource) -> V
         .iter()
         .chain(filter.into_iter().flat_map(|f| f.attributes.iter()))
     {
-        let v = resource.attributes.get(name).cloned().unwrap_or(Value::Null);
+        let v = resource
+            .attributes
+            .get(name)
+            .cloned()
+            .unwrap_or(Value::Null);
         out.insert(name.clone(), v);
     }
     Value::Object(out)
@@ -286,13 +318,18 @@ mod tests {
 
     fn input(resources: Vec<Resource>) -> CheckInput {
         CheckInput {
-            collected: Ok(Arc::new(Collected { resources, raw: Value::Null })),
+            collected: Ok(Arc::new(Collected {
+                resources,
+                raw: Value::Null,
+            })),
             evidence: Some(0),
         }
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     const TRAINED: &str = "  - probe: hr.people\n    where: days_employed >= 30\n    assert: security_training_date != null && days_since(security_training_date) <= 365\n";
@@ -301,14 +338,29 @@ mod tests {
     fn per_resource_verdicts_with_actual_values() {
         let c = control(TRAINED);
         let people = vec![
-            person("1", json!({"security_training_date": "2026-06-01", "days_employed": 400})),
-            person("2", json!({"security_training_date": "2024-06-01", "days_employed": 900})),
-            person("3", json!({"security_training_date": null, "days_employed": 10})),
-            person("4", json!({"security_training_date": null, "days_employed": 100})),
+            person(
+                "1",
+                json!({"security_training_date": "2026-06-01", "days_employed": 400}),
+            ),
+            person(
+                "2",
+                json!({"security_training_date": "2024-06-01", "days_employed": 900}),
+            ),
+            person(
+                "3",
+                json!({"security_training_date": null, "days_employed": 10}),
+            ),
+            person(
+                "4",
+                json!({"security_training_date": null, "days_employed": 100}),
+            ),
         ];
         let out = evaluate_control(&c, &[input(people)], now());
-        let statuses: Vec<(&str, Status)> =
-            out.findings.iter().map(|f| (f.resource.as_str(), f.status)).collect();
+        let statuses: Vec<(&str, Status)> = out
+            .findings
+            .iter()
+            .map(|f| (f.resource.as_str(), f.status))
+            .collect();
         assert_eq!(
             statuses,
             [
@@ -321,8 +373,16 @@ mod tests {
         assert_eq!(out.status, Status::Fail);
         assert_eq!(out.summary, "1 of 3 pass, 2 fail");
         let f = &out.findings[1];
-        assert!(f.message.starts_with("Person 2 fails `security_training_date"), "{}", f.message);
-        assert_eq!(f.actual, json!({"days_employed": 900, "security_training_date": "2024-06-01"}));
+        assert!(
+            f.message
+                .starts_with("Person 2 fails `security_training_date"),
+            "{}",
+            f.message
+        );
+        assert_eq!(
+            f.actual,
+            json!({"days_employed": 900, "security_training_date": "2024-06-01"})
+        );
     }
 
     #[test]
@@ -335,7 +395,10 @@ mod tests {
         ] {
             let out = evaluate_control(
                 &c,
-                &[CheckInput { collected: Err(e.clone()), evidence: None }],
+                &[CheckInput {
+                    collected: Err(e.clone()),
+                    evidence: None,
+                }],
                 now(),
             );
             assert_eq!(out.status, Status::Error);
@@ -395,7 +458,11 @@ mod tests {
     #[test]
     fn expression_runtime_errors_are_error_findings() {
         let c = control("  - probe: hr.people\n    assert: days_since(end_date) > 3\n");
-        let out = evaluate_control(&c, &[input(vec![person("1", json!({"end_date": null}))])], now());
+        let out = evaluate_control(
+            &c,
+            &[input(vec![person("1", json!({"end_date": null}))])],
+            now(),
+        );
         assert_eq!(out.findings[0].status, Status::Error);
         assert_eq!(out.status, Status::Error);
     }

@@ -174,9 +174,13 @@ impl RunState {
     }
 
     pub fn parse(s: &str) -> Option<RunState> {
-        [RunState::Running, RunState::Completed, RunState::Interrupted]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            RunState::Running,
+            RunState::Completed,
+            RunState::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 

@@ -38,7 +38,11 @@ impl RunSink for NoSink {
     fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
         Box::pin(async move { Ok((0..evidence.len() as i64).collect()) })
     }
-    fn result<'a>(&'a self, _: &'a ControlOutcome, _: &'a [i64]) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn result<'a>(
+        &'a self,
+        _: &'a ControlOutcome,
+        _: &'a [i64],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -58,7 +62,12 @@ impl RunSink for StoreSink {
         outcome: &'a ControlOutcome,
         evidence_ids: &'a [i64],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { Ok(self.store.record_result(&self.run_id, outcome, evidence_ids).await?) })
+        Box::pin(async move {
+            Ok(self
+                .store
+                .record_result(&self.run_id, outcome, evidence_ids)
+                .await?)
+        })
     }
 }
 
@@ -112,9 +121,9 @@ pub async fn execute(
                 let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
                 let i = index.get(&key).copied();
                 CheckInput {
-                    collected: i
-                        .and_then(|i| results.get(i).cloned())
-                        .unwrap_or_else(|| Err(ProbeError::Io("internal: evidence missing".into()))),
+                    collected: i.and_then(|i| results.get(i).cloned()).unwrap_or_else(|| {
+                        Err(ProbeError::Io("internal: evidence missing".into()))
+                    }),
                     evidence: i,
                 }
             })
@@ -172,7 +181,12 @@ async fn collect_one(
         Err(_) => Err(ProbeError::Timeout(timeout)),
     };
     match &result {
-        Ok(c) => tracing::info!(probe = planned.probe(), resources = c.resources.len(), elapsed_ms = started.elapsed().as_millis() as u64, "collected"),
+        Ok(c) => tracing::info!(
+            probe = planned.probe(),
+            resources = c.resources.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "collected"
+        ),
         Err(e) => tracing::warn!(probe = planned.probe(), error = %e, "collection failed"),
     }
     result

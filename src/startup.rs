@@ -61,7 +61,10 @@ impl Application {
                 .iter()
                 .map(|c| ScheduledControl {
                     id: c.id.clone(),
-                    schedule: c.schedule.clone().unwrap_or_else(|| default_schedule.clone()),
+                    schedule: c
+                        .schedule
+                        .clone()
+                        .unwrap_or_else(|| default_schedule.clone()),
                     freshness: c.freshness.unwrap_or(default_freshness),
                 })
                 .collect();
@@ -153,7 +156,10 @@ impl Executor for PipelineExecutor {
             let selected: Vec<&Control> = if controls.is_empty() {
                 self.catalog.controls().iter().collect()
             } else {
-                controls.iter().filter_map(|id| self.catalog.get(id)).collect()
+                controls
+                    .iter()
+                    .filter_map(|id| self.catalog.get(id))
+                    .collect()
             };
             let ctx = crate::cli::probe_context(&self.loaded).map_err(|e| anyhow::anyhow!(e))?;
             let report = crate::runner::run_and_store(

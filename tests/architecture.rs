@@ -55,13 +55,21 @@ fn assert_none_mention(files: &[(PathBuf, String)], needles: &[&str], rule: &str
 #[test]
 fn only_the_store_imports_sea_orm() {
     let others = files_where(|p| !p.starts_with("store"));
-    assert_none_mention(&others, &["sea_orm", "sea-orm", "migration::"], "only src/store imports sea_orm");
+    assert_none_mention(
+        &others,
+        &["sea_orm", "sea-orm", "migration::"],
+        "only src/store imports sea_orm",
+    );
 }
 
 #[test]
 fn probes_never_write_the_store() {
     let probes = files_where(|p| p.starts_with("probes"));
-    assert_none_mention(&probes, &["crate::store", "store::", "Store"], "probes never touch the store");
+    assert_none_mention(
+        &probes,
+        &["crate::store", "store::", "Store"],
+        "probes never touch the store",
+    );
 }
 
 #[test]
@@ -70,8 +78,16 @@ fn evaluation_does_no_io() {
     assert_none_mention(
         &eval,
         &[
-            "std::fs", "tokio::", "std::net", "std::process", "crate::store", "Utc::now",
-            "SystemTime", "Instant::now", "reqwest", "std::env",
+            "std::fs",
+            "tokio::",
+            "std::net",
+            "std::process",
+            "crate::store",
+            "Utc::now",
+            "SystemTime",
+            "Instant::now",
+            "reqwest",
+            "std::env",
         ],
         "evaluation does no I/O",
     );
@@ -80,5 +96,9 @@ fn evaluation_does_no_io() {
 #[test]
 fn web_never_calls_probes() {
     let web = files_where(|p| p.starts_with("web"));
-    assert_none_mention(&web, &["crate::probes", "crate::runner", ".collect(&"], "web never calls probes");
+    assert_none_mention(
+        &web,
+        &["crate::probes", "crate::runner", ".collect(&"],
+        "web never calls probes",
+    );
 }

@@ -9,7 +9,9 @@ fn repo() -> PathBuf {
 
 fn trellis(args: &[&str], config: Option<&Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
-    cmd.args(args).current_dir(repo()).env_remove("TRELLIS_CONFIG");
+    cmd.args(args)
+        .current_dir(repo())
+        .env_remove("TRELLIS_CONFIG");
     for (k, _) in std::env::vars() {
         if k.starts_with("TRELLIS__") {
             cmd.env_remove(k);
@@ -46,7 +48,13 @@ fn config_with_sources(dir: &Path, sources: &str) -> PathBuf {
 #[test]
 fn validate_accepts_the_shipped_catalog() {
     let out = trellis(&["validate"], None);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(stdout(&out).contains("controls valid"), "{}", stdout(&out));
 }
 
@@ -57,38 +65,92 @@ fn validate_reports_one_located_error_per_broken_file() {
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, format!("controls_dir: {}\n", fixtures.display())).unwrap();
     let out = trellis(&["validate"], Some(&cfg));
-    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out).replace(&format!("{}/", fixtures.display()), "");
     let lines: Vec<&str> = text.lines().collect();
     // (file:line:col, message fragment) — one per problem, in path order.
     let expected: &[(&str, &str)] = &[
-        ("a/bad-cron.yaml:7:11", "schedule: invalid schedule `0 25 * * *`"),
-        ("a/bad-date.yaml:9:11", "checks[0].with: invalid parameters for probe `hr.people`: started_on_or_after: input is out of range"),
-        ("a/bad-expect.yaml:10:13", "checks[0].expect: unknown variant `most`"),
-        ("a/bad-freshness.yaml:7:12", "freshness: invalid duration `soon`"),
-        ("a/bad-param.yaml:9:11", "checks[0].with: invalid parameters for probe `hr.people`"),
-        ("a/bad-severity.yaml:6:11", "severity: unknown variant `urgent`"),
-        ("a/bad-yaml.yaml:3:1", "invalid indentation in multiline quoted scalar"),
-        ("a/cel-syntax.yaml:9:13", "checks[0].assert: cel syntax error at column"),
-        ("a/id-mismatch.yaml:1:5", "id: `id-mismatched` does not match the file name `id-mismatch`"),
-        ("a/no-checks.yaml:1:5", "checks: a control needs at least one check"),
-        ("a/unknown-attribute.yaml:9:13", "checks[0].assert: unknown attribute `background_check_dat`"),
+        (
+            "a/bad-cron.yaml:7:11",
+            "schedule: invalid schedule `0 25 * * *`",
+        ),
+        (
+            "a/bad-date.yaml:9:11",
+            "checks[0].with: invalid parameters for probe `hr.people`: started_on_or_after: input is out of range",
+        ),
+        (
+            "a/bad-expect.yaml:10:13",
+            "checks[0].expect: unknown variant `most`",
+        ),
+        (
+            "a/bad-freshness.yaml:7:12",
+            "freshness: invalid duration `soon`",
+        ),
+        (
+            "a/bad-param.yaml:9:11",
+            "checks[0].with: invalid parameters for probe `hr.people`",
+        ),
+        (
+            "a/bad-severity.yaml:6:11",
+            "severity: unknown variant `urgent`",
+        ),
+        (
+            "a/bad-yaml.yaml:3:1",
+            "invalid indentation in multiline quoted scalar",
+        ),
+        (
+            "a/cel-syntax.yaml:9:13",
+            "checks[0].assert: cel syntax error at column",
+        ),
+        (
+            "a/id-mismatch.yaml:1:5",
+            "id: `id-mismatched` does not match the file name `id-mismatch`",
+        ),
+        (
+            "a/no-checks.yaml:1:5",
+            "checks: a control needs at least one check",
+        ),
+        (
+            "a/unknown-attribute.yaml:9:13",
+            "checks[0].assert: unknown attribute `background_check_dat`",
+        ),
         ("a/unknown-field.yaml:6:1", "unknown field `owners`"),
-        ("a/unknown-probe.yaml:8:12", "checks[0].probe: unknown probe `hr.peeple`"),
-        ("b/dup.yaml:1:5", "id: duplicate control id `dup` (first defined at"),
+        (
+            "a/unknown-probe.yaml:8:12",
+            "checks[0].probe: unknown probe `hr.peeple`",
+        ),
+        (
+            "b/dup.yaml:1:5",
+            "id: duplicate control id `dup` (first defined at",
+        ),
     ];
     assert_eq!(lines.len(), expected.len(), "one line per problem:\n{text}");
     for (line, (place, fragment)) in lines.iter().zip(expected) {
         assert!(line.starts_with(place), "expected {place}…, got: {line}");
         assert!(line.contains(fragment), "expected `{fragment}` in: {line}");
     }
-    assert!(stderr(&out).contains("14 problem(s) found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("14 problem(s) found"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn check_json_on_the_example_config_has_the_documented_shape() {
     let out = trellis(&["check", "--no-store", "--format", "json"], None);
-    assert_eq!(out.status.code(), Some(1), "planted violations fail: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "planted violations fail: {}",
+        stderr(&out)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     for key in ["started_at", "finished_at", "controls"] {
         assert!(v.get(key).is_some(), "missing {key}");
@@ -126,10 +188,21 @@ fn check_json_on_the_example_config_has_the_documented_shape() {
     for (id, person) in PLANTED {
         assert_eq!(control(id)["status"], "fail", "{id}");
         let msgs = failing(id);
-        assert!(msgs.iter().any(|m| m.contains(person)), "{id}: {person} not in {msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains(person)),
+            "{id}: {person} not in {msgs:?}"
+        );
     }
-    assert_eq!(control("performance-review-policy")["status"], "fail", "missing document");
-    assert_eq!(control("physical-security-policy")["status"], "fail", "overdue review");
+    assert_eq!(
+        control("performance-review-policy")["status"],
+        "fail",
+        "missing document"
+    );
+    assert_eq!(
+        control("physical-security-policy")["status"],
+        "fail",
+        "overdue review"
+    );
     assert_eq!(control("information-security-policy")["status"], "pass");
 }
 
@@ -150,14 +223,29 @@ fn an_unreadable_roster_makes_hr_controls_error_not_pass() {
             ),
         );
         let out = trellis(
-            &["check", "--no-store", "--format", "json", "--control", "background-checks", "--control", "security-awareness-training"],
+            &[
+                "check",
+                "--no-store",
+                "--format",
+                "json",
+                "--control",
+                "background-checks",
+                "--control",
+                "security-awareness-training",
+            ],
             Some(&cfg),
         );
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for c in v["controls"].as_array().unwrap() {
             assert_eq!(c["status"], "error", "{c}");
-            assert!(c["summary"].as_str().unwrap().contains("cannot read HR roster"), "{c}");
+            assert!(
+                c["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot read HR roster"),
+                "{c}"
+            );
         }
     }
 }
@@ -171,13 +259,29 @@ fn a_malformed_roster_row_is_an_error_naming_row_and_column() {
         "employee_id,name,email,start_date,background_check_date\nE1,Ann,ann@x.io,2024-01-01,2024-01-01\nE2,Bo,bo@x.io,2024-31-01,\n",
     )
     .unwrap();
-    let cfg = config_with_sources(dir.path(), &format!("  hr:\n    path: {}\n", roster.display()));
-    let out = trellis(&["check", "--no-store", "--format", "json", "--control", "background-checks"], Some(&cfg));
+    let cfg = config_with_sources(
+        dir.path(),
+        &format!("  hr:\n    path: {}\n", roster.display()),
+    );
+    let out = trellis(
+        &[
+            "check",
+            "--no-store",
+            "--format",
+            "json",
+            "--control",
+            "background-checks",
+        ],
+        Some(&cfg),
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = &v["controls"][0];
     assert_eq!(c["status"], "error");
     assert!(
-        c["summary"].as_str().unwrap().contains("row 3, column start_date: invalid date `2024-31-01`"),
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .contains("row 3, column start_date: invalid date `2024-31-01`"),
         "{c}"
     );
 }
@@ -191,7 +295,10 @@ fn unconfigured_sources_are_errors_naming_the_source() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for c in v["controls"].as_array().unwrap() {
         assert_eq!(c["status"], "error", "{c}");
-        assert!(c["summary"].as_str().unwrap().contains("is not configured"), "{c}");
+        assert!(
+            c["summary"].as_str().unwrap().contains("is not configured"),
+            "{c}"
+        );
     }
 }
 
@@ -207,21 +314,33 @@ fn check_stores_results_unless_no_store() {
             r.join("examples/policies").display()
         ),
     );
-    let out = trellis(&["check", "--no-store", "--control", "background-checks"], Some(&cfg));
+    let out = trellis(
+        &["check", "--no-store", "--control", "background-checks"],
+        Some(&cfg),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(!dir.path().join("t.db").exists(), "--no-store wrote a database");
+    assert!(
+        !dir.path().join("t.db").exists(),
+        "--no-store wrote a database"
+    );
     let out = trellis(&["check", "--control", "background-checks"], Some(&cfg));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(dir.path().join("t.db").exists());
     let table = stdout(&out);
-    assert!(table.contains("background-checks") && table.contains("fail"), "{table}");
+    assert!(
+        table.contains("background-checks") && table.contains("fail"),
+        "{table}"
+    );
 }
 
 #[test]
 fn usage_and_config_errors_exit_2() {
     let out = trellis(&["check", "--format", "yaml"], None);
     assert_eq!(out.status.code(), Some(2));
-    let out = trellis(&["check", "--control", "no-such-control", "--no-store"], None);
+    let out = trellis(
+        &["check", "--control", "no-such-control", "--no-store"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown control `no-such-control`"));
     let dir = tempfile::tempdir().unwrap();
@@ -229,7 +348,11 @@ fn usage_and_config_errors_exit_2() {
     std::fs::write(&cfg, "server:\n  bind: x\n  port: 1\n").unwrap();
     let out = trellis(&["validate"], Some(&cfg));
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("bad.yaml:3:3: server: unknown field `port`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad.yaml:3:3: server: unknown field `port`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -77,7 +77,9 @@ async fn a_killed_run_is_marked_interrupted_at_next_start() {
     std::fs::remove_file(&roster).unwrap();
     std::fs::copy(repo().join("examples/roster.csv"), &roster).unwrap();
     let loaded = trellis::config::load(Some(&cfg)).unwrap();
-    let app = Application::build(loaded, BuildOptions { scheduler: true }).await.unwrap();
+    let app = Application::build(loaded, BuildOptions { scheduler: true })
+        .await
+        .unwrap();
     let server = tokio::spawn(app.run_until_stopped());
     let run = wait_for("the run to be marked interrupted", || {
         let store = store.clone();

@@ -26,11 +26,16 @@ fn write_control(dir: &Path, id: &str, check: &str) {
 fn context(dir: &Path, roster: &str, timeout: Duration) -> ProbeContext {
     ProbeContext {
         sources: Arc::new(SourcesConfig {
-            hr: Some(HrSource { path: roster.into(), columns: Default::default() }),
+            hr: Some(HrSource {
+                path: roster.into(),
+                columns: Default::default(),
+            }),
             ..Default::default()
         }),
         base_dir: dir.to_path_buf(),
-        now: chrono::DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z").unwrap().to_utc(),
+        now: chrono::DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+            .unwrap()
+            .to_utc(),
         timeout,
         cache: Arc::new(FetchCache::new()),
     }
@@ -42,13 +47,27 @@ async fn shared_sources_are_fetched_once_per_run() {
     std::fs::write(dir.path().join("roster.csv"), ROSTER).unwrap();
     let controls = dir.path().join("controls");
     std::fs::create_dir(&controls).unwrap();
-    write_control(&controls, "bg", "  - probe: hr.people\n    assert: background_check_date != null\n");
-    write_control(&controls, "bg-again", "  - probe: hr.people\n    assert: background_check_date != null && days_employed >= 0\n");
-    write_control(&controls, "training", "  - probe: hr.people\n    with: {include_terminated: true}\n    assert: security_training_date != null && days_since(security_training_date) <= 365\n");
+    write_control(
+        &controls,
+        "bg",
+        "  - probe: hr.people\n    assert: background_check_date != null\n",
+    );
+    write_control(
+        &controls,
+        "bg-again",
+        "  - probe: hr.people\n    assert: background_check_date != null && days_employed >= 0\n",
+    );
+    write_control(
+        &controls,
+        "training",
+        "  - probe: hr.people\n    with: {include_terminated: true}\n    assert: security_training_date != null && days_since(security_training_date) <= 365\n",
+    );
     let catalog = catalog::load(&controls).unwrap();
     let selected: Vec<&Control> = catalog.controls().iter().collect();
     let ctx = context(dir.path(), "roster.csv", Duration::from_secs(10));
-    let report = runner::execute(&ctx, &selected, 4, &NoSink, &|_, _| {}).await.unwrap();
+    let report = runner::execute(&ctx, &selected, 4, &NoSink, &|_, _| {})
+        .await
+        .unwrap();
 
     // Two distinct parameter sets → two collections and two evidence records…
     assert_eq!(report.collections, 2);
@@ -56,11 +75,22 @@ async fn shared_sources_are_fetched_once_per_run() {
     // …but the roster file itself was read once.
     assert_eq!(ctx.cache.fetch_count(), 1);
 
-    let status = |id: &str| report.outcomes.iter().find(|o| o.control_id == id).unwrap().status;
+    let status = |id: &str| {
+        report
+            .outcomes
+            .iter()
+            .find(|o| o.control_id == id)
+            .unwrap()
+            .status
+    };
     assert_eq!(status("bg"), Status::Fail);
     assert_eq!(status("bg-again"), Status::Fail);
     assert_eq!(status("training"), Status::Fail);
-    let training = report.outcomes.iter().find(|o| o.control_id == "training").unwrap();
+    let training = report
+        .outcomes
+        .iter()
+        .find(|o| o.control_id == "training")
+        .unwrap();
     // include_terminated brings the leaver in: 3 people evaluated.
     assert_eq!(training.findings.len(), 3);
     let failing: Vec<&str> = training
@@ -69,7 +99,10 @@ async fn shared_sources_are_fetched_once_per_run() {
         .filter(|f| f.status == Status::Fail)
         .map(|f| f.message.as_str())
         .collect();
-    assert!(failing.iter().any(|m| m.contains("Zed Unique-Marker")), "{failing:?}");
+    assert!(
+        failing.iter().any(|m| m.contains("Zed Unique-Marker")),
+        "{failing:?}"
+    );
     for e in &report.evidence {
         assert_eq!(e.sha256.len(), 64);
         assert!(e.error.is_none());
@@ -80,18 +113,36 @@ async fn shared_sources_are_fetched_once_per_run() {
 async fn a_probe_that_hangs_times_out_as_error() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("roster.csv");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let controls = dir.path().join("controls");
     std::fs::create_dir(&controls).unwrap();
-    write_control(&controls, "bg", "  - probe: hr.people\n    assert: background_check_date != null\n");
+    write_control(
+        &controls,
+        "bg",
+        "  - probe: hr.people\n    assert: background_check_date != null\n",
+    );
     let catalog = catalog::load(&controls).unwrap();
     let selected: Vec<&Control> = catalog.controls().iter().collect();
     let ctx = context(dir.path(), "roster.csv", Duration::from_millis(300));
-    let report = runner::execute(&ctx, &selected, 1, &NoSink, &|_, _| {}).await.unwrap();
+    let report = runner::execute(&ctx, &selected, 1, &NoSink, &|_, _| {})
+        .await
+        .unwrap();
     let o = &report.outcomes[0];
     assert_eq!(o.status, Status::Error);
     assert!(o.summary.contains("timed out after"), "{}", o.summary);
-    assert!(report.evidence[0].error.as_deref().unwrap_or("").contains("timed out"));
+    assert!(
+        report.evidence[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out")
+    );
     // Unblock the reader thread so the test process can exit promptly.
     let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
 }

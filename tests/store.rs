@@ -36,13 +36,19 @@ struct TestDb {
 enum Cleanup {
     /// The directory holding the SQLite file; deleted on drop.
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { server_url: String, name: String },
+    Postgres {
+        server_url: String,
+        name: String,
+    },
 }
 
 impl TestDb {
     async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("trellis.db").display());
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("trellis.db").display()
+        );
         let store = Store::connect(&url).await.expect("connect to sqlite");
         assert_eq!(store.backend_name(), "sqlite");
         TestDb {
@@ -197,7 +203,10 @@ async fn run_with_results(store: &Store, results: &[ControlOutcome]) -> String {
         .await
         .expect("begin run");
     for r in results {
-        store.record_result(&run, r, &[]).await.expect("record result");
+        store
+            .record_result(&run, r, &[])
+            .await
+            .expect("record result");
     }
     run
 }
@@ -244,7 +253,10 @@ async fn run_lifecycle(store: &Store) {
         assert_eq!(r.controls_done, i + 1);
     }
     let finished = started + TimeDelta::seconds(90);
-    store.finish_run(&run, finished, None).await.expect("finish");
+    store
+        .finish_run(&run, finished, None)
+        .await
+        .expect("finish");
     let done = store.run(&run).await.expect("read").expect("exists");
     assert_eq!(done.state, RunState::Completed);
     assert_eq!(done.finished_at, Some(finished));
@@ -326,7 +338,10 @@ async fn evidence_round_trips(store: &Store) {
             ..evidence("hr.failing", json!(null))
         },
         evidence("unicode", json!({ "name": "Zoë ✓ 日本", "quote": "\"'\\" })),
-        evidence("numbers", json!([0, -1, 1.5, 1e300, 9007199254740993_u64, i64::MIN])),
+        evidence(
+            "numbers",
+            json!([0, -1, 1.5, 1e300, 9007199254740993_u64, i64::MIN]),
+        ),
         evidence("scalar", json!("just a string")),
         Evidence {
             collected_at: t("2025-03-14T09:26:53.000001Z"),
@@ -451,7 +466,11 @@ async fn result_with_ten_thousand_findings(store: &Store) {
         .expect("begin run");
     let findings: Vec<Finding> = (0..N)
         .map(|i| {
-            let status = if i % 10 == 0 { Status::Fail } else { Status::Pass };
+            let status = if i % 10 == 0 {
+                Status::Fail
+            } else {
+                Status::Pass
+            };
             finding(0, i, status)
         })
         .collect();
@@ -499,14 +518,23 @@ async fn invalid_result_is_rejected_atomically(store: &Store) {
         .record_result(&run, &bad, &ids)
         .await
         .expect_err("out-of-range evidence index");
-    assert!(matches!(err, StoreError::EvidenceIndex { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::EvidenceIndex { index: 1, .. }),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "control c.bad: check 0 refers to evidence index 1, but the run stored 1 evidence item(s)"
     );
     // Nothing was written.
     assert!(store.latest_results().await.expect("latest").is_empty());
-    assert!(store.latest_findings("c.bad").await.expect("findings").is_empty());
+    assert!(
+        store
+            .latest_findings("c.bad")
+            .await
+            .expect("findings")
+            .is_empty()
+    );
     let r = store.run(&run).await.expect("read").expect("exists");
     assert_eq!(r.controls_done, 0);
 }
@@ -517,11 +545,23 @@ async fn latest_results_pick_newest_and_last_success(store: &Store) {
     // (control, status, minutes after base): spread over runs, recorded out of order.
     let history: &[&[(&str, Status, i64)]] = &[
         // run 1
-        &[("a.ok", Pass, 0), ("b.broke", Pass, 0), ("c.never", Error, 0)],
+        &[
+            ("a.ok", Pass, 0),
+            ("b.broke", Pass, 0),
+            ("c.never", Error, 0),
+        ],
         // run 3 (recorded before run 2, but newer)
-        &[("a.ok", Fail, 20), ("b.broke", Error, 20), ("c.never", Error, 20)],
+        &[
+            ("a.ok", Fail, 20),
+            ("b.broke", Error, 20),
+            ("c.never", Error, 20),
+        ],
         // run 2
-        &[("a.ok", Pass, 10), ("b.broke", Waived, 10), ("d.once", NotApplicable, 10)],
+        &[
+            ("a.ok", Pass, 10),
+            ("b.broke", Waived, 10),
+            ("d.once", NotApplicable, 10),
+        ],
         // a result with the same evaluated_at as the newest one: the later record wins
         &[("e.tie", Pass, 30), ("e.tie", Fail, 30)],
     ];
@@ -571,7 +611,11 @@ async fn latest_results_pick_newest_and_last_success(store: &Store) {
         let findings = store.latest_findings(control).await.expect("findings");
         assert_eq!(findings.len(), 1, "{control}");
         assert_eq!(findings[0].status, *status, "{control}");
-        assert_eq!(findings[0].resource, format!("hr:E{minutes:05}"), "{control}");
+        assert_eq!(
+            findings[0].resource,
+            format!("hr:E{minutes:05}"),
+            "{control}"
+        );
     }
 }
 
@@ -580,15 +624,30 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
     let finished = started + TimeDelta::minutes(5);
     let now = started + TimeDelta::hours(1);
 
-    let completed = store.begin_run(Trigger::Schedule, 1, started).await.expect("run");
-    store.finish_run(&completed, finished, None).await.expect("finish");
-    let failed = store.begin_run(Trigger::Schedule, 1, started).await.expect("run");
+    let completed = store
+        .begin_run(Trigger::Schedule, 1, started)
+        .await
+        .expect("run");
+    store
+        .finish_run(&completed, finished, None)
+        .await
+        .expect("finish");
+    let failed = store
+        .begin_run(Trigger::Schedule, 1, started)
+        .await
+        .expect("run");
     store
         .finish_run(&failed, finished, Some("boom"))
         .await
         .expect("finish");
-    let running_a = store.begin_run(Trigger::Startup, 3, started).await.expect("run");
-    let running_b = store.begin_run(Trigger::Manual, 3, started).await.expect("run");
+    let running_a = store
+        .begin_run(Trigger::Startup, 3, started)
+        .await
+        .expect("run");
+    let running_b = store
+        .begin_run(Trigger::Manual, 3, started)
+        .await
+        .expect("run");
     store
         .record_result(&running_b, &outcome("a.one", Status::Pass, started), &[])
         .await
@@ -633,7 +692,10 @@ async fn timestamps_round_trip_exactly(store: &Store) {
     ];
     for s in cases {
         let ts = t(s);
-        let run = store.begin_run(Trigger::Cli, 1, ts).await.expect("begin run");
+        let run = store
+            .begin_run(Trigger::Cli, 1, ts)
+            .await
+            .expect("begin run");
         let ids = store
             .record_evidence(
                 &run,
@@ -667,7 +729,10 @@ async fn timestamps_round_trip_exactly(store: &Store) {
     let nanos = Utc.timestamp_opt(1_741_944_413, 123_456_789).unwrap();
     let run = store.begin_run(Trigger::Cli, 0, nanos).await.expect("run");
     let r = store.run(&run).await.expect("read").expect("exists");
-    assert_eq!(r.started_at, Utc.timestamp_opt(1_741_944_413, 123_456_000).unwrap());
+    assert_eq!(
+        r.started_at,
+        Utc.timestamp_opt(1_741_944_413, 123_456_000).unwrap()
+    );
 
     // Order follows time even when the stored fractions have different lengths.
     let base = t("2030-01-01T00:00:00Z");
@@ -763,7 +828,11 @@ async fn crash_writer_child_process() {
         .await
         .expect("evidence");
     store
-        .record_result(&run, &outcome("crash.done", Status::Pass, base_time()), &ids)
+        .record_result(
+            &run,
+            &outcome("crash.done", Status::Pass, base_time()),
+            &ids,
+        )
         .await
         .expect("first result");
     let big = ControlOutcome {
@@ -800,7 +869,10 @@ async fn crashed_writer_leaves_database_readable(store: &Store, url: &str) {
     for reader in [store, &restarted] {
         let latest = reader.latest_results().await.expect("readable");
         assert!(latest.iter().any(|l| l.control_id == "crash.done"));
-        let partial = reader.latest_findings("crash.partial").await.expect("readable");
+        let partial = reader
+            .latest_findings("crash.partial")
+            .await
+            .expect("readable");
         let has_partial = latest.iter().any(|l| l.control_id == "crash.partial");
         // The interrupted transaction is all or nothing.
         assert_eq!(partial.len(), if has_partial { 20_000 } else { 0 });
@@ -817,7 +889,11 @@ async fn crashed_writer_leaves_database_readable(store: &Store, url: &str) {
     assert_eq!(runs[0].state, RunState::Interrupted);
     assert!(runs[0].controls_done >= 1);
     // And it is writable again.
-    run_with_results(&restarted, &[outcome("after.crash", Status::Pass, Utc::now())]).await;
+    run_with_results(
+        &restarted,
+        &[outcome("after.crash", Status::Pass, Utc::now())],
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -840,8 +916,8 @@ async fn in_memory_sqlite_works() {
 async fn connect_errors_are_clear_and_redacted() {
     let cases = [
         (
-            "postgres://trellis:hunter2@127.0.0.1:1/trellis",
-            "cannot connect to database postgres://trellis:***@127.0.0.1:1/trellis: ",
+            "postgres://trellis:hunter2@127.0.0.1:notaport/trellis",
+            "cannot connect to database postgres://trellis:***@127.0.0.1:notaport/trellis: ",
         ),
         (
             "sqlite:///nonexistent-dir/sub/trellis.db?mode=rwc",
@@ -853,7 +929,10 @@ async fn connect_errors_are_clear_and_redacted() {
         ),
     ];
     for (url, prefix) in cases {
-        let err = Store::connect(url).await.expect_err(url).to_string();
+        let err = Store::connect(url).await.expect_err(url);
+        // The message is complete: no source chain to print (and leak) besides it.
+        assert!(std::error::Error::source(&err).is_none(), "{url}");
+        let err = err.to_string();
         assert!(err.starts_with(prefix), "{url}: {err}");
         assert!(!err.contains("hunter2"), "{url}: {err}");
     }

@@ -87,7 +87,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("idx_runs_started_at", Runs::Table, &[Runs::StartedAt]))
+            .create_index(index(
+                "idx_runs_started_at",
+                Runs::Table,
+                &[Runs::StartedAt],
+            ))
             .await?;
 
         manager
@@ -114,7 +118,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("idx_evidence_run_id", Evidence::Table, &[Evidence::RunId]))
+            .create_index(index(
+                "idx_evidence_run_id",
+                Evidence::Table,
+                &[Evidence::RunId],
+            ))
             .await?;
 
         manager
@@ -142,8 +150,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // (control_id, evaluated_at) also serves lookups by control_id alone.
         for (name, cols) in [
-            ("idx_control_results_control_id", &[ControlResults::ControlId][..]),
             (
                 "idx_control_results_control_id_evaluated_at",
                 &[ControlResults::ControlId, ControlResults::EvaluatedAt][..],

@@ -49,7 +49,9 @@ impl Expr {
         free_variables(program.expression(), &mut Vec::new(), &mut free);
         let unknown: Vec<&String> = free
             .iter()
-            .filter(|v| !attributes.contains(&v.as_str()) && !BUILTIN_VARIABLES.contains(&v.as_str()))
+            .filter(|v| {
+                !attributes.contains(&v.as_str()) && !BUILTIN_VARIABLES.contains(&v.as_str())
+            })
             .collect();
         if !unknown.is_empty() {
             let names: Vec<String> = unknown.iter().map(|v| format!("`{v}`")).collect();
@@ -101,7 +103,10 @@ fn free_variables(e: &IdedExpr, bound: &mut Vec<String>, out: &mut BTreeSet<Stri
             free_variables(&c.result, bound, out);
             bound.truncate(before);
         }
-        Node::List(l) => l.elements.iter().for_each(|x| free_variables(x, bound, out)),
+        Node::List(l) => l
+            .elements
+            .iter()
+            .for_each(|x| free_variables(x, bound, out)),
         Node::Map(m) => {
             for entry in &m.entries {
                 match &entry.expr {
@@ -146,7 +151,10 @@ mod tests {
             }
         };
         check("end_date == null", Ok(&["end_date"]));
-        check("tags.all(t, t != name) && now > end_date", Ok(&["end_date", "name", "tags"]));
+        check(
+            "tags.all(t, t != name) && now > end_date",
+            Ok(&["end_date", "name", "tags"]),
+        );
         check("tags.exists(x, x == 'a')", Ok(&["tags"]));
         check("x == 1", Err("unknown attribute `x`"));
         check("tags.all(t, t == u)", Err("unknown attribute `u`"));

@@ -164,7 +164,10 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnosti
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diags.push(Diagnostic::file(dir, format!("cannot read controls folder: {e}")));
+            diags.push(Diagnostic::file(
+                dir,
+                format!("cannot read controls folder: {e}"),
+            ));
             return;
         }
     };
@@ -179,10 +182,7 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnosti
         }
         if path.is_dir() {
             collect_files(&path, files, diags);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml")
-        {
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             files.push(path);
         }
     }
@@ -212,7 +212,11 @@ pub fn compile_file(path: &Path, text: &str) -> Result<(Control, (u64, u64)), Ve
     for (field, value, loc) in [
         ("title", &raw.title.value, &raw.title.referenced),
         ("category", &raw.category.value, &raw.category.referenced),
-        ("description", &raw.description.value, &raw.description.referenced),
+        (
+            "description",
+            &raw.description.value,
+            &raw.description.referenced,
+        ),
         ("owner", &raw.owner.value, &raw.owner.referenced),
     ] {
         if value.trim().is_empty() {
@@ -302,24 +306,29 @@ fn compile_check(path: &Path, index: usize, raw: &CheckFile) -> Result<Check, Ve
             diags.push(Diagnostic::at(
                 path,
                 &with_loc,
-                format!("{}: invalid parameters for probe `{}`: {e}", field("with"), probe.name()),
+                format!(
+                    "{}: invalid parameters for probe `{}`: {e}",
+                    field("with"),
+                    probe.name()
+                ),
             ));
             None
         }
     };
     let attributes: Vec<&str> = probe.attributes().iter().map(|a| a.name).collect();
-    let mut compile = |name: &str, src: &serde_saphyr::Spanned<String>| {
-        match Expr::compile(&src.value, &attributes) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                diags.push(Diagnostic::new(
-                    path,
-                    src.referenced.line(),
-                    src.referenced.column(),
-                    format!("{}: {e}", field(name)),
-                ));
-                None
-            }
+    let mut compile = |name: &str, src: &serde_saphyr::Spanned<String>| match Expr::compile(
+        &src.value,
+        &attributes,
+    ) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                path,
+                src.referenced.line(),
+                src.referenced.column(),
+                format!("{}: {e}", field(name)),
+            ));
+            None
         }
     };
     let filter = raw.filter.as_ref().map(|w| compile("where", w));
@@ -330,7 +339,10 @@ fn compile_check(path: &Path, index: usize, raw: &CheckFile) -> Result<Check, Ve
         diags.push(Diagnostic::at(
             path,
             &raw.assert.referenced,
-            format!("{}: percent must be between 0 and 100, found {p}", field("expect")),
+            format!(
+                "{}: percent must be between 0 and 100, found {p}",
+                field("expect")
+            ),
         ));
     }
     match (planned, filter, assert) {
@@ -385,12 +397,18 @@ mod tests {
         let check = |title: &str, expect: &str| assert_eq!(kebab(title), expect, "{title}");
         check("Removal of Access", "removal-of-access");
         check("Encryption-at-Rest", "encryption-at-rest");
-        check("Access to Product is Restricted", "access-to-product-is-restricted");
+        check(
+            "Access to Product is Restricted",
+            "access-to-product-is-restricted",
+        );
         check(
             "Testing the Business Continuity and Disaster Recovery Plan",
             "testing-the-business-continuity-and-disaster-recovery-plan",
         );
-        check("Advisor Meetings on Security", "advisor-meetings-on-security");
+        check(
+            "Advisor Meetings on Security",
+            "advisor-meetings-on-security",
+        );
         for t in ["Removal of Access", "Encryption-at-Rest"] {
             assert!(is_kebab(&kebab(t)));
         }

@@ -62,7 +62,9 @@ impl FetchCache {
             .await
             .clone()?;
         value.downcast::<T>().map_err(|_| {
-            ProbeError::Io(format!("internal: fetch cache key `{key}` holds another type"))
+            ProbeError::Io(format!(
+                "internal: fetch cache key `{key}` holds another type"
+            ))
         })
     }
 }

@@ -81,7 +81,8 @@ macro_rules! attr {
 impl Probe for People {
     const NAME: &'static str = "hr.people";
     const SOURCE: &'static str = "hr";
-    const SUMMARY: &'static str = "People in the HR roster (CSV export of the HRIS), one resource per person.";
+    const SUMMARY: &'static str =
+        "People in the HR roster (CSV export of the HRIS), one resource per person.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("employee_id", String, "HRIS identifier"),
         attr!("name", String, "full name"),
@@ -92,14 +93,42 @@ impl Probe for People {
         attr!("title", String, "job title, null if empty"),
         attr!("manager_email", String, "manager's email, null if empty"),
         attr!("start_date", Date, "first day of employment"),
-        attr!("end_date", Date, "last day of employment, null while employed"),
-        attr!("background_check_date", Date, "background check completed, null if none"),
-        attr!("nda_signed_date", Date, "confidentiality agreement signed, null if none"),
-        attr!("security_training_date", Date, "latest security awareness training, null if none"),
-        attr!("policy_ack_date", Date, "latest acknowledgement of security policies, null if none"),
-        attr!("last_review_date", Date, "latest performance review, null if none"),
+        attr!(
+            "end_date",
+            Date,
+            "last day of employment, null while employed"
+        ),
+        attr!(
+            "background_check_date",
+            Date,
+            "background check completed, null if none"
+        ),
+        attr!(
+            "nda_signed_date",
+            Date,
+            "confidentiality agreement signed, null if none"
+        ),
+        attr!(
+            "security_training_date",
+            Date,
+            "latest security awareness training, null if none"
+        ),
+        attr!(
+            "policy_ack_date",
+            Date,
+            "latest acknowledgement of security policies, null if none"
+        ),
+        attr!(
+            "last_review_date",
+            Date,
+            "latest performance review, null if none"
+        ),
         attr!("terminated", Bool, "end_date is set and on or before today"),
-        attr!("days_employed", Int, "whole days from start_date to today (negative before start)"),
+        attr!(
+            "days_employed",
+            Int,
+            "whole days from start_date to today (negative before start)"
+        ),
     ];
     const EXAMPLE: &'static str = r#"probe: hr.people
 with: {started_on_or_after: 2023-01-01}
@@ -144,7 +173,10 @@ assert: security_training_date != null && days_since(security_training_date) <= 
             }
             let mut attributes = serde_json::Map::new();
             for (k, v) in &p.fields {
-                attributes.insert((*k).to_string(), v.clone().map_or(Value::Null, Value::String));
+                attributes.insert(
+                    (*k).to_string(),
+                    v.clone().map_or(Value::Null, Value::String),
+                );
             }
             for (k, v) in &p.dates {
                 attributes.insert(
@@ -154,8 +186,16 @@ assert: security_training_date != null && days_since(security_training_date) <= 
             }
             attributes.insert("terminated".into(), Value::Bool(terminated));
             let days = start.map(|s| (today - s).num_days());
-            attributes.insert("days_employed".into(), days.map_or(Value::Null, Value::from));
-            let id = p.fields.get("employee_id").cloned().flatten().unwrap_or_default();
+            attributes.insert(
+                "days_employed".into(),
+                days.map_or(Value::Null, Value::from),
+            );
+            let id = p
+                .fields
+                .get("employee_id")
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
             let name = p.fields.get("name").cloned().flatten().unwrap_or_default();
             let email = p.fields.get("email").cloned().flatten().unwrap_or_default();
             raw.push(json!({"row": p.row, "attributes": attributes}));
@@ -283,14 +323,19 @@ mod tests {
     #[test]
     fn bad_rows_name_row_and_column() {
         let check = |body: &str, want: &str| {
-            let err = parse(&format!("{HEADER}\n{body}\n")).unwrap_err().to_string();
+            let err = parse(&format!("{HEADER}\n{body}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{err}");
         };
         check(
             "E1,Ann,ann@x.io,,,,,,2024-13-01,,,,,,",
             "roster.csv: row 2, column start_date: invalid date `2024-13-01`",
         );
-        check("E1,,ann@x.io,,,,,,2024-01-01,,,,,,", "row 2, column name: required value is empty");
+        check(
+            "E1,,ann@x.io,,,,,,2024-01-01,,,,,,",
+            "row 2, column name: required value is empty",
+        );
         check("E1,Ann,ann@x.io", "row 2");
         check(
             "E1,Ann,a@x.io,,,,,,2024-01-01,,,,,,\nE1,Bo,b@x.io,,,,,,2024-01-01,,,,,,",

@@ -135,13 +135,7 @@ pub trait Probe: Send + Sync + 'static {
     const EXAMPLE: &'static str;
 
     /// Typed parameters: the check's `with:` mapping.
-    type Params: DeserializeOwned
-        + Serialize
-        + schemars::JsonSchema
-        + Debug
-        + Send
-        + Sync
-        + 'static;
+    type Params: DeserializeOwned + Serialize + schemars::JsonSchema + Debug + Send + Sync + 'static;
 
     /// Checks that go beyond the parameter types; run at load by `trellis validate`.
     fn validate(_params: &Self::Params) -> Result<(), String> {
@@ -173,7 +167,8 @@ pub trait PlannedProbe: Send + Sync + Debug {
     fn probe(&self) -> &'static str;
     /// Canonical JSON of the parameters; with the probe name, the fetch-cache key.
     fn params_key(&self) -> &str;
-    fn collect<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Result<Collected, ProbeError>>;
+    fn collect<'a>(&'a self, ctx: &'a ProbeContext)
+    -> BoxFuture<'a, Result<Collected, ProbeError>>;
 }
 
 /// Adapter from a [`Probe`] type to a registry entry.
@@ -203,7 +198,10 @@ impl<P: Probe> PlannedProbe for Planned<P> {
         &self.key
     }
 
-    fn collect<'a>(&'a self, ctx: &'a ProbeContext) -> BoxFuture<'a, Result<Collected, ProbeError>> {
+    fn collect<'a>(
+        &'a self,
+        ctx: &'a ProbeContext,
+    ) -> BoxFuture<'a, Result<Collected, ProbeError>> {
         Box::pin(P::collect(ctx, &self.params))
     }
 }
@@ -283,7 +281,12 @@ mod tests {
         for p in REGISTRY {
             let mut seen = HashSet::new();
             for a in p.attributes() {
-                assert!(seen.insert(a.name), "{}: duplicate attribute {}", p.name(), a.name);
+                assert!(
+                    seen.insert(a.name),
+                    "{}: duplicate attribute {}",
+                    p.name(),
+                    a.name
+                );
                 assert!(!a.doc.is_empty(), "{}.{} has no doc", p.name(), a.name);
                 assert!(!crate::catalog::expr::BUILTIN_VARIABLES.contains(&a.name));
             }
@@ -298,12 +301,19 @@ mod tests {
                 .example()
                 .lines()
                 .enumerate()
-                .map(|(i, l)| if i == 0 { format!("  - {l}\n") } else { format!("    {l}\n") })
+                .map(|(i, l)| {
+                    if i == 0 {
+                        format!("  - {l}\n")
+                    } else {
+                        format!("    {l}\n")
+                    }
+                })
                 .collect();
             let text = format!(
                 "id: example\ntitle: Example\ncategory: Examples\ndescription: d\nowner: o\nseverity: low\nchecks:\n{indented}"
             );
-            let compiled = crate::catalog::compile_file(std::path::Path::new("example.yaml"), &text);
+            let compiled =
+                crate::catalog::compile_file(std::path::Path::new("example.yaml"), &text);
             let (control, _) = compiled.unwrap_or_else(|d| panic!("{}: {d:?}", p.name()));
             assert_eq!(control.checks[0].probe.name(), p.name());
             let _ = p.params_schema();
@@ -313,7 +323,9 @@ mod tests {
     #[test]
     fn unknown_parameters_are_rejected() {
         for p in REGISTRY {
-            let err = p.plan(&serde_json::json!({"surely_not_a_param": 1})).unwrap_err();
+            let err = p
+                .plan(&serde_json::json!({"surely_not_a_param": 1}))
+                .unwrap_err();
             assert!(err.contains("surely_not_a_param"), "{}: {err}", p.name());
         }
     }

@@ -73,11 +73,27 @@ impl Probe for Policies {
         attr!("title", String, "document title from the front matter"),
         attr!("version", String, "document version, null if absent"),
         attr!("owner", String, "accountable owner, null if absent"),
-        attr!("approved_by", String, "who approved the current version, null if absent"),
-        attr!("approved_on", Date, "when the current version was approved, null if absent"),
+        attr!(
+            "approved_by",
+            String,
+            "who approved the current version, null if absent"
+        ),
+        attr!(
+            "approved_on",
+            Date,
+            "when the current version was approved, null if absent"
+        ),
         attr!("review_interval_days", Int, "review interval in days"),
-        attr!("next_review_due", Date, "approved_on + review interval, null if never approved"),
-        attr!("overdue", Bool, "never approved, or next_review_due is before today"),
+        attr!(
+            "next_review_due",
+            Date,
+            "approved_on + review interval, null if never approved"
+        ),
+        attr!(
+            "overdue",
+            Bool,
+            "never approved, or next_review_due is before today"
+        ),
         attr!("path", String, "file name within the policies folder"),
         attr!("word_count", Int, "words in the document body"),
     ];
@@ -98,7 +114,10 @@ assert: approved_by != null && !overdue && word_count >= 150
         let dir = ctx.resolve_path(&source.path);
         let docs = ctx
             .cache
-            .get_or_fetch(&format!("policies:{}", dir.display()), read_folder(dir.clone()))
+            .get_or_fetch(
+                &format!("policies:{}", dir.display()),
+                read_folder(dir.clone()),
+            )
             .await?;
         let today = ctx.now.date_naive();
         let mut resources = Vec::new();
@@ -141,7 +160,11 @@ fn describe(doc: &Document, fm: &FrontMatter, words: usize, today: NaiveDate) ->
         .approved_on
         .and_then(|d| d.checked_add_signed(chrono::Duration::days(interval_days)));
     let overdue = next_due.is_none_or(|d| d < today);
-    let s = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty()).map_or(Value::Null, Value::String);
+    let s = |v: &Option<String>| {
+        v.clone()
+            .filter(|s| !s.trim().is_empty())
+            .map_or(Value::Null, Value::String)
+    };
     let date = |d: Option<NaiveDate>| d.map_or(Value::Null, |d| Value::String(d.to_string()));
     let mut attributes = serde_json::Map::new();
     attributes.insert("title".into(), Value::String(fm.title.trim().to_string()));
@@ -174,7 +197,10 @@ async fn read_folder(dir: std::path::PathBuf) -> Result<Vec<Document>, ProbeErro
         .map_err(|e| ProbeError::Io(format!("cannot read policies folder {display}: {e}")))?
     {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "md" || e == "markdown") {
+        if path
+            .extension()
+            .is_some_and(|e| e == "md" || e == "markdown")
+        {
             paths.push(path);
         }
     }
@@ -200,10 +226,18 @@ fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, usize), Strin
     let rest = text
         .strip_prefix("---\n")
         .or_else(|| text.strip_prefix("---\r\n"))
-        .ok_or_else(|| format!("{}:1:1: missing YAML front matter (a first line `---`)", path.display()))?;
-    let end = rest
-        .find("\n---")
-        .ok_or_else(|| format!("{}: front matter is not closed by a `---` line", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{}:1:1: missing YAML front matter (a first line `---`)",
+                path.display()
+            )
+        })?;
+    let end = rest.find("\n---").ok_or_else(|| {
+        format!(
+            "{}: front matter is not closed by a `---` line",
+            path.display()
+        )
+    })?;
     let yaml = &rest[..end + 1];
     let body = rest[end + 4..].trim_start_matches(['-', '\r', '\n']);
     // Front matter starts on line 2 of the file.
@@ -248,7 +282,13 @@ mod tests {
             "---\ntitle: X\napproved_on: 2026-02-30\nreview_interval: 1y\n---\n",
             "p.md:3:",
         );
-        check("---\ntitle: X\nreview_interval: 1y\nbogus: 1\n---\n", "p.md:4:1: unknown field `bogus`");
-        check("---\ntitle: X\nreview_interval: soon\n---\n", "review_interval: invalid duration");
+        check(
+            "---\ntitle: X\nreview_interval: 1y\nbogus: 1\n---\n",
+            "p.md:4:1: unknown field `bogus`",
+        );
+        check(
+            "---\ntitle: X\nreview_interval: soon\n---\n",
+            "review_interval: invalid duration",
+        );
     }
 }

@@ -27,9 +27,9 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectOptions, Database, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    Statement, TransactionOptions, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -40,6 +40,9 @@ use entities::{control_results, evidence, findings, runs};
 
 /// How long a SQLite connection waits for another writer's lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an operation waits for a pooled connection (and `connect` for the first one).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections in the pool for a SQLite file (WAL: many readers, one writer at a time).
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
@@ -57,33 +60,36 @@ const FINDING_COLUMNS: usize = 8;
 
 /// Findings inserted per statement.
 const FINDINGS_PER_INSERT: usize = MAX_BIND_PARAMS / FINDING_COLUMNS;
+const _: () = assert!(FINDINGS_PER_INSERT * FINDING_COLUMNS <= MAX_BIND_PARAMS);
 
 /// A database error. Opaque on purpose: callers see its message, not the driver's types.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
+#[derive(Debug)]
 pub struct DbError(DbErr);
 
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Errors of the store. Every message is complete on its own (it includes the underlying
+/// error), so none of them report a `source()`: printing the chain (`{:#}`) would repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL is neither `sqlite:` nor `postgres://`. The URL is redacted.
-    #[error("unsupported database url {url}: expected sqlite://PATH, sqlite::memory: or postgres://")]
+    #[error(
+        "unsupported database url {url}: expected sqlite://PATH, sqlite::memory: or postgres://"
+    )]
     UnsupportedUrl { url: String },
-    /// The URL is redacted.
-    #[error("cannot connect to database {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: DbError,
-    },
+    /// The URL is redacted, and so is the driver's message (which may quote the URL). The
+    /// driver error is kept as text only, so no error chain can print the password.
+    #[error("cannot connect to database {url}: {detail}")]
+    Connect { url: String, detail: String },
     #[error("cannot migrate the database schema: {0}")]
-    Migrate(#[source] DbError),
+    Migrate(DbError),
     /// A query failed; `op` says what the store was doing (`record result`, `list runs`, …).
-    #[error("cannot {op}: {source}")]
-    Query {
-        op: &'static str,
-        #[source]
-        source: DbError,
-    },
+    #[error("cannot {op}: {error}")]
+    Query { op: &'static str, error: DbError },
     #[error("invalid database name {0:?}: expected [a-z0-9_]+")]
     InvalidDatabaseName(String),
     #[error("run {0} not found")]
@@ -100,11 +106,10 @@ pub enum StoreError {
     },
     #[error("{what} is too large to store: {value}")]
     OutOfRange { what: &'static str, value: usize },
-    #[error("cannot serialize {what}: {source}")]
+    #[error("cannot serialize {what}: {error}")]
     Serialize {
         what: &'static str,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A stored row cannot be read back (unknown status, malformed JSON, …).
     #[error("corrupt {table} row {id}: {detail}")]
@@ -122,9 +127,9 @@ trait QueryContext<T> {
 
 impl<T> QueryContext<T> for Result<T, DbErr> {
     fn during(self, op: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Query {
+        self.map_err(|e| StoreError::Query {
             op,
-            source: DbError(source),
+            error: DbError(e),
         })
     }
 }
@@ -195,10 +200,8 @@ impl Store {
             url: redact_url(url),
         })?;
         let mut options = ConnectOptions::new(url);
-        options
-            .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(30));
+        // Also bounds the first connection: an unreachable server fails `connect` after it.
+        options.sqlx_logging(false).acquire_timeout(ACQUIRE_TIMEOUT);
         if backend == "sqlite" {
             let in_memory = is_sqlite_memory(url);
             options.map_sqlx_sqlite_opts(move |o| {
@@ -229,10 +232,7 @@ impl Store {
         }
         let db = Database::connect(options)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact_url(url),
-                source: DbError(source),
-            })?;
+            .map_err(|e| connect_error(url, &e))?;
         Migrator::up(&db, None)
             .await
             .map_err(|e| StoreError::Migrate(DbError(e)))?;
@@ -316,10 +316,7 @@ impl Store {
         // evidence list is short (one item per distinct probe call).
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
-            let inserted = evidence::Entity::insert(row)
-                .exec(&txn)
-                .await
-                .during(OP)?;
+            let inserted = evidence::Entity::insert(row).exec(&txn).await.during(OP)?;
             ids.push(inserted.last_insert_id);
         }
         txn.commit().await.during(OP)?;
@@ -437,10 +434,7 @@ impl Store {
                 runs::Column::State,
                 Expr::value(RunState::Completed.as_str()),
             )
-            .col_expr(
-                runs::Column::FinishedAt,
-                Expr::value(db_time(finished_at)),
-            )
+            .col_expr(runs::Column::FinishedAt, Expr::value(db_time(finished_at)))
             .col_expr(runs::Column::Error, Expr::value(error.map(str::to_string)))
             .filter(runs::Column::Id.eq(run_id))
             .exec(&self.db)
@@ -498,13 +492,11 @@ impl Store {
              ORDER BY cr.control_id",
             error = Status::Error.as_str(),
         );
-        let rows = Row::find_by_statement(Statement::from_string(
-            self.db.get_database_backend(),
-            sql,
-        ))
-        .all(&self.db)
-        .await
-        .during("read latest results")?;
+        let rows =
+            Row::find_by_statement(Statement::from_string(self.db.get_database_backend(), sql))
+                .all(&self.db)
+                .await
+                .during("read latest results")?;
         rows.into_iter()
             .map(|r| {
                 Ok(LatestResult {
@@ -520,7 +512,10 @@ impl Store {
 
     /// Findings of the newest result of a control, in the order they were recorded. Empty
     /// when the control has no stored result.
-    pub async fn latest_findings(&self, control_id: &str) -> Result<Vec<StoredFinding>, StoreError> {
+    pub async fn latest_findings(
+        &self,
+        control_id: &str,
+    ) -> Result<Vec<StoredFinding>, StoreError> {
         const OP: &str = "read latest findings";
         let newest = control_results::Entity::find()
             .select_only()
@@ -592,6 +587,28 @@ impl Store {
     }
 }
 
+/// A connection failure, with the URL's password removed from the URL and from the driver's
+/// message.
+fn connect_error(url: &str, error: &DbErr) -> StoreError {
+    let redacted = redact_url(url);
+    let mut detail = error.to_string().replace(url, &redacted);
+    if let Some(password) = url_password(url) {
+        detail = detail.replace(password, "***");
+    }
+    StoreError::Connect {
+        url: redacted,
+        detail,
+    }
+}
+
+/// The password of a URL's userinfo, if any (`postgres://u:secret@h/db` → `secret`).
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.split_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
 /// `"sqlite"`, `"postgres"`, or `None` for any other URL.
 fn backend_of(url: &str) -> Option<&'static str> {
     if url.starts_with("sqlite:") {
@@ -638,7 +655,7 @@ fn to_i32(what: &'static str, value: usize) -> Result<i32, StoreError> {
 }
 
 fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Serialize { what, source })
+    serde_json::to_string(value).map_err(|error| StoreError::Serialize { what, error })
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(
@@ -741,9 +758,19 @@ mod tests {
     }
 
     #[test]
-    fn findings_batches_fit_the_bind_parameter_limit() {
-        assert!(FINDINGS_PER_INSERT * FINDING_COLUMNS <= MAX_BIND_PARAMS);
-        assert!(FINDINGS_PER_INSERT >= 1000);
+    fn connect_errors_hide_the_password() {
+        let url = "postgres://u:s3cret@h:5432/db";
+        let err = DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+            "cannot parse '{url}' (password s3cret)"
+        )));
+        let msg = connect_error(url, &err).to_string();
+        assert_eq!(
+            msg,
+            "cannot connect to database postgres://u:***@h:5432/db: Connection Error: \
+             cannot parse 'postgres://u:***@h:5432/db' (password ***)"
+        );
+        assert_eq!(url_password("postgres://u@h/db"), None);
+        assert_eq!(url_password("postgres://u:@h/db"), None);
     }
 
     #[test]

@@ -4,8 +4,7 @@
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
-use super::{DbError, QueryContext, StoreError};
-use crate::config::redact_url;
+use super::{QueryContext, StoreError, connect_error};
 
 /// Creates database `name` on the PostgreSQL server of `server_url` (any database URL on that
 /// server) and returns the URL of the new database. `name` must be `[a-z0-9_]+`.
@@ -39,14 +38,10 @@ async fn admin_connection(server_url: &str) -> Result<DatabaseConnection, StoreE
     options
         .sqlx_logging(false)
         .max_connections(1)
-        .connect_timeout(std::time::Duration::from_secs(10))
         .acquire_timeout(std::time::Duration::from_secs(10));
     Database::connect(options)
         .await
-        .map_err(|source| StoreError::Connect {
-            url: redact_url(server_url),
-            source: DbError(source),
-        })
+        .map_err(|e| connect_error(server_url, &e))
 }
 
 fn checked_name(name: &str) -> Result<&str, StoreError> {
@@ -85,9 +80,15 @@ mod tests {
     #[test]
     fn database_is_swapped_in_the_url() {
         for (url, expect) in [
-            ("postgres://p@127.0.0.1:5432/test", "postgres://p@127.0.0.1:5432/t1"),
+            (
+                "postgres://p@127.0.0.1:5432/test",
+                "postgres://p@127.0.0.1:5432/t1",
+            ),
             ("postgres://p@h", "postgres://p@h/t1"),
-            ("postgres://p:x@h/db?sslmode=disable", "postgres://p:x@h/t1?sslmode=disable"),
+            (
+                "postgres://p:x@h/db?sslmode=disable",
+                "postgres://p:x@h/t1?sslmode=disable",
+            ),
         ] {
             assert_eq!(with_database(url, "t1"), expect);
         }

@@ -31,9 +31,8 @@ use handlebars::Handlebars;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use page::human_age;
 pub use view::{
-    Badge, CategoryView, ControlView, Counts, Summary, TrustView, badge_for, iso, trust_view,
+    Badge, CategoryView, ControlView, Counts, Summary, TrustView, badge_for, trust_view,
 };
 
 use crate::catalog::Catalog;
@@ -112,28 +111,32 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     Ok(hb)
 }
 
-/// Registers the routes: `GET /`, `GET /api/v1/trust`, `GET /healthz`, `GET /assets/trust.css`,
-/// and a 404 fallback. Needs `web::Data<WebState>` and `web::Data<Handlebars<'static>>`.
+/// Registers the routes: `GET /`, `GET /api/v1/trust`, `GET /healthz`, `GET /assets/trust.css`
+/// (each also answering `HEAD`), and a 404 fallback. Needs `web::Data<WebState>` and `web::Data<Handlebars<'static>>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/")
             .wrap(security_headers())
-            .route(web::get().to(trust_page)),
+            .route(web::get().to(trust_page))
+            .route(web::head().to(trust_page)),
     )
     .service(
         web::resource("/api/v1/trust")
             .wrap(security_headers())
-            .route(web::get().to(trust_json)),
+            .route(web::get().to(trust_json))
+            .route(web::head().to(trust_json)),
     )
     .service(
         web::resource("/healthz")
             .wrap(security_headers())
-            .route(web::get().to(healthz)),
+            .route(web::get().to(healthz))
+            .route(web::head().to(healthz)),
     )
     .service(
         web::resource(CSS_PATH)
             .wrap(security_headers())
-            .route(web::get().to(stylesheet)),
+            .route(web::get().to(stylesheet))
+            .route(web::head().to(stylesheet)),
     )
     .default_service(web::to(not_found));
 }
@@ -236,12 +239,14 @@ fn unavailable_page(state: &WebState, hb: &Handlebars<'static>) -> HttpResponse 
         company: state.trust.company.clone(),
         css_href: css_href().to_string(),
     };
-    let body = hb.render(UNAVAILABLE_TEMPLATE, &model).unwrap_or_else(|error| {
-        tracing::error!(%error, "cannot render the unavailable page");
-        "<!doctype html><title>Temporarily unavailable</title>\
+    let body = hb
+        .render(UNAVAILABLE_TEMPLATE, &model)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot render the unavailable page");
+            "<!doctype html><title>Temporarily unavailable</title>\
          <p>The status page is temporarily unavailable. Please try again shortly.</p>"
-            .to_string()
-    });
+                .to_string()
+        });
     let mut resp = html(StatusCode::SERVICE_UNAVAILABLE, body);
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
@@ -264,6 +269,83 @@ mod tests {
     #[test]
     fn templates_compile() {
         templates().unwrap();
+    }
+
+    fn empty_view() -> TrustView {
+        TrustView {
+            company: "Acme <Widgets>".into(),
+            contact_email: None,
+            intro: None,
+            generated_at: chrono::DateTime::UNIX_EPOCH,
+            summary: Summary {
+                passing: 0,
+                total: 0,
+                counts: Counts::default(),
+                last_checked: None,
+            },
+            categories: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn templates_render_in_strict_mode_without_optional_parts() {
+        let hb = templates().unwrap();
+        let html = hb
+            .render(TRUST_TEMPLATE, &page::trust_page(&empty_view(), css_href()))
+            .unwrap();
+        assert!(html.contains("<h1>Acme &lt;Widgets&gt;</h1>"), "{html}");
+        assert!(html.contains("No controls published yet"));
+        assert!(html.contains("No controls are published yet"));
+        assert!(html.contains("0 of 0 monitored controls passing"));
+        assert!(!html.contains("mailto:"));
+        assert!(!html.contains("<nav"));
+        let html = hb
+            .render(
+                UNAVAILABLE_TEMPLATE,
+                &page::UnavailablePage {
+                    company: "Acme".into(),
+                    css_href: css_href().into(),
+                },
+            )
+            .unwrap();
+        assert!(html.contains("Status temporarily unavailable"));
+    }
+
+    #[test]
+    fn overall_banner_is_green_only_when_everything_passes() {
+        let mut view = empty_view();
+        let control = |status| ControlView {
+            id: "c".into(),
+            title: "C".into(),
+            description: "D".into(),
+            status,
+            last_checked: None,
+        };
+        view.summary.total = 1;
+        view.summary.passing = 1;
+        view.summary.counts.passing = 1;
+        view.categories.push(CategoryView {
+            name: "Cat".into(),
+            counts: view.summary.counts,
+            controls: vec![control(Badge::Passing)],
+        });
+        let page = page::trust_page(&view, css_href());
+        assert_eq!(page.overall, "passing");
+        assert_eq!(page.headline, "1 of 1 monitored control passing");
+        for (badge, expect) in [
+            (Badge::NeedsAttention, "needs_attention"),
+            (Badge::Stale, "stale"),
+            (Badge::NotVerified, "not_verified"),
+        ] {
+            let mut v = view.clone();
+            v.summary.total = 2;
+            match badge {
+                Badge::NeedsAttention => v.summary.counts.needs_attention = 1,
+                Badge::Stale => v.summary.counts.stale = 1,
+                _ => v.summary.counts.not_verified = 1,
+            }
+            assert_eq!(page::trust_page(&v, css_href()).overall, expect);
+        }
     }
 
     #[test]

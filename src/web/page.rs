@@ -107,6 +107,7 @@ pub fn trust_page(view: &TrustView, css_href: &str) -> TrustPage {
         Badge::NotVerified
     };
     let overall_label = match overall {
+        _ if s.total == 0 => "No controls are published yet",
         Badge::Passing => "All monitored controls are passing",
         Badge::NeedsAttention => "Some controls need attention",
         Badge::Stale => "Some results are out of date",
@@ -192,7 +193,7 @@ fn unique_anchor(name: &str, taken: &mut HashSet<String>) -> String {
 }
 
 /// `just now`, `5 minutes ago`, `3 hours ago`, `2 days ago`.
-pub fn human_age(age: Duration) -> String {
+fn human_age(age: Duration) -> String {
     let secs = age.num_seconds();
     if secs < 0 {
         return "just now".into();
@@ -235,8 +236,14 @@ mod tests {
     #[test]
     fn anchors_are_slugs_and_unique() {
         let mut taken = HashSet::new();
-        assert_eq!(unique_anchor("Access Security", &mut taken), "category-access-security");
-        assert_eq!(unique_anchor("access  security!", &mut taken), "category-access-security-2");
+        assert_eq!(
+            unique_anchor("Access Security", &mut taken),
+            "category-access-security"
+        );
+        assert_eq!(
+            unique_anchor("access  security!", &mut taken),
+            "category-access-security-2"
+        );
         assert_eq!(unique_anchor("Ünïcode", &mut taken), "category-n-code");
         assert_eq!(unique_anchor("???", &mut taken), "category");
     }

@@ -67,13 +67,13 @@ impl Badge {
                 "The most recent automated check passed, and it ran recently enough to reflect the current state."
             }
             Badge::NeedsAttention => {
-                "The most recent automated check found a problem that we are working on."
+                "The most recent automated check found exceptions to this control."
             }
             Badge::Stale => {
                 "The most recent check is older than its freshness window, so its result may no longer be current."
             }
             Badge::NotVerified => {
-                "This control could not be verified automatically: it has not run yet, or its last check could not complete."
+                "Not verified automatically: the check has not run yet, its last run could not complete, or it found nothing to check."
             }
         }
     }
@@ -211,11 +211,7 @@ pub fn trust_view(
         for control in controls.into_iter().filter(|c| c.public) {
             let result = newest.get(control.id.as_str()).copied();
             let freshness = control.freshness.unwrap_or(default_freshness);
-            let status = badge_for(
-                result.map(|r| (r.status, r.evaluated_at)),
-                freshness,
-                now,
-            );
+            let status = badge_for(result.map(|r| (r.status, r.evaluated_at)), freshness, now);
             let checked = result.map(|r| r.evaluated_at);
             if let Some(t) = checked {
                 last_checked = last_checked.max(Some(t));
@@ -324,7 +320,9 @@ mod tests {
 
     #[test]
     fn only_a_fresh_pass_is_green() {
-        let ages = [-10_000i64, -60, 0, 60, 3600, 86_399, 86_400, 86_401, 10_000_000];
+        let ages = [
+            -10_000i64, -60, 0, 60, 3600, 86_399, 86_400, 86_401, 10_000_000,
+        ];
         for status in Status::ALL {
             for &secs in &ages {
                 let badge = badge_for(
