@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{AttrKind, Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
 
 /// Trellis's names for the roster columns, in the default export order.
 pub const DEFAULT_COLUMNS: &[&str] = &[
@@ -66,16 +66,6 @@ struct Person {
     row: usize,
     fields: BTreeMap<&'static str, Option<String>>,
     dates: BTreeMap<&'static str, Option<NaiveDate>>,
-}
-
-macro_rules! attr {
-    ($name:literal, $kind:ident, $doc:literal) => {
-        Attribute {
-            name: $name,
-            kind: AttrKind::$kind,
-            doc: $doc,
-        }
-    };
 }
 
 impl Probe for People {

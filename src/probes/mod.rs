@@ -7,6 +7,17 @@
 //!
 //! Every probe is listed once in [`REGISTRY`]; tests loop over it.
 
+/// `attr!("name", Kind, "doc")`: an [`Attribute`] entry in a probe's attribute list.
+macro_rules! attr {
+    ($name:literal, $kind:ident, $doc:literal) => {
+        $crate::probes::Attribute {
+            name: $name,
+            kind: $crate::probes::AttrKind::$kind,
+            doc: $doc,
+        }
+    };
+}
+
 pub mod cache;
 pub mod hr;
 pub mod policies;

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{AttrKind, Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
 
 pub struct Policies;
 
@@ -46,16 +46,6 @@ struct FrontMatter {
     approved_on: Option<NaiveDate>,
     /// How often the document must be reviewed (`1y`, `6months`).
     review_interval: String,
-}
-
-macro_rules! attr {
-    ($name:literal, $kind:ident, $doc:literal) => {
-        Attribute {
-            name: $name,
-            kind: AttrKind::$kind,
-            doc: $doc,
-        }
-    };
 }
 
 #[derive(Debug, Clone)]
