@@ -207,7 +207,15 @@ fn check_json_on_the_example_config_has_the_documented_shape() {
 }
 
 /// Control id and the person planted to fail it (examples/README.md).
-const PLANTED: &[(&str, &str)] = &[];
+const PLANTED: &[(&str, &str)] = &[
+    ("background-checks", "Jamal Carter"),
+    ("background-checks", "Chloé Dubois"),
+    ("new-hire-screening", "Jamal Carter"),
+    ("new-hire-screening", "Diego Ramírez"),
+    ("security-awareness-training", "Isabella Rossi"),
+    ("personnel-acknowledge-security-policies", "Tyler Nguyen"),
+    ("performance-reviews", "Olivia Brooks"),
+];
 
 #[test]
 fn an_unreadable_roster_makes_hr_controls_error_not_pass() {
