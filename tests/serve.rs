@@ -1,0 +1,142 @@
+//! `trellis serve` end to end, as a visitor sees it: the application is built exactly as
+//! `serve` builds it (port 0, a fresh database), the scheduler runs what is stale at start,
+//! and the public page and API then list every public control — and nothing about people.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use trellis::startup::{Application, BuildOptions};
+
+struct TestApp {
+    address: String,
+    _dir: tempfile::TempDir,
+    catalog: std::sync::Arc<trellis::catalog::Catalog>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the app from the bundled example config with a fresh SQLite database, on port 0,
+/// and waits until the startup run has stored a result for every control.
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
+    let r = repo();
+    let text = example
+        .replace(
+            "sqlite://trellis.db?mode=rwc",
+            &format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+        )
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace(
+            "controls_dir: controls",
+            &format!("controls_dir: {}", r.join("controls").display()),
+        )
+        .replace(
+            "path: examples/",
+            &format!("path: {}/examples/", r.display()),
+        );
+    let cfg = dir.path().join("trellis.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let loaded = trellis::config::load(Some(&cfg)).unwrap();
+    let app = Application::build(loaded, BuildOptions { scheduler: true })
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store.clone();
+    let catalog = app.catalog.clone();
+    tokio::spawn(app.run_until_stopped());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let results = store.latest_results().await.unwrap();
+        if results.len() == catalog.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "startup run did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    TestApp {
+        address,
+        _dir: dir,
+        catalog,
+    }
+}
+
+/// Every value of the roster's identifying columns (names, emails, ids, logins).
+fn roster_identifiers() -> Vec<String> {
+    let mut reader = csv::Reader::from_path(repo().join("examples/roster.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        for (h, v) in headers.iter().zip(record.iter()) {
+            if [
+                "employee_id",
+                "name",
+                "email",
+                "github_login",
+                "aws_username",
+                "manager_email",
+            ]
+            .contains(&h)
+                && !v.is_empty()
+            {
+                out.push(v.to_string());
+            }
+        }
+    }
+    assert!(out.len() > 50);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_lists_every_public_control_and_no_person() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let page = client.get(&app.address).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let api: serde_json::Value = client
+        .get(format!("{}/api/v1/trust", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_text = api.to_string();
+
+    let public: Vec<_> = app.catalog.controls().iter().filter(|c| c.public).collect();
+    assert!(public.len() >= 25);
+    for c in &public {
+        let escaped = c.title.replace('&', "&amp;");
+        assert!(html.contains(&escaped), "page misses {}", c.title);
+        assert!(api_text.contains(&c.title), "api misses {}", c.title);
+    }
+    for id in roster_identifiers() {
+        assert!(!html.contains(&id), "page leaks `{id}`");
+        assert!(!api_text.contains(&id), "api leaks `{id}`");
+    }
+    // Planted violations are visible as "needs attention", never as passing.
+    let status_of = |id: &str| -> String {
+        api["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["controls"].as_array().unwrap().iter())
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{id} not in api"))
+    };
+    assert_eq!(status_of("background-checks"), "needs_attention");
+    assert_eq!(status_of("performance-review-policy"), "needs_attention");
+    assert_eq!(status_of("information-security-policy"), "passing");
+
+    let health = client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
