@@ -87,8 +87,10 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Dia
     })
     .map_err(|e| {
         let mut d = yaml_error(path, &e);
+        // A `Spanned<T>` field adds its own `.value` segment; users wrote the field itself.
         // An unknown field's path ends with the field itself, which the message names.
         let field = field.map(|f| {
+            let f = f.strip_suffix(".value").map(str::to_string).unwrap_or(f);
             if d.message.starts_with("unknown field") {
                 f.rsplit_once('.')
                     .map(|(parent, _)| parent.to_string())
@@ -145,6 +147,28 @@ mod tests {
             d.message.starts_with("unknown field `nmae`"),
             "{}",
             d.message
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct WithSpanned {
+        level: serde_saphyr::Spanned<Level>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Level {
+        Low,
+    }
+
+    #[test]
+    fn spanned_fields_are_named_as_written() {
+        let d = parse_yaml::<WithSpanned>(Path::new("f.yaml"), "level: high\n").unwrap_err();
+        assert!(
+            d.to_string()
+                .starts_with("f.yaml:1:8: level: unknown variant `high`"),
+            "{d}"
         );
     }
 

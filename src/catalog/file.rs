@@ -22,8 +22,9 @@ pub struct ControlFile {
     /// Public description of the promise, shown on the trust page.
     #[schemars(with = "String")]
     pub description: Spanned<String>,
-    /// Whether the control appears on the public trust page.
-    #[serde(default = "yes")]
+    /// Whether the control appears on the public trust page (default: false, so nothing is
+    /// published by omission).
+    #[serde(default)]
     pub public: bool,
     /// Team or person accountable for the control.
     #[schemars(with = "String")]
@@ -43,10 +44,6 @@ pub struct ControlFile {
     /// The checks; the control fails if any check fails and is `error` if any could not be
     /// evaluated.
     pub checks: Vec<CheckFile>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -101,7 +98,8 @@ pub struct CheckFile {
     pub assert: Spanned<String>,
     /// How many applicable resources must satisfy `assert` (default: all).
     #[serde(default)]
-    pub expect: Expect,
+    #[schemars(with = "Expect")]
+    pub expect: Option<Spanned<Expect>>,
     /// When true, a population with no applicable resource fails instead of being
     /// not_applicable (e.g. "a policy document must exist").
     #[serde(default)]

@@ -333,12 +333,13 @@ fn compile_check(path: &Path, index: usize, raw: &CheckFile) -> Result<Check, Ve
     };
     let filter = raw.filter.as_ref().map(|w| compile("where", w));
     let assert = compile("assert", &raw.assert);
-    if let Expect::Percent(p) = raw.expect
+    let expect = raw.expect.as_ref().map(|e| e.value).unwrap_or_default();
+    if let (Some(spanned), Expect::Percent(p)) = (&raw.expect, expect)
         && !(0.0..=100.0).contains(&p)
     {
         diags.push(Diagnostic::at(
             path,
-            &raw.assert.referenced,
+            &spanned.referenced,
             format!(
                 "{}: percent must be between 0 and 100, found {p}",
                 field("expect")
@@ -351,7 +352,7 @@ fn compile_check(path: &Path, index: usize, raw: &CheckFile) -> Result<Check, Ve
             planned,
             filter: filter.flatten(),
             assert,
-            expect: raw.expect,
+            expect,
             require_resources: raw.require_resources,
             description: raw.description.clone(),
         }),

@@ -135,7 +135,7 @@ assert: security_training_date != null && days_since(security_training_date) <= 
             .as_ref()
             .ok_or(ProbeError::NotConfigured("hr"))?;
         let path = ctx.resolve_path(&source.path);
-        let columns = source.columns.clone();
+        let columns = source.columns.to_map();
         let people = ctx
             .cache
             .get_or_fetch(&format!("hr.roster:{}", path.display()), async {

@@ -604,7 +604,7 @@ fn connect_error(url: &str, error: &DbErr) -> StoreError {
 /// The password of a URL's userinfo, if any (`postgres://u:secret@h/db` → `secret`).
 fn url_password(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
-    let (userinfo, _) = rest.split_once('@')?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
     let (_, password) = userinfo.split_once(':')?;
     (!password.is_empty()).then_some(password)
 }
