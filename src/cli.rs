@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -11,7 +10,7 @@ use serde_json::json;
 use crate::catalog::{self, Catalog, Control};
 use crate::config::{self, Loaded};
 use crate::model::{ControlOutcome, Status, Trigger};
-use crate::probes::{self, FetchCache, ProbeContext};
+use crate::probes::{self, ProbeContext};
 use crate::runner::{self, NoSink, RunReport};
 use crate::store::Store;
 
@@ -50,6 +49,11 @@ pub enum Command {
         /// Don't write results to the database.
         #[arg(long)]
         no_store: bool,
+        /// Evaluate as if the time were TIME (RFC 3339, or a date meaning its midnight UTC),
+        /// e.g. to reproduce a report against fixed example data. Needs --no-store: results
+        /// evaluated at another time are never stored as current.
+        #[arg(long, value_name = "TIME", requires = "no_store", value_parser = parse_as_of)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Check every control file and report every problem as path:line:col: message.
     Validate,
@@ -119,11 +123,12 @@ async fn run(cli: Cli) -> u8 {
             controls,
             format,
             no_store,
+            as_of,
         } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
             };
-            check(&loaded, &controls, format, no_store).await
+            check(&loaded, &controls, format, no_store, as_of).await
         }
         Command::Serve => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
@@ -162,20 +167,9 @@ fn load_catalog(loaded: &Loaded) -> Result<Catalog, u8> {
 
 /// Checks the whole configuration: the config itself, then every control file.
 fn validate(loaded: &Loaded) -> u8 {
+    // The config itself was fully checked when it was loaded (schedules and durations
+    // included, each located); what is left is the catalog.
     let mut problems = Vec::new();
-    for (name, value) in [("default_schedule", &loaded.config.default_schedule)] {
-        if let Err(e) = crate::schedule::CronSchedule::parse(value) {
-            problems.push(format!("{}: {name}: {e}", loaded.source.display()));
-        }
-    }
-    for (name, value) in [
-        ("default_freshness", &loaded.config.default_freshness),
-        ("limits.probe_timeout", &loaded.config.limits.probe_timeout),
-    ] {
-        if let Err(e) = crate::duration::parse(value) {
-            problems.push(format!("{}: {name}: {e}", loaded.source.display()));
-        }
-    }
     let catalog = catalog::load(&loaded.controls_dir());
     match &catalog {
         Ok(_) => {}
@@ -237,21 +231,29 @@ fn print_probes() {
     }
 }
 
-/// Builds the probe context of a run starting now.
-pub fn probe_context(loaded: &Loaded) -> Result<ProbeContext, String> {
-    let timeout = crate::duration::parse(&loaded.config.limits.probe_timeout)
-        .and_then(|d| d.to_std().map_err(|e| e.to_string()))
-        .map_err(|e| format!("limits.probe_timeout: {e}"))?;
-    Ok(ProbeContext {
-        sources: Arc::new(loaded.config.sources.clone()),
-        base_dir: loaded.base_dir.clone(),
-        now: chrono::Utc::now(),
-        timeout,
-        cache: Arc::new(FetchCache::new()),
-    })
+/// `--as-of`: an RFC 3339 instant, or `YYYY-MM-DD` (midnight UTC).
+fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not an RFC 3339 time (2026-11-22T12:00:00Z) or a date (2026-11-22)"
+            )
+        })
 }
 
-async fn check(loaded: &Loaded, ids: &[String], format: Format, no_store: bool) -> u8 {
+async fn check(
+    loaded: &Loaded,
+    ids: &[String],
+    format: Format,
+    no_store: bool,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> u8 {
     let catalog = match load_catalog(loaded) {
         Ok(c) => c,
         Err(code) => return code,
@@ -269,13 +271,7 @@ async fn check(loaded: &Loaded, ids: &[String], format: Format, no_store: bool) 
     if ids.is_empty() {
         selected = catalog.controls().iter().collect();
     }
-    let ctx = match probe_context(loaded) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    let ctx = ProbeContext::for_run(loaded, as_of.unwrap_or_else(chrono::Utc::now));
     let bar = progress_bar(selected.len(), format);
     let progress = |done: usize, _total: usize| {
         if let Some(b) = &bar {

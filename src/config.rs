@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{self, Diagnostic};
+use crate::duration::HumanDuration;
+use crate::schedule::CronSchedule;
 
 /// The configuration file bundled with Trellis, used when no other is found.
 pub const BUNDLED_EXAMPLE: &str = include_str!("../config.example.yaml");
@@ -27,10 +29,10 @@ pub struct Config {
     pub controls_dir: PathBuf,
     /// Crontab used by controls without their own `schedule` (5 or 6 fields, UTC).
     #[serde(default = "default_schedule")]
-    pub default_schedule: String,
+    pub default_schedule: CronSchedule,
     /// How old a control's newest successful result may be before it is stale (`36h`, `7d`).
     #[serde(default = "default_freshness")]
-    pub default_freshness: String,
+    pub default_freshness: HumanDuration,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
@@ -47,11 +49,11 @@ fn default_database_url() -> String {
 fn default_controls_dir() -> PathBuf {
     "controls".into()
 }
-fn default_schedule() -> String {
-    "0 */6 * * *".into()
+fn default_schedule() -> CronSchedule {
+    CronSchedule::parse("0 */6 * * *").unwrap_or_else(|e| unreachable!("{e}"))
 }
-fn default_freshness() -> String {
-    "1d".into()
+fn default_freshness() -> HumanDuration {
+    "1d".parse().unwrap_or_else(|e| unreachable!("{e}"))
 }
 
 impl fmt::Debug for Config {
@@ -71,13 +73,25 @@ impl fmt::Debug for Config {
 
 /// Hides the password of a URL's userinfo (`postgres://u:secret@h/db` → `postgres://u:***@h/db`).
 pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
     if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((userinfo, host)) = rest.rsplit_once('@')
         && let Some((user, _password)) = userinfo.split_once(':')
     {
-        return format!("{scheme}://{user}:***@{host}");
+        out = format!("{scheme}://{user}:***@{host}");
     }
-    url.to_string()
+    // `?password=…` / `&sslpassword=…` query parameters.
+    if let Some((base, query)) = out.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{base}?{}", query.join("&"));
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,14 +119,14 @@ impl Default for ServerConfig {
 pub struct LimitsConfig {
     /// Longest one probe collection may take before it is an `error` (`60s`, `5m`).
     #[serde(default = "default_probe_timeout")]
-    pub probe_timeout: String,
+    pub probe_timeout: HumanDuration,
     /// How many controls are evaluated at once within a run.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
 }
 
-fn default_probe_timeout() -> String {
-    "60s".into()
+fn default_probe_timeout() -> HumanDuration {
+    "60s".parse().unwrap_or_else(|e| unreachable!("{e}"))
 }
 fn default_concurrency() -> usize {
     4
@@ -147,7 +161,41 @@ pub struct HrSource {
     /// Column names of your export, keyed by Trellis's name for the field, for exports whose
     /// headers differ from the defaults (e.g. `employee_id: "Employee Number"`).
     #[serde(default)]
-    pub columns: BTreeMap<String, String>,
+    pub columns: HrColumns,
+}
+
+/// Header names of an HRIS export, for the fields whose header differs from Trellis's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrColumns {
+    pub employee_id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub github_login: Option<String>,
+    pub aws_username: Option<String>,
+    pub department: Option<String>,
+    pub title: Option<String>,
+    pub manager_email: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub background_check_date: Option<String>,
+    pub nda_signed_date: Option<String>,
+    pub security_training_date: Option<String>,
+    pub policy_ack_date: Option<String>,
+    pub last_review_date: Option<String>,
+}
+
+impl HrColumns {
+    /// Trellis field name → header name, for the fields that are mapped.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, Option<String>>>(v).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
 }
 
 /// A folder of policy documents: Markdown with YAML front matter.
@@ -429,6 +477,12 @@ fn apply_env(config: Config, env: &[(String, String)]) -> Result<Config, ConfigE
             _ => value,
         };
         map.insert(last.clone(), value);
+        if let Err(e) = serde_json::from_value::<Config>(tree.clone()) {
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: e.to_string(),
+            });
+        }
     }
     serde_json::from_value(tree).map_err(|e| ConfigError::Env {
         var: "TRELLIS__*".into(),
@@ -487,6 +541,43 @@ mod tests {
     }
 
     #[test]
+    fn bad_values_are_located_and_named() {
+        let check = |text: &str, want: &str| {
+            let msg = parse(Path::new("t.yaml"), text, &[])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with(want), "{text}: {msg}");
+        };
+        check(
+            "default_schedule: \"0 25 * * *\"\n",
+            "t.yaml:1:19: default_schedule: invalid schedule `0 25 * * *`: hour",
+        );
+        check(
+            "default_freshness: soon\n",
+            "t.yaml:1:20: default_freshness: invalid duration `soon`",
+        );
+        check(
+            "limits:\n  probe_timeout: 0s\n",
+            "t.yaml:2:18: limits.probe_timeout: invalid duration `0s`",
+        );
+        check(
+            "sources:\n  hr:\n    path: r.csv\n    columns: {employee_idd: x}\n",
+            "t.yaml:4:15: sources.hr.columns: unknown field `employee_idd`",
+        );
+        let err = parse(
+            Path::new("t.yaml"),
+            "{}",
+            &env(&[("TRELLIS__DEFAULT_SCHEDULE", "often")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("environment variable TRELLIS__DEFAULT_SCHEDULE: invalid schedule"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn env_overrides_nested_keys() {
         let c = parse(
             Path::new("t.yaml"),
@@ -515,6 +606,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("bnid"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("environment variable TRELLIS__SERVER__BNID:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -528,6 +624,16 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("postgres://app:***@db/trellis"));
+        let check = |url: &str, want: &str| assert_eq!(redact_url(url), want, "{url}");
+        check("postgres://u:p@ss@h/db", "postgres://u:***@h/db");
+        check(
+            "postgres://u@h/db?password=s3cret&sslmode=require",
+            "postgres://u@h/db?password=***&sslmode=require",
+        );
+        check(
+            "sqlite://trellis.db?mode=rwc",
+            "sqlite://trellis.db?mode=rwc",
+        );
         let s = Secret::new("ghp_supersecret".into());
         assert!(!format!("{s:?} {s}").contains("supersecret"));
     }

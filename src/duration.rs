@@ -13,6 +13,55 @@ pub fn parse(text: &str) -> Result<chrono::Duration, String> {
     chrono::Duration::from_std(std).map_err(|e| format!("invalid duration `{text}`: {e}"))
 }
 
+/// A duration as written in a file (`36h`): parsed when the file is read, so a bad value is
+/// reported at its line and column; serializes back to the text as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanDuration {
+    text: String,
+    value: chrono::Duration,
+}
+
+impl HumanDuration {
+    pub fn get(&self) -> chrono::Duration {
+        self.value
+    }
+
+    /// As a `std::time::Duration` (always possible: parsed durations are positive).
+    pub fn to_std(&self) -> std::time::Duration {
+        self.value.to_std().unwrap_or_default()
+    }
+}
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Ok(HumanDuration {
+            value: parse(text)?,
+            text: text.trim().to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

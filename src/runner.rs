@@ -92,6 +92,7 @@ pub async fn execute(
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> anyhow::Result<RunReport> {
     let started_at = ctx.now;
+    let elapsed = std::time::Instant::now();
     // Distinct collections, in first-use order.
     let mut keys: Vec<(String, Arc<dyn PlannedProbe>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -135,7 +136,10 @@ pub async fn execute(
     }
     Ok(RunReport {
         started_at,
-        finished_at: Utc::now().max(started_at),
+        // The run's clock plus the time it took (monotonic), so a run evaluated as of another
+        // time (`check --as-of`) stays consistent.
+        finished_at: started_at
+            + chrono::Duration::from_std(elapsed.elapsed()).unwrap_or(chrono::Duration::zero()),
         outcomes,
         evidence,
         collections: keys.len(),

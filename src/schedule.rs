@@ -93,6 +93,20 @@ impl fmt::Display for CronSchedule {
     }
 }
 
+impl serde::Serialize for CronSchedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+/// Parsed when the file is read, so a bad schedule is reported at its line and column.
+impl<'de> serde::Deserialize<'de> for CronSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        CronSchedule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for CronSchedule {
     type Err = String;
 

@@ -15,7 +15,6 @@ use crate::catalog::{self, Catalog, Control};
 use crate::config::Loaded;
 use crate::model::Trigger;
 use crate::probes::BoxFuture;
-use crate::schedule::CronSchedule;
 use crate::scheduler::{self, Executor, ScheduledControl, SchedulerHandle, SystemClock};
 use crate::store::Store;
 use crate::web::{self, WebState};
@@ -47,11 +46,8 @@ impl Application {
     pub async fn build(loaded: Loaded, options: BuildOptions) -> anyhow::Result<Application> {
         let catalog = catalog::load(&loaded.controls_dir()).map_err(|d| anyhow::anyhow!("{d}"))?;
         let catalog = Arc::new(catalog);
-        let default_schedule = CronSchedule::parse(&loaded.config.default_schedule)
-            .map_err(|e| anyhow::anyhow!("default_schedule: {e}"))?;
-        let default_freshness = crate::duration::parse(&loaded.config.default_freshness)
-            .map_err(|e| anyhow::anyhow!("default_freshness: {e}"))?;
-        crate::cli::probe_context(&loaded).map_err(|e| anyhow::anyhow!(e))?;
+        let default_schedule = loaded.config.default_schedule.clone();
+        let default_freshness = loaded.config.default_freshness.get();
         let store = Store::connect(&loaded.config.database_url).await?;
 
         let shutdown = CancellationToken::new();
@@ -161,7 +157,7 @@ impl Executor for PipelineExecutor {
                     .filter_map(|id| self.catalog.get(id))
                     .collect()
             };
-            let ctx = crate::cli::probe_context(&self.loaded).map_err(|e| anyhow::anyhow!(e))?;
+            let ctx = crate::probes::ProbeContext::for_run(&self.loaded, Utc::now());
             let report = crate::runner::run_and_store(
                 &self.store,
                 &ctx,

@@ -144,7 +144,17 @@ fn validate_reports_one_located_error_per_broken_file() {
 
 #[test]
 fn check_json_on_the_example_config_has_the_documented_shape() {
-    let out = trellis(&["check", "--no-store", "--format", "json"], None);
+    let out = trellis(
+        &[
+            "check",
+            "--no-store",
+            "--format",
+            "json",
+            "--as-of",
+            EXAMPLE_NOW,
+        ],
+        None,
+    );
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -204,6 +214,49 @@ fn check_json_on_the_example_config_has_the_documented_shape() {
         "overdue review"
     );
     assert_eq!(control("information-security-policy")["status"], "pass");
+}
+
+/// The day the example data describes (examples/README.md): evaluating as of then keeps these
+/// tests independent of the calendar.
+const EXAMPLE_NOW: &str = "2026-11-22T12:00:00Z";
+
+#[test]
+fn as_of_moves_the_clock_and_never_stores() {
+    let run = |as_of: &str| {
+        let out = trellis(
+            &[
+                "check",
+                "--no-store",
+                "--format",
+                "json",
+                "--control",
+                "security-awareness-training",
+                "--as-of",
+                as_of,
+            ],
+            None,
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        assert_eq!(v["started_at"], format!("{}T00:00:00Z", &as_of[..10]));
+        v["controls"][0]["summary"].as_str().unwrap().to_string()
+    };
+    // One planted overdue training on the example day; a year later, everyone is overdue.
+    assert!(
+        run("2026-11-22").contains(", 1 fail"),
+        "{}",
+        run("2026-11-22")
+    );
+    assert!(!run("2027-11-22").contains(", 1 fail"));
+    let out = trellis(&["check", "--as-of", "2026-11-22"], None);
+    assert_eq!(out.status.code(), Some(2), "--as-of without --no-store");
+    let out = trellis(&["check", "--no-store", "--as-of", "yesterday"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Control id and the person planted to fail it (examples/README.md).

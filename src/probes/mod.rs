@@ -124,6 +124,17 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
+    /// The context of a run whose clock reads `now`, with a fresh fetch cache.
+    pub fn for_run(loaded: &crate::config::Loaded, now: DateTime<Utc>) -> ProbeContext {
+        ProbeContext {
+            sources: Arc::new(loaded.config.sources.clone()),
+            base_dir: loaded.base_dir.clone(),
+            now,
+            timeout: loaded.config.limits.probe_timeout.to_std(),
+            cache: Arc::new(FetchCache::new()),
+        }
+    }
+
     pub fn resolve_path(&self, path: &std::path::Path) -> PathBuf {
         if path.is_absolute() {
             path.to_path_buf()
