@@ -205,26 +205,112 @@ pub struct PoliciesSource {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// AWS accounts to inspect (IAM per account, EC2 per region). Credentials come from the
+/// default AWS chain, a named profile or a credentials file named here; never from this file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSource {
-    #[serde(default)]
+    /// The accounts; names must be unique.
+    #[serde(default, deserialize_with = "unique_account_names")]
     pub accounts: Vec<AwsAccount>,
+    /// Longest one API call attempt may take (`20s`); past it, the attempt is retried, and
+    /// when attempts run out the check is `error: timed out`.
+    #[serde(default = "default_aws_call_timeout")]
+    pub call_timeout: HumanDuration,
+    /// Attempts per API call, the first included (throttling, 5xx and network errors are
+    /// retried with exponential backoff).
+    #[serde(default = "default_aws_max_attempts")]
+    pub max_attempts: std::num::NonZeroU32,
+    /// Backoff before the first retry; doubles (with jitter) on each further retry.
+    #[serde(default = "default_aws_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// `adaptive` (default: also slows down client-side when AWS throttles) or `standard`.
+    #[serde(default)]
+    pub retry_mode: AwsRetryMode,
+    /// API calls in flight at once per account and region.
+    #[serde(default = "default_aws_concurrency")]
+    pub concurrency: std::num::NonZeroUsize,
+    /// How long to wait for IAM to generate the credential report.
+    #[serde(default = "default_aws_report_wait")]
+    pub credential_report_wait: HumanDuration,
 }
 
+fn default_aws_call_timeout() -> HumanDuration {
+    "20s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+fn default_aws_max_attempts() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(4).unwrap_or(std::num::NonZeroU32::MIN)
+}
+fn default_aws_initial_backoff() -> HumanDuration {
+    "1s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+fn default_aws_concurrency() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(4).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+fn unique_account_names<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<AwsAccount>, D::Error> {
+    let accounts = Vec::<AwsAccount>::deserialize(d)?;
+    let mut seen = std::collections::HashSet::new();
+    for a in &accounts {
+        if !seen.insert(a.name.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "duplicate account name `{}` (names identify accounts in findings)",
+                a.name
+            )));
+        }
+    }
+    Ok(accounts)
+}
+fn default_aws_report_wait() -> HumanDuration {
+    "2m".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+impl Default for AwsSource {
+    fn default() -> Self {
+        AwsSource {
+            accounts: Vec::new(),
+            call_timeout: default_aws_call_timeout(),
+            max_attempts: default_aws_max_attempts(),
+            initial_backoff: default_aws_initial_backoff(),
+            retry_mode: AwsRetryMode::default(),
+            concurrency: default_aws_concurrency(),
+            credential_report_wait: default_aws_report_wait(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwsRetryMode {
+    #[default]
+    Adaptive,
+    Standard,
+}
+
+/// One AWS account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsAccount {
+    /// Short name used in findings and to select accounts in checks (`production`).
     pub name: String,
-    /// Regions to inspect; empty means every enabled region.
+    /// Regions to inspect; empty means every region enabled in the account.
     #[serde(default)]
     pub regions: Vec<String>,
-    /// Custom endpoint (LocalStack, moto, VPC endpoints).
+    /// Region for account-wide calls (IAM, STS, listing regions); default `us-east-1`.
+    pub home_region: Option<String>,
+    /// Custom endpoint for every AWS API (LocalStack, moto, VPC endpoints).
     pub endpoint_url: Option<String>,
+    /// Role to assume (read-only audit role) with the base credentials.
     pub assume_role_arn: Option<String>,
+    /// External id the role's trust policy requires.
     pub external_id: Option<String>,
-    /// Named profile from the shared AWS config; the default credential chain otherwise.
+    /// Named profile from the shared AWS config and credentials files.
     pub profile: Option<String>,
+    /// A credentials file (shared-credentials format, e.g. a mounted secret) to read the
+    /// profile from, instead of `~/.aws/credentials`.
+    pub credentials_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ macro_rules! attr {
     };
 }
 
+pub mod aws;
 pub mod cache;
 pub mod hr;
 pub mod policies;
@@ -276,6 +277,18 @@ impl<P: Probe> DynProbe for Registered<P> {
 pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<hr::People>::NEW,
     &Registered::<policies::Policies>::NEW,
+    &Registered::<aws::iam::Credentials>::NEW,
+    &Registered::<aws::iam::Users>::NEW,
+    &Registered::<aws::iam::Policies>::NEW,
+    &Registered::<aws::iam::PasswordPolicy>::NEW,
+    &Registered::<aws::iam::AccountSummary>::NEW,
+    &Registered::<aws::ec2::SecurityGroupRules>::NEW,
+    &Registered::<aws::ec2::SecurityGroups>::NEW,
+    &Registered::<aws::ec2::EbsEncryption>::NEW,
+    &Registered::<aws::ec2::Volumes>::NEW,
+    &Registered::<aws::ec2::Snapshots>::NEW,
+    &Registered::<aws::ec2::Vpcs>::NEW,
+    &Registered::<aws::ec2::Instances>::NEW,
 ];
 
 /// Looks a probe up by name.

@@ -1,0 +1,741 @@
+//! IAM probes, one population per account:
+//!
+//! - `aws.iam.credentials` — the credential report, one resource per user (and the root
+//!   account's row when AWS includes it): console access, MFA, access keys and their use;
+//! - `aws.iam.users` — users with their groups and the policies that reach them;
+//! - `aws.iam.policies` — inline and customer-managed policies, `*` on `*` detected;
+//! - `aws.iam.password_policy` — the account password policy (no policy is `present: false`,
+//!   a finding, not an error);
+//! - `aws.iam.account` — the account summary (root MFA, root access keys).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::fetch::{self, PolicyRef};
+use super::{Account, AccountSelection, object, scope_error, ts};
+use crate::probes::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+
+/// The name of the AWS-managed policy that grants everything.
+const ADMINISTRATOR_ACCESS: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+/// Collects one population per selected account with `per_account`; an account that fails is
+/// one `error` resource, the others are still evaluated.
+async fn per_account<F, Fut>(
+    ctx: &ProbeContext,
+    probe: &str,
+    selection: &AccountSelection,
+    per_account: F,
+) -> Result<Collected, ProbeError>
+where
+    F: Fn(Arc<Account>) -> Fut,
+    Fut: Future<Output = Result<(Vec<Resource>, Value), ProbeError>>,
+{
+    let accounts = super::accounts(ctx, &selection.accounts).await?;
+    let results = futures::future::join_all(accounts.iter().map(|a| per_account(a.clone()))).await;
+    let mut resources = Vec::new();
+    let mut raw = serde_json::Map::new();
+    for (account, result) in accounts.iter().zip(results) {
+        match result {
+            Ok((rs, evidence)) => {
+                resources.extend(rs);
+                raw.insert(account.name.clone(), evidence);
+            }
+            Err(e) => {
+                resources.push(scope_error(probe, &account.name, &e));
+                raw.insert(account.name.clone(), json!({"error": e.to_string()}));
+            }
+        }
+    }
+    Ok(Collected {
+        resources,
+        raw: json!({"source": "aws", "probe": probe, "accounts": raw}),
+    })
+}
+
+// ----------------------------------------------------------------------------------------
+
+/// `aws.iam.credentials`.
+pub struct Credentials;
+
+/// A credential-report timestamp column: RFC 3339, or `N/A` / `no_information` /
+/// `not_supported` for none.
+fn report_time(
+    row: &std::collections::BTreeMap<String, String>,
+    column: &str,
+) -> Option<DateTime<Utc>> {
+    row.get(column)
+        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+        .map(|t| t.to_utc())
+}
+
+fn report_bool(row: &std::collections::BTreeMap<String, String>, column: &str) -> bool {
+    row.get(column).is_some_and(|v| v == "true")
+}
+
+fn days(now: DateTime<Utc>, t: DateTime<Utc>) -> i64 {
+    (now - t).num_days()
+}
+
+/// One resource for one credential-report row.
+fn credential_row(
+    account: &str,
+    row: &std::collections::BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Resource {
+    let user = row.get("user").cloned().unwrap_or_default();
+    let arn = row.get("arn").cloned().unwrap_or_default();
+    let is_root = user == "<root_account>";
+    let created = report_time(row, "user_creation_time");
+    // Root always has a password (the report says `not_supported`).
+    let console = is_root || report_bool(row, "password_enabled");
+    let password_used = report_time(row, "password_last_used");
+    let password_changed = report_time(row, "password_last_changed");
+    let password_unused_days = console.then(|| {
+        password_used
+            .or(password_changed)
+            .or(created)
+            .map(|t| days(now, t))
+    });
+    let mut keys = Vec::new();
+    let mut active = 0;
+    let mut oldest_active: Option<i64> = None;
+    let mut key_unused: Option<i64> = None;
+    for n in [1, 2] {
+        let is_active = report_bool(row, &format!("access_key_{n}_active"));
+        let rotated = report_time(row, &format!("access_key_{n}_last_rotated"));
+        let used = report_time(row, &format!("access_key_{n}_last_used_date"));
+        if is_active {
+            active += 1;
+            let age = rotated.or(created).map(|t| days(now, t));
+            oldest_active = oldest_active.max(age);
+            let unused = used.or(rotated).or(created).map(|t| days(now, t));
+            key_unused = key_unused.max(unused);
+        }
+        keys.push(json!({
+            "number": n,
+            "active": is_active,
+            "last_rotated": ts(rotated),
+            "last_used": ts(used),
+        }));
+    }
+    let name = if is_root {
+        format!("root user of AWS account {account} ({arn})")
+    } else {
+        format!("IAM user {user} in {account} ({arn})")
+    };
+    Resource {
+        id: arn.clone(),
+        name,
+        attributes: object(json!({
+            "account": account,
+            "user": user,
+            "arn": arn,
+            "is_root": is_root,
+            "created_at": ts(created),
+            "console_access": console,
+            "password_last_used": ts(password_used),
+            "password_last_changed": ts(password_changed),
+            "password_unused_days": password_unused_days.flatten(),
+            "mfa_active": report_bool(row, "mfa_active"),
+            "active_access_keys": active,
+            "oldest_active_key_days": oldest_active,
+            "access_key_unused_days": key_unused,
+            "access_keys": keys,
+        })),
+        error: None,
+    }
+}
+
+impl Probe for Credentials {
+    const NAME: &'static str = "aws.iam.credentials";
+    const SOURCE: &'static str = "aws";
+    const SUMMARY: &'static str = "IAM credential report: one resource per IAM user (and the root account's row when AWS includes it), per account. Generated once per run and shared by every check.";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("account", String, "account name from sources.aws.accounts"),
+        attr!("user", String, "IAM user name (`<root_account>` for root)"),
+        attr!("arn", String, "the user's ARN"),
+        attr!("is_root", Bool, "the row of the account's root user"),
+        attr!("created_at", Timestamp, "when the user was created"),
+        attr!(
+            "console_access",
+            Bool,
+            "has a console password (always true for root)"
+        ),
+        attr!(
+            "password_last_used",
+            Timestamp,
+            "last console sign-in, null if never"
+        ),
+        attr!(
+            "password_last_changed",
+            Timestamp,
+            "last password change, null if none"
+        ),
+        attr!(
+            "password_unused_days",
+            Int,
+            "days since the password was last used (or set, if never used); null without console access"
+        ),
+        attr!("mfa_active", Bool, "an MFA device is enabled"),
+        attr!(
+            "active_access_keys",
+            Int,
+            "number of active access keys (0-2)"
+        ),
+        attr!(
+            "oldest_active_key_days",
+            Int,
+            "age in days of the oldest active access key since its last rotation; null if none"
+        ),
+        attr!(
+            "access_key_unused_days",
+            Int,
+            "days since the least recently used active key was used (or rotated, if never used); null if none"
+        ),
+        attr!(
+            "access_keys",
+            List,
+            "both key slots: {number, active, last_rotated, last_used}"
+        ),
+    ];
+    const EXAMPLE: &'static str = r#"probe: aws.iam.credentials
+where: console_access && !is_root
+assert: mfa_active
+"#;
+
+    type Params = AccountSelection;
+
+    async fn collect(
+        ctx: &ProbeContext,
+        params: &AccountSelection,
+    ) -> Result<Collected, ProbeError> {
+        let now = ctx.now;
+        per_account(ctx, Self::NAME, params, |account| async move {
+            let report = fetch::credential_report(ctx, &account).await?;
+            let resources = report
+                .rows
+                .iter()
+                .map(|row| credential_row(&account.name, row, now))
+                .collect();
+            Ok((
+                resources,
+                serde_json::to_value(report.as_ref()).unwrap_or(Value::Null),
+            ))
+        })
+        .await
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+
+/// Whether a policy document allows every action on every resource (`*` on `*`).
+pub(crate) fn allows_everything(document: &Value) -> bool {
+    let statements: Vec<&Value> = match document.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    };
+    let has_star = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s == "*",
+        Some(Value::Array(list)) => list.iter().any(|x| x.as_str() == Some("*")),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        s.get("Effect").and_then(Value::as_str) == Some("Allow")
+            && has_star(s.get("Action"))
+            && has_star(s.get("Resource"))
+    })
+}
+
+/// Whether an attached or inline policy grants full administrative access: the AWS-managed
+/// AdministratorAccess, or a document allowing `*` on `*` (customer-managed policies' documents
+/// are looked up in `managed`).
+fn grants_admin(policy: &PolicyRef, managed: &[fetch::ManagedPolicy]) -> bool {
+    if policy.arn.as_deref() == Some(ADMINISTRATOR_ACCESS) {
+        return true;
+    }
+    let document = policy.document.as_ref().or_else(|| {
+        managed
+            .iter()
+            .find(|m| Some(m.arn.as_str()) == policy.arn.as_deref())
+            .and_then(|m| m.document.as_ref())
+    });
+    document.is_some_and(allows_everything)
+}
+
+/// `aws.iam.users`.
+pub struct Users;
+
+impl Probe for Users {
+    const NAME: &'static str = "aws.iam.users";
+    const SOURCE: &'static str = "aws";
+    const SUMMARY: &'static str = "IAM users with their groups and the policies that reach them (attached, inline, through groups), per account; full administrators detected.";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("account", String, "account name from sources.aws.accounts"),
+        attr!("user", String, "IAM user name"),
+        attr!("arn", String, "the user's ARN"),
+        attr!("path", String, "the user's IAM path"),
+        attr!("created_at", Timestamp, "when the user was created"),
+        attr!("groups", List, "names of the user's groups"),
+        attr!(
+            "attached_policies",
+            List,
+            "managed policies attached to the user directly"
+        ),
+        attr!(
+            "inline_policies",
+            List,
+            "inline policies embedded in the user"
+        ),
+        attr!(
+            "direct_policies",
+            Int,
+            "policies attached to or embedded in the user directly (not through groups)"
+        ),
+        attr!(
+            "admin_attached_directly",
+            Bool,
+            "AdministratorAccess, or a policy allowing `*` on `*`, attached to or embedded in the user"
+        ),
+        attr!(
+            "full_admin_inline",
+            Bool,
+            "an inline policy of the user allows `*` on `*`"
+        ),
+        attr!(
+            "admin_via_groups",
+            Bool,
+            "a group of the user grants AdministratorAccess or `*` on `*`"
+        ),
+        attr!(
+            "admin_policies",
+            List,
+            "the policies that make the user a full administrator, each `name (how)`"
+        ),
+        attr!("tags", Map, "the user's tags"),
+    ];
+    const EXAMPLE: &'static str = r#"probe: aws.iam.users
+with: {accounts: [production]}
+assert: "!admin_attached_directly && direct_policies == 0"
+"#;
+
+    type Params = AccountSelection;
+
+    async fn collect(
+        ctx: &ProbeContext,
+        params: &AccountSelection,
+    ) -> Result<Collected, ProbeError> {
+        per_account(ctx, Self::NAME, params, |account| async move {
+            let details = fetch::authorization_details(ctx, &account).await?;
+            let mut resources = Vec::new();
+            for u in &details.users {
+                let mut admin = Vec::new();
+                for p in &u.attached {
+                    if grants_admin(p, &details.policies) {
+                        admin.push(format!("{} (attached)", p.name));
+                    }
+                }
+                let mut inline_admin = false;
+                for p in &u.inline {
+                    if grants_admin(p, &details.policies) {
+                        inline_admin = true;
+                        admin.push(format!("{} (inline)", p.name));
+                    }
+                }
+                let direct_admin = !admin.is_empty();
+                let mut via_groups = false;
+                for g in details.groups.iter().filter(|g| u.groups.contains(&g.name)) {
+                    for p in g.attached.iter().chain(&g.inline) {
+                        if grants_admin(p, &details.policies) {
+                            via_groups = true;
+                            admin.push(format!("{} (group {})", p.name, g.name));
+                        }
+                    }
+                }
+                let names =
+                    |ps: &[PolicyRef]| ps.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+                resources.push(Resource {
+                    id: u.arn.clone(),
+                    name: format!("IAM user {} in {} ({})", u.name, account.name, u.arn),
+                    attributes: object(json!({
+                        "account": account.name,
+                        "user": u.name,
+                        "arn": u.arn,
+                        "path": u.path,
+                        "created_at": ts(u.created_at),
+                        "groups": u.groups,
+                        "attached_policies": names(&u.attached),
+                        "inline_policies": names(&u.inline),
+                        "direct_policies": u.attached.len() + u.inline.len(),
+                        "admin_attached_directly": direct_admin,
+                        "full_admin_inline": inline_admin,
+                        "admin_via_groups": via_groups,
+                        "admin_policies": admin,
+                        "tags": u.tags,
+                    })),
+                    error: None,
+                });
+            }
+            Ok((
+                resources,
+                serde_json::to_value(details.as_ref()).unwrap_or(Value::Null),
+            ))
+        })
+        .await
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+
+/// `aws.iam.policies`.
+pub struct Policies;
+
+impl Probe for Policies {
+    const NAME: &'static str = "aws.iam.policies";
+    const SOURCE: &'static str = "aws";
+    const SUMMARY: &'static str = "IAM policies with documents, per account: every inline policy (of users, groups and roles) and every customer-managed policy; `*` on `*` detected.";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("account", String, "account name from sources.aws.accounts"),
+        attr!("policy", String, "policy name"),
+        attr!("kind", String, "`inline` or `managed` (customer-managed)"),
+        attr!(
+            "arn",
+            String,
+            "managed policy ARN; null for inline policies"
+        ),
+        attr!(
+            "principal",
+            String,
+            "ARN of the user, group or role an inline policy is embedded in; null for managed"
+        ),
+        attr!(
+            "principal_type",
+            String,
+            "`user`, `group` or `role` (inline); null for managed"
+        ),
+        attr!(
+            "attachment_count",
+            Int,
+            "identities the policy is attached to (1 for inline policies)"
+        ),
+        attr!(
+            "full_admin",
+            Bool,
+            "a statement allows `*` actions on `*` resources"
+        ),
+    ];
+    const EXAMPLE: &'static str = r#"probe: aws.iam.policies
+where: attachment_count > 0
+assert: "!full_admin"
+"#;
+
+    type Params = AccountSelection;
+
+    async fn collect(
+        ctx: &ProbeContext,
+        params: &AccountSelection,
+    ) -> Result<Collected, ProbeError> {
+        per_account(ctx, Self::NAME, params, |account| async move {
+            let details = fetch::authorization_details(ctx, &account).await?;
+            let mut resources = Vec::new();
+            let principals = details
+                .users
+                .iter()
+                .map(|u| ("user", u.arn.as_str(), u.inline.as_slice()))
+                .chain(
+                    details
+                        .groups
+                        .iter()
+                        .map(|g| ("group", g.arn.as_str(), g.inline.as_slice())),
+                )
+                .chain(
+                    details
+                        .roles
+                        .iter()
+                        .map(|r| ("role", r.arn.as_str(), r.inline.as_slice())),
+                );
+            for (kind, principal, inline) in principals {
+                for p in inline {
+                    let full = p.document.as_ref().is_some_and(allows_everything);
+                    resources.push(Resource {
+                        id: format!("{principal}#inline/{}", p.name),
+                        name: format!("inline policy {} of {kind} {principal}", p.name),
+                        attributes: object(json!({
+                            "account": account.name,
+                            "policy": p.name,
+                            "kind": "inline",
+                            "arn": null,
+                            "principal": principal,
+                            "principal_type": kind,
+                            "attachment_count": 1,
+                            "full_admin": full,
+                        })),
+                        error: None,
+                    });
+                }
+            }
+            for m in &details.policies {
+                let full = m.document.as_ref().is_some_and(allows_everything);
+                resources.push(Resource {
+                    id: m.arn.clone(),
+                    name: format!("managed policy {} ({})", m.name, m.arn),
+                    attributes: object(json!({
+                        "account": account.name,
+                        "policy": m.name,
+                        "kind": "managed",
+                        "arn": m.arn,
+                        "principal": null,
+                        "principal_type": null,
+                        "attachment_count": m.attachment_count,
+                        "full_admin": full,
+                    })),
+                    error: None,
+                });
+            }
+            let count = resources.len();
+            Ok((resources, json!({"policies": count})))
+        })
+        .await
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+
+/// `aws.iam.password_policy`.
+pub struct PasswordPolicy;
+
+impl Probe for PasswordPolicy {
+    const NAME: &'static str = "aws.iam.password_policy";
+    const SOURCE: &'static str = "aws";
+    const SUMMARY: &'static str = "The IAM account password policy, one resource per account (an account without one is `present: false`).";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("account", String, "account name from sources.aws.accounts"),
+        attr!("present", Bool, "the account has a password policy"),
+        attr!(
+            "minimum_length",
+            Int,
+            "minimum password length; null without a policy"
+        ),
+        attr!(
+            "reuse_prevention",
+            Int,
+            "previous passwords that cannot be reused; null if reuse is allowed"
+        ),
+        attr!("require_symbols", Bool, "requires a symbol"),
+        attr!("require_numbers", Bool, "requires a number"),
+        attr!("require_uppercase", Bool, "requires an uppercase letter"),
+        attr!("require_lowercase", Bool, "requires a lowercase letter"),
+        attr!(
+            "max_age_days",
+            Int,
+            "password expiry in days; null if passwords never expire"
+        ),
+        attr!(
+            "allow_users_to_change",
+            Bool,
+            "users may change their own password"
+        ),
+    ];
+    const EXAMPLE: &'static str = r#"probe: aws.iam.password_policy
+assert: present && minimum_length >= 14 && reuse_prevention != null && reuse_prevention >= 1
+"#;
+
+    type Params = AccountSelection;
+
+    async fn collect(
+        ctx: &ProbeContext,
+        params: &AccountSelection,
+    ) -> Result<Collected, ProbeError> {
+        per_account(ctx, Self::NAME, params, |account| async move {
+            let policy = fetch::password_policy(ctx, &account).await?;
+            let attributes = match policy.as_ref() {
+                Some(p) => json!({
+                    "account": account.name,
+                    "present": true,
+                    "minimum_length": p.minimum_length,
+                    "reuse_prevention": p.reuse_prevention,
+                    "require_symbols": p.require_symbols,
+                    "require_numbers": p.require_numbers,
+                    "require_uppercase": p.require_uppercase,
+                    "require_lowercase": p.require_lowercase,
+                    "max_age_days": p.max_age_days,
+                    "allow_users_to_change": p.allow_users_to_change,
+                }),
+                None => json!({
+                    "account": account.name,
+                    "present": false,
+                    "minimum_length": null,
+                    "reuse_prevention": null,
+                    "require_symbols": false,
+                    "require_numbers": false,
+                    "require_uppercase": false,
+                    "require_lowercase": false,
+                    "max_age_days": null,
+                    "allow_users_to_change": false,
+                }),
+            };
+            let resource = Resource {
+                id: format!("aws:{}:iam:password-policy", account.name),
+                name: format!("password policy of AWS account {}", account.name),
+                attributes: object(attributes),
+                error: None,
+            };
+            Ok((
+                vec![resource],
+                serde_json::to_value(policy.as_ref()).unwrap_or(Value::Null),
+            ))
+        })
+        .await
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+
+/// `aws.iam.account`.
+pub struct AccountSummary;
+
+impl Probe for AccountSummary {
+    const NAME: &'static str = "aws.iam.account";
+    const SOURCE: &'static str = "aws";
+    const SUMMARY: &'static str = "The IAM account summary, one resource per account: root MFA and root access keys, and identity counts.";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("account", String, "account name from sources.aws.accounts"),
+        attr!("root_mfa_enabled", Bool, "the root user has MFA enabled"),
+        attr!(
+            "root_access_keys_present",
+            Bool,
+            "the root user has access keys"
+        ),
+        attr!("users", Int, "IAM users"),
+        attr!("groups", Int, "IAM groups"),
+        attr!("roles", Int, "IAM roles"),
+        attr!("mfa_devices_in_use", Int, "MFA devices assigned to users"),
+    ];
+    const EXAMPLE: &'static str = r#"probe: aws.iam.account
+assert: root_mfa_enabled && !root_access_keys_present
+"#;
+
+    type Params = AccountSelection;
+
+    async fn collect(
+        ctx: &ProbeContext,
+        params: &AccountSelection,
+    ) -> Result<Collected, ProbeError> {
+        per_account(ctx, Self::NAME, params, |account| async move {
+            let summary = fetch::account_summary(ctx, &account).await?;
+            let get = |k: &str| summary.get(k).copied();
+            let resource = Resource {
+                id: format!("aws:{}:iam:account", account.name),
+                name: format!("AWS account {}", account.name),
+                attributes: object(json!({
+                    "account": account.name,
+                    "root_mfa_enabled": get("AccountMFAEnabled").map(|v| v == 1),
+                    "root_access_keys_present": get("AccountAccessKeysPresent").map(|v| v != 0),
+                    "users": get("Users"),
+                    "groups": get("Groups"),
+                    "roles": get("Roles"),
+                    "mfa_devices_in_use": get("MFADevicesInUse"),
+                })),
+                error: None,
+            };
+            Ok((
+                vec![resource],
+                serde_json::to_value(summary.as_ref()).unwrap_or(Value::Null),
+            ))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn star_on_star_is_detected_in_every_shape() {
+        let check = |doc: Value, expect: bool| assert_eq!(allows_everything(&doc), expect, "{doc}");
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+            true,
+        );
+        check(
+            json!({"Statement": {"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}}),
+            true,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": ["s3:*", "*"], "Resource": "*"}]}),
+            true,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}),
+            false,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
+            false,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b"}]}),
+            false,
+        );
+        check(json!({}), false);
+    }
+
+    fn row(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn credential_rows_derive_key_ages_and_unused_days() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let r = credential_row(
+            "prod",
+            &row(&[
+                ("user", "ci-bot"),
+                ("arn", "arn:aws:iam::1:user/ci-bot"),
+                ("user_creation_time", "2025-01-01T00:00:00+00:00"),
+                ("password_enabled", "false"),
+                ("password_last_used", "N/A"),
+                ("mfa_active", "false"),
+                ("access_key_1_active", "true"),
+                ("access_key_1_last_rotated", "2026-01-01T00:00:00+00:00"),
+                ("access_key_1_last_used_date", "2026-11-20T00:00:00+00:00"),
+                ("access_key_2_active", "true"),
+                ("access_key_2_last_rotated", "2026-10-23T00:00:00+00:00"),
+                ("access_key_2_last_used_date", "N/A"),
+            ]),
+            now,
+        );
+        let a = &r.attributes;
+        assert_eq!(a["active_access_keys"], 2);
+        assert_eq!(a["oldest_active_key_days"], 325);
+        // Key 2 was never used: unused since its rotation 30 days ago.
+        assert_eq!(a["access_key_unused_days"], 30);
+        assert_eq!(a["password_unused_days"], Value::Null);
+        assert_eq!(a["console_access"], false);
+        let root = credential_row(
+            "prod",
+            &row(&[
+                ("user", "<root_account>"),
+                ("arn", "arn:aws:iam::1:root"),
+                ("password_enabled", "not_supported"),
+                ("password_last_used", "2026-11-01T00:00:00+00:00"),
+                ("mfa_active", "true"),
+                ("access_key_1_active", "false"),
+                ("access_key_2_active", "false"),
+            ]),
+            now,
+        );
+        assert_eq!(root.attributes["is_root"], true);
+        assert_eq!(root.attributes["console_access"], true);
+        assert_eq!(root.attributes["password_unused_days"], 21);
+        assert_eq!(root.attributes["oldest_active_key_days"], Value::Null);
+    }
+}

@@ -1,0 +1,423 @@
+//! AWS probes: IAM evidence per account, EC2 evidence per account and region.
+//!
+//! Configuration is `sources.aws` (see [`crate::config::AwsSource`]). For each configured
+//! account this module builds one SDK configuration per run (credentials from the default
+//! chain, a named profile or a credentials file, optionally an assumed role; a custom
+//! `endpoint_url`; adaptive retry; a per-call timeout), resolves the regions to inspect, and
+//! hands out [`Scope`]s — one account, one region — to the probes in [`iam`] and [`ec2`].
+//!
+//! Every AWS listing goes through [`fetch`], which caches it in the run's
+//! [`FetchCache`](super::FetchCache) by account, region and operation: however many controls
+//! read security groups, each page of `DescribeSecurityGroups` is requested once per run.
+//!
+//! Failures are never verdicts. A call that AWS refuses, that times out, is throttled past the
+//! retries, returns 5xx or an unreadable body becomes a [`ProbeError`] naming the operation and,
+//! for a refusal, the IAM permission that is missing. A scope (account or region) that fails is
+//! reported as one `error` resource naming it, and the other scopes are still evaluated.
+
+pub mod ec2;
+mod fetch;
+pub mod iam;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::BehaviorVersion;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{Region, SdkConfig};
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use aws_sdk_iam::config::SharedCredentialsProvider;
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::{ProbeContext, ProbeError, Resource};
+use crate::config::{AwsAccount, AwsRetryMode, AwsSource};
+
+/// Region used for account-wide calls when the account names none.
+pub const DEFAULT_HOME_REGION: &str = "us-east-1";
+
+/// Which accounts a check reads (IAM probes). Empty means every configured account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSelection {
+    /// Names of `sources.aws.accounts` to read; all when empty.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+/// Which accounts and regions a check reads (EC2 probes). Empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSelection {
+    /// Names of `sources.aws.accounts` to read; all when empty.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Regions to read, among each account's regions; all of them when empty.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// One configured account, ready to call: its SDK configuration and per-region call limits.
+pub(crate) struct Account {
+    pub name: String,
+    pub sdk: SdkConfig,
+    pub home_region: String,
+    /// Regions from the configuration (empty: every enabled region, listed at run time).
+    pub regions: Vec<String>,
+    concurrency: usize,
+    credential_report_wait: std::time::Duration,
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("name", &self.name)
+            .field("home_region", &self.home_region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Account {
+    /// The limiter of API calls in flight for one region of this account.
+    fn permits(&self, region: &str) -> Arc<Semaphore> {
+        let mut permits = self
+            .permits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        permits
+            .entry(region.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.concurrency)))
+            .clone()
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .region(Region::new(self.home_region.clone()))
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
+    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+            .region(Region::new(region.to_string()))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+}
+
+/// One account and one region: the unit EC2 evidence is collected in.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub account: Arc<Account>,
+    pub region: String,
+}
+
+impl Scope {
+    /// `production/eu-west-1`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.account.name, self.region)
+    }
+}
+
+fn source(ctx: &ProbeContext) -> Result<&AwsSource, ProbeError> {
+    ctx.sources
+        .aws
+        .as_ref()
+        .filter(|a| !a.accounts.is_empty())
+        .ok_or(ProbeError::NotConfigured("aws"))
+}
+
+/// The selected accounts, each built once per run (shared by every AWS probe of the run).
+pub(crate) async fn accounts(
+    ctx: &ProbeContext,
+    selected: &[String],
+) -> Result<Vec<Arc<Account>>, ProbeError> {
+    let source = source(ctx)?;
+    for name in selected {
+        if !source.accounts.iter().any(|a| &a.name == name) {
+            let known: Vec<&str> = source.accounts.iter().map(|a| a.name.as_str()).collect();
+            return Err(ProbeError::Io(format!(
+                "aws account `{name}` is not configured (sources.aws.accounts: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for account in &source.accounts {
+        if !selected.is_empty() && !selected.contains(&account.name) {
+            continue;
+        }
+        let built = ctx
+            .cache
+            .get_or_fetch(
+                &format!("aws:{}:account", account.name),
+                build_account(ctx, source, account),
+            )
+            .await?;
+        out.push(Arc::clone(&built));
+    }
+    Ok(out)
+}
+
+async fn build_account(
+    ctx: &ProbeContext,
+    source: &AwsSource,
+    account: &AwsAccount,
+) -> Result<Account, ProbeError> {
+    let home_region = account
+        .home_region
+        .clone()
+        .or_else(|| account.regions.first().cloned())
+        .unwrap_or_else(|| DEFAULT_HOME_REGION.to_string());
+    let retry = match source.retry_mode {
+        AwsRetryMode::Adaptive => RetryConfig::adaptive(),
+        AwsRetryMode::Standard => RetryConfig::standard(),
+    }
+    .with_max_attempts(source.max_attempts.get())
+    .with_initial_backoff(source.initial_backoff.to_std());
+    let call = source.call_timeout.to_std();
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(call.min(std::time::Duration::from_secs(10)))
+        .operation_attempt_timeout(call)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(home_region.clone()))
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .app_name(aws_config::AppName::new("trellis").map_err(|e| ProbeError::Io(e.to_string()))?);
+    if let Some(url) = &account.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    // Credentials: a credentials file named in the config, or a named profile, or the default
+    // chain (environment, shared files, SSO, container and instance roles).
+    if account.credentials_file.is_some() || account.profile.is_some() {
+        let mut provider = ProfileFileCredentialsProvider::builder();
+        if let Some(file) = &account.credentials_file {
+            let path = ctx.resolve_path(file);
+            if !path.is_file() {
+                return Err(ProbeError::Auth(format!(
+                    "aws account `{}`: credentials file {} cannot be read",
+                    account.name,
+                    path.display()
+                )));
+            }
+            let files = EnvConfigFiles::builder()
+                .with_file(EnvConfigFileKind::Credentials, path)
+                .build();
+            provider = provider.profile_files(files.clone());
+            loader = loader.profile_files(files);
+        }
+        if let Some(profile) = &account.profile {
+            provider = provider.profile_name(profile);
+            loader = loader.profile_name(profile);
+        }
+        loader = loader.credentials_provider(provider.build());
+    }
+    let mut sdk = loader.load().await;
+    if let Some(role) = &account.assume_role_arn {
+        let mut builder = AssumeRoleProvider::builder(role)
+            .session_name("trellis-audit")
+            .configure(&sdk);
+        if let Some(id) = &account.external_id {
+            builder = builder.external_id(id);
+        }
+        let provider = builder.build().await;
+        sdk = sdk
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+    }
+    Ok(Account {
+        name: account.name.clone(),
+        sdk,
+        home_region,
+        regions: account.regions.clone(),
+        concurrency: source.concurrency.get(),
+        credential_report_wait: source.credential_report_wait.to_std(),
+        permits: Mutex::new(HashMap::new()),
+    })
+}
+
+/// The regions to read for `selection`: per account, the configured regions (or every enabled
+/// region, listed once per run), narrowed to `selection.regions`. An account whose regions
+/// cannot be listed is returned as an error for that account.
+pub(crate) async fn scopes(
+    ctx: &ProbeContext,
+    selection: &RegionSelection,
+) -> Result<Vec<Result<Scope, (String, ProbeError)>>, ProbeError> {
+    let mut out = Vec::new();
+    for account in accounts(ctx, &selection.accounts).await? {
+        let regions = if account.regions.is_empty() {
+            match fetch::enabled_regions(ctx, &account).await {
+                Ok(r) => r.as_ref().clone(),
+                Err(e) => {
+                    out.push(Err((account.name.clone(), e)));
+                    continue;
+                }
+            }
+        } else {
+            account.regions.clone()
+        };
+        for region in regions {
+            if selection.regions.is_empty() || selection.regions.contains(&region) {
+                out.push(Ok(Scope {
+                    account: account.clone(),
+                    region,
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An `error` resource standing for a whole account or region that could not be read.
+pub(crate) fn scope_error(probe: &str, label: &str, error: &ProbeError) -> Resource {
+    Resource {
+        id: format!("aws:{label}:{probe}"),
+        name: format!("AWS {label}"),
+        attributes: serde_json::Map::new(),
+        error: Some(error.to_string()),
+    }
+}
+
+/// An AWS API operation and the IAM permission it needs (named when access is denied).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op {
+    pub name: &'static str,
+    pub permission: &'static str,
+}
+
+/// Error codes meaning "these credentials may not do this".
+const DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedAccess",
+    "Forbidden",
+];
+/// Error codes meaning "these credentials are not valid".
+const BAD_CREDENTIALS: &[&str] = &[
+    "InvalidClientTokenId",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "IncompleteSignature",
+];
+/// Error codes meaning "slow down" (left after the SDK's retries).
+const THROTTLED: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+];
+
+/// Turns an SDK error into the cause of an `error` verdict, naming the operation (and the
+/// permission, when access was denied). Never a pass, never a fail.
+pub(crate) fn classify<E>(op: Op, label: &str, err: SdkError<E>) -> ProbeError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let context = format!("{} in {label}", op.name);
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("");
+            let message = service.err().message().unwrap_or("").to_string();
+            let status = service.raw().status().as_u16();
+            if DENIED.contains(&code) {
+                ProbeError::Auth(format!(
+                    "access denied to {context}: the credentials lack `{}` ({code}: {message})",
+                    op.permission
+                ))
+            } else if BAD_CREDENTIALS.contains(&code) {
+                ProbeError::Auth(format!(
+                    "{context}: AWS rejected the credentials ({code}: {message})"
+                ))
+            } else if THROTTLED.contains(&code) || status == 429 {
+                ProbeError::Throttled(format!(
+                    "{context}: still throttled after the configured retries ({code})"
+                ))
+            } else if status >= 500 {
+                ProbeError::Unavailable(format!(
+                    "{context}: AWS answered HTTP {status} after the configured retries ({})",
+                    if code.is_empty() {
+                        "no error code"
+                    } else {
+                        code
+                    }
+                ))
+            } else {
+                ProbeError::Io(format!("{context} failed: HTTP {status} {code}: {message}"))
+            }
+        }
+        SdkError::TimeoutError(_) => {
+            ProbeError::Unavailable(format!("{context}: the call timed out"))
+        }
+        SdkError::ResponseError(_) => ProbeError::BadBody(format!(
+            "{context}: the response could not be read: {}",
+            DisplayErrorContext(&err)
+        )),
+        SdkError::DispatchFailure(failure) => {
+            let detail = DisplayErrorContext(&err).to_string();
+            if failure.is_timeout() {
+                ProbeError::Unavailable(format!("{context}: the call timed out ({detail})"))
+            } else if detail.to_ascii_lowercase().contains("credential") {
+                ProbeError::Auth(format!("{context}: no usable AWS credentials: {detail}"))
+            } else {
+                ProbeError::Unavailable(format!("{context}: AWS could not be reached: {detail}"))
+            }
+        }
+        _ => {
+            let detail = DisplayErrorContext(&err).to_string();
+            if detail.to_ascii_lowercase().contains("credential") {
+                ProbeError::Auth(format!("{context}: no usable AWS credentials: {detail}"))
+            } else {
+                ProbeError::Io(format!("{context} failed: {detail}"))
+            }
+        }
+    }
+}
+
+/// An SDK timestamp as UTC.
+pub(crate) fn time(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// A `Timestamp` attribute: RFC 3339 (seconds), or null.
+pub(crate) fn ts(t: Option<DateTime<Utc>>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| {
+        serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    })
+}
+
+/// The attribute map of a `json!({...})` object.
+pub(crate) fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_reject_unknown_fields() {
+        let err = serde_json::from_value::<RegionSelection>(serde_json::json!({"region": ["x"]}))
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `region`"), "{err}");
+    }
+}
