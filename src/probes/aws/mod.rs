@@ -336,7 +336,13 @@ where
             let code = service.err().code().unwrap_or("");
             let message = service.err().message().unwrap_or("").to_string();
             let status = service.raw().status().as_u16();
-            if DENIED.contains(&code) {
+            if (200..300).contains(&status) {
+                // A success status whose body the SDK could not read as the operation's output.
+                ProbeError::BadBody(format!(
+                    "{context}: the response could not be read (HTTP {status}: {})",
+                    DisplayErrorContext(&err)
+                ))
+            } else if DENIED.contains(&code) {
                 ProbeError::Auth(format!(
                     "access denied to {context}: the credentials lack `{}` ({code}: {message})",
                     op.permission
