@@ -616,6 +616,29 @@ mod tests {
         }
     }
 
+    /// The commented-out `aws` and `github` examples in config.example.yaml are valid config.
+    #[test]
+    fn commented_source_examples_parse() {
+        for section in ["  # aws:", "  # github:"] {
+            let start = BUNDLED_EXAMPLE.find(section).unwrap();
+            let block: String = BUNDLED_EXAMPLE[start..]
+                .lines()
+                .take_while(|l| l.starts_with("  #"))
+                .map(|l| format!("  {}\n", &l[4..]))
+                .collect();
+            let text = format!("sources:\n{block}");
+            let c =
+                parse(Path::new("example"), &text, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            if let Some(aws) = c.sources.aws {
+                assert_eq!(aws.accounts[0].name, "production");
+                assert_eq!(
+                    aws.call_timeout.to_std(),
+                    std::time::Duration::from_secs(20)
+                );
+            }
+        }
+    }
+
     #[test]
     fn unknown_key_is_located() {
         let err = parse(Path::new("t.yaml"), "server:\n  bnd: x\n", &[]).unwrap_err();
@@ -645,6 +668,14 @@ mod tests {
         check(
             "limits:\n  probe_timeout: 0s\n",
             "t.yaml:2:18: limits.probe_timeout: invalid duration `0s`",
+        );
+        check(
+            "sources:\n  aws:\n    accounts:\n      - name: prod\n      - name: prod\n",
+            "t.yaml:4:7: sources.aws.accounts: duplicate account name `prod`",
+        );
+        check(
+            "sources:\n  aws:\n    max_attempts: 0\n",
+            "t.yaml:3:5: sources.aws.max_attempts: invalid value: integer `0`, expected a nonzero u32",
         );
         check(
             "sources:\n  hr:\n    path: r.csv\n    columns: {employee_idd: x}\n",

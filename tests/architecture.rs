@@ -102,3 +102,13 @@ fn web_never_calls_probes() {
         "web never calls probes",
     );
 }
+
+#[test]
+fn only_the_aws_probes_use_the_aws_sdk() {
+    let others = files_where(|p| !p.starts_with("probes/aws"));
+    assert_none_mention(
+        &others,
+        &["aws_sdk_", "aws_config", "aws_runtime", "aws_smithy"],
+        "only src/probes/aws talks to AWS",
+    );
+}

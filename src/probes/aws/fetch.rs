@@ -14,7 +14,26 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Account, Op, Scope, classify, time};
+
 use crate::probes::{ProbeContext, ProbeError};
+
+/// Every AWS operation Trellis calls. `docs/aws-iam-policy.json` grants exactly these (tested).
+pub const OPERATIONS: &[Op] = &[
+    DESCRIBE_REGIONS,
+    GENERATE_CREDENTIAL_REPORT,
+    GET_CREDENTIAL_REPORT,
+    GET_AUTHORIZATION_DETAILS,
+    GET_PASSWORD_POLICY,
+    GET_ACCOUNT_SUMMARY,
+    DESCRIBE_SECURITY_GROUPS,
+    DESCRIBE_NETWORK_INTERFACES,
+    GET_EBS_ENCRYPTION_BY_DEFAULT,
+    DESCRIBE_VOLUMES,
+    DESCRIBE_SNAPSHOTS,
+    DESCRIBE_VPCS,
+    DESCRIBE_FLOW_LOGS,
+    DESCRIBE_INSTANCES,
+];
 
 /// Runs `fetch` once per run for `key`, sharing the result.
 async fn cached<T, F>(ctx: &ProbeContext, key: String, fetch: F) -> Result<Arc<T>, ProbeError>

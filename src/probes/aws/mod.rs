@@ -19,6 +19,8 @@ pub mod ec2;
 mod fetch;
 pub mod iam;
 
+pub use fetch::OPERATIONS;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -289,7 +291,7 @@ pub(crate) fn scope_error(probe: &str, label: &str, error: &ProbeError) -> Resou
 
 /// An AWS API operation and the IAM permission it needs (named when access is denied).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Op {
+pub struct Op {
     pub name: &'static str,
     pub permission: &'static str,
 }
@@ -419,6 +421,30 @@ pub(crate) fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/aws-iam-policy.json grants exactly the operations Trellis calls: nothing missing
+    /// (which would be an `error` in production), nothing extra (least privilege).
+    #[test]
+    fn documented_policy_grants_exactly_what_is_called() {
+        let text = include_str!("../../../docs/aws-iam-policy.json");
+        let policy: serde_json::Value = serde_json::from_str(text).unwrap();
+        let mut granted: Vec<&str> = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|s| {
+                assert_eq!(s["Effect"], "Allow");
+                assert_eq!(s["Resource"], "*");
+            })
+            .flat_map(|s| s["Action"].as_array().unwrap())
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        granted.sort();
+        let mut called: Vec<&str> = OPERATIONS.iter().map(|o| o.permission).collect();
+        called.sort();
+        called.dedup();
+        assert_eq!(granted, called);
+    }
 
     #[test]
     fn selections_reject_unknown_fields() {
