@@ -676,3 +676,129 @@ async fn one_failing_region_does_not_hide_the_others() {
         Status::Fail
     );
 }
+
+#[tokio::test]
+async fn an_account_without_a_password_policy_fails_rather_than_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(is("GetAccountPasswordPolicy"))
+        .respond_with(xml(404, fixture("iam_error_no_such_entity.xml")))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    healthy(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
+    let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
+    let o = outcome(&report, "complex-passwords");
+    assert_eq!(o.checks[0].status, Status::Fail, "{:?}", o.checks[0]);
+    let f = findings(&report, "complex-passwords", Status::Fail)
+        .into_iter()
+        .find(|f| f.resource.contains("password-policy"))
+        .unwrap();
+    assert_eq!(f.actual["present"], false);
+    assert!(
+        f.message
+            .starts_with("password policy of AWS account acme fails"),
+        "{}",
+        f.message
+    );
+}
+
+#[tokio::test]
+async fn every_enabled_region_is_read_when_none_are_configured() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(is("DescribeRegions"))
+        .respond_with(xml(200, fixture("ec2_describe_regions.xml")))
+        .mount(&server)
+        .await;
+    healthy(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = loaded(dir.path(), &server.uri(), &[], QUICK);
+    let report = run(
+        &loaded,
+        &["network-traffic-monitoring", "baseline-configurations"],
+        at(NOW),
+    )
+    .await;
+    let regions: std::collections::BTreeSet<String> =
+        outcome(&report, "network-traffic-monitoring")
+            .findings
+            .iter()
+            .map(|f| f.resource.split('/').nth(1).unwrap().to_string())
+            .collect();
+    assert_eq!(
+        regions.into_iter().collect::<Vec<_>>(),
+        ["af-south-1", "eu-west-1", "us-east-1"]
+    );
+    let c = counts(&server).await;
+    assert_eq!(c["DescribeRegions"], 1, "listed once per run: {c:?}");
+    assert_eq!(c["DescribeVpcs"], 3, "once per region: {c:?}");
+    assert_eq!(c["DescribeInstances"], 3, "once per region: {c:?}");
+}
+
+#[tokio::test]
+async fn an_assumed_role_signs_every_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(is("AssumeRole"))
+        .respond_with(xml(200, fixture("sts_assume_role.xml")))
+        .mount(&server)
+        .await;
+    healthy(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
+    // Add the role to the account `loaded` wrote.
+    let path = dir.path().join("trellis.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "        endpoint_url:",
+        "        assume_role_arn: arn:aws:iam::111122223333:role/TrellisAudit\n        external_id: trellis-7f3a\n        endpoint_url:",
+    );
+    std::fs::write(&path, text).unwrap();
+    let loaded = trellis::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+    let report = run(
+        &loaded,
+        &["network-traffic-monitoring", "complex-passwords"],
+        at(NOW),
+    )
+    .await;
+    for o in &report.outcomes {
+        assert_ne!(o.status, Status::Error, "{}: {}", o.control_id, o.summary);
+    }
+    let requests = server.received_requests().await.unwrap();
+    let assume: Vec<&Request> = requests
+        .iter()
+        .filter(|r| action(r) == "AssumeRole")
+        .collect();
+    assert_eq!(assume.len(), 1, "the role is assumed once per run");
+    let b = body(assume[0]);
+    assert!(
+        b.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2FTrellisAudit"),
+        "{b}"
+    );
+    assert!(b.contains("ExternalId=trellis-7f3a"), "{b}");
+    // The base credentials only assume the role; everything else is signed as the role.
+    let signer = |r: &Request| {
+        r.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(signer(assume[0]).contains("Credential=AKIATESTTESTTESTTEST/"));
+    for r in requests.iter().filter(|r| action(r) != "AssumeRole") {
+        assert!(
+            signer(r).contains("Credential=ASIAASSUMEDROLEKEY01/"),
+            "{}: {}",
+            action(r),
+            signer(r)
+        );
+        assert_eq!(
+            r.headers
+                .get("x-amz-security-token")
+                .and_then(|v| v.to_str().ok()),
+            Some("IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN")
+        );
+    }
+}
