@@ -215,6 +215,14 @@ fn schema(out: Option<PathBuf>) -> u8 {
 fn print_probes() {
     for p in probes::REGISTRY {
         println!("{} (source: {})\n  {}", p.name(), p.source(), p.summary());
+        let schema = serde_json::to_value(p.params_schema()).unwrap_or_default();
+        if let Some(params) = schema["properties"].as_object().filter(|m| !m.is_empty()) {
+            println!("  parameters (with:):");
+            for (name, prop) in params {
+                let doc = prop["description"].as_str().unwrap_or("");
+                println!("    {name:<24} {}", doc.replace('\n', " "));
+            }
+        }
         println!("  attributes:");
         for a in p.attributes() {
             println!(

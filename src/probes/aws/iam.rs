@@ -494,8 +494,13 @@ assert: "!full_admin"
                     error: None,
                 });
             }
-            let count = resources.len();
-            Ok((resources, json!({"policies": count})))
+            let evidence = Value::Array(
+                resources
+                    .iter()
+                    .map(|r| json!({"id": r.id, "attributes": r.attributes}))
+                    .collect(),
+            );
+            Ok((resources, evidence))
         })
         .await
     }
