@@ -298,9 +298,11 @@ pub struct AwsAccount {
     /// Regions to inspect; empty means every region enabled in the account.
     #[serde(default)]
     pub regions: Vec<String>,
-    /// Region for account-wide calls (IAM, STS, listing regions); default `us-east-1`.
+    /// Region for account-wide calls (IAM, STS, listing regions); default: the first of
+    /// `regions`, else `us-east-1`.
     pub home_region: Option<String>,
-    /// Custom endpoint for every AWS API (LocalStack, moto, VPC endpoints).
+    /// One endpoint for every AWS API of this account: LocalStack, moto, or a proxy that serves
+    /// them all. (VPC interface endpoints need no setting when their private DNS is on.)
     pub endpoint_url: Option<String>,
     /// Role to assume (read-only audit role) with the base credentials.
     pub assume_role_arn: Option<String>,

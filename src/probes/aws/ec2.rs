@@ -78,6 +78,12 @@ fn id(scope: &Scope, resource: &str) -> String {
     format!("aws:{}/{}/{resource}", scope.account.name, scope.region)
 }
 
+/// Whole hours, rounded up: a window of "48 hours" is not stretched by 59 minutes.
+fn hours_rounded_up(d: chrono::Duration) -> i64 {
+    let secs = d.num_seconds();
+    secs.div_euclid(3600) + i64::from(secs.rem_euclid(3600) > 0)
+}
+
 fn is_world(source: &str) -> bool {
     source == "0.0.0.0/0" || source == "::/0"
 }
@@ -328,6 +334,27 @@ assert: enabled
 /// `aws.ec2.volumes`.
 pub struct Volumes;
 
+/// Parameters of `aws.ec2.volumes`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeParams {
+    /// Names of `sources.aws.accounts` to read; all when empty.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Regions to read, among each account's regions; all of them when empty.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Also list snapshots (`DescribeSnapshots`) for `latest_snapshot_at` and
+    /// `hours_since_snapshot` (default true). Checks that only need volumes set it to false, so
+    /// that they do not depend on another permission.
+    #[serde(default = "yes")]
+    pub include_snapshots: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl Probe for Volumes {
     const NAME: &'static str = "aws.ec2.volumes";
     const SOURCE: &'static str = "aws";
@@ -336,7 +363,11 @@ impl Probe for Volumes {
         attr!("account", String, "account name from sources.aws.accounts"),
         attr!("region", String, "AWS region"),
         attr!("volume_id", String, "volume id"),
-        attr!("encrypted", Bool, "the volume is encrypted"),
+        attr!(
+            "encrypted",
+            Bool,
+            "the volume is encrypted (null if AWS did not say)"
+        ),
         attr!(
             "kms_key_id",
             String,
@@ -351,12 +382,12 @@ impl Probe for Volumes {
         attr!(
             "latest_snapshot_at",
             Timestamp,
-            "start time of the newest completed snapshot of the volume, null if none"
+            "start time of the newest completed snapshot of the volume, null if none (or include_snapshots: false)"
         ),
         attr!(
             "hours_since_snapshot",
             Int,
-            "whole hours since latest_snapshot_at, null if the volume has no snapshot"
+            "hours since latest_snapshot_at, rounded up (48h01m is 49); null without a snapshot"
         ),
         attr!("tags", Map, "the volume's tags"),
     ];
@@ -365,16 +396,22 @@ where: attached
 assert: hours_since_snapshot != null && hours_since_snapshot <= 48
 "#;
 
-    type Params = RegionSelection;
+    type Params = VolumeParams;
 
-    async fn collect(
-        ctx: &ProbeContext,
-        params: &RegionSelection,
-    ) -> Result<Collected, ProbeError> {
+    async fn collect(ctx: &ProbeContext, params: &VolumeParams) -> Result<Collected, ProbeError> {
         let now = ctx.now;
-        per_region(ctx, Self::NAME, params, |scope| async move {
+        let selection = RegionSelection {
+            accounts: params.accounts.clone(),
+            regions: params.regions.clone(),
+        };
+        let with_snapshots = params.include_snapshots;
+        per_region(ctx, Self::NAME, &selection, |scope| async move {
             let volumes = fetch::volumes(ctx, &scope).await?;
-            let snapshots = fetch::snapshots(ctx, &scope).await?;
+            let snapshots = if with_snapshots {
+                fetch::snapshots(ctx, &scope).await?
+            } else {
+                std::sync::Arc::new(Vec::new())
+            };
             Ok(volumes
                 .iter()
                 .map(|v| {
@@ -396,7 +433,7 @@ assert: hours_since_snapshot != null && hours_since_snapshot <= 48
                         "volume_type": v.volume_type,
                         "created_at": ts(v.created_at),
                         "latest_snapshot_at": ts(latest),
-                        "hours_since_snapshot": latest.map(|t| (now - t).num_hours()),
+                        "hours_since_snapshot": latest.map(|t| hours_rounded_up(now - t)),
                         "tags": v.tags,
                     })));
                     let name = v
@@ -495,7 +532,12 @@ impl Probe for Vpcs {
         attr!(
             "active_flow_logs",
             Int,
-            "flow logs on the VPC whose status is ACTIVE"
+            "flow logs on the VPC that are ACTIVE and not failing to deliver"
+        ),
+        attr!(
+            "failing_flow_logs",
+            Int,
+            "ACTIVE flow logs whose delivery status is FAILED"
         ),
         attr!("flow_log_ids", List, "ids of the active flow logs"),
         attr!(
@@ -521,16 +563,21 @@ assert: active_flow_logs > 0
             Ok(vpcs
                 .iter()
                 .map(|v| {
-                    let active: Vec<&fetch::FlowLog> = logs
+                    let (active, failing): (Vec<&fetch::FlowLog>, Vec<&fetch::FlowLog>) = logs
                         .iter()
                         .filter(|f| f.resource_id == v.id && f.status.eq_ignore_ascii_case("ACTIVE"))
-                        .collect();
+                        .partition(|f| {
+                            !f.delivery_status
+                                .as_deref()
+                                .is_some_and(|d| d.eq_ignore_ascii_case("FAILED"))
+                        });
                     let mut a = base(&scope);
                     a.extend(object(json!({
                         "vpc_id": v.id,
                         "is_default": v.is_default,
                         "cidr": v.cidr,
                         "active_flow_logs": active.len(),
+                        "failing_flow_logs": failing.len(),
                         "flow_log_ids": active.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
                         "flow_log_traffic": active.iter().filter_map(|f| f.traffic_type.clone()).collect::<Vec<_>>(),
                         "tags": v.tags,
@@ -575,7 +622,7 @@ impl Probe for Instances {
         attr!(
             "imdsv2_required",
             Bool,
-            "the metadata service is off, or only answers IMDSv2 (token) requests"
+            "the metadata service is off, or only answers IMDSv2 (token) requests; null if AWS did not report it"
         ),
         attr!(
             "imds_enabled",
@@ -608,7 +655,13 @@ assert: imdsv2_required && "Owner" in tags
                 .iter()
                 .map(|i| {
                     let enabled = i.http_endpoint.as_deref() != Some("disabled");
-                    let tokens_required = i.http_tokens.as_deref() == Some("required");
+                    // Unknown (null) when AWS did not report the metadata options: evaluated
+                    // as an error, never as compliant or not.
+                    let imdsv2_required = if enabled {
+                        i.http_tokens.as_deref().map(|t| t == "required")
+                    } else {
+                        Some(true)
+                    };
                     let mut a = base(&scope);
                     a.extend(object(json!({
                         "instance_id": i.id,
@@ -616,7 +669,7 @@ assert: imdsv2_required && "Owner" in tags
                         "instance_type": i.instance_type,
                         "launch_time": ts(i.launch_time),
                         "imds_http_tokens": i.http_tokens,
-                        "imdsv2_required": tokens_required || !enabled,
+                        "imdsv2_required": imdsv2_required,
                         "imds_enabled": enabled,
                         "vpc_id": i.vpc_id,
                         "security_groups": i.security_groups,

@@ -120,6 +120,8 @@ pub(crate) async fn credential_report(
     cached(ctx, key, async {
         let client = account.iam();
         let label = account.name.as_str();
+        let permits = account.permits("iam");
+        let _permit = permits.acquire().await;
         let deadline = tokio::time::Instant::now() + account.credential_report_wait;
         let mut wait = Duration::from_millis(250);
         // Generate until AWS says the report is complete, then read it. A report younger than
@@ -153,7 +155,10 @@ pub(crate) async fn credential_report(
                 }
             }
             if tokio::time::Instant::now() + wait > deadline {
-                return Err(ProbeError::Timeout(account.credential_report_wait));
+                return Err(ProbeError::Unavailable(format!(
+                    "GenerateCredentialReport in {label}: IAM had not finished the credential report after {}s (sources.aws.credential_report_wait)",
+                    account.credential_report_wait.as_secs()
+                )));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
@@ -285,6 +290,7 @@ pub(crate) async fn authorization_details(
     cached(ctx, key, async {
         let client = account.iam();
         let label = account.name.as_str();
+        let permits = account.permits("iam");
         let mut pages = client
             .get_account_authorization_details()
             .filter(EntityType::User)
@@ -327,7 +333,12 @@ pub(crate) async fn authorization_details(
                     })
                     .collect()
             };
-        while let Some(page) = pages.next().await {
+        loop {
+            let next = {
+                let _permit = permits.acquire().await;
+                pages.next().await
+            };
+            let Some(page) = next else { break };
             let page = page.map_err(|e| classify(GET_AUTHORIZATION_DETAILS, label, e))?;
             for u in page.user_detail_list() {
                 out.users.push(IamUser {
@@ -410,6 +421,8 @@ pub(crate) async fn password_policy(
 ) -> Result<Arc<Option<PasswordPolicy>>, ProbeError> {
     let key = format!("aws:{}:iam:password-policy", account.name);
     cached(ctx, key, async {
+        let permits = account.permits("iam");
+        let _permit = permits.acquire().await;
         let result = account.iam().get_account_password_policy().send().await;
         let out = match result {
             Ok(out) => out,
@@ -422,7 +435,10 @@ pub(crate) async fn password_policy(
             Err(e) => return Err(classify(GET_PASSWORD_POLICY, &account.name, e)),
         };
         let Some(p) = out.password_policy() else {
-            return Ok(None);
+            return Err(ProbeError::BadBody(format!(
+                "GetAccountPasswordPolicy in {}: the answer holds no password policy",
+                account.name
+            )));
         };
         Ok(Some(PasswordPolicy {
             minimum_length: p.minimum_password_length().map(i64::from),
@@ -451,20 +467,24 @@ pub(crate) async fn account_summary(
 ) -> Result<Arc<BTreeMap<String, i64>>, ProbeError> {
     let key = format!("aws:{}:iam:account-summary", account.name);
     cached(ctx, key, async {
+        let permits = account.permits("iam");
+        let _permit = permits.acquire().await;
         let out = account
             .iam()
             .get_account_summary()
             .send()
             .await
             .map_err(|e| classify(GET_ACCOUNT_SUMMARY, &account.name, e))?;
-        Ok(out
-            .summary_map()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.as_str().to_string(), i64::from(*v)))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let map = out.summary_map().ok_or_else(|| {
+            ProbeError::BadBody(format!(
+                "GetAccountSummary in {}: the answer holds no summary",
+                account.name
+            ))
+        })?;
+        Ok(map
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), i64::from(*v)))
+            .collect())
     })
     .await
 }
@@ -680,7 +700,12 @@ pub(crate) async fn ebs_encryption_by_default(
             .send()
             .await
             .map_err(|e| classify(GET_EBS_ENCRYPTION_BY_DEFAULT, &scope.label(), e))?;
-        Ok(out.ebs_encryption_by_default().unwrap_or(false))
+        out.ebs_encryption_by_default().ok_or_else(|| {
+            ProbeError::BadBody(format!(
+                "GetEbsEncryptionByDefault in {}: the answer does not say",
+                scope.label()
+            ))
+        })
     })
     .await
 }
@@ -688,7 +713,8 @@ pub(crate) async fn ebs_encryption_by_default(
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Volume {
     pub id: String,
-    pub encrypted: bool,
+    /// `None` when AWS did not say (evaluated as unknown, never as unencrypted).
+    pub encrypted: Option<bool>,
     pub kms_key_id: Option<String>,
     pub state: String,
     pub size_gib: i64,
@@ -723,7 +749,7 @@ pub(crate) async fn volumes(
                 for v in page.volumes() {
                     out.push(Volume {
                         id: v.volume_id().unwrap_or("").to_string(),
-                        encrypted: v.encrypted().unwrap_or(false),
+                        encrypted: v.encrypted(),
                         kms_key_id: v.kms_key_id().map(str::to_string),
                         state: v
                             .state()

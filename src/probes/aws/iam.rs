@@ -17,8 +17,11 @@ use super::fetch::{self, PolicyRef};
 use super::{Account, AccountSelection, object, scope_error, ts};
 use crate::probes::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
 
-/// The name of the AWS-managed policy that grants everything.
-const ADMINISTRATOR_ACCESS: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+/// The AWS-managed policy that grants everything, in any partition (`aws`, `aws-us-gov`,
+/// `aws-cn`): `arn:<partition>:iam::aws:policy/AdministratorAccess`.
+fn is_administrator_access(arn: &str) -> bool {
+    arn.starts_with("arn:") && arn.ends_with(":iam::aws:policy/AdministratorAccess")
+}
 
 /// Collects one population per selected account with `per_account`; an account that fails is
 /// one `error` resource, the others are still evaluated.
@@ -33,18 +36,24 @@ where
     Fut: Future<Output = Result<(Vec<Resource>, Value), ProbeError>>,
 {
     let accounts = super::accounts(ctx, &selection.accounts).await?;
-    let results = futures::future::join_all(accounts.iter().map(|a| per_account(a.clone()))).await;
+    let results = futures::future::join_all(accounts.into_iter().map(|a| async {
+        match a {
+            Ok(account) => (account.name.clone(), per_account(account).await),
+            Err((name, e)) => (name, Err(e)),
+        }
+    }))
+    .await;
     let mut resources = Vec::new();
     let mut raw = serde_json::Map::new();
-    for (account, result) in accounts.iter().zip(results) {
+    for (name, result) in results {
         match result {
             Ok((rs, evidence)) => {
                 resources.extend(rs);
-                raw.insert(account.name.clone(), evidence);
+                raw.insert(name, evidence);
             }
             Err(e) => {
-                resources.push(scope_error(probe, &account.name, &e));
-                raw.insert(account.name.clone(), json!({"error": e.to_string()}));
+                resources.push(scope_error(probe, &name, &e));
+                raw.insert(name, json!({"error": e.to_string()}));
             }
         }
     }
@@ -59,19 +68,45 @@ where
 /// `aws.iam.credentials`.
 pub struct Credentials;
 
-/// A credential-report timestamp column: RFC 3339, or `N/A` / `no_information` /
-/// `not_supported` for none.
-fn report_time(
-    row: &std::collections::BTreeMap<String, String>,
-    column: &str,
-) -> Option<DateTime<Utc>> {
-    row.get(column)
-        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-        .map(|t| t.to_utc())
+/// Reads the columns of one credential-report row strictly: a value that is neither what AWS
+/// documents for "none" nor a valid value is a problem, which makes the row an `error`
+/// (never silently "no date", which could pass an "unused for 45 days" check).
+struct Row<'a> {
+    row: &'a std::collections::BTreeMap<String, String>,
+    problems: Vec<String>,
 }
 
-fn report_bool(row: &std::collections::BTreeMap<String, String>, column: &str) -> bool {
-    row.get(column).is_some_and(|v| v == "true")
+impl Row<'_> {
+    /// A timestamp column: RFC 3339, or `N/A` / `no_information` / `not_supported` for none.
+    fn time(&mut self, column: &str) -> Option<DateTime<Utc>> {
+        let v = self.row.get(column).map(String::as_str).unwrap_or("N/A");
+        if matches!(v, "N/A" | "no_information" | "not_supported" | "") {
+            return None;
+        }
+        match DateTime::parse_from_rfc3339(v) {
+            Ok(t) => Some(t.to_utc()),
+            Err(_) => {
+                self.problems
+                    .push(format!("column {column}: unreadable time `{v}`"));
+                None
+            }
+        }
+    }
+
+    /// A boolean column: `true` / `false` (`not_supported` where AWS allows it).
+    fn flag(&mut self, column: &str) -> bool {
+        match self.row.get(column).map(String::as_str) {
+            Some("true") => true,
+            Some("false" | "not_supported") => false,
+            other => {
+                self.problems.push(format!(
+                    "column {column}: expected true or false, found `{}`",
+                    other.unwrap_or("(missing)")
+                ));
+                false
+            }
+        }
+    }
 }
 
 fn days(now: DateTime<Utc>, t: DateTime<Utc>) -> i64 {
@@ -84,28 +119,40 @@ fn credential_row(
     row: &std::collections::BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Resource {
+    let mut r = Row {
+        row,
+        problems: Vec::new(),
+    };
     let user = row.get("user").cloned().unwrap_or_default();
     let arn = row.get("arn").cloned().unwrap_or_default();
     let is_root = user == "<root_account>";
-    let created = report_time(row, "user_creation_time");
+    let created = r.time("user_creation_time");
+    if created.is_none() && !is_root {
+        r.problems
+            .push("column user_creation_time: missing".to_string());
+    }
     // Root always has a password (the report says `not_supported`).
-    let console = is_root || report_bool(row, "password_enabled");
-    let password_used = report_time(row, "password_last_used");
-    let password_changed = report_time(row, "password_last_changed");
-    let password_unused_days = console.then(|| {
+    let console = r.flag("password_enabled") || is_root;
+    let password_used = r.time("password_last_used");
+    let password_changed = r.time("password_last_changed");
+    // Never used: unused since it was set (or since the user was created).
+    let password_unused_days = if console {
         password_used
             .or(password_changed)
             .or(created)
             .map(|t| days(now, t))
-    });
+    } else {
+        None
+    };
+    let mfa = r.flag("mfa_active");
     let mut keys = Vec::new();
     let mut active = 0;
     let mut oldest_active: Option<i64> = None;
     let mut key_unused: Option<i64> = None;
     for n in [1, 2] {
-        let is_active = report_bool(row, &format!("access_key_{n}_active"));
-        let rotated = report_time(row, &format!("access_key_{n}_last_rotated"));
-        let used = report_time(row, &format!("access_key_{n}_last_used_date"));
+        let is_active = r.flag(&format!("access_key_{n}_active"));
+        let rotated = r.time(&format!("access_key_{n}_last_rotated"));
+        let used = r.time(&format!("access_key_{n}_last_used_date"));
         if is_active {
             active += 1;
             let age = rotated.or(created).map(|t| days(now, t));
@@ -120,6 +167,8 @@ fn credential_row(
             "last_used": ts(used),
         }));
     }
+    let error = (!r.problems.is_empty())
+        .then(|| format!("credential report row of {user}: {}", r.problems.join("; ")));
     let name = if is_root {
         format!("root user of AWS account {account} ({arn})")
     } else {
@@ -137,14 +186,14 @@ fn credential_row(
             "console_access": console,
             "password_last_used": ts(password_used),
             "password_last_changed": ts(password_changed),
-            "password_unused_days": password_unused_days.flatten(),
-            "mfa_active": report_bool(row, "mfa_active"),
+            "password_unused_days": password_unused_days,
+            "mfa_active": mfa,
             "active_access_keys": active,
             "oldest_active_key_days": oldest_active,
             "access_key_unused_days": key_unused,
             "access_keys": keys,
         })),
-        error: None,
+        error,
     }
 }
 
@@ -230,22 +279,40 @@ assert: mfa_active
 
 // ----------------------------------------------------------------------------------------
 
-/// Whether a policy document allows every action on every resource (`*` on `*`).
+/// Whether a policy document grants full administrative access: some `Allow` statement covers
+/// every action (`*`, `*:*`, or everything but a `NotAction` list) on every resource (`*`,
+/// an all-wildcard ARN such as `arn:*` or `arn:aws:*:*:*:*`, or everything but a
+/// `NotResource` list). Conditions are not taken into account: a conditional grant of
+/// everything is still reported.
 pub(crate) fn allows_everything(document: &Value) -> bool {
     let statements: Vec<&Value> = match document.get("Statement") {
         Some(Value::Array(list)) => list.iter().collect(),
         Some(one @ Value::Object(_)) => vec![one],
         _ => Vec::new(),
     };
-    let has_star = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => s == "*",
-        Some(Value::Array(list)) => list.iter().any(|x| x.as_str() == Some("*")),
+    let any = |v: Option<&Value>, all: &dyn Fn(&str) -> bool| match v {
+        Some(Value::String(s)) => all(s),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(all),
         _ => false,
+    };
+    let every_action = |a: &str| a == "*" || a == "*:*";
+    let every_resource = |r: &str| {
+        r == "*"
+            || r.strip_prefix("arn:").is_some_and(|rest| {
+                // `arn:*`, or any partition with every other part a wildcard
+                // (`arn:aws:*:*:*:*`).
+                let parts: Vec<&str> = rest.split(':').collect();
+                match parts.as_slice() {
+                    [only] => *only == "*",
+                    [_partition, others @ ..] => others.iter().all(|p| *p == "*" || p.is_empty()),
+                    [] => false,
+                }
+            })
     };
     statements.iter().any(|s| {
         s.get("Effect").and_then(Value::as_str) == Some("Allow")
-            && has_star(s.get("Action"))
-            && has_star(s.get("Resource"))
+            && (any(s.get("Action"), &every_action) || s.get("NotAction").is_some())
+            && (any(s.get("Resource"), &every_resource) || s.get("NotResource").is_some())
     })
 }
 
@@ -253,7 +320,7 @@ pub(crate) fn allows_everything(document: &Value) -> bool {
 /// AdministratorAccess, or a document allowing `*` on `*` (customer-managed policies' documents
 /// are looked up in `managed`).
 fn grants_admin(policy: &PolicyRef, managed: &[fetch::ManagedPolicy]) -> bool {
-    if policy.arn.as_deref() == Some(ADMINISTRATOR_ACCESS) {
+    if policy.arn.as_deref().is_some_and(is_administrator_access) {
         return true;
     }
     let document = policy.document.as_ref().or_else(|| {
@@ -685,7 +752,53 @@ mod tests {
             json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b"}]}),
             false,
         );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*:*", "Resource": "arn:*"}]}),
+            true,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:*:*:*:*"}]}),
+            true,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}),
+            true,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:s3:::audit/*"}]}),
+            true,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b/*"}]}),
+            false,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::*"}]}),
+            false,
+        );
+        check(
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws"}]}),
+            false,
+        );
         check(json!({}), false);
+    }
+
+    #[test]
+    fn administrator_access_in_every_partition() {
+        for arn in [
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+            "arn:aws-us-gov:iam::aws:policy/AdministratorAccess",
+            "arn:aws-cn:iam::aws:policy/AdministratorAccess",
+        ] {
+            assert!(is_administrator_access(arn), "{arn}");
+        }
+        for arn in [
+            "arn:aws:iam::aws:policy/AdministratorAccess-Amplify",
+            "arn:aws:iam::123456789012:policy/AdministratorAccess",
+            "AdministratorAccess",
+        ] {
+            assert!(!is_administrator_access(arn), "{arn}");
+        }
     }
 
     fn row(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
@@ -742,5 +855,28 @@ mod tests {
         assert_eq!(root.attributes["console_access"], true);
         assert_eq!(root.attributes["password_unused_days"], 21);
         assert_eq!(root.attributes["oldest_active_key_days"], Value::Null);
+        assert_eq!(root.error, None);
+        // A value AWS does not document is an error for the row, never "no date".
+        let odd = credential_row(
+            "prod",
+            &row(&[
+                ("user", "eve"),
+                ("arn", "arn:aws:iam::1:user/eve"),
+                ("user_creation_time", "2025-01-01T00:00:00+00:00"),
+                ("password_enabled", "true"),
+                ("password_last_used", "last tuesday"),
+                ("mfa_active", "yes"),
+                ("access_key_1_active", "false"),
+                ("access_key_2_active", "false"),
+            ]),
+            now,
+        );
+        assert_eq!(
+            odd.error.as_deref(),
+            Some(
+                "credential report row of eve: column password_last_used: unreadable time `last tuesday`; \
+                 column mfa_active: expected true or false, found `yes`"
+            )
+        );
     }
 }

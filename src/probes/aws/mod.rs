@@ -136,11 +136,17 @@ fn source(ctx: &ProbeContext) -> Result<&AwsSource, ProbeError> {
         .ok_or(ProbeError::NotConfigured("aws"))
 }
 
-/// The selected accounts, each built once per run (shared by every AWS probe of the run).
+/// An account that could be set up, or its name and why it could not.
+pub(crate) type AccountResult = Result<Arc<Account>, (String, ProbeError)>;
+
+/// The selected accounts, each built once per run (shared by every AWS probe of the run). A
+/// check naming an account that is not configured is an error for the whole check; an
+/// account that cannot be set up (unreadable credentials file…) is an error for that account
+/// alone.
 pub(crate) async fn accounts(
     ctx: &ProbeContext,
     selected: &[String],
-) -> Result<Vec<Arc<Account>>, ProbeError> {
+) -> Result<Vec<AccountResult>, ProbeError> {
     let source = source(ctx)?;
     for name in selected {
         if !source.accounts.iter().any(|a| &a.name == name) {
@@ -162,8 +168,8 @@ pub(crate) async fn accounts(
                 &format!("aws:{}:account", account.name),
                 build_account(ctx, source, account),
             )
-            .await?;
-        out.push(Arc::clone(&built));
+            .await;
+        out.push(built.map_err(|e| (account.name.clone(), e)));
     }
     Ok(out)
 }
@@ -249,15 +255,33 @@ async fn build_account(
 
 /// The regions to read for `selection`: per account, the configured regions (or every enabled
 /// region, listed once per run), narrowed to `selection.regions`. An account whose regions
-/// cannot be listed is returned as an error for that account.
+/// cannot be listed, and a selected region the account does not have, are errors for that
+/// account or region: a check never passes for want of anything to look at.
 pub(crate) async fn scopes(
     ctx: &ProbeContext,
     selection: &RegionSelection,
 ) -> Result<Vec<Result<Scope, (String, ProbeError)>>, ProbeError> {
     let mut out = Vec::new();
     for account in accounts(ctx, &selection.accounts).await? {
+        let account = match account {
+            Ok(a) => a,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
         let regions = if account.regions.is_empty() {
             match fetch::enabled_regions(ctx, &account).await {
+                Ok(r) if r.is_empty() => {
+                    out.push(Err((
+                        account.name.clone(),
+                        ProbeError::BadBody(format!(
+                            "DescribeRegions in {}: no enabled region was listed",
+                            account.name
+                        )),
+                    )));
+                    continue;
+                }
                 Ok(r) => r.as_ref().clone(),
                 Err(e) => {
                     out.push(Err((account.name.clone(), e)));
@@ -267,6 +291,18 @@ pub(crate) async fn scopes(
         } else {
             account.regions.clone()
         };
+        for wanted in &selection.regions {
+            if !regions.contains(wanted) {
+                out.push(Err((
+                    format!("{}/{wanted}", account.name),
+                    ProbeError::Io(format!(
+                        "region `{wanted}` is not among the regions of aws account `{}` ({})",
+                        account.name,
+                        regions.join(", ")
+                    )),
+                )));
+            }
+        }
         for region in regions {
             if selection.regions.is_empty() || selection.regions.contains(&region) {
                 out.push(Ok(Scope {
