@@ -128,6 +128,25 @@ async fn healthy(server: &MockServer) {
         .await;
 }
 
+/// Answers `action` with `status` and the fixture `file`, ahead of the healthy answers; with
+/// `times`, only that often (then the healthy answer takes over).
+async fn answer(
+    server: &MockServer,
+    action: &'static str,
+    status: u16,
+    file: &str,
+    times: Option<u64>,
+) {
+    let mut mock = Mock::given(method("POST"))
+        .and(is(action))
+        .respond_with(xml(status, fixture(file)))
+        .with_priority(1);
+    if let Some(n) = times {
+        mock = mock.up_to_n_times(n);
+    }
+    mock.mount(server).await;
+}
+
 async fn counts(server: &MockServer) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for r in server.received_requests().await.unwrap_or_default() {
@@ -355,13 +374,14 @@ async fn planted_violations_are_found_with_one_request_per_page() {
 #[tokio::test]
 async fn throttling_then_success_is_evaluated_normally() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("DescribeSecurityGroups"))
-        .respond_with(xml(503, fixture("ec2_error_request_limit_exceeded.xml")))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "DescribeSecurityGroups",
+        503,
+        "ec2_error_request_limit_exceeded.xml",
+        Some(1),
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
@@ -381,12 +401,14 @@ async fn throttling_then_success_is_evaluated_normally() {
 #[tokio::test]
 async fn throttling_past_the_retries_is_an_error() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("DescribeVpcs"))
-        .respond_with(xml(503, fixture("ec2_error_request_limit_exceeded.xml")))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "DescribeVpcs",
+        503,
+        "ec2_error_request_limit_exceeded.xml",
+        None,
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
@@ -405,18 +427,22 @@ async fn throttling_past_the_retries_is_an_error() {
 #[tokio::test]
 async fn access_denied_is_an_error_naming_the_missing_permission() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("GenerateCredentialReport"))
-        .respond_with(xml(403, fixture("iam_error_access_denied.xml")))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(is("DescribeVpcs"))
-        .respond_with(xml(403, fixture("ec2_error_unauthorized_operation.xml")))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GenerateCredentialReport",
+        403,
+        "iam_error_access_denied.xml",
+        None,
+    )
+    .await;
+    answer(
+        &server,
+        "DescribeVpcs",
+        403,
+        "ec2_error_unauthorized_operation.xml",
+        None,
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
@@ -447,12 +473,14 @@ async fn access_denied_is_an_error_naming_the_missing_permission() {
 #[tokio::test]
 async fn server_errors_after_retries_are_errors() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("DescribeInstances"))
-        .respond_with(xml(500, fixture("ec2_error_internal.xml")))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "DescribeInstances",
+        500,
+        "ec2_error_internal.xml",
+        None,
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
@@ -677,12 +705,14 @@ async fn one_failing_region_does_not_hide_the_others() {
 #[tokio::test]
 async fn an_account_without_a_password_policy_fails_rather_than_errors() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("GetAccountPasswordPolicy"))
-        .respond_with(xml(404, fixture("iam_error_no_such_entity.xml")))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GetAccountPasswordPolicy",
+        404,
+        "iam_error_no_such_entity.xml",
+        None,
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
@@ -803,23 +833,22 @@ async fn an_assumed_role_signs_every_call() {
 #[tokio::test]
 async fn a_credential_report_still_being_generated_is_waited_for() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("GenerateCredentialReport"))
-        .respond_with(xml(
-            200,
-            fixture("iam_generate_credential_report_started.xml"),
-        ))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(is("GetCredentialReport"))
-        .respond_with(xml(404, fixture("iam_error_report_in_progress.xml")))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GenerateCredentialReport",
+        200,
+        "iam_generate_credential_report_started.xml",
+        Some(1),
+    )
+    .await;
+    answer(
+        &server,
+        "GetCredentialReport",
+        404,
+        "iam_error_report_in_progress.xml",
+        Some(1),
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
@@ -835,21 +864,22 @@ async fn a_credential_report_still_being_generated_is_waited_for() {
 #[tokio::test]
 async fn a_credential_report_that_never_completes_is_an_error() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("GenerateCredentialReport"))
-        .respond_with(xml(
-            200,
-            fixture("iam_generate_credential_report_started.xml"),
-        ))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(is("GetCredentialReport"))
-        .respond_with(xml(404, fixture("iam_error_report_in_progress.xml")))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GenerateCredentialReport",
+        200,
+        "iam_generate_credential_report_started.xml",
+        None,
+    )
+    .await;
+    answer(
+        &server,
+        "GetCredentialReport",
+        404,
+        "iam_error_report_in_progress.xml",
+        None,
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("{QUICK}    credential_report_wait: 1s\n");
@@ -871,13 +901,14 @@ async fn a_credential_report_that_never_completes_is_an_error() {
 #[tokio::test]
 async fn adaptive_retry_recovers_from_throttling() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(is("DescribeVpcs"))
-        .respond_with(xml(503, fixture("ec2_error_request_limit_exceeded.xml")))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "DescribeVpcs",
+        503,
+        "ec2_error_request_limit_exceeded.xml",
+        Some(1),
+    )
+    .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = "    max_attempts: 3\n    initial_backoff: 1ms\n";
