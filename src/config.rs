@@ -315,18 +315,106 @@ pub struct AwsAccount {
     pub credentials_file: Option<PathBuf>,
 }
 
+/// GitHub organisations (GitHub.com, or GitHub Enterprise Server at `https://HOST/api/v3`).
+/// Authentication is a token (`token_env` or `token_file`) or a GitHub App (`app`); exactly one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GithubSource {
     /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server.
     #[serde(default = "default_github_api")]
     pub api_url: String,
+    /// Organisations to inspect.
     #[serde(default)]
     pub orgs: Vec<String>,
-    /// Environment variable holding the token.
+    /// Environment variable holding a token (classic or fine-grained).
     pub token_env: Option<String>,
     /// File holding the token (alternative to `token_env`).
     pub token_file: Option<PathBuf>,
+    /// Authenticate as a GitHub App installed in the organisations (alternative to a token).
+    pub app: Option<GithubApp>,
+    /// Which repositories the repository checks read.
+    #[serde(default)]
+    pub repos: RepoSelection,
+    /// Longest one API call may take (`20s`).
+    #[serde(default = "default_aws_call_timeout")]
+    pub call_timeout: HumanDuration,
+    /// Attempts per call for server errors (5xx) and network failures, the first included.
+    #[serde(default = "default_github_max_attempts")]
+    pub max_attempts: std::num::NonZeroU32,
+    /// Backoff before the first retry of a 5xx; doubles on each further retry.
+    #[serde(default = "default_aws_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// How long one run may spend in total waiting for GitHub's rate limits (primary, or a
+    /// secondary limit's `Retry-After`). Past it, the calls concerned are `error`.
+    #[serde(default = "default_github_rate_limit_wait")]
+    pub rate_limit_wait: HumanDuration,
+    /// API calls in flight at once per organisation.
+    #[serde(default = "default_aws_concurrency")]
+    pub concurrency: std::num::NonZeroUsize,
+}
+
+fn default_github_max_attempts() -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(3).unwrap_or(std::num::NonZeroU32::MIN)
+}
+fn default_github_rate_limit_wait() -> HumanDuration {
+    "2m".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+impl Default for GithubSource {
+    fn default() -> Self {
+        GithubSource {
+            api_url: default_github_api(),
+            orgs: Vec::new(),
+            token_env: None,
+            token_file: None,
+            app: None,
+            repos: RepoSelection::default(),
+            call_timeout: default_aws_call_timeout(),
+            max_attempts: default_github_max_attempts(),
+            initial_backoff: default_aws_initial_backoff(),
+            rate_limit_wait: default_github_rate_limit_wait(),
+            concurrency: default_aws_concurrency(),
+        }
+    }
+}
+
+/// A GitHub App installed in the organisations, with read permissions (see docs/github.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubApp {
+    /// The App's id (App settings → About).
+    pub app_id: u64,
+    /// The App's private key (PEM), e.g. a mounted secret.
+    pub private_key_file: PathBuf,
+    /// The installation to act as; when absent, each organisation's installation is looked up.
+    pub installation_id: Option<u64>,
+}
+
+/// Which repositories of the organisations the repository checks read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSelection {
+    /// Glob patterns matched against `name` or `org/name`; all repositories when empty.
+    #[serde(default, deserialize_with = "globs")]
+    pub include: Vec<String>,
+    /// Glob patterns of repositories to leave out (`sandbox-*`, `acme/old-*`).
+    #[serde(default, deserialize_with = "globs")]
+    pub exclude: Vec<String>,
+    /// Read archived repositories too (default: skipped).
+    #[serde(default)]
+    pub include_archived: bool,
+    /// Read forks too (default: skipped).
+    #[serde(default)]
+    pub include_forks: bool,
+}
+
+fn globs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let patterns = Vec::<String>::deserialize(d)?;
+    for p in &patterns {
+        globset::Glob::new(p)
+            .map_err(|e| serde::de::Error::custom(format!("invalid pattern `{p}`: {e}")))?;
+    }
+    Ok(patterns)
 }
 
 fn default_github_api() -> String {
@@ -762,10 +850,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tok"), "ghp_fromfile\n").unwrap();
         let g = GithubSource {
-            api_url: default_github_api(),
-            orgs: vec![],
-            token_env: None,
             token_file: Some("tok".into()),
+            ..GithubSource::default()
         };
         assert_eq!(
             g.token(dir.path()).unwrap().unwrap().expose(),

@@ -20,6 +20,7 @@ macro_rules! attr {
 
 pub mod aws;
 pub mod cache;
+pub mod github;
 pub mod hr;
 pub mod policies;
 
@@ -289,7 +290,27 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<aws::ec2::Snapshots>::NEW,
     &Registered::<aws::ec2::Vpcs>::NEW,
     &Registered::<aws::ec2::Instances>::NEW,
+    &Registered::<github::probes::Org>::NEW,
+    &Registered::<github::probes::Members>::NEW,
+    &Registered::<github::probes::BranchProtection>::NEW,
+    &Registered::<github::probes::RepoSecurity>::NEW,
+    &Registered::<github::probes::DependabotAlerts>::NEW,
 ];
+
+/// A `Timestamp` attribute: RFC 3339 (seconds), or null.
+pub(crate) fn ts(t: Option<DateTime<Utc>>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| {
+        serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    })
+}
+
+/// The attribute map of a `json!({...})` object.
+pub(crate) fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
 
 /// Looks a probe up by name.
 pub fn find(name: &str) -> Option<&'static dyn DynProbe> {

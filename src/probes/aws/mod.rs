@@ -439,20 +439,7 @@ pub(crate) fn time(t: &aws_sdk_iam::primitives::DateTime) -> Option<DateTime<Utc
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
-/// A `Timestamp` attribute: RFC 3339 (seconds), or null.
-pub(crate) fn ts(t: Option<DateTime<Utc>>) -> serde_json::Value {
-    t.map_or(serde_json::Value::Null, |t| {
-        serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-    })
-}
-
-/// The attribute map of a `json!({...})` object.
-pub(crate) fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    match v {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    }
-}
+pub(crate) use crate::probes::{object, ts};
 
 #[cfg(test)]
 mod tests {

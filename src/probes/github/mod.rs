@@ -1,0 +1,626 @@
+//! GitHub probes: organisation 2FA and membership, default-branch protection (classic
+//! protection and rulesets), secret scanning and Dependabot.
+//!
+//! Configuration is `sources.github` (see [`crate::config::GithubSource`]): GitHub.com or
+//! Enterprise Server (`https://HOST/api/v3`), a token or a GitHub App, the organisations, and
+//! which repositories to read.
+//!
+//! [`Github`] is the run's client: octocrab for authentication (token, or App JWT and
+//! installation tokens), with GitHub's REST conventions handled here — `Link` pagination,
+//! primary rate limits (`X-RateLimit-Remaining`/`Reset`) and secondary ones (`Retry-After`)
+//! waited out within a per-run time budget, 5xx and network failures retried, a timeout per
+//! call. Every listing is cached for the run in [`fetch`], so each page is requested once.
+//!
+//! Failures are never verdicts: a call GitHub refuses is an error naming the permission that
+//! is missing; a repository whose data could not be read is one `error` resource, and the
+//! other repositories are still evaluated.
+
+mod fetch;
+pub mod probes;
+
+pub use fetch::ENDPOINTS;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use octocrab::Octocrab;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::{ProbeContext, ProbeError, Resource};
+use crate::config::GithubSource;
+
+/// `X-GitHub-Api-Version` sent with every call.
+pub const API_VERSION: &str = "2022-11-28";
+
+/// Page size of every listing (GitHub's maximum).
+const PER_PAGE: u32 = 100;
+
+/// A REST endpoint Trellis calls and what it needs to be allowed to (named when refused).
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// `GET /orgs/{org}/members`.
+    pub route: &'static str,
+    /// What a token or an App needs, e.g. "classic token: `read:org`; App: Members (read)".
+    pub permission: &'static str,
+}
+
+/// The answer to one call, once rate limits, retries and timeouts are dealt with.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// GitHub's `message` field of an error body, if any.
+    pub fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The run's GitHub client for one organisation.
+pub(crate) struct Github {
+    octo: Octocrab,
+    /// The path part of `api_url` (`/api/v3` on Enterprise Server, empty on GitHub.com).
+    base_path: String,
+    source: GithubSource,
+    permits: Semaphore,
+    /// Rate-limit waiting left for this run (shared by every organisation).
+    budget: Arc<Mutex<Duration>>,
+}
+
+impl std::fmt::Debug for Github {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Github")
+            .field("api_url", &self.source.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn source(ctx: &ProbeContext) -> Result<&GithubSource, ProbeError> {
+    ctx.sources
+        .github
+        .as_ref()
+        .filter(|g| !g.orgs.is_empty())
+        .ok_or(ProbeError::NotConfigured("github"))
+}
+
+/// The organisations to read: `selected` (each must be configured), else all.
+pub(crate) fn orgs(ctx: &ProbeContext, selected: &[String]) -> Result<Vec<String>, ProbeError> {
+    let source = source(ctx)?;
+    for org in selected {
+        if !source.orgs.contains(org) {
+            return Err(ProbeError::Io(format!(
+                "github organisation `{org}` is not configured (sources.github.orgs: {})",
+                source.orgs.join(", ")
+            )));
+        }
+    }
+    Ok(source
+        .orgs
+        .iter()
+        .filter(|o| selected.is_empty() || selected.contains(o))
+        .cloned()
+        .collect())
+}
+
+/// The client for `org`, built once per run (a token client is shared by every organisation;
+/// an App acts as its installation in each one).
+pub(crate) async fn client(ctx: &ProbeContext, org: &str) -> Result<Arc<Github>, ProbeError> {
+    let source = source(ctx)?;
+    let budget = ctx
+        .cache
+        .get_or_fetch("github:rate-limit-budget", async {
+            Ok(Mutex::new(source.rate_limit_wait.to_std()))
+        })
+        .await?;
+    let key = if source.app.is_some() {
+        format!("github:client:{org}")
+    } else {
+        "github:client".to_string()
+    };
+    let built = ctx
+        .cache
+        .get_or_fetch(&key, build(ctx, source, org, budget))
+        .await?;
+    Ok(Arc::clone(&built))
+}
+
+async fn build(
+    ctx: &ProbeContext,
+    source: &GithubSource,
+    org: &str,
+    budget: Arc<Mutex<Duration>>,
+) -> Result<Arc<Github>, ProbeError> {
+    let uri: http::Uri = source.api_url.parse().map_err(|e| {
+        ProbeError::Io(format!(
+            "sources.github.api_url `{}` is not a URL: {e}",
+            source.api_url
+        ))
+    })?;
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    let ways = [
+        source.token_env.is_some(),
+        source.token_file.is_some(),
+        source.app.is_some(),
+    ];
+    if ways.iter().filter(|w| **w).count() != 1 {
+        return Err(ProbeError::Auth(
+            "sources.github: set exactly one of token_env, token_file or app".into(),
+        ));
+    }
+    let octo = if let Some(app) = &source.app {
+        let path = ctx.resolve_path(&app.private_key_file);
+        let pem = tokio::fs::read(&path).await.map_err(|e| {
+            ProbeError::Auth(format!(
+                "cannot read the GitHub App private key {}: {e}",
+                path.display()
+            ))
+        })?;
+        let key = octocrab::EncodingKey::from_rsa_pem(&pem).map_err(|e| {
+            ProbeError::Auth(format!(
+                "the GitHub App private key {} is not an RSA PEM key: {e}",
+                path.display()
+            ))
+        })?;
+        let as_app = octocrab_client(source, uri, |b| {
+            b.app(octocrab::models::AppId(app.app_id), key).build()
+        })?;
+        let installation = match app.installation_id {
+            Some(id) => id,
+            None => installation_of(&as_app, source, &base_path, org).await?,
+        };
+        let octo = as_app
+            .installation(octocrab::models::InstallationId(installation))
+            .map_err(|e| ProbeError::Io(format!("cannot build the GitHub client: {e}")))?;
+        // Mint the installation token now, so a refusal is reported as such.
+        octo.installation_token().await.map_err(|e| {
+            ProbeError::Auth(format!(
+                "GitHub refused an installation token for App {} (installation {installation}): {}",
+                app.app_id,
+                octocrab_message(&e)
+            ))
+        })?;
+        octo
+    } else {
+        let token = source
+            .token(&ctx.base_dir)
+            .map_err(ProbeError::Auth)?
+            .ok_or_else(|| ProbeError::Auth("sources.github: no token configured".into()))?;
+        octocrab_client(source, uri, |b| {
+            b.personal_token(token.expose().to_string()).build()
+        })?
+    };
+    Ok(Arc::new(Github {
+        octo,
+        base_path,
+        source: source.clone(),
+        permits: Semaphore::new(source.concurrency.get()),
+        budget,
+    }))
+}
+
+type Builder = octocrab::OctocrabBuilder<
+    octocrab::NoSvc,
+    octocrab::DefaultOctocrabBuilderConfig,
+    octocrab::NoAuth,
+    octocrab::NotLayerReady,
+>;
+
+/// An octocrab client on `api_url` with `auth` (synchronous: the builder is not `Send`).
+fn octocrab_client(
+    source: &GithubSource,
+    uri: http::Uri,
+    auth: impl FnOnce(Builder) -> octocrab::Result<Octocrab>,
+) -> Result<Octocrab, ProbeError> {
+    let builder = Octocrab::builder()
+        .base_uri(uri)
+        .map_err(|e| ProbeError::Io(format!("sources.github.api_url: {e}")))?
+        .set_connect_timeout(Some(source.call_timeout.to_std()));
+    auth(builder).map_err(|e| ProbeError::Io(format!("cannot build the GitHub client: {e}")))
+}
+
+/// The text of an octocrab error without internals (never a token: octocrab marks
+/// authorization headers sensitive and does not print them).
+fn octocrab_message(e: &octocrab::Error) -> String {
+    match e {
+        octocrab::Error::GitHub { source, .. } => {
+            format!("HTTP {}: {}", source.status_code, source.message)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `GET /orgs/{org}/installation` as the App: the installation in `org`.
+async fn installation_of(
+    as_app: &Octocrab,
+    source: &GithubSource,
+    base_path: &str,
+    org: &str,
+) -> Result<u64, ProbeError> {
+    #[derive(serde::Deserialize)]
+    struct Installation {
+        id: u64,
+    }
+    let path = format!("{base_path}/orgs/{org}/installation");
+    let response = tokio::time::timeout(
+        source.call_timeout.to_std(),
+        as_app._get_with_headers(path.as_str(), Some(headers())),
+    )
+    .await
+    .map_err(|_| {
+        ProbeError::Unavailable(format!("GET /orgs/{org}/installation: the call timed out"))
+    })?
+    .map_err(|e| ProbeError::Unavailable(format!("GitHub could not be reached: {e}")))?;
+    let status = response.status().as_u16();
+    let body = as_app
+        .body_to_string(response)
+        .await
+        .map_err(|e| ProbeError::BadBody(format!("GET /orgs/{org}/installation: {e}")))?;
+    match status {
+        200 => serde_json::from_str::<Installation>(&body)
+            .map(|i| i.id)
+            .map_err(|e| ProbeError::BadBody(format!("GET /orgs/{org}/installation: {e}"))),
+        404 => Err(ProbeError::Auth(format!(
+            "the GitHub App is not installed in organisation `{org}`"
+        ))),
+        s => Err(ProbeError::Auth(format!(
+            "GET /orgs/{org}/installation as the GitHub App answered HTTP {s}"
+        ))),
+    }
+}
+
+fn headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/vnd.github+json"),
+    );
+    h.insert(
+        "x-github-api-version",
+        http::HeaderValue::from_static(API_VERSION),
+    );
+    h
+}
+
+impl Github {
+    /// The path to request for a route (`/orgs/acme/members?…`), below `api_url`.
+    fn path(&self, route: &str) -> String {
+        format!("{}{route}", self.base_path)
+    }
+
+    /// Takes `wanted` out of the run's rate-limit budget, or says how much was left.
+    fn spend(&self, wanted: Duration) -> Result<(), Duration> {
+        let mut left = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        if wanted <= *left {
+            *left -= wanted;
+            Ok(())
+        } else {
+            Err(*left)
+        }
+    }
+
+    /// One GET, through rate limits (waited out within the budget), 5xx and network failures
+    /// (retried), and the per-call timeout. Any other status is returned for the caller to
+    /// interpret. `path` is below `api_url`, or an absolute `next` link from GitHub.
+    pub(crate) async fn get(&self, endpoint: Endpoint, path: &str) -> Result<Answer, ProbeError> {
+        let what = format!("GET {path}");
+        let mut attempt = 0u32;
+        let mut backoff = self.source.initial_backoff.to_std();
+        loop {
+            attempt += 1;
+            let sent = {
+                let _permit = self.permits.acquire().await;
+                tokio::time::timeout(self.source.call_timeout.to_std(), async {
+                    let response = self.octo._get_with_headers(path, Some(headers())).await?;
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let body = self.octo.body_to_string(response).await?;
+                    Ok::<_, octocrab::Error>(Answer {
+                        status,
+                        headers,
+                        body,
+                    })
+                })
+                .await
+            };
+            let failure = match sent {
+                Err(_) => format!("{what}: the call timed out"),
+                Ok(Err(e)) => format!("{what}: GitHub could not be reached: {e}"),
+                Ok(Ok(answer)) => {
+                    if let Some(wait) = rate_limited(&answer, Utc::now()) {
+                        match self.spend(wait.duration) {
+                            Ok(()) => {
+                                tracing::warn!(
+                                    call = %what,
+                                    wait_secs = wait.duration.as_secs(),
+                                    kind = wait.kind,
+                                    "github rate limit: waiting"
+                                );
+                                tokio::time::sleep(wait.duration).await;
+                                attempt -= 1;
+                                continue;
+                            }
+                            Err(left) => {
+                                return Err(ProbeError::Throttled(format!(
+                                    "{what} ({}): GitHub's {} rate limit needs a {}s wait, more than the {}s left of sources.github.rate_limit_wait",
+                                    endpoint.route,
+                                    wait.kind,
+                                    wait.duration.as_secs(),
+                                    left.as_secs()
+                                )));
+                            }
+                        }
+                    }
+                    if answer.status < 500 {
+                        return Ok(answer);
+                    }
+                    format!(
+                        "{what}: GitHub answered HTTP {} after {attempt} attempt(s)",
+                        answer.status
+                    )
+                }
+            };
+            if attempt >= self.source.max_attempts.get() {
+                return Err(ProbeError::Unavailable(failure));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+
+    /// A JSON answer of `endpoint` at `path`; 401, 403 and 404 are errors naming what is
+    /// needed (callers for whom 404 means something call [`Github::get`]).
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+    ) -> Result<(T, serde_json::Value), ProbeError> {
+        let answer = self.get(endpoint, path).await?;
+        match answer.status {
+            200 => parse(endpoint, path, &answer.body),
+            _ => Err(refused(endpoint, path, &answer)),
+        }
+    }
+
+    /// Every page of a listing, following `Link: <…>; rel="next"`.
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        route: &str,
+    ) -> Result<(Vec<T>, Vec<serde_json::Value>), ProbeError> {
+        let sep = if route.contains('?') { '&' } else { '?' };
+        let mut next = Some(self.path(&format!("{route}{sep}per_page={PER_PAGE}")));
+        let mut items = Vec::new();
+        let mut raw = Vec::new();
+        while let Some(path) = next.take() {
+            let answer = self.get(endpoint, &path).await?;
+            if answer.status != 200 {
+                return Err(refused(endpoint, &path, &answer));
+            }
+            let (page, value): (Vec<T>, serde_json::Value) = parse(endpoint, &path, &answer.body)?;
+            items.extend(page);
+            if let serde_json::Value::Array(values) = value {
+                raw.extend(values);
+            }
+            next = next_link(&answer.headers).map(|url| relative(&url));
+        }
+        Ok((items, raw))
+    }
+
+    /// `route` below the API root, as requested.
+    pub(crate) fn route(&self, route: &str) -> String {
+        self.path(route)
+    }
+}
+
+fn parse<T: DeserializeOwned>(
+    endpoint: Endpoint,
+    path: &str,
+    body: &str,
+) -> Result<(T, serde_json::Value), ProbeError> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        ProbeError::BadBody(format!(
+            "GET {path} ({}): the answer is not JSON: {e}",
+            endpoint.route
+        ))
+    })?;
+    let typed = serde_json::from_value(value.clone()).map_err(|e| {
+        ProbeError::BadBody(format!(
+            "GET {path} ({}): unexpected answer: {e}",
+            endpoint.route
+        ))
+    })?;
+    Ok((typed, value))
+}
+
+/// The error for a refusal (401, 403, 404, 422…), naming what the call needs.
+pub(crate) fn refused(endpoint: Endpoint, path: &str, answer: &Answer) -> ProbeError {
+    let message = answer.message();
+    match answer.status {
+        401 => ProbeError::Auth(format!(
+            "GET {path}: GitHub rejected the credentials (HTTP 401: {message})"
+        )),
+        403 | 404 | 422 => ProbeError::Auth(format!(
+            "GET {path}: HTTP {} ({message}): the credentials need {} for {}",
+            answer.status, endpoint.permission, endpoint.route
+        )),
+        s => ProbeError::Io(format!("GET {path}: unexpected HTTP {s}: {message}")),
+    }
+}
+
+/// A rate limit to wait out.
+struct Wait {
+    duration: Duration,
+    kind: &'static str,
+}
+
+/// Whether `answer` is a rate limit, and how long to wait: a primary limit until
+/// `X-RateLimit-Reset`; a secondary one for `Retry-After` (or a minute, as GitHub advises).
+fn rate_limited(answer: &Answer, now: DateTime<Utc>) -> Option<Wait> {
+    if answer.status != 403 && answer.status != 429 {
+        return None;
+    }
+    let header = |name: &str| {
+        answer
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Wait {
+            duration: Duration::from_secs(secs),
+            kind: "secondary",
+        });
+    }
+    if header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(now.timestamp() + 60);
+        let secs = u64::try_from(reset - now.timestamp()).unwrap_or(0) + 1;
+        return Some(Wait {
+            duration: Duration::from_secs(secs),
+            kind: "primary",
+        });
+    }
+    let secondary = answer.status == 429
+        || answer
+            .message()
+            .to_ascii_lowercase()
+            .contains("secondary rate limit");
+    secondary.then(|| Wait {
+        duration: Duration::from_secs(60),
+        kind: "secondary",
+    })
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get(http::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
+/// An absolute GitHub URL as a path and query (the client adds the host and credentials).
+fn relative(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| url.to_string()),
+        Err(_) => url.to_string(),
+    }
+}
+
+/// An `error` resource standing for a whole organisation or repository that could not be read.
+pub(crate) fn unreadable(probe: &str, what: &str, error: &ProbeError) -> Resource {
+    Resource {
+        id: format!("github:{what}:{probe}"),
+        name: format!("GitHub {what}"),
+        attributes: serde_json::Map::new(),
+        error: Some(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        Answer {
+            status,
+            headers: h,
+            body: body.to_string(),
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_recognised() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let t = now.timestamp();
+        let check = |a: Answer, want: Option<(u64, &str)>| {
+            let got = rate_limited(&a, now).map(|w| (w.duration.as_secs(), w.kind));
+            assert_eq!(got, want);
+        };
+        let reset = (t + 30).to_string();
+        check(
+            answer(
+                403,
+                &[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", &reset),
+                ],
+                "{}",
+            ),
+            Some((31, "primary")),
+        );
+        check(
+            answer(429, &[("retry-after", "7")], "{}"),
+            Some((7, "secondary")),
+        );
+        check(
+            answer(
+                403,
+                &[],
+                r#"{"message":"You have exceeded a secondary rate limit."}"#,
+            ),
+            Some((60, "secondary")),
+        );
+        check(
+            answer(
+                403,
+                &[("x-ratelimit-remaining", "4999")],
+                r#"{"message":"Resource not accessible by integration"}"#,
+            ),
+            None,
+        );
+        check(answer(404, &[], "{}"), None);
+    }
+
+    #[test]
+    fn next_links_are_followed_below_the_api_root() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::LINK,
+            http::HeaderValue::from_static(
+                "<https://ghe.example.com/api/v3/organizations/7/members?per_page=100&page=2>; rel=\"next\", <https://ghe.example.com/api/v3/organizations/7/members?per_page=100&page=5>; rel=\"last\"",
+            ),
+        );
+        let next = next_link(&h).unwrap();
+        assert_eq!(
+            relative(&next),
+            "/api/v3/organizations/7/members?per_page=100&page=2"
+        );
+        assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+}
