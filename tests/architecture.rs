@@ -112,3 +112,13 @@ fn only_the_aws_probes_use_the_aws_sdk() {
         "only src/probes/aws talks to AWS",
     );
 }
+
+#[test]
+fn only_the_github_probes_use_octocrab() {
+    let others = files_where(|p| !p.starts_with("probes/github"));
+    assert_none_mention(
+        &others,
+        &["octocrab"],
+        "only src/probes/github talks to GitHub",
+    );
+}

@@ -70,12 +70,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
     DEPENDABOT_ALERTS,
 ];
 
+/// Runs `fetch` once per run for `key`. The future is boxed: GitHub calls nest deeply, and
+/// keeping each fetch on the heap keeps the probes' futures small.
 async fn cached<T, F>(ctx: &ProbeContext, key: String, fetch: F) -> Result<Arc<T>, ProbeError>
 where
     T: Send + Sync + 'static,
-    F: Future<Output = Result<T, ProbeError>>,
+    F: Future<Output = Result<T, ProbeError>> + Send,
 {
-    ctx.cache.get_or_fetch(&key, fetch).await
+    ctx.cache.get_or_fetch(&key, Box::pin(fetch)).await
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

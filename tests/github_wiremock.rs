@@ -1,0 +1,617 @@
+//! The GitHub probes against wiremock, with answers shaped like GitHub's (tests/fixtures/github,
+//! from the examples of GitHub's OpenAPI description): planted violations, multi-page
+//! listings, rate limits, 404 versus 403, a failing repository among good ones, Enterprise
+//! Server's `/api/v3` prefix, and App authentication.
+
+#[path = "common/aws.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{assert_resources, at, findings, outcome, run};
+use trellis::config::Loaded;
+use trellis::model::Status;
+use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const NOW: &str = "2026-11-22T12:00:00Z";
+const TOKEN: &str = "ghp_trellisTestToken0000000000000000000";
+
+/// The GitHub controls (and the parts of shared ones that read GitHub).
+const GITHUB_CONTROLS: &[&str] = &[
+    "approval-for-system-changes",
+    "software-change-testing",
+    "vulnerability-scanning",
+    "complex-passwords",
+    "baseline-configurations",
+];
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(common::repo().join("tests/fixtures/github").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn json(status: u16, file: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_raw(fixture(file), "application/json; charset=utf-8")
+        .insert_header("x-ratelimit-limit", "5000")
+        .insert_header("x-ratelimit-remaining", "4990")
+        .insert_header("x-github-api-version-selected", "2022-11-28")
+}
+
+/// Mounts the `acme` organisation below `prefix` (`""` for GitHub.com, `/api/v3` for
+/// Enterprise Server), at low priority so that a test can shadow any answer.
+async fn acme(server: &MockServer, prefix: &str) {
+    let at = |p: &str| path(format!("{prefix}{p}"));
+    let mount = |m: Mock| async move { m.with_priority(10).mount(server).await };
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme"))
+            .respond_with(json(200, "org.json")),
+    )
+    .await;
+    // Members: two pages, linked as GitHub links them (by organisation id).
+    let page2 = format!(
+        "{}{prefix}/organizations/9919/members?per_page=100&page=2",
+        server.uri()
+    );
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/members"))
+            .and(query_param_is_missing("filter"))
+            .and(query_param_is_missing("role"))
+            .respond_with(json(200, "members_1.json").insert_header(
+                "link",
+                format!("<{page2}>; rel=\"next\", <{page2}>; rel=\"last\"").as_str(),
+            )),
+    )
+    .await;
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/organizations/9919/members"))
+            .and(query_param("page", "2"))
+            .respond_with(json(200, "members_2.json")),
+    )
+    .await;
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/members"))
+            .and(query_param("role", "admin"))
+            .respond_with(json(200, "members_admin.json")),
+    )
+    .await;
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/members"))
+            .and(query_param("filter", "2fa_disabled"))
+            .respond_with(json(200, "members_2fa_disabled.json")),
+    )
+    .await;
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/outside_collaborators"))
+            .and(query_param_is_missing("filter"))
+            .respond_with(json(200, "outside_collaborators.json")),
+    )
+    .await;
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/outside_collaborators"))
+            .and(query_param("filter", "2fa_disabled"))
+            .respond_with(json(200, "outside_collaborators_2fa_disabled.json")),
+    )
+    .await;
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/repos"))
+            .respond_with(json(200, "repos.json")),
+    )
+    .await;
+    // Default-branch protection: classic on api; none on web (a ruleset instead) and payments;
+    // infra's cannot be read by these credentials.
+    let protection = [
+        ("api", 200, "protection_api.json"),
+        ("web", 404, "error_branch_not_protected.json"),
+        ("payments", 404, "error_branch_not_protected.json"),
+        ("infra", 403, "error_not_accessible.json"),
+    ];
+    for (repo, status, file) in protection {
+        mount(
+            Mock::given(method("GET"))
+                .and(at(&format!("/repos/acme/{repo}/branches/main/protection")))
+                .respond_with(json(status, file)),
+        )
+        .await;
+    }
+    for repo in ["api", "web", "payments", "infra"] {
+        let rules = if repo == "web" {
+            "rules_web.json"
+        } else {
+            "rules_empty.json"
+        };
+        mount(
+            Mock::given(method("GET"))
+                .and(at(&format!("/repos/acme/{repo}/rules/branches/main")))
+                .respond_with(json(200, rules)),
+        )
+        .await;
+        let alerts_on = if repo == "payments" { 404 } else { 204 };
+        mount(
+            Mock::given(method("GET"))
+                .and(at(&format!("/repos/acme/{repo}/vulnerability-alerts")))
+                .respond_with(ResponseTemplate::new(alerts_on)),
+        )
+        .await;
+        let alerts = match repo {
+            "api" => json(200, "dependabot_alerts_api.json"),
+            "payments" => json(403, "error_dependabot_disabled.json"),
+            _ => json(200, "dependabot_alerts_empty.json"),
+        };
+        mount(
+            Mock::given(method("GET"))
+                .and(at(&format!("/repos/acme/{repo}/dependabot/alerts")))
+                .and(query_param("state", "open"))
+                .respond_with(alerts),
+        )
+        .await;
+    }
+    mount(
+        Mock::given(method("GET"))
+            .and(at("/orgs/acme/rulesets/21"))
+            .respond_with(json(200, "org_ruleset_21.json")),
+    )
+    .await;
+}
+
+/// A config whose only source is GitHub at `api_url`, with `auth` (YAML lines under
+/// `sources.github`, indented four spaces) and `extra` settings.
+fn loaded(dir: &Path, api_url: &str, auth: &str, extra: &str) -> Loaded {
+    let text = format!(
+        "controls_dir: {controls}\nsources:\n  github:\n    api_url: {api_url}\n    orgs: [acme]\n    repos:\n      exclude: [\"sandbox-*\"]\n    max_attempts: 3\n    initial_backoff: 1ms\n    call_timeout: 5s\n{auth}{extra}",
+        controls = common::repo().join("controls").display(),
+    );
+    let path = dir.join("trellis.yaml");
+    std::fs::write(&path, &text).unwrap();
+    trellis::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn token_auth(dir: &Path) -> String {
+    let file = dir.join("github-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    format!("    token_file: {}\n", file.display())
+}
+
+fn route(r: &Request) -> String {
+    let mut s = r.url.path().to_string();
+    if let Some(q) = r.url.query() {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}
+
+async fn counts(server: &MockServer) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in server.received_requests().await.unwrap_or_default() {
+        *out.entry(route(&r)).or_default() += 1;
+    }
+    out
+}
+
+/// The planted scenario, with the API at `prefix` below the mock server.
+async fn planted(prefix: &str) {
+    let server = MockServer::start().await;
+    acme(&server, prefix).await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("{}{prefix}", server.uri());
+    let loaded = loaded(dir.path(), &api, &token_auth(dir.path()), "");
+    let report = run(&loaded, GITHUB_CONTROLS, at(NOW)).await;
+    use Status::{Error, Fail, NotApplicable, Pass};
+
+    // api: two reviews, admins included; web: one review from an organisation ruleset nobody
+    // may bypass; payments: nothing; infra: protection unreadable (403) — an error for infra
+    // alone, naming the permission.
+    assert_resources(
+        &report,
+        "approval-for-system-changes",
+        Pass,
+        &["acme/api", "acme/web"],
+    );
+    assert_resources(
+        &report,
+        "approval-for-system-changes",
+        Fail,
+        &["acme/payments"],
+    );
+    assert_resources(
+        &report,
+        "approval-for-system-changes",
+        Error,
+        &["acme/infra"],
+    );
+    assert_eq!(outcome(&report, "approval-for-system-changes").status, Fail);
+    let infra = &findings(&report, "approval-for-system-changes", Error)[0];
+    assert!(
+        infra.message.contains(&format!("GET {prefix}/repos/acme/infra/branches/main/protection: HTTP 403 (Resource not accessible by integration): the credentials need admin access to the repository")),
+        "{}",
+        infra.message
+    );
+    let web = findings(&report, "approval-for-system-changes", Pass)
+        .into_iter()
+        .find(|f| f.resource.ends_with("acme/web"))
+        .unwrap();
+    assert_eq!(web.actual["required_approving_reviews"], 1);
+    assert_eq!(web.actual["reviews_enforced_for_admins"], true);
+    // Archived, forked and excluded repositories are not read.
+    for skipped in ["legacy", "lib-fork", "sandbox-tmp"] {
+        assert!(
+            !outcome(&report, "approval-for-system-changes")
+                .findings
+                .iter()
+                .any(|f| f.resource.contains(skipped)),
+            "{skipped}"
+        );
+    }
+
+    // Only api requires a status check.
+    assert_resources(&report, "software-change-testing", Pass, &["acme/api"]);
+    assert_resources(
+        &report,
+        "software-change-testing",
+        Fail,
+        &["acme/web", "acme/payments"],
+    );
+
+    // The organisation does not require 2FA; dave-old (page 2 of the members) and the outside
+    // collaborator have it off.
+    let c = outcome(&report, "complex-passwords");
+    assert_eq!(c.status, Fail);
+    assert_eq!(c.checks[2].status, Fail, "2FA requirement");
+    assert_eq!(c.checks[3].status, Fail, "members without 2FA");
+    assert_resources(
+        &report,
+        "complex-passwords",
+        Fail,
+        &["github:acme", "acme/@dave-old", "acme/@ext-contractor"],
+    );
+    let dave = findings(&report, "complex-passwords", Fail)
+        .into_iter()
+        .find(|f| f.resource.ends_with("@dave-old"))
+        .unwrap();
+    assert_eq!(
+        dave.message,
+        "GitHub account dave-old (member of acme) fails `!two_factor_disabled`"
+    );
+    assert!(
+        findings(&report, "complex-passwords", Pass)
+            .iter()
+            .any(|f| f
+                .message
+                .starts_with("GitHub account alice-dev (owner of acme)")),
+    );
+
+    // Dependabot: payments has alerts off (and its alerts cannot be listed); api's critical
+    // lodash alert is 21 days old (window 15); the 12-day high and the medium alert are fine.
+    assert_resources(
+        &report,
+        "vulnerability-scanning",
+        Fail,
+        &["acme/payments", "acme/api#dependabot/7"],
+    );
+    assert_resources(
+        &report,
+        "vulnerability-scanning",
+        Pass,
+        &[
+            "acme/api",
+            "acme/web",
+            "acme/infra",
+            "acme/api#dependabot/8",
+            "acme/api#dependabot/9",
+        ],
+    );
+    let disabled = &findings(&report, "vulnerability-scanning", Error)[0];
+    assert!(
+        disabled
+            .message
+            .contains("Dependabot alerts are disabled for this repository"),
+        "{}",
+        disabled.message
+    );
+    let lodash = findings(&report, "vulnerability-scanning", Fail)
+        .into_iter()
+        .find(|f| f.resource.ends_with("#dependabot/7"))
+        .unwrap();
+    assert!(
+        lodash
+            .message
+            .starts_with("Dependabot alert 7 in acme/api (critical, lodash GHSA-35jh-r3h4-6jhm)"),
+        "{}",
+        lodash.message
+    );
+    assert_eq!(lodash.actual["age_days"], 21);
+
+    // Secret scanning with push protection: only api and infra have both.
+    let baseline_fail: Vec<&str> = findings(&report, "baseline-configurations", Fail)
+        .iter()
+        .map(|f| f.resource.as_str())
+        .collect();
+    assert_eq!(baseline_fail, ["github:acme/web", "github:acme/payments"]);
+    // The AWS part of baseline-configurations is not configured: not verified.
+    assert_eq!(
+        outcome(&report, "baseline-configurations").checks[0].status,
+        Error
+    );
+    assert!(findings(&report, "complex-passwords", NotApplicable).is_empty());
+
+    // Each page was asked for once in the run, with the token and the API version.
+    for (route, n) in counts(&server).await {
+        assert_eq!(n, 1, "{route} requested {n} times");
+    }
+    for r in server.received_requests().await.unwrap() {
+        let header = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            header("authorization"),
+            Some(format!("Bearer {TOKEN}")),
+            "{}",
+            route(&r)
+        );
+        assert_eq!(
+            header("x-github-api-version").as_deref(),
+            Some("2022-11-28")
+        );
+    }
+    assert!(counts(&server).await.contains_key(&format!(
+        "{prefix}/organizations/9919/members?per_page=100&page=2"
+    )));
+}
+
+#[tokio::test]
+async fn planted_violations_are_found_on_github_com() {
+    planted("").await;
+}
+
+#[tokio::test]
+async fn enterprise_server_answers_below_api_v3() {
+    planted("/api/v3").await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out() {
+    let server = MockServer::start().await;
+    let reset = (chrono::Utc::now().timestamp() + 1).to_string();
+    // Primary limit on the organisation, secondary on the first members page: once each.
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme"))
+        .respond_with(
+            json(403, "error_rate_limit.json")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", reset.as_str()),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme/members"))
+        .respond_with(
+            json(429, "error_secondary_rate_limit.json").insert_header("retry-after", "1"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = loaded(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
+    let c = outcome(&report, "complex-passwords");
+    assert_eq!(c.checks[2].status, Status::Fail, "{:?}", c.checks[2]);
+    assert_eq!(c.checks[3].status, Status::Fail, "{:?}", c.checks[3]);
+    let n = counts(&server).await;
+    assert_eq!(n["/orgs/acme"], 2, "{n:?}");
+}
+
+#[tokio::test]
+async fn a_rate_limit_beyond_the_budget_is_an_error() {
+    let server = MockServer::start().await;
+    let reset = (chrono::Utc::now().timestamp() + 3600).to_string();
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme"))
+        .respond_with(
+            json(403, "error_rate_limit.json")
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", reset.as_str()),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = loaded(
+        dir.path(),
+        &server.uri(),
+        &token_auth(dir.path()),
+        "    rate_limit_wait: 5s\n",
+    );
+    let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
+    let c = outcome(&report, "complex-passwords");
+    assert_eq!(c.checks[2].status, Status::Error, "{:?}", c.checks[2]);
+    let e = findings(&report, "complex-passwords", Status::Error)
+        .into_iter()
+        .find(|f| f.resource == "github:acme:github.org")
+        .unwrap();
+    assert!(
+        e.message.contains(
+            "throttled: GET /orgs/acme (GET /orgs/{org}): GitHub's primary rate limit needs a"
+        ),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message
+            .contains("more than the 5s left of sources.github.rate_limit_wait"),
+        "{}",
+        e.message
+    );
+    // The members check does not need /orgs/acme and was still evaluated.
+    assert_eq!(c.checks[3].status, Status::Fail);
+}
+
+#[tokio::test]
+async fn a_repository_answering_500_is_an_error_and_the_others_are_evaluated() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/api/branches/main/protection"))
+        .respond_with(json(500, "error_server.json"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = loaded(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(&loaded, &["approval-for-system-changes"], at(NOW)).await;
+    assert_resources(
+        &report,
+        "approval-for-system-changes",
+        Status::Error,
+        &["acme/api", "acme/infra"],
+    );
+    assert_resources(
+        &report,
+        "approval-for-system-changes",
+        Status::Pass,
+        &["acme/web"],
+    );
+    assert_resources(
+        &report,
+        "approval-for-system-changes",
+        Status::Fail,
+        &["acme/payments"],
+    );
+    let api = findings(&report, "approval-for-system-changes", Status::Error)
+        .into_iter()
+        .find(|f| f.resource.contains("acme/api"))
+        .unwrap();
+    assert!(
+        api.message.contains("GET /repos/acme/api/branches/main/protection: GitHub answered HTTP 500 after 3 attempt(s)"),
+        "{}",
+        api.message
+    );
+    assert_eq!(
+        counts(&server).await["/repos/acme/api/branches/main/protection"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn bad_or_missing_credentials_are_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(json(401, "error_bad_credentials.json"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = loaded(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(&bad, &["software-change-testing"], at(NOW)).await;
+    let o = outcome(&report, "software-change-testing");
+    assert_eq!(o.status, Status::Error, "{}", o.summary);
+    let e = &findings(&report, "software-change-testing", Status::Error)[0];
+    assert!(
+        e.message
+            .contains("GitHub rejected the credentials (HTTP 401: Bad credentials)"),
+        "{}",
+        e.message
+    );
+
+    // A token variable that is not set: an error naming it, and nothing is sent.
+    let quiet = MockServer::start().await;
+    let unset = loaded(
+        dir.path(),
+        &quiet.uri(),
+        "    token_env: TRELLIS_TEST_SURELY_UNSET_GITHUB_TOKEN\n",
+        "",
+    );
+    let report = run(&unset, &["software-change-testing"], at(NOW)).await;
+    let o = outcome(&report, "software-change-testing");
+    assert_eq!(o.status, Status::Error);
+    let e = &findings(&report, "software-change-testing", Status::Error)[0];
+    assert!(
+        e.message.contains("environment variable `TRELLIS_TEST_SURELY_UNSET_GITHUB_TOKEN` (sources.github.token_env) is not set"),
+        "{}",
+        e.message
+    );
+    assert!(quiet.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_github_app_acts_as_its_installation() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme/installation"))
+        .respond_with(json(200, "org_installation.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/42/access_tokens"))
+        .respond_with(json(201, "installation_token.json"))
+        .mount(&server)
+        .await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::repo().join("tests/fixtures/github/app-key.pem");
+    let auth = format!(
+        "    app:\n      app_id: 12345\n      private_key_file: {}\n",
+        key.display()
+    );
+    let loaded = loaded(dir.path(), &server.uri(), &auth, "");
+    let report = run(&loaded, &["software-change-testing"], at(NOW)).await;
+    assert_eq!(
+        outcome(&report, "software-change-testing").status,
+        Status::Fail
+    );
+    let requests = server.received_requests().await.unwrap();
+    let auth_of = |r: &Request| {
+        r.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    // The App signs a JWT to find its installation and mint a token ...
+    for r in requests
+        .iter()
+        .filter(|r| r.url.path().contains("installation"))
+    {
+        let a = auth_of(r);
+        assert!(a.starts_with("Bearer eyJ"), "{}: {a}", r.url.path());
+        let claims = a["Bearer ".len()..].split('.').nth(1).unwrap();
+        use base64::Engine as _;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+        assert_eq!(claims["iss"].to_string().trim_matches('"'), "12345");
+    }
+    // ... and everything else is asked with the installation token.
+    let data: Vec<&Request> = requests
+        .iter()
+        .filter(|r| !r.url.path().contains("installation"))
+        .collect();
+    assert!(!data.is_empty());
+    for r in data {
+        assert_eq!(
+            auth_of(r),
+            "Bearer ghs_16C7e42F292c6912E7710c838347Ae178B4a",
+            "{}",
+            r.url.path()
+        );
+    }
+}
