@@ -43,125 +43,119 @@ fn json(status: u16, file: &str) -> ResponseTemplate {
 /// Mounts the `acme` organisation below `prefix` (`""` for GitHub.com, `/api/v3` for
 /// Enterprise Server), at low priority so that a test can shadow any answer.
 async fn acme(server: &MockServer, prefix: &str) {
-    let at = |p: &str| path(format!("{prefix}{p}"));
-    let mount = |m: Mock| async move { m.with_priority(10).mount(server).await };
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme"))
-            .respond_with(json(200, "org.json")),
-    )
-    .await;
-    // Members: two pages, linked as GitHub links them (by organisation id).
+    // Members come in two pages, linked as GitHub links them (by organisation id).
     let page2 = format!(
         "{}{prefix}/organizations/9919/members?per_page=100&page=2",
         server.uri()
     );
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/members"))
-            .and(query_param_is_missing("filter"))
-            .and(query_param_is_missing("role"))
-            .respond_with(json(200, "members_1.json").insert_header(
-                "link",
-                format!("<{page2}>; rel=\"next\", <{page2}>; rel=\"last\"").as_str(),
-            )),
-    )
-    .await;
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/organizations/9919/members"))
-            .and(query_param("page", "2"))
-            .respond_with(json(200, "members_2.json")),
-    )
-    .await;
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/members"))
-            .and(query_param("role", "admin"))
-            .respond_with(json(200, "members_admin.json")),
-    )
-    .await;
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/members"))
-            .and(query_param("filter", "2fa_disabled"))
-            .respond_with(json(200, "members_2fa_disabled.json")),
-    )
-    .await;
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/outside_collaborators"))
-            .and(query_param_is_missing("filter"))
-            .respond_with(json(200, "outside_collaborators.json")),
-    )
-    .await;
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/outside_collaborators"))
-            .and(query_param("filter", "2fa_disabled"))
-            .respond_with(json(200, "outside_collaborators_2fa_disabled.json")),
-    )
-    .await;
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/repos"))
-            .respond_with(json(200, "repos.json")),
-    )
-    .await;
-    // Default-branch protection: classic on api; none on web (a ruleset instead) and payments;
-    // infra's cannot be read by these credentials.
-    let protection = [
-        ("api", 200, "protection_api.json"),
-        ("web", 404, "error_branch_not_protected.json"),
-        ("payments", 404, "error_branch_not_protected.json"),
-        ("infra", 403, "error_not_accessible.json"),
+    let first_page = json(200, "members_1.json").insert_header(
+        "link",
+        format!("<{page2}>; rel=\"next\", <{page2}>; rel=\"last\"").as_str(),
+    );
+    // (path, query: name and value, or None for "absent", answer)
+    type Route = (
+        String,
+        Vec<(&'static str, Option<&'static str>)>,
+        ResponseTemplate,
+    );
+    let mut routes: Vec<Route> = vec![
+        ("/orgs/acme".into(), vec![], json(200, "org.json")),
+        (
+            "/orgs/acme/members".into(),
+            vec![("filter", None), ("role", None)],
+            first_page,
+        ),
+        (
+            "/organizations/9919/members".into(),
+            vec![("page", Some("2"))],
+            json(200, "members_2.json"),
+        ),
+        (
+            "/orgs/acme/members".into(),
+            vec![("role", Some("admin"))],
+            json(200, "members_admin.json"),
+        ),
+        (
+            "/orgs/acme/members".into(),
+            vec![("filter", Some("2fa_disabled"))],
+            json(200, "members_2fa_disabled.json"),
+        ),
+        (
+            "/orgs/acme/outside_collaborators".into(),
+            vec![("filter", None)],
+            json(200, "outside_collaborators.json"),
+        ),
+        (
+            "/orgs/acme/outside_collaborators".into(),
+            vec![("filter", Some("2fa_disabled"))],
+            json(200, "outside_collaborators_2fa_disabled.json"),
+        ),
+        ("/orgs/acme/repos".into(), vec![], json(200, "repos.json")),
+        (
+            "/orgs/acme/rulesets/21".into(),
+            vec![],
+            json(200, "org_ruleset_21.json"),
+        ),
     ];
-    for (repo, status, file) in protection {
-        mount(
-            Mock::given(method("GET"))
-                .and(at(&format!("/repos/acme/{repo}/branches/main/protection")))
-                .respond_with(json(status, file)),
-        )
-        .await;
+    // Default-branch protection: classic on api; none on web (a ruleset instead) and payments;
+    // infra's cannot be read by these credentials. Dependabot is off on payments.
+    for (repo, protection, rules, alerts_on, alerts) in [
+        (
+            "api",
+            json(200, "protection_api.json"),
+            "rules_empty.json",
+            204,
+            json(200, "dependabot_alerts_api.json"),
+        ),
+        (
+            "web",
+            json(404, "error_branch_not_protected.json"),
+            "rules_web.json",
+            204,
+            json(200, "dependabot_alerts_empty.json"),
+        ),
+        (
+            "payments",
+            json(404, "error_branch_not_protected.json"),
+            "rules_empty.json",
+            404,
+            json(403, "error_dependabot_disabled.json"),
+        ),
+        (
+            "infra",
+            json(403, "error_not_accessible.json"),
+            "rules_empty.json",
+            204,
+            json(200, "dependabot_alerts_empty.json"),
+        ),
+    ] {
+        let r = |p: &str| format!("/repos/acme/{repo}/{p}");
+        routes.push((r("branches/main/protection"), vec![], protection));
+        routes.push((r("rules/branches/main"), vec![], json(200, rules)));
+        routes.push((
+            r("vulnerability-alerts"),
+            vec![],
+            ResponseTemplate::new(alerts_on),
+        ));
+        routes.push((
+            r("dependabot/alerts"),
+            vec![("state", Some("open"))],
+            alerts,
+        ));
     }
-    for repo in ["api", "web", "payments", "infra"] {
-        let rules = if repo == "web" {
-            "rules_web.json"
-        } else {
-            "rules_empty.json"
-        };
-        mount(
-            Mock::given(method("GET"))
-                .and(at(&format!("/repos/acme/{repo}/rules/branches/main")))
-                .respond_with(json(200, rules)),
-        )
-        .await;
-        let alerts_on = if repo == "payments" { 404 } else { 204 };
-        mount(
-            Mock::given(method("GET"))
-                .and(at(&format!("/repos/acme/{repo}/vulnerability-alerts")))
-                .respond_with(ResponseTemplate::new(alerts_on)),
-        )
-        .await;
-        let alerts = match repo {
-            "api" => json(200, "dependabot_alerts_api.json"),
-            "payments" => json(403, "error_dependabot_disabled.json"),
-            _ => json(200, "dependabot_alerts_empty.json"),
-        };
-        mount(
-            Mock::given(method("GET"))
-                .and(at(&format!("/repos/acme/{repo}/dependabot/alerts")))
-                .and(query_param("state", "open"))
-                .respond_with(alerts),
-        )
-        .await;
+    for (p, query, answer) in routes {
+        let mut mock = Mock::given(method("GET")).and(path(format!("{prefix}{p}")));
+        for (name, value) in query {
+            mock = match value {
+                Some(v) => mock.and(query_param(name, v)),
+                None => mock.and(query_param_is_missing(name)),
+            };
+        }
+        mock.respond_with(answer)
+            .with_priority(10)
+            .mount(server)
+            .await;
     }
-    mount(
-        Mock::given(method("GET"))
-            .and(at("/orgs/acme/rulesets/21"))
-            .respond_with(json(200, "org_ruleset_21.json")),
-    )
-    .await;
 }
 
 /// A config whose only source is GitHub at `api_url`, with `auth` (YAML lines under
