@@ -411,10 +411,19 @@ pub struct RepoSelection {
 fn globs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let patterns = Vec::<String>::deserialize(d)?;
     for p in &patterns {
-        globset::Glob::new(p)
+        repo_glob(p)
             .map_err(|e| serde::de::Error::custom(format!("invalid pattern `{p}`: {e}")))?;
     }
     Ok(patterns)
+}
+
+/// A repository pattern: `*` does not cross `/` (`acme/*` is one organisation), and case does
+/// not matter (GitHub names are case-insensitive).
+pub fn repo_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .case_insensitive(true)
+        .build()
 }
 
 fn default_github_api() -> String {
@@ -782,6 +791,22 @@ mod tests {
                 .starts_with("environment variable TRELLIS__DEFAULT_SCHEDULE: invalid schedule"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn repository_patterns_stop_at_slashes_and_ignore_case() {
+        let check = |pattern: &str, name: &str, want: bool| {
+            assert_eq!(
+                repo_glob(pattern).unwrap().compile_matcher().is_match(name),
+                want,
+                "{pattern} ~ {name}"
+            );
+        };
+        check("sandbox-*", "sandbox-tmp", true);
+        check("a*", "acme/api", false);
+        check("acme/*", "acme/api", true);
+        check("Legacy-*", "legacy-billing", true);
+        assert!(repo_glob("[oops").is_err());
     }
 
     #[test]

@@ -184,7 +184,31 @@ fn evaluate_resource(
         Ok(c) => c,
         Err(e) => return finding(Status::Error, format!("{}: {e}", resource.name)),
     };
+    // An expression that reads an attribute the probe could not read is `error` naming why,
+    // whatever it would evaluate to (`x == null` must not pass because `x` is unknown).
+    let unknown = |expr: &Expr| -> Option<String> {
+        let reasons: Vec<String> = expr
+            .attributes
+            .iter()
+            .filter_map(|a| {
+                resource
+                    .unknown
+                    .get(a)
+                    .map(|why| format!("{a} is unknown: {why}"))
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    };
     if let Some(filter) = &check.filter {
+        if let Some(why) = unknown(filter) {
+            return finding(
+                Status::Error,
+                format!(
+                    "{}: cannot evaluate `where` `{}`: {why}",
+                    resource.name, filter.source
+                ),
+            );
+        }
         match run_bool(filter, &ctx) {
             Ok(true) => {}
             Ok(false) => {
@@ -206,6 +230,15 @@ fn evaluate_resource(
                 );
             }
         }
+    }
+    if let Some(why) = unknown(&check.assert) {
+        return finding(
+            Status::Error,
+            format!(
+                "{}: cannot evaluate `{}`: {why}",
+                resource.name, check.assert.source
+            ),
+        );
     }
     match run_bool(&check.assert, &ctx) {
         Ok(true) => finding(
@@ -313,6 +346,7 @@ mod tests {
             name: format!("Person {id}"),
             attributes: attrs.as_object().cloned().unwrap_or_default(),
             error: None,
+            unknown: Default::default(),
         }
     }
 
@@ -453,6 +487,40 @@ mod tests {
         check("{at_least: 2}", 2, 5, 0, Status::Pass);
         check("{at_most_failing: 1}", 5, 1, 0, Status::Pass);
         check("{at_most_failing: 1}", 5, 2, 0, Status::Fail);
+    }
+
+    #[test]
+    fn unknown_attributes_make_the_checks_that_read_them_error_naming_why() {
+        let mut r = person("1", json!({"end_date": null, "name": "ok"}));
+        r.unknown
+            .insert("end_date".into(), "not visible to these credentials".into());
+        let check = |checks: &str, want: Status| {
+            let out = evaluate_control(&control(checks), &[input(vec![r.clone()])], now());
+            assert_eq!(
+                out.findings[0].status, want,
+                "{checks}: {}",
+                out.findings[0].message
+            );
+            out.findings[0].message.clone()
+        };
+        // `end_date == null` would be true: unknown is not "none".
+        let msg = check(
+            "  - probe: hr.people\n    assert: end_date == null\n",
+            Status::Error,
+        );
+        assert!(
+            msg.ends_with("end_date is unknown: not visible to these credentials"),
+            "{msg}"
+        );
+        check(
+            "  - probe: hr.people\n    where: end_date != null\n    assert: name == 'ok'\n",
+            Status::Error,
+        );
+        // A check that does not read it is evaluated as usual.
+        check(
+            "  - probe: hr.people\n    assert: name == 'ok'\n",
+            Status::Pass,
+        );
     }
 
     #[test]

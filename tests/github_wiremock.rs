@@ -160,7 +160,7 @@ async fn acme(server: &MockServer, prefix: &str) {
 
 /// A config whose only source is GitHub at `api_url`, with `auth` (YAML lines under
 /// `sources.github`, indented four spaces) and `extra` settings.
-fn loaded(dir: &Path, api_url: &str, auth: &str, extra: &str) -> Loaded {
+fn github_config(dir: &Path, api_url: &str, auth: &str, extra: &str) -> Loaded {
     let text = format!(
         "controls_dir: {controls}\nsources:\n  github:\n    api_url: {api_url}\n    orgs: [acme]\n    repos:\n      exclude: [\"sandbox-*\"]\n    max_attempts: 3\n    initial_backoff: 1ms\n    call_timeout: 5s\n{auth}{extra}",
         controls = common::repo().join("controls").display(),
@@ -199,7 +199,7 @@ async fn planted(prefix: &str) {
     acme(&server, prefix).await;
     let dir = tempfile::tempdir().unwrap();
     let api = format!("{}{prefix}", server.uri());
-    let loaded = loaded(dir.path(), &api, &token_auth(dir.path()), "");
+    let loaded = github_config(dir.path(), &api, &token_auth(dir.path()), "");
     let report = run(&loaded, GITHUB_CONTROLS, at(NOW)).await;
     use Status::{Error, Fail, NotApplicable, Pass};
 
@@ -324,7 +324,8 @@ async fn planted(prefix: &str) {
         "{}",
         lodash.message
     );
-    assert_eq!(lodash.actual["age_days"], 21);
+    // 21 days and 3 hours, rounded up.
+    assert_eq!(lodash.actual["age_days"], 22);
 
     // Secret scanning with push protection: only api and infra have both.
     let baseline_fail: Vec<&str> = findings(&report, "baseline-configurations", Fail)
@@ -403,7 +404,7 @@ async fn rate_limits_are_waited_out() {
         .await;
     acme(&server, "").await;
     let dir = tempfile::tempdir().unwrap();
-    let loaded = loaded(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
     let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
     let c = outcome(&report, "complex-passwords");
     assert_eq!(c.checks[2].status, Status::Fail, "{:?}", c.checks[2]);
@@ -428,7 +429,7 @@ async fn a_rate_limit_beyond_the_budget_is_an_error() {
         .await;
     acme(&server, "").await;
     let dir = tempfile::tempdir().unwrap();
-    let loaded = loaded(
+    let loaded = github_config(
         dir.path(),
         &server.uri(),
         &token_auth(dir.path()),
@@ -449,13 +450,13 @@ async fn a_rate_limit_beyond_the_budget_is_an_error() {
         e.message
     );
     assert!(
-        e.message
-            .contains("more than the 5s left of sources.github.rate_limit_wait"),
+        e.message.contains("s left of sources.github.rate_limit_wait"),
         "{}",
         e.message
     );
-    // The members check does not need /orgs/acme and was still evaluated.
-    assert_eq!(c.checks[3].status, Status::Fail);
+    // The members check needs the organisation's answer too (to know the credentials are an
+    // owner's): not verified either.
+    assert_eq!(c.checks[3].status, Status::Error);
 }
 
 #[tokio::test]
@@ -469,7 +470,7 @@ async fn a_repository_answering_500_is_an_error_and_the_others_are_evaluated() {
         .await;
     acme(&server, "").await;
     let dir = tempfile::tempdir().unwrap();
-    let loaded = loaded(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
     let report = run(&loaded, &["approval-for-system-changes"], at(NOW)).await;
     assert_resources(
         &report,
@@ -513,7 +514,7 @@ async fn bad_or_missing_credentials_are_errors() {
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let bad = loaded(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let bad = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
     let report = run(&bad, &["software-change-testing"], at(NOW)).await;
     let o = outcome(&report, "software-change-testing");
     assert_eq!(o.status, Status::Error, "{}", o.summary);
@@ -527,7 +528,7 @@ async fn bad_or_missing_credentials_are_errors() {
 
     // A token variable that is not set: an error naming it, and nothing is sent.
     let quiet = MockServer::start().await;
-    let unset = loaded(
+    let unset = github_config(
         dir.path(),
         &quiet.uri(),
         "    token_env: TRELLIS_TEST_SURELY_UNSET_GITHUB_TOKEN\n",
@@ -565,7 +566,7 @@ async fn a_github_app_acts_as_its_installation() {
         "    app:\n      app_id: 12345\n      private_key_file: {}\n",
         key.display()
     );
-    let loaded = loaded(dir.path(), &server.uri(), &auth, "");
+    let loaded = github_config(dir.path(), &server.uri(), &auth, "");
     let report = run(&loaded, &["software-change-testing"], at(NOW)).await;
     assert_eq!(
         outcome(&report, "software-change-testing").status,
@@ -608,4 +609,166 @@ async fn a_github_app_acts_as_its_installation() {
             r.url.path()
         );
     }
+}
+
+/// Shadows the healthy answer of `route` (below the API root) with `answer`.
+async fn answer(server: &MockServer, route: &str, answer: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path(route))
+        .respond_with(answer)
+        .with_priority(1)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn without_owner_credentials_2fa_evidence_is_an_error_not_a_pass() {
+    // A member's view of the organisation: the 2FA requirement is not shown.
+    let server = MockServer::start().await;
+    answer(&server, "/orgs/acme", json(200, "org_as_member.json")).await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
+    let c = outcome(&report, "complex-passwords");
+    assert_eq!(c.checks[2].status, Status::Error, "{:?}", c.checks[2]);
+    assert_eq!(c.checks[3].status, Status::Error, "{:?}", c.checks[3]);
+    for f in findings(&report, "complex-passwords", Status::Error)
+        .iter()
+        .filter(|f| f.resource.starts_with("github:"))
+    {
+        assert!(
+            f.message.contains("an organisation owner's"),
+            "{}",
+            f.message
+        );
+    }
+
+    // GitHub refusing the owner-only filter outright (422): also an error naming it.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme/members"))
+        .and(query_param("filter", "2fa_disabled"))
+        .respond_with(json(422, "error_owner_filter.json"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    acme(&server, "").await;
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
+    let c = outcome(&report, "complex-passwords");
+    assert_eq!(c.checks[3].status, Status::Error, "{:?}", c.checks[3]);
+    let e = findings(&report, "complex-passwords", Status::Error)
+        .into_iter()
+        .find(|f| f.resource == "github:acme:github.members")
+        .unwrap();
+    assert!(
+        e.message.contains("HTTP 422 (Only owners can use this filter.): the credentials need an organisation owner's credentials"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn a_ruleset_admins_may_bypass_does_not_bind_them() {
+    let server = MockServer::start().await;
+    answer(
+        &server,
+        "/orgs/acme/rulesets/21",
+        json(200, "org_ruleset_21_admin_bypass.json"),
+    )
+    .await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(&loaded, &["approval-for-system-changes"], at(NOW)).await;
+    let web = findings(&report, "approval-for-system-changes", Status::Fail)
+        .into_iter()
+        .find(|f| f.resource.ends_with("acme/web"))
+        .unwrap();
+    assert_eq!(web.actual["required_approving_reviews"], 1);
+    assert_eq!(web.actual["reviews_enforced_for_admins"], false);
+
+    // A bypass list these credentials may not read: unknown, so `error` saying why.
+    let server = MockServer::start().await;
+    answer(
+        &server,
+        "/orgs/acme/rulesets/21",
+        json(403, "error_not_accessible.json"),
+    )
+    .await;
+    acme(&server, "").await;
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(
+        &loaded,
+        &["approval-for-system-changes", "software-change-testing"],
+        at(NOW),
+    )
+    .await;
+    let web = findings(&report, "approval-for-system-changes", Status::Error)
+        .into_iter()
+        .find(|f| f.resource.ends_with("acme/web"))
+        .unwrap();
+    assert!(
+        web.message.contains(
+            "reviews_enforced_for_admins is unknown: who may bypass a ruleset could not be read"
+        ),
+        "{}",
+        web.message
+    );
+    // The status-check check of the same repository does not need it.
+    assert!(
+        findings(&report, "software-change-testing", Status::Fail)
+            .iter()
+            .any(|f| f.resource.ends_with("acme/web"))
+    );
+}
+
+#[tokio::test]
+async fn security_settings_hidden_from_non_admins_are_errors_naming_why() {
+    let server = MockServer::start().await;
+    answer(
+        &server,
+        "/orgs/acme/repos",
+        json(200, "repos_without_admin.json"),
+    )
+    .await;
+    // 404 from vulnerability-alerts, yet alerts can be listed: they are enabled.
+    answer(
+        &server,
+        "/repos/acme/web/vulnerability-alerts",
+        ResponseTemplate::new(404),
+    )
+    .await;
+    acme(&server, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = github_config(dir.path(), &server.uri(), &token_auth(dir.path()), "");
+    let report = run(
+        &loaded,
+        &["baseline-configurations", "vulnerability-scanning"],
+        at(NOW),
+    )
+    .await;
+    let errors = findings(&report, "baseline-configurations", Status::Error);
+    let web = errors
+        .iter()
+        .find(|f| f.resource.ends_with("acme/web"))
+        .unwrap();
+    assert!(
+        web.message.contains("secret_scanning is unknown: GitHub shows `security_and_analysis` only to those with admin access"),
+        "{}",
+        web.message
+    );
+    // Dependabot evidence does not depend on it: web's alerts are on, payments' off.
+    assert_resources(
+        &report,
+        "vulnerability-scanning",
+        Status::Fail,
+        &["acme/payments", "acme/api#dependabot/7"],
+    );
+    assert!(
+        findings(&report, "vulnerability-scanning", Status::Pass)
+            .iter()
+            .any(|f| f.resource == "github:acme/web")
+    );
 }

@@ -194,6 +194,7 @@ assert: security_training_date != null && days_since(security_training_date) <= 
                 name: format!("{name} <{email}> ({id})"),
                 attributes,
                 error: None,
+                unknown: Default::default(),
             });
         }
         Ok(Collected {

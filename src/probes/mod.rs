@@ -52,6 +52,10 @@ pub struct Resource {
     /// Set when this one resource could not be read completely: its finding is `error`
     /// naming the cause, while the rest of the population is still evaluated.
     pub error: Option<String>,
+    /// Attributes left null because they could not be read, with why (e.g. "not visible
+    /// without admin access"). A check that needs one is `error` naming that cause; checks
+    /// that do not are evaluated as usual.
+    pub unknown: std::collections::BTreeMap<String, String>,
 }
 
 /// What a successful collection returns.

@@ -129,6 +129,7 @@ assert: approved_by != null && !overdue && word_count >= 150
                         name: format!("policy document {}", doc.file),
                         attributes: serde_json::Map::new(),
                         error: Some(e.clone()),
+                        unknown: Default::default(),
                     }
                 }
             };
@@ -172,6 +173,7 @@ fn describe(doc: &Document, fm: &FrontMatter, words: usize, today: NaiveDate) ->
         name: format!("{} ({})", fm.title.trim(), doc.file),
         attributes,
         error: None,
+        unknown: Default::default(),
     }
 }
 

@@ -203,6 +203,7 @@ assert: "!all_ports && !([22, 3389].exists(p, from_port <= p && p <= to_port))"
                         ),
                         attributes: a,
                         error: None,
+                        unknown: Default::default(),
                     });
                 }
             }
@@ -273,6 +274,7 @@ assert: ingress_rules == 0 && egress_rules == 0
                         name: format!("security group {} ({}) in {}", g.id, g.name, scope.label()),
                         attributes: a,
                         error: None,
+                        unknown: Default::default(),
                     }
                 })
                 .collect())
@@ -325,6 +327,7 @@ assert: enabled
                 name: format!("EBS encryption by default in {}", scope.label()),
                 attributes: a,
                 error: None,
+                unknown: Default::default(),
             }])
         })
         .await
@@ -446,6 +449,7 @@ assert: hours_since_snapshot != null && hours_since_snapshot <= 48
                         name: format!("EBS volume {}{name} in {}", v.id, scope.label()),
                         attributes: a,
                         error: None,
+                        unknown: Default::default(),
                     }
                 })
                 .collect())
@@ -505,6 +509,7 @@ assert: "!public && encrypted"
                         name: format!("EBS snapshot {} in {}", s.id, scope.label()),
                         attributes: a,
                         error: None,
+                        unknown: Default::default(),
                     }
                 })
                 .collect())
@@ -588,6 +593,7 @@ assert: active_flow_logs > 0
                         name: format!("VPC {}{name} in {}", v.id, scope.label()),
                         attributes: a,
                         error: None,
+                        unknown: Default::default(),
                     }
                 })
                 .collect())
@@ -686,6 +692,7 @@ assert: imdsv2_required && "Owner" in tags
                         name: format!("EC2 instance {}{name} in {}", i.id, scope.label()),
                         attributes: a,
                         error: None,
+                        unknown: Default::default(),
                     }
                 })
                 .collect())

@@ -194,6 +194,7 @@ fn credential_row(
             "access_keys": keys,
         })),
         error,
+        unknown: Default::default(),
     }
 }
 
@@ -443,6 +444,7 @@ assert: "!admin_attached_directly && direct_policies == 0"
                         "tags": u.tags,
                     })),
                     error: None,
+                    unknown: Default::default(),
                 });
             }
             Ok((
@@ -540,6 +542,7 @@ assert: "!full_admin"
                             "full_admin": full,
                         })),
                         error: None,
+                        unknown: Default::default(),
                     });
                 }
             }
@@ -559,6 +562,7 @@ assert: "!full_admin"
                         "full_admin": full,
                     })),
                     error: None,
+                    unknown: Default::default(),
                 });
             }
             let evidence = Value::Array(
@@ -653,6 +657,7 @@ assert: present && minimum_length >= 14 && reuse_prevention != null && reuse_pre
                 name: format!("password policy of AWS account {}", account.name),
                 attributes: object(attributes),
                 error: None,
+                unknown: Default::default(),
             };
             Ok((
                 vec![resource],
@@ -711,6 +716,7 @@ assert: root_mfa_enabled && !root_access_keys_present
                     "mfa_devices_in_use": get("MFADevicesInUse"),
                 })),
                 error: None,
+                unknown: Default::default(),
             };
             Ok((
                 vec![resource],

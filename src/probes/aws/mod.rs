@@ -322,6 +322,7 @@ pub(crate) fn scope_error(probe: &str, label: &str, error: &ProbeError) -> Resou
         name: format!("AWS {label}"),
         attributes: serde_json::Map::new(),
         error: Some(error.to_string()),
+        unknown: Default::default(),
     }
 }
 

@@ -203,8 +203,22 @@ pub(crate) async fn repos(
     .await
 }
 
+/// The raw JSON of one repository from the organisation's listing (evidence).
+pub(crate) async fn raw_repo(ctx: &ProbeContext, org: &str, full_name: &str) -> Value {
+    match repos(ctx, org).await {
+        Ok(all) => all
+            .1
+            .iter()
+            .find(|r| r["full_name"].as_str() == Some(full_name))
+            .cloned()
+            .unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
 /// The repositories the configuration selects: include/exclude globs (on `name` and
-/// `org/name`), archived repositories and forks left out unless asked for.
+/// `org/name`; `*` stops at `/`; case-insensitive, as GitHub names are), archived
+/// repositories and forks left out unless asked for.
 pub(crate) async fn selected_repos(ctx: &ProbeContext, org: &str) -> Result<Vec<Repo>, ProbeError> {
     let all = repos(ctx, org).await?;
     let selection = ctx
@@ -216,7 +230,7 @@ pub(crate) async fn selected_repos(ctx: &ProbeContext, org: &str) -> Result<Vec<
     let set = |patterns: &[String]| -> Result<globset::GlobSet, ProbeError> {
         let mut b = globset::GlobSetBuilder::new();
         for p in patterns {
-            b.add(globset::Glob::new(p).map_err(|e| {
+            b.add(crate::config::repo_glob(p).map_err(|e| {
                 ProbeError::Io(format!("sources.github.repos: invalid pattern `{p}`: {e}"))
             })?);
         }
@@ -381,7 +395,12 @@ pub(crate) async fn vulnerability_alerts(
         let answer = gh.get(VULNERABILITY_ALERTS, &path).await?;
         match answer.status {
             204 => Ok(true),
-            404 => Ok(false),
+            // 404 also answers those who may not see: the alerts listing says which it is.
+            404 => match open_alerts(ctx, org, repo).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.to_string().contains(DEPENDABOT_DISABLED) => Ok(false),
+                Err(e) => Err(e),
+            },
             _ => Err(refused(VULNERABILITY_ALERTS, &path, &answer)),
         }
     })
@@ -429,6 +448,9 @@ pub struct Vulnerability {
 pub struct Version {
     pub identifier: String,
 }
+
+/// GitHub's message when a repository's Dependabot alerts are off.
+pub const DEPENDABOT_DISABLED: &str = "Dependabot alerts are disabled for this repository";
 
 /// The open Dependabot alerts of `repo`.
 pub(crate) async fn open_alerts(

@@ -75,9 +75,25 @@ pub(crate) struct Github {
     base_path: String,
     source: GithubSource,
     permits: Semaphore,
-    /// Rate-limit waiting left for this run (shared by every organisation).
-    budget: Arc<Mutex<Duration>>,
+    /// The run's rate-limit state (shared by every organisation and call).
+    limits: Arc<RateLimits>,
 }
+
+/// Rate limits across the run: a deadline past which no more waiting is allowed
+/// (`rate_limit_wait` after the first call), and the instant GitHub asked everyone to wait
+/// until. Concurrent calls hitting the same limit share one pause rather than each spending
+/// the budget.
+#[derive(Debug)]
+pub(crate) struct RateLimits {
+    deadline: tokio::time::Instant,
+    paused_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// Shortest wait after a rate-limit answer (a `Retry-After: 0` must not spin).
+const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
+/// Rate-limit answers one call may wait out before giving up.
+const MAX_RATE_LIMIT_WAITS: u32 = 10;
 
 impl std::fmt::Debug for Github {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,10 +134,13 @@ pub(crate) fn orgs(ctx: &ProbeContext, selected: &[String]) -> Result<Vec<String
 /// an App acts as its installation in each one).
 pub(crate) async fn client(ctx: &ProbeContext, org: &str) -> Result<Arc<Github>, ProbeError> {
     let source = source(ctx)?;
-    let budget = ctx
+    let limits = ctx
         .cache
-        .get_or_fetch("github:rate-limit-budget", async {
-            Ok(Mutex::new(source.rate_limit_wait.to_std()))
+        .get_or_fetch("github:rate-limits", async {
+            Ok(RateLimits {
+                deadline: tokio::time::Instant::now() + source.rate_limit_wait.to_std(),
+                paused_until: Mutex::new(None),
+            })
         })
         .await?;
     let key = if source.app.is_some() {
@@ -131,7 +150,7 @@ pub(crate) async fn client(ctx: &ProbeContext, org: &str) -> Result<Arc<Github>,
     };
     let built = ctx
         .cache
-        .get_or_fetch(&key, Box::pin(build(ctx, source, org, budget)))
+        .get_or_fetch(&key, Box::pin(build(ctx, source, org, limits)))
         .await?;
     Ok(Arc::clone(&built))
 }
@@ -140,7 +159,7 @@ async fn build(
     ctx: &ProbeContext,
     source: &GithubSource,
     org: &str,
-    budget: Arc<Mutex<Duration>>,
+    limits: Arc<RateLimits>,
 ) -> Result<Arc<Github>, ProbeError> {
     let uri: http::Uri = source.api_url.parse().map_err(|e| {
         ProbeError::Io(format!(
@@ -177,6 +196,11 @@ async fn build(
             b.app(octocrab::models::AppId(app.app_id), key).build()
         })?;
         let installation = match app.installation_id {
+            Some(_) if source.orgs.len() > 1 => {
+                return Err(ProbeError::Auth(
+                    "sources.github.app.installation_id names one installation, but an App is installed once per organisation: with several orgs, leave it out so each organisation's installation is looked up".into(),
+                ));
+            }
             Some(id) => id,
             None => installation_of(&as_app, source, &base_path, org).await?,
         };
@@ -184,13 +208,20 @@ async fn build(
             .installation(octocrab::models::InstallationId(installation))
             .map_err(|e| ProbeError::Io(format!("cannot build the GitHub client: {e}")))?;
         // Mint the installation token now, so a refusal is reported as such.
-        octo.installation_token().await.map_err(|e| {
-            ProbeError::Auth(format!(
-                "GitHub refused an installation token for App {} (installation {installation}): {}",
-                app.app_id,
-                octocrab_message(&e)
-            ))
-        })?;
+        tokio::time::timeout(source.call_timeout.to_std(), octo.installation_token())
+            .await
+            .map_err(|_| {
+                ProbeError::Unavailable(format!(
+                    "POST /app/installations/{installation}/access_tokens: the call timed out"
+                ))
+            })?
+            .map_err(|e| {
+                ProbeError::Auth(format!(
+                    "GitHub refused an installation token for App {} (installation {installation}): {}",
+                    app.app_id,
+                    octocrab_message(&e)
+                ))
+            })?;
         octo
     } else {
         let token = source
@@ -206,7 +237,7 @@ async fn build(
         base_path,
         source: source.clone(),
         permits: Semaphore::new(source.concurrency.get()),
-        budget,
+        limits,
     }))
 }
 
@@ -226,7 +257,8 @@ fn octocrab_client(
     let builder = Octocrab::builder()
         .base_uri(uri)
         .map_err(|e| ProbeError::Io(format!("sources.github.api_url: {e}")))?
-        .set_connect_timeout(Some(source.call_timeout.to_std()));
+        .set_connect_timeout(Some(source.call_timeout.to_std()))
+        .set_read_timeout(Some(source.call_timeout.to_std()));
     auth(builder).map_err(|e| ProbeError::Io(format!("cannot build the GitHub client: {e}")))
 }
 
@@ -251,26 +283,38 @@ async fn installation_of(
     #[derive(serde::Deserialize)]
     struct Installation {
         id: u64,
+        repository_selection: Option<String>,
     }
     let path = format!("{base_path}/orgs/{org}/installation");
-    let response = tokio::time::timeout(
-        source.call_timeout.to_std(),
-        as_app._get_with_headers(path.as_str(), Some(headers())),
-    )
+    let (status, body) = tokio::time::timeout(source.call_timeout.to_std(), async {
+        let response = as_app
+            ._get_with_headers(path.as_str(), Some(headers()))
+            .await?;
+        let status = response.status().as_u16();
+        let body = as_app.body_to_string(response).await?;
+        Ok::<_, octocrab::Error>((status, body))
+    })
     .await
     .map_err(|_| {
         ProbeError::Unavailable(format!("GET /orgs/{org}/installation: the call timed out"))
     })?
-    .map_err(|e| ProbeError::Unavailable(format!("GitHub could not be reached: {e}")))?;
-    let status = response.status().as_u16();
-    let body = as_app
-        .body_to_string(response)
-        .await
-        .map_err(|e| ProbeError::BadBody(format!("GET /orgs/{org}/installation: {e}")))?;
+    .map_err(|e| {
+        ProbeError::Unavailable(format!(
+            "GET /orgs/{org}/installation: GitHub could not be reached: {e}"
+        ))
+    })?;
     match status {
-        200 => serde_json::from_str::<Installation>(&body)
-            .map(|i| i.id)
-            .map_err(|e| ProbeError::BadBody(format!("GET /orgs/{org}/installation: {e}"))),
+        200 => {
+            let i = serde_json::from_str::<Installation>(&body)
+                .map_err(|e| ProbeError::BadBody(format!("GET /orgs/{org}/installation: {e}")))?;
+            if i.repository_selection.as_deref() == Some("selected") {
+                tracing::warn!(
+                    org,
+                    "the GitHub App is installed on selected repositories only: the others are not read"
+                );
+            }
+            Ok(i.id)
+        }
         404 => Err(ProbeError::Auth(format!(
             "the GitHub App is not installed in organisation `{org}`"
         ))),
@@ -299,15 +343,23 @@ impl Github {
         format!("{}{route}", self.base_path)
     }
 
-    /// Takes `wanted` out of the run's rate-limit budget, or says how much was left.
-    fn spend(&self, wanted: Duration) -> Result<(), Duration> {
-        let mut left = self.budget.lock().unwrap_or_else(|p| p.into_inner());
-        if wanted <= *left {
-            *left -= wanted;
-            Ok(())
-        } else {
-            Err(*left)
+    /// When to retry after a rate limit asking for `wanted`: the shared pause, extended if
+    /// needed; or how much of the budget was left if that is past the run's deadline.
+    fn pause(&self, wanted: Duration) -> Result<tokio::time::Instant, Duration> {
+        let now = tokio::time::Instant::now();
+        let mut paused = self
+            .limits
+            .paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let until = paused
+            .unwrap_or(now)
+            .max(now + wanted.max(MIN_RATE_LIMIT_WAIT));
+        if until > self.limits.deadline {
+            return Err(self.limits.deadline.saturating_duration_since(now));
         }
+        *paused = Some(until);
+        Ok(until)
     }
 
     /// One GET, through rate limits (waited out within the budget), 5xx and network failures
@@ -316,9 +368,19 @@ impl Github {
     pub(crate) async fn get(&self, endpoint: Endpoint, path: &str) -> Result<Answer, ProbeError> {
         let what = format!("GET {path}");
         let mut attempt = 0u32;
+        let mut waits = 0u32;
         let mut backoff = self.source.initial_backoff.to_std();
         loop {
             attempt += 1;
+            // Everyone waits out a rate limit another call ran into.
+            let paused = *self
+                .limits
+                .paused_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(until) = paused {
+                tokio::time::sleep_until(until).await;
+            }
             let sent = {
                 let _permit = self.permits.acquire().await;
                 tokio::time::timeout(
@@ -342,28 +404,29 @@ impl Github {
                 Ok(Err(e)) => format!("{what}: GitHub could not be reached: {e}"),
                 Ok(Ok(answer)) => {
                     if let Some(wait) = rate_limited(&answer, Utc::now()) {
-                        match self.spend(wait.duration) {
-                            Ok(()) => {
-                                tracing::warn!(
-                                    call = %what,
-                                    wait_secs = wait.duration.as_secs(),
-                                    kind = wait.kind,
-                                    "github rate limit: waiting"
-                                );
-                                tokio::time::sleep(wait.duration).await;
-                                attempt -= 1;
-                                continue;
-                            }
-                            Err(left) => {
-                                return Err(ProbeError::Throttled(format!(
-                                    "{what} ({}): GitHub's {} rate limit needs a {}s wait, more than the {}s left of sources.github.rate_limit_wait",
-                                    endpoint.route,
-                                    wait.kind,
-                                    wait.duration.as_secs(),
-                                    left.as_secs()
-                                )));
-                            }
+                        let refuse = |left: Duration| {
+                            ProbeError::Throttled(format!(
+                                "{what} ({}): GitHub's {} rate limit needs a {}s wait, more than the {}s left of sources.github.rate_limit_wait",
+                                endpoint.route,
+                                wait.kind,
+                                wait.duration.as_secs(),
+                                left.as_secs()
+                            ))
+                        };
+                        waits += 1;
+                        if waits > MAX_RATE_LIMIT_WAITS {
+                            return Err(refuse(Duration::ZERO));
                         }
+                        let until = self.pause(wait.duration).map_err(refuse)?;
+                        tracing::warn!(
+                            call = %what,
+                            wait_secs = wait.duration.as_secs(),
+                            kind = wait.kind,
+                            "github rate limit: waiting"
+                        );
+                        tokio::time::sleep_until(until).await;
+                        attempt -= 1;
+                        continue;
                     }
                     if answer.status < 500 {
                         return Ok(answer);
@@ -451,6 +514,9 @@ fn parse<T: DeserializeOwned>(
 pub(crate) fn refused(endpoint: Endpoint, path: &str, answer: &Answer) -> ProbeError {
     let message = answer.message();
     match answer.status {
+        404 if message == "Branch not found" => ProbeError::Io(format!(
+            "GET {path}: the branch does not exist (an empty repository?)"
+        )),
         401 => ProbeError::Auth(format!(
             "GET {path}: GitHub rejected the credentials (HTTP 401: {message})"
         )),
@@ -543,6 +609,7 @@ pub(crate) fn unreadable(probe: &str, what: &str, error: &ProbeError) -> Resourc
         name: format!("GitHub {what}"),
         attributes: serde_json::Map::new(),
         error: Some(error.to_string()),
+        unknown: Default::default(),
     }
 }
 

@@ -108,6 +108,12 @@ where
     .await
 }
 
+/// Whole days, rounded up: a 15-day window is not stretched by 23 hours.
+fn days_rounded_up(d: chrono::Duration) -> i64 {
+    let secs = d.num_seconds();
+    secs.div_euclid(86_400) + i64::from(secs.rem_euclid(86_400) > 0)
+}
+
 // ----------------------------------------------------------------------------------------
 
 /// `github.org`.
@@ -167,8 +173,17 @@ assert: two_factor_required && members_without_2fa == 0
                     "collaborators_without_2fa": outside_no_2fa.0.len(),
                 })),
                 error: None,
+                unknown: Default::default(),
             };
-            Ok((vec![resource], details.1.clone()))
+            let evidence = json!({
+                "org": details.1,
+                "members": members.1,
+                "owners": owners.1,
+                "members_2fa_disabled": no_2fa.1,
+                "outside_collaborators": outside.1,
+                "outside_collaborators_2fa_disabled": outside_no_2fa.1,
+            });
+            Ok((vec![resource], evidence))
         })
         .await
     }
@@ -201,6 +216,16 @@ assert: "!two_factor_disabled"
 
     async fn collect(ctx: &ProbeContext, params: &OrgSelection) -> Result<Collected, ProbeError> {
         per_org(ctx, Self::NAME, params, |org| async move {
+            // GitHub answers `filter=2fa_disabled` for owners only; an organisation whose 2FA
+            // requirement is hidden from these credentials means they are not an owner's,
+            // and an empty "2FA disabled" list would prove nothing.
+            let details = fetch::org(ctx, &org).await?;
+            if details.0.two_factor_requirement_enabled.is_none() {
+                return Err(ProbeError::Auth(format!(
+                    "GET /orgs/{org}: these credentials are not an organisation owner's, so GitHub would not say who has 2FA disabled: they need {}",
+                    fetch::MEMBERS_2FA_DISABLED.permission
+                )));
+            }
             let members = fetch::members(ctx, &org, false, false).await?;
             let owners = fetch::members(ctx, &org, false, true).await?;
             let no_2fa = fetch::members(ctx, &org, true, false).await?;
@@ -213,7 +238,7 @@ assert: "!two_factor_disabled"
                     .map(|u| u.login.to_ascii_lowercase())
                     .collect()
             };
-            let owners = logins(&owners);
+            let owner_logins = logins(&owners);
             let disabled: BTreeSet<String> = logins(&no_2fa)
                 .union(&logins(&outside_no_2fa))
                 .cloned()
@@ -227,7 +252,7 @@ assert: "!two_factor_disabled"
             for (user, kind) in people {
                 let key = user.login.to_ascii_lowercase();
                 let role = match kind {
-                    "member" if owners.contains(&key) => "owner",
+                    "member" if owner_logins.contains(&key) => "owner",
                     "member" => "member",
                     _ => "collaborator",
                 };
@@ -248,11 +273,12 @@ assert: "!two_factor_disabled"
                         "site_admin": user.site_admin,
                     })),
                     error: None,
+                    unknown: Default::default(),
                 });
             }
             let evidence = json!({
                 "members": members.1,
-                "owners": owners,
+                "owners": owners.1,
                 "members_2fa_disabled": no_2fa.1,
                 "outside_collaborators": outside.1,
                 "outside_collaborators_2fa_disabled": outside_no_2fa.1,
@@ -441,6 +467,7 @@ assert: required_approving_reviews >= 1 && reviews_enforced_for_admins
             let rules = fetch::rules(ctx, &org, &repo.full_name, &branch).await?;
             let mut rulesets = BTreeMap::new();
             let mut ruleset_evidence = Vec::new();
+            let mut bypass_unknown = Vec::new();
             for rule in rules.0.iter() {
                 let Some(id) = rule.ruleset_id else { continue };
                 if rulesets.contains_key(&id) {
@@ -451,16 +478,16 @@ assert: required_approving_reviews >= 1 && reviews_enforced_for_admins
                         ruleset_evidence.push(r.1.clone());
                         RulesetInfo {
                             name: r.0.name.clone(),
-                            no_bypass: r.0.bypass_actors.as_ref().map(|actors| {
-                                !actors
-                                    .iter()
-                                    .any(|a| a.bypass_mode.as_deref() != Some("pull_request"))
-                            }),
+                            // Any bypass actor — `always`, or `pull_request`, which lets them
+                            // merge a pull request without the required approvals — means
+                            // the rules do not bind everyone.
+                            no_bypass: r.0.bypass_actors.as_ref().map(Vec::is_empty),
                         }
                     }
                     // Who may bypass is unknown; the rest of the rule still counts.
                     Err(e) => {
                         ruleset_evidence.push(json!({"id": id, "error": e.to_string()}));
+                        bypass_unknown.push(e.to_string());
                         RulesetInfo {
                             name: format!("ruleset {id}"),
                             no_bypass: None,
@@ -484,11 +511,22 @@ assert: required_approving_reviews >= 1 && reviews_enforced_for_admins
                 "force_pushes_blocked": e.force_pushes_blocked,
                 "deletions_blocked": e.deletions_blocked,
             })));
+            let mut unknown = BTreeMap::new();
+            if e.reviews_enforced_for_admins.is_none() {
+                unknown.insert(
+                    "reviews_enforced_for_admins".to_string(),
+                    format!(
+                        "who may bypass a ruleset could not be read: {}",
+                        bypass_unknown.join("; ")
+                    ),
+                );
+            }
             let resource = Resource {
                 id: format!("github:{}", repo.full_name),
                 name: format!("repository {} (branch {branch})", repo.full_name),
                 attributes: a,
                 error: None,
+                unknown,
             };
             let evidence = json!({
                 "protection": protection.1,
@@ -529,7 +567,11 @@ impl Probe for RepoSecurity {
             Bool,
             "GitHub Advanced Security is on (null if not visible or not applicable)"
         ),
-        attr!("dependabot_alerts", Bool, "Dependabot alerts are enabled"),
+        attr!(
+            "dependabot_alerts",
+            Bool,
+            "Dependabot alerts are enabled (unknown if these credentials may not see)"
+        ),
         attr!(
             "dependabot_security_updates",
             Bool,
@@ -544,14 +586,30 @@ assert: secret_scanning && push_protection && dependabot_alerts
 
     async fn collect(ctx: &ProbeContext, params: &OrgSelection) -> Result<Collected, ProbeError> {
         per_repo(ctx, Self::NAME, params, |org, repo| async move {
-            let alerts = fetch::vulnerability_alerts(ctx, &org, &repo.full_name).await?;
+            let mut unknown = BTreeMap::new();
+            let alerts = match fetch::vulnerability_alerts(ctx, &org, &repo.full_name).await {
+                Ok(on) => Some(*on),
+                Err(e) => {
+                    unknown.insert("dependabot_alerts".to_string(), e.to_string());
+                    None
+                }
+            };
             let sa = repo.security_and_analysis.as_ref();
+            if sa.is_none() {
+                let why = format!(
+                    "GitHub shows `security_and_analysis` only to those with admin access: the credentials need {}",
+                    fetch::VULNERABILITY_ALERTS.permission
+                );
+                for a in ["secret_scanning", "push_protection", "advanced_security", "dependabot_security_updates"] {
+                    unknown.insert(a.to_string(), why.clone());
+                }
+            }
             let mut a = repo_attributes(&org, &repo);
             a.extend(object(json!({
                 "secret_scanning": sa.and_then(|s| Enabled::on(&s.secret_scanning)),
                 "push_protection": sa.and_then(|s| Enabled::on(&s.secret_scanning_push_protection)),
                 "advanced_security": sa.and_then(|s| Enabled::on(&s.advanced_security)),
-                "dependabot_alerts": *alerts,
+                "dependabot_alerts": alerts,
                 "dependabot_security_updates": sa.and_then(|s| Enabled::on(&s.dependabot_security_updates)),
             })));
             let resource = Resource {
@@ -559,10 +617,12 @@ assert: secret_scanning && push_protection && dependabot_alerts
                 name: format!("repository {}", repo.full_name),
                 attributes: a,
                 error: None,
+                unknown,
             };
+            let raw_repo = fetch::raw_repo(ctx, &org, &repo.full_name).await;
             let evidence = json!({
-                "security_and_analysis": repo.security_and_analysis,
-                "vulnerability_alerts": *alerts,
+                "repository": raw_repo,
+                "vulnerability_alerts": alerts,
             });
             Ok((vec![resource], evidence))
         })
@@ -593,7 +653,11 @@ impl Probe for DependabotAlerts {
             "the first fixed version, null if none yet"
         ),
         attr!("created_at", Timestamp, "when the alert was opened"),
-        attr!("age_days", Int, "whole days the alert has been open"),
+        attr!(
+            "age_days",
+            Int,
+            "days the alert has been open, rounded up (15 days and an hour is 16)"
+        ),
     ];
     const EXAMPLE: &'static str = r#"probe: github.dependabot_alerts
 assert: "!(severity == 'critical' && age_days > 15) && !(severity == 'high' && age_days > 30)"
@@ -636,9 +700,10 @@ assert: "!(severity == 'critical' && age_days > 15) && !(severity == 'high' && a
                             "cve_id": alert.security_advisory.cve_id,
                             "patched_version": alert.security_vulnerability.as_ref().and_then(|v| v.first_patched_version.as_ref()).map(|v| v.identifier.clone()),
                             "created_at": ts(Some(alert.created_at)),
-                            "age_days": (now - alert.created_at).num_days(),
+                            "age_days": days_rounded_up(now - alert.created_at),
                         })),
                         error: None,
+                        unknown: Default::default(),
                     }
                 })
                 .collect();
@@ -732,7 +797,8 @@ mod tests {
         assert_eq!(e.required_status_checks.len(), 2);
         assert_eq!(e.rulesets, BTreeSet::from(["rs21".to_string()]));
 
-        // A bypassable ruleset does not; an unreadable bypass list is unknown.
+        // A bypassable ruleset does not (whatever the mode: a `pull_request` bypass merges
+        // without approvals); an unreadable bypass list is unknown.
         assert_eq!(
             effective(None, &rules, &sets(&[(21, Some(false))])).reviews_enforced_for_admins,
             Some(false)
