@@ -444,12 +444,19 @@ assert: hours_since_snapshot != null && hours_since_snapshot <= 48
                         .get("Name")
                         .map(|n| format!(" ({n})"))
                         .unwrap_or_default();
+                    let mut unknown = std::collections::BTreeMap::new();
+                    if v.encrypted.is_none() {
+                        unknown.insert(
+                            "encrypted".to_string(),
+                            "DescribeVolumes did not say whether it is encrypted".to_string(),
+                        );
+                    }
                     Resource {
                         id: id(&scope, &v.id),
                         name: format!("EBS volume {}{name} in {}", v.id, scope.label()),
                         attributes: a,
                         error: None,
-                        unknown: Default::default(),
+                        unknown,
                     }
                 })
                 .collect())
@@ -687,12 +694,19 @@ assert: imdsv2_required && "Owner" in tags
                         .get("Name")
                         .map(|n| format!(" ({n})"))
                         .unwrap_or_default();
+                    let mut unknown = std::collections::BTreeMap::new();
+                    if imdsv2_required.is_none() {
+                        unknown.insert(
+                            "imdsv2_required".to_string(),
+                            "DescribeInstances reported no metadata options for it".to_string(),
+                        );
+                    }
                     Resource {
                         id: id(&scope, &i.id),
                         name: format!("EC2 instance {}{name} in {}", i.id, scope.label()),
                         attributes: a,
                         error: None,
-                        unknown: Default::default(),
+                        unknown,
                     }
                 })
                 .collect())
