@@ -148,6 +148,7 @@ impl Default for LimitsConfig {
 pub struct SourcesConfig {
     pub hr: Option<HrSource>,
     pub policies: Option<PoliciesSource>,
+    pub registers: Option<RegistersSource>,
     pub aws: Option<AwsSource>,
     pub github: Option<GithubSource>,
 }
@@ -196,6 +197,19 @@ impl HrColumns {
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect()
     }
+}
+
+/// The folder of register files (vendors, risks, incidents… see `src/registers.rs` and
+/// `schemas/registers/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistersSource {
+    /// The folder, relative to the config file.
+    pub path: PathBuf,
+    /// Systems that need periodic user access reviews besides the configured AWS accounts
+    /// (`aws:<name>`) and GitHub organisations (`github:<org>`), e.g. `google-workspace`.
+    #[serde(default)]
+    pub systems: Vec<String>,
 }
 
 /// A folder of policy documents: Markdown with YAML front matter.

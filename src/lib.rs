@@ -12,6 +12,7 @@ pub mod duration;
 pub mod evaluate;
 pub mod model;
 pub mod probes;
+pub mod registers;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod github;
 pub mod hr;
 pub mod policies;
+pub mod registers;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -299,6 +300,14 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<github::probes::BranchProtection>::NEW,
     &Registered::<github::probes::RepoSecurity>::NEW,
     &Registered::<github::probes::DependabotAlerts>::NEW,
+    &Registered::<registers::Vendors>::NEW,
+    &Registered::<registers::Risks>::NEW,
+    &Registered::<registers::Incidents>::NEW,
+    &Registered::<registers::Exercises>::NEW,
+    &Registered::<registers::Meetings>::NEW,
+    &Registered::<registers::InsurancePolicies>::NEW,
+    &Registered::<registers::AccessReviews>::NEW,
+    &Registered::<registers::Devices>::NEW,
 ];
 
 /// A `Timestamp` attribute: RFC 3339 (seconds), or null.
