@@ -386,7 +386,11 @@ mod tests {
             "insurance",
             "insurance:\n  - carrier: Coalition\n    coverage: cyber\n    limit: USD 1,000,000\n    starts: 2026-01-01\n    expires: 2026-13-01\n",
         );
-        write(dir.path(), "risks", "risks:\n  - id: R-1\n    title: t\n    owner: o\n    likelihood: hgh\n    impact: low\n    treatment: accept\n    reviewed_on: 2026-01-01\n");
+        write(
+            dir.path(),
+            "risks",
+            "risks:\n  - id: R-1\n    title: t\n    owner: o\n    likelihood: hgh\n    impact: low\n    treatment: accept\n    reviewed_on: 2026-01-01\n",
+        );
         write(dir.path(), "devices", "device:\n  - id: x\n");
         let diags = load(dir.path()).unwrap_err();
         let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
@@ -396,9 +400,18 @@ mod tests {
                 .cloned()
                 .unwrap_or_default()
         };
-        assert!(mine("insurance").contains("insurance.yaml:6:14: insurance[0].expires:"), "{text:?}");
-        assert!(mine("risks").contains("risks.yaml:5:17: risks[0].likelihood: unknown variant `hgh`"), "{text:?}");
-        assert!(mine("devices").contains("devices.yaml:1:1: unknown field `device`"), "{text:?}");
+        assert!(
+            mine("insurance").contains("insurance.yaml:6:14: insurance[0].expires:"),
+            "{text:?}"
+        );
+        assert!(
+            mine("risks").contains("risks.yaml:5:17: risks[0].likelihood: unknown variant `hgh`"),
+            "{text:?}"
+        );
+        assert!(
+            mine("devices").contains("devices.yaml:1:1: unknown field `device`"),
+            "{text:?}"
+        );
         assert_eq!(diags.len(), 3, "{text:?}");
         // Fixed, it loads; absent files are empty registers.
         write(dir.path(), "insurance", "insurance: []\n");

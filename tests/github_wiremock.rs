@@ -450,7 +450,8 @@ async fn a_rate_limit_beyond_the_budget_is_an_error() {
         e.message
     );
     assert!(
-        e.message.contains("s left of sources.github.rate_limit_wait"),
+        e.message
+            .contains("s left of sources.github.rate_limit_wait"),
         "{}",
         e.message
     );

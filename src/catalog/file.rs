@@ -41,6 +41,9 @@ pub struct ControlFile {
     pub freshness: Option<Spanned<String>>,
     /// What to do when the control fails (internal).
     pub remediation: Option<String>,
+    /// Position within its category on the trust page (ascending; controls without one follow,
+    /// by title).
+    pub order: Option<u32>,
     /// The checks; the control fails if any check fails and is `error` if any could not be
     /// evaluated.
     pub checks: Vec<CheckFile>,

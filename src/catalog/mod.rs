@@ -38,6 +38,8 @@ pub struct Control {
     /// Own freshness, or `None` for the configured default.
     pub freshness: Option<chrono::Duration>,
     pub remediation: Option<String>,
+    /// Position within its category (`None`: after those that have one, by title).
+    pub order: Option<u32>,
     pub checks: Vec<Check>,
     /// Where the control was read from.
     pub path: PathBuf,
@@ -90,11 +92,17 @@ impl Catalog {
     }
 
     /// Categories in display order: those named in `order` first (in that order), then the
-    /// rest alphabetically. Each with its controls in title order.
+    /// rest alphabetically. Each with its controls by their `order`, then title.
     pub fn categories<'a>(&'a self, order: &'a [String]) -> Vec<(&'a str, Vec<&'a Control>)> {
         let mut groups: BTreeMap<&str, Vec<&Control>> = BTreeMap::new();
         for c in &self.controls {
             groups.entry(c.category.as_str()).or_default().push(c);
+        }
+        for controls in groups.values_mut() {
+            controls.sort_by(|a, b| {
+                (a.order.unwrap_or(u32::MAX), &a.title)
+                    .cmp(&(b.order.unwrap_or(u32::MAX), &b.title))
+            });
         }
         let mut out = Vec::new();
         for name in order {
@@ -272,6 +280,7 @@ pub fn compile_file(path: &Path, text: &str) -> Result<(Control, (u64, u64)), Ve
         schedule,
         freshness,
         remediation: raw.remediation,
+        order: raw.order,
         checks,
         path: path.to_path_buf(),
         source: Arc::from(text),

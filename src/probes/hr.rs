@@ -62,10 +62,42 @@ pub struct PeopleParams {
 
 /// One parsed roster row, shared through the fetch cache by every control reading the roster.
 #[derive(Debug, Clone)]
-struct Person {
+pub(crate) struct Person {
     row: usize,
     fields: BTreeMap<&'static str, Option<String>>,
     dates: BTreeMap<&'static str, Option<NaiveDate>>,
+}
+
+impl Person {
+    /// A text column (`employee_id`, `email`, `github_login`…), `None` when empty.
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(|v| v.as_deref())
+    }
+
+    /// A date column (`start_date`, `end_date`…), `None` when empty.
+    pub(crate) fn date(&self, name: &str) -> Option<NaiveDate> {
+        self.dates.get(name).copied().flatten()
+    }
+}
+
+/// The roster of the run (every row, terminated people included), read once.
+pub(crate) async fn roster(ctx: &ProbeContext) -> Result<std::sync::Arc<Vec<Person>>, ProbeError> {
+    let source = ctx
+        .sources
+        .hr
+        .as_ref()
+        .ok_or(ProbeError::NotConfigured("hr"))?;
+    let path = ctx.resolve_path(&source.path);
+    let columns = source.columns.to_map();
+    ctx.cache
+        .get_or_fetch(&format!("hr.roster:{}", path.display()), async {
+            let display = path.display().to_string();
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| ProbeError::Io(format!("cannot read HR roster {display}: {e}")))?;
+            parse_roster(&display, &bytes, &columns)
+        })
+        .await
 }
 
 impl Probe for People {
@@ -115,6 +147,11 @@ impl Probe for People {
         ),
         attr!("terminated", Bool, "end_date is set and on or before today"),
         attr!(
+            "manager_in_roster",
+            Bool,
+            "manager_email is the work email of someone employed today"
+        ),
+        attr!(
             "days_employed",
             Int,
             "whole days from start_date to today (negative before start)"
@@ -129,24 +166,14 @@ assert: security_training_date != null && days_since(security_training_date) <= 
     type Params = PeopleParams;
 
     async fn collect(ctx: &ProbeContext, params: &PeopleParams) -> Result<Collected, ProbeError> {
-        let source = ctx
-            .sources
-            .hr
-            .as_ref()
-            .ok_or(ProbeError::NotConfigured("hr"))?;
-        let path = ctx.resolve_path(&source.path);
-        let columns = source.columns.to_map();
-        let people = ctx
-            .cache
-            .get_or_fetch(&format!("hr.roster:{}", path.display()), async {
-                let display = path.display().to_string();
-                let bytes = tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| ProbeError::Io(format!("cannot read HR roster {display}: {e}")))?;
-                parse_roster(&display, &bytes, &columns)
-            })
-            .await?;
+        let people = roster(ctx).await?;
         let today = ctx.now.date_naive();
+        // Work emails of the people employed today (for `manager_in_roster`).
+        let current: std::collections::BTreeSet<String> = people
+            .iter()
+            .filter(|p| p.date("end_date").is_none_or(|end| end > today))
+            .filter_map(|p| p.field("email").map(str::to_ascii_lowercase))
+            .collect();
         let mut resources = Vec::new();
         let mut raw = Vec::new();
         for p in people.iter() {
@@ -175,6 +202,10 @@ assert: security_training_date != null && days_since(security_training_date) <= 
                 );
             }
             attributes.insert("terminated".into(), Value::Bool(terminated));
+            let manager_in_roster = p
+                .field("manager_email")
+                .is_some_and(|m| current.contains(&m.to_ascii_lowercase()));
+            attributes.insert("manager_in_roster".into(), Value::Bool(manager_in_roster));
             let days = start.map(|s| (today - s).num_days());
             attributes.insert(
                 "days_employed".into(),

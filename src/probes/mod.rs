@@ -22,6 +22,7 @@ pub mod aws;
 pub mod cache;
 pub mod github;
 pub mod hr;
+pub mod identity;
 pub mod policies;
 pub mod registers;
 
@@ -308,6 +309,7 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<registers::InsurancePolicies>::NEW,
     &Registered::<registers::AccessReviews>::NEW,
     &Registered::<registers::Devices>::NEW,
+    &Registered::<identity::Accounts>::NEW,
 ];
 
 /// A `Timestamp` attribute: RFC 3339 (seconds), or null.

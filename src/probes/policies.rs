@@ -33,6 +33,10 @@ pub struct PoliciesParams {
     /// Only the document with this title (case-insensitive); all documents when absent.
     #[serde(default)]
     pub title: Option<String>,
+    /// Phrases the document must contain (case-insensitive); those it lacks are listed in
+    /// `missing_mentions`.
+    #[serde(default)]
+    pub mentions: Vec<String>,
 }
 
 /// The front matter of a policy document.
@@ -51,7 +55,28 @@ struct FrontMatter {
 #[derive(Debug, Clone)]
 struct Document {
     file: String,
-    result: Result<(FrontMatter, usize), String>,
+    result: Result<(FrontMatter, Body), String>,
+}
+
+/// A document's body, as far as checks go.
+#[derive(Debug, Clone)]
+struct Body {
+    words: usize,
+    /// The text, lowercased, whitespace collapsed (for `mentions`).
+    text: String,
+}
+
+impl Body {
+    fn new(text: &str) -> Body {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        Body {
+            words: words
+                .iter()
+                .filter(|w| w.chars().any(char::is_alphanumeric))
+                .count(),
+            text: words.join(" ").to_lowercase(),
+        }
+    }
 }
 
 impl Probe for Policies {
@@ -86,6 +111,11 @@ impl Probe for Policies {
         ),
         attr!("path", String, "file name within the policies folder"),
         attr!("word_count", Int, "words in the document body"),
+        attr!(
+            "missing_mentions",
+            List,
+            "the `mentions` parameter's phrases the body does not contain (case-insensitive)"
+        ),
     ];
     const EXAMPLE: &'static str = r#"probe: documents.policies
 with: {title: Information Security Policy}
@@ -113,13 +143,13 @@ assert: approved_by != null && !overdue && word_count >= 150
         let mut resources = Vec::new();
         for doc in docs.iter() {
             let resource = match &doc.result {
-                Ok((fm, words)) => {
+                Ok((fm, body)) => {
                     if let Some(want) = &params.title
                         && !fm.title.trim().eq_ignore_ascii_case(want.trim())
                     {
                         continue;
                     }
-                    describe(doc, fm, *words, today)
+                    describe(doc, fm, body, &params.mentions, today)
                 }
                 Err(e) => {
                     // Malformed documents can't be matched by title; they count for every
@@ -143,7 +173,13 @@ assert: approved_by != null && !overdue && word_count >= 150
     }
 }
 
-fn describe(doc: &Document, fm: &FrontMatter, words: usize, today: NaiveDate) -> Resource {
+fn describe(
+    doc: &Document,
+    fm: &FrontMatter,
+    body: &Body,
+    mentions: &[String],
+    today: NaiveDate,
+) -> Resource {
     let interval_days = crate::duration::parse(&fm.review_interval)
         .map(|d| d.num_days())
         .unwrap_or(0);
@@ -167,7 +203,20 @@ fn describe(doc: &Document, fm: &FrontMatter, words: usize, today: NaiveDate) ->
     attributes.insert("next_review_due".into(), date(next_due));
     attributes.insert("overdue".into(), Value::Bool(overdue));
     attributes.insert("path".into(), Value::String(doc.file.clone()));
-    attributes.insert("word_count".into(), Value::from(words));
+    attributes.insert("word_count".into(), Value::from(body.words));
+    let missing: Vec<Value> = mentions
+        .iter()
+        .filter(|m| {
+            let wanted = m
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            !body.text.contains(&wanted)
+        })
+        .map(|m| Value::String(m.clone()))
+        .collect();
+    attributes.insert("missing_mentions".into(), Value::Array(missing));
     Resource {
         id: format!("policy:{}", doc.file),
         name: format!("{} ({})", fm.title.trim(), doc.file),
@@ -213,7 +262,7 @@ async fn read_folder(dir: std::path::PathBuf) -> Result<Vec<Document>, ProbeErro
 }
 
 /// Splits front matter from body and parses it; errors are `path:line:col: message`.
-fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, usize), String> {
+fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, Body), String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let rest = text
         .strip_prefix("---\n")
@@ -242,11 +291,7 @@ fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, usize), Strin
     if let Err(e) = crate::duration::parse(&fm.review_interval) {
         return Err(format!("{}: review_interval: {e}", path.display()));
     }
-    let words = body
-        .split_whitespace()
-        .filter(|w| w.chars().any(char::is_alphanumeric))
-        .count();
-    Ok((fm, words))
+    Ok((fm, Body::new(body)))
 }
 
 #[cfg(test)]
@@ -256,7 +301,9 @@ mod tests {
     #[test]
     fn parses_front_matter_and_counts_words() {
         let doc = "---\ntitle: Acceptable Use Policy\nversion: \"2\"\napproved_by: CEO\napproved_on: 2026-01-10\nreview_interval: 1y\n---\n# Acceptable Use\n\nUse company systems responsibly.\n";
-        let (fm, words) = parse_document(Path::new("aup.md"), doc).unwrap();
+        let (fm, body) = parse_document(Path::new("aup.md"), doc).unwrap();
+        let words = body.words;
+        assert!(body.text.contains("use company systems responsibly"));
         assert_eq!(fm.title, "Acceptable Use Policy");
         assert_eq!(fm.approved_on, NaiveDate::from_ymd_opt(2026, 1, 10));
         assert_eq!(words, 6);

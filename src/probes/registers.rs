@@ -95,7 +95,11 @@ impl Probe for Vendors {
         attr!("name", String, "vendor name"),
         attr!("purpose", String, "what the vendor does for the company"),
         attr!("location", String, "where it processes the data"),
-        attr!("subprocessor", Bool, "processes customer data on the company's behalf"),
+        attr!(
+            "subprocessor",
+            Bool,
+            "processes customer data on the company's behalf"
+        ),
         attr!("risk_tier", String, "`low`, `medium` or `high`"),
         attr!("data_shared", List, "kinds of data shared"),
         attr!(
@@ -103,7 +107,11 @@ impl Probe for Vendors {
             Date,
             "when its SOC 2 report (or equivalent) was last reviewed, null if never"
         ),
-        attr!("assessed_on", Date, "when it was last risk-assessed, null if never"),
+        attr!(
+            "assessed_on",
+            Date,
+            "when it was last risk-assessed, null if never"
+        ),
         attr!("owner", String, "internal owner, null if none"),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.vendors
@@ -153,9 +161,21 @@ impl Probe for Risks {
         attr!("owner", String, "risk owner"),
         attr!("likelihood", String, "`low`, `medium` or `high`"),
         attr!("impact", String, "`low`, `medium` or `high`"),
-        attr!("score", Int, "likelihood × impact, 1 (low/low) to 9 (high/high)"),
-        attr!("treatment", String, "`mitigate`, `accept`, `transfer` or `avoid`"),
-        attr!("treatment_plan", String, "how the treatment is carried out, null if none"),
+        attr!(
+            "score",
+            Int,
+            "likelihood × impact, 1 (low/low) to 9 (high/high)"
+        ),
+        attr!(
+            "treatment",
+            String,
+            "`mitigate`, `accept`, `transfer` or `avoid`"
+        ),
+        attr!(
+            "treatment_plan",
+            String,
+            "how the treatment is carried out, null if none"
+        ),
         attr!("controls", List, "ids of the controls that mitigate it"),
         attr!("reviewed_on", Date, "when it was last assessed"),
         attr!("closed", Bool, "the risk no longer applies"),
@@ -217,8 +237,16 @@ impl Probe for Incidents {
         attr!("opened", Date, "when it was opened"),
         attr!("resolved", Date, "when it was resolved, null while open"),
         attr!("open", Bool, "not resolved yet"),
-        attr!("lessons_learned_link", String, "the lessons-learned document, null if none"),
-        attr!("lessons_learned_on", Date, "when lessons learned were shared, null if not yet"),
+        attr!(
+            "lessons_learned_link",
+            String,
+            "the lessons-learned document, null if none"
+        ),
+        attr!(
+            "lessons_learned_on",
+            Date,
+            "when lessons learned were shared, null if not yet"
+        ),
         attr!(
             "days_since_resolved",
             Int,
@@ -270,14 +298,26 @@ impl Probe for Exercises {
     const SOURCE: &'static str = "registers";
     const SUMMARY: &'static str = "The exercise register (exercises.yaml), one resource per kind of exercise — bcdr_test, ir_tabletop, backup_restore — with the latest one (null when never held).";
     const ATTRIBUTES: &'static [Attribute] = &[
-        attr!("kind", String, "`bcdr_test`, `ir_tabletop` or `backup_restore`"),
-        attr!("last_date", Date, "date of the latest exercise of this kind, null if never"),
+        attr!(
+            "kind",
+            String,
+            "`bcdr_test`, `ir_tabletop` or `backup_restore`"
+        ),
+        attr!(
+            "last_date",
+            Date,
+            "date of the latest exercise of this kind, null if never"
+        ),
         attr!(
             "last_outcome",
             String,
             "`passed`, `passed_with_findings` or `failed`, null if never"
         ),
-        attr!("last_follow_up", String, "changes made after the latest one, null if none"),
+        attr!(
+            "last_follow_up",
+            String,
+            "changes made after the latest one, null if none"
+        ),
         attr!("count", Int, "exercises of this kind on record"),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.exercises
@@ -290,9 +330,21 @@ assert: last_date != null && days_since(last_date) <= 365 && last_outcome != "fa
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
         let kinds = [
-            (ExerciseKind::BcdrTest, "bcdr_test", "business continuity and disaster recovery test"),
-            (ExerciseKind::IrTabletop, "ir_tabletop", "incident response tabletop exercise"),
-            (ExerciseKind::BackupRestore, "backup_restore", "backup restoration test"),
+            (
+                ExerciseKind::BcdrTest,
+                "bcdr_test",
+                "business continuity and disaster recovery test",
+            ),
+            (
+                ExerciseKind::IrTabletop,
+                "ir_tabletop",
+                "incident response tabletop exercise",
+            ),
+            (
+                ExerciseKind::BackupRestore,
+                "backup_restore",
+                "backup restoration test",
+            ),
         ];
         let resources = kinds
             .iter()
@@ -326,13 +378,21 @@ impl Probe for Meetings {
     const SUMMARY: &'static str = "The meeting register (meetings.yaml), one resource per kind of meeting — board_security_review, security_team — with the latest one.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("kind", String, "`board_security_review` or `security_team`"),
-        attr!("last_date", Date, "date of the latest meeting of this kind, null if never"),
+        attr!(
+            "last_date",
+            Date,
+            "date of the latest meeting of this kind, null if never"
+        ),
         attr!(
             "last_independent_attendees",
             Int,
             "independent attendees at the latest meeting of this kind, null if never"
         ),
-        attr!("last_topics", List, "topics of the latest meeting, empty if never"),
+        attr!(
+            "last_topics",
+            List,
+            "topics of the latest meeting, empty if never"
+        ),
         attr!("count", Int, "meetings of this kind on record"),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.meetings
@@ -345,8 +405,16 @@ assert: last_date != null && days_since(last_date) <= 365
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
         let kinds = [
-            (MeetingKind::BoardSecurityReview, "board_security_review", "board / advisor security review"),
-            (MeetingKind::SecurityTeam, "security_team", "security team meeting"),
+            (
+                MeetingKind::BoardSecurityReview,
+                "board_security_review",
+                "board / advisor security review",
+            ),
+            (
+                MeetingKind::SecurityTeam,
+                "security_team",
+                "security team meeting",
+            ),
         ];
         let resources = kinds
             .iter()
@@ -405,7 +473,9 @@ assert: in_force
                     format!(
                         "insurance:{}:{}",
                         kebab(&p.carrier),
-                        p.policy_number.clone().unwrap_or_else(|| p.starts.to_string())
+                        p.policy_number
+                            .clone()
+                            .unwrap_or_else(|| p.starts.to_string())
                     ),
                     format!("{} policy {} to {}", p.carrier, p.starts, p.expires),
                     json!({
@@ -431,9 +501,21 @@ impl Probe for AccessReviews {
     const SOURCE: &'static str = "registers";
     const SUMMARY: &'static str = "User access reviews (access_reviews.yaml), one resource per system that needs them: every configured AWS account (aws:<name>) and GitHub organisation (github:<org>), sources.registers.systems, and any system reviewed.";
     const ATTRIBUTES: &'static [Attribute] = &[
-        attr!("system", String, "`aws:<account>`, `github:<org>` or a declared system"),
-        attr!("last_reviewed_on", Date, "the latest review, null if never reviewed"),
-        attr!("last_reviewer", String, "who did the latest review, null if never"),
+        attr!(
+            "system",
+            String,
+            "`aws:<account>`, `github:<org>` or a declared system"
+        ),
+        attr!(
+            "last_reviewed_on",
+            Date,
+            "the latest review, null if never reviewed"
+        ),
+        attr!(
+            "last_reviewer",
+            String,
+            "who did the latest review, null if never"
+        ),
         attr!("reviews", Int, "reviews on record"),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.access_reviews
@@ -459,8 +541,11 @@ assert: last_reviewed_on != null && days_since(last_reviewed_on) <= 90
         let resources = systems
             .iter()
             .map(|system| {
-                let reviews: Vec<&registers::AccessReview> =
-                    r.access_reviews.iter().filter(|a| &a.system == system).collect();
+                let reviews: Vec<&registers::AccessReview> = r
+                    .access_reviews
+                    .iter()
+                    .filter(|a| &a.system == system)
+                    .collect();
                 let last = reviews.iter().max_by_key(|a| a.reviewed_on);
                 resource(
                     format!("access-review:{system}"),
@@ -474,7 +559,11 @@ assert: last_reviewed_on != null && days_since(last_reviewed_on) <= 90
                 )
             })
             .collect();
-        Ok(collected("access_reviews", resources, json!(r.access_reviews)))
+        Ok(collected(
+            "access_reviews",
+            resources,
+            json!(r.access_reviews),
+        ))
     }
 }
 
@@ -491,7 +580,11 @@ impl Probe for Devices {
         attr!("os", String, "operating system and version"),
         attr!("disk_encrypted", Bool, "full-disk encryption is on"),
         attr!("antivirus", Bool, "anti-virus / EDR is running"),
-        attr!("screen_lock", Bool, "a password with screen lock is enforced"),
+        attr!(
+            "screen_lock",
+            Bool,
+            "a password with screen lock is enforced"
+        ),
         attr!("last_check_in", Date, "when it last reported to the MDM"),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.devices

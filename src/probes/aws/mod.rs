@@ -16,7 +16,7 @@
 //! reported as one `error` resource naming it, and the other scopes are still evaluated.
 
 pub mod ec2;
-mod fetch;
+pub(crate) mod fetch;
 pub mod iam;
 
 pub use fetch::OPERATIONS;

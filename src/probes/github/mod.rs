@@ -15,7 +15,7 @@
 //! is missing; a repository whose data could not be read is one `error` resource, and the
 //! other repositories are still evaluated.
 
-mod fetch;
+pub(crate) mod fetch;
 pub mod probes;
 
 pub use fetch::ENDPOINTS;

@@ -1,0 +1,306 @@
+//! `identity.accounts`: every account Trellis can see — IAM users of every configured AWS
+//! account, members and outside collaborators of every configured GitHub organisation —
+//! joined to the HR roster and to the register of declared service accounts.
+//!
+//! Joining, per account:
+//! 1. a declared service account (`service_accounts.yaml`: same system, same name) is a
+//!    service account: it has an accountable owner and is nobody's personal account;
+//! 2. else the explicit roster column: `aws_username` for IAM users, `github_login` for GitHub
+//!    logins (case-insensitive);
+//! 3. else, for IAM users, the work email: a user named by an email, or tagged `email`.
+//!    (GitHub does not show members' emails; add `github_login` to the roster.)
+//!
+//! An account that matches nobody and is not declared is an orphan. Terminated people are
+//! matched too (the roster is read with every row), so their remaining accounts show up.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+
+use super::registers::NoParams;
+use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, object};
+use crate::registers::ServiceAccount;
+
+pub struct Accounts;
+
+/// One account seen in one system, before joining.
+struct Seen {
+    system: String,
+    kind: &'static str,
+    account: String,
+    /// Emails the system associates with the account (IAM user name or `email` tag).
+    emails: Vec<String>,
+}
+
+/// What the join found for a person.
+#[derive(Clone)]
+struct PersonRef {
+    id: String,
+    name: String,
+    email: String,
+    end: Option<NaiveDate>,
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Whether a declared service account entry covers `system`/`account`.
+fn declared<'a>(register: &'a [ServiceAccount], seen: &Seen) -> Option<&'a ServiceAccount> {
+    register
+        .iter()
+        .find(|s| (s.system == seen.system || s.system == seen.kind) && eq(&s.name, &seen.account))
+}
+
+impl Probe for Accounts {
+    const NAME: &'static str = "identity.accounts";
+    const SOURCE: &'static str = "hr";
+    const SUMMARY: &'static str = "Every account Trellis can see (AWS IAM users of each account, GitHub members and outside collaborators of each organisation), joined to the HR roster and the declared service accounts.";
+    const ATTRIBUTES: &'static [Attribute] = &[
+        attr!("system", String, "`aws:<account>` or `github:<org>`"),
+        attr!("kind", String, "`aws` or `github`"),
+        attr!("account", String, "IAM user name or GitHub login"),
+        attr!(
+            "person",
+            String,
+            "employee id of the person it belongs to, null if none"
+        ),
+        attr!("person_name", String, "that person's name, null if none"),
+        attr!(
+            "matched_by",
+            String,
+            "`aws_username`, `github_login` or `email`; null if unmatched"
+        ),
+        attr!(
+            "people",
+            List,
+            "employee ids of every person the account matched (more than one is ambiguous)"
+        ),
+        attr!(
+            "person_terminated",
+            Bool,
+            "the person has left (end_date on or before today)"
+        ),
+        attr!(
+            "end_date",
+            Date,
+            "the person's last day, null if employed or unmatched"
+        ),
+        attr!(
+            "days_since_termination",
+            Int,
+            "days since the person's last day, null if employed or unmatched"
+        ),
+        attr!("service_account", Bool, "declared in service_accounts.yaml"),
+        attr!(
+            "service_account_owner",
+            String,
+            "the declared service account's accountable owner, null otherwise"
+        ),
+        attr!(
+            "orphan",
+            Bool,
+            "matches no person and is not a declared service account"
+        ),
+        attr!(
+            "person_accounts_in_system",
+            Int,
+            "personal accounts the same person has in this system (0 when unmatched)"
+        ),
+    ];
+    const EXAMPLE: &'static str = r#"probe: identity.accounts
+where: person != null
+assert: "!person_terminated || days_since_termination <= 1"
+"#;
+
+    type Params = NoParams;
+
+    async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
+        let people = super::hr::roster(ctx).await?;
+        let declared_accounts: Vec<ServiceAccount> = if ctx.sources.registers.is_some() {
+            super::registers::load(ctx).await?.service_accounts.clone()
+        } else {
+            Vec::new()
+        };
+        let (seen, mut resources, mut raw) = accounts_in_systems(ctx).await?;
+        let today = ctx.now.date_naive();
+
+        // Join each account.
+        let mut joined: Vec<(Seen, Vec<PersonRef>, &'static str, Option<&ServiceAccount>)> =
+            Vec::new();
+        for s in seen {
+            let service = declared(&declared_accounts, &s);
+            let column = if s.kind == "aws" {
+                "aws_username"
+            } else {
+                "github_login"
+            };
+            let refs = |p: &super::hr::Person| PersonRef {
+                id: p.field("employee_id").unwrap_or("").to_string(),
+                name: p.field("name").unwrap_or("").to_string(),
+                email: p.field("email").unwrap_or("").to_string(),
+                end: p.date("end_date"),
+            };
+            let mut matched_by = column;
+            let mut matches: Vec<PersonRef> = people
+                .iter()
+                .filter(|p| p.field(column).is_some_and(|v| eq(v, &s.account)))
+                .map(refs)
+                .collect();
+            if matches.is_empty() && !s.emails.is_empty() {
+                matched_by = "email";
+                matches = people
+                    .iter()
+                    .filter(|p| {
+                        p.field("email")
+                            .is_some_and(|e| s.emails.iter().any(|x| eq(x, e)))
+                    })
+                    .map(refs)
+                    .collect();
+            }
+            if service.is_some() {
+                matches.clear();
+            }
+            joined.push((s, matches, matched_by, service));
+        }
+        // Personal accounts per (system, person).
+        let mut per_person: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (s, matches, _, _) in &joined {
+            if let [one] = matches.as_slice() {
+                *per_person
+                    .entry((s.system.clone(), one.id.clone()))
+                    .or_default() += 1;
+            }
+        }
+        for (s, matches, matched_by, service) in &joined {
+            let person = matches.first().filter(|_| matches.len() == 1);
+            let terminated = person.and_then(|p| p.end).filter(|end| *end <= today);
+            let who = match (person, service) {
+                (_, Some(svc)) => format!("service account of {}", svc.owner),
+                (Some(p), None) => format!("{} <{}> ({})", p.name, p.email, p.id),
+                (None, None) if matches.len() > 1 => "matches several people".to_string(),
+                (None, None) => "no owner found".to_string(),
+            };
+            raw.push(json!({"system": s.system, "account": s.account, "people": matches.iter().map(|p| p.id.clone()).collect::<Vec<_>>()}));
+            resources.push(Resource {
+                id: format!("identity:{}/{}", s.system, s.account),
+                name: format!("{} account {} ({who})", s.system, s.account),
+                attributes: object(json!({
+                    "system": s.system,
+                    "kind": s.kind,
+                    "account": s.account,
+                    "person": person.map(|p| p.id.clone()),
+                    "person_name": person.map(|p| p.name.clone()),
+                    "matched_by": (!matches.is_empty()).then_some(*matched_by),
+                    "people": matches.iter().map(|p| p.id.clone()).collect::<BTreeSet<_>>(),
+                    "person_terminated": terminated.is_some(),
+                    "end_date": person.and_then(|p| p.end).map(|d| d.to_string()),
+                    "days_since_termination": terminated.map(|end| (today - end).num_days()),
+                    "service_account": service.is_some(),
+                    "service_account_owner": service.map(|s| s.owner.clone()),
+                    "orphan": matches.is_empty() && service.is_none(),
+                    "person_accounts_in_system": person
+                        .map(|p| per_person.get(&(s.system.clone(), p.id.clone())).copied().unwrap_or(0))
+                        .unwrap_or(0),
+                })),
+                error: None,
+                unknown: Default::default(),
+            });
+        }
+        Ok(Collected {
+            resources,
+            raw: json!({"source": "identity", "accounts": raw}),
+        })
+    }
+}
+
+/// Every account of every configured system, plus an `error` resource for each system that
+/// could not be listed. Neither AWS nor GitHub configured: not configured.
+async fn accounts_in_systems(
+    ctx: &ProbeContext,
+) -> Result<(Vec<Seen>, Vec<Resource>, Vec<Value>), ProbeError> {
+    let mut seen = Vec::new();
+    let mut errors = Vec::new();
+    let raw = Vec::new();
+    let aws = ctx
+        .sources
+        .aws
+        .as_ref()
+        .is_some_and(|a| !a.accounts.is_empty());
+    let github = ctx
+        .sources
+        .github
+        .as_ref()
+        .is_some_and(|g| !g.orgs.is_empty());
+    if !aws && !github {
+        return Err(ProbeError::NotConfigured("aws or github"));
+    }
+    if aws {
+        for account in super::aws::accounts(ctx, &[]).await? {
+            let (name, result) = match account {
+                Ok(a) => (
+                    a.name.clone(),
+                    super::aws::fetch::authorization_details(ctx, &a).await,
+                ),
+                Err((name, e)) => (name, Err(e)),
+            };
+            let system = format!("aws:{name}");
+            match result {
+                Ok(details) => {
+                    for u in &details.users {
+                        let mut emails: Vec<String> = u
+                            .tags
+                            .iter()
+                            .filter(|(k, _)| {
+                                matches!(k.to_ascii_lowercase().as_str(), "email" | "mail")
+                            })
+                            .map(|(_, v)| v.clone())
+                            .collect();
+                        if u.name.contains('@') {
+                            emails.push(u.name.clone());
+                        }
+                        seen.push(Seen {
+                            system: system.clone(),
+                            kind: "aws",
+                            account: u.name.clone(),
+                            emails,
+                        });
+                    }
+                }
+                Err(e) => errors.push(unreadable(&system, &e)),
+            }
+        }
+    }
+    if github {
+        for org in super::github::orgs(ctx, &[])? {
+            let system = format!("github:{org}");
+            let members = super::github::fetch::members(ctx, &org, false, false).await;
+            let outside = super::github::fetch::outside_collaborators(ctx, &org, false).await;
+            match (members, outside) {
+                (Ok(m), Ok(o)) => {
+                    for u in m.0.iter().chain(o.0.iter()) {
+                        seen.push(Seen {
+                            system: system.clone(),
+                            kind: "github",
+                            account: u.login.clone(),
+                            emails: Vec::new(),
+                        });
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => errors.push(unreadable(&system, &e)),
+            }
+        }
+    }
+    Ok((seen, errors, raw))
+}
+
+fn unreadable(system: &str, e: &ProbeError) -> Resource {
+    Resource {
+        id: format!("identity:{system}"),
+        name: format!("accounts of {system}"),
+        attributes: serde_json::Map::new(),
+        error: Some(e.to_string()),
+        unknown: Default::default(),
+    }
+}
