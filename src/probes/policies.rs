@@ -33,8 +33,8 @@ pub struct PoliciesParams {
     /// Only the document with this title (case-insensitive); all documents when absent.
     #[serde(default)]
     pub title: Option<String>,
-    /// Phrases the document must contain (case-insensitive); those it lacks are listed in
-    /// `missing_mentions`.
+    /// Phrases the document must contain (case and punctuation ignored: `lessons learned`
+    /// matches "Lessons-learned"); those it lacks are listed in `missing_mentions`.
     #[serde(default)]
     pub mentions: Vec<String>,
 }
@@ -68,15 +68,26 @@ struct Body {
 
 impl Body {
     fn new(text: &str) -> Body {
-        let words: Vec<&str> = text.split_whitespace().collect();
         Body {
-            words: words
-                .iter()
+            words: text
+                .split_whitespace()
                 .filter(|w| w.chars().any(char::is_alphanumeric))
                 .count(),
-            text: words.join(" ").to_lowercase(),
+            text: plain(text),
         }
     }
+}
+
+/// Lowercase words only, single-spaced: `Lessons-learned review,` → `lessons learned review`
+/// (so a mention matches whatever the punctuation).
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 impl Probe for Policies {
@@ -206,14 +217,7 @@ fn describe(
     attributes.insert("word_count".into(), Value::from(body.words));
     let missing: Vec<Value> = mentions
         .iter()
-        .filter(|m| {
-            let wanted = m
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase();
-            !body.text.contains(&wanted)
-        })
+        .filter(|m| !body.text.contains(&plain(m)))
         .map(|m| Value::String(m.clone()))
         .collect();
     attributes.insert("missing_mentions".into(), Value::Array(missing));
@@ -304,6 +308,7 @@ mod tests {
         let (fm, body) = parse_document(Path::new("aup.md"), doc).unwrap();
         let words = body.words;
         assert!(body.text.contains("use company systems responsibly"));
+        assert_eq!(plain("A Lessons-learned review; in-transit!"), "a lessons learned review in transit");
         assert_eq!(fm.title, "Acceptable Use Policy");
         assert_eq!(fm.approved_on, NaiveDate::from_ymd_opt(2026, 1, 10));
         assert_eq!(words, 6);
