@@ -59,6 +59,11 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of control files.
     Schema {
+        /// Which file format: `control` (default), `exceptions`, or a register
+        /// (`vendors`, `risks`, `incidents`, `exercises`, `meetings`, `insurance`,
+        /// `access_reviews`, `devices`, `service_accounts`).
+        #[arg(long = "of", value_name = "FORMAT", default_value = "control")]
+        of: String,
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -109,7 +114,7 @@ fn init_tracing(serving: bool) {
 
 async fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Schema { out } => schema(out),
+        Command::Schema { of, out } => schema(&of, out),
         Command::Probes => {
             print_probes();
             EXIT_OK
@@ -156,8 +161,8 @@ fn load_config(path: Option<&std::path::Path>) -> Option<Loaded> {
     }
 }
 
-fn load_catalog(loaded: &Loaded) -> Result<Catalog, u8> {
-    catalog::load(&loaded.controls_dir()).map_err(|diags| {
+fn load_catalog(loaded: &Loaded, today: chrono::NaiveDate) -> Result<Catalog, u8> {
+    catalog::from_config(loaded, today).map_err(|diags| {
         for d in &diags.0 {
             eprintln!("{d}");
         }
@@ -166,19 +171,69 @@ fn load_catalog(loaded: &Loaded) -> Result<Catalog, u8> {
     })
 }
 
-/// Checks the whole configuration: the config itself, then every control file.
+/// Checks the whole configuration: the config itself (checked when loaded), every control
+/// file, every exception file and every register file. Expired exceptions are warnings.
 fn validate(loaded: &Loaded) -> u8 {
-    // The config itself was fully checked when it was loaded (schedules and durations
-    // included, each located); what is left is the catalog.
+    let today = chrono::Utc::now().date_naive();
     let mut problems = Vec::new();
-    let catalog = catalog::load(&loaded.controls_dir());
-    match &catalog {
-        Ok(_) => {}
-        Err(diags) => problems.extend(diags.0.iter().map(ToString::to_string)),
+    let catalog = catalog::from_config(loaded, today);
+    if let Err(diags) = &catalog {
+        problems.extend(diags.0.iter().map(ToString::to_string));
+    }
+    let mut warnings = Vec::new();
+    let mut exceptions = 0;
+    if let Ok(c) = &catalog {
+        for control in c.controls() {
+            for e in &control.exceptions {
+                exceptions += 1;
+                if !e.in_force(today) {
+                    warnings.push(format!(
+                        "{}: exception {} ({}) for `{}` expired on {} and no longer applies",
+                        e.path.display(),
+                        e.id,
+                        e.ticket,
+                        e.control,
+                        e.expires_on
+                    ));
+                }
+            }
+        }
+    }
+    let mut registers_checked = false;
+    if let Some(source) = &loaded.config.sources.registers {
+        let dir = loaded.resolve(&source.path);
+        match crate::registers::load(&dir) {
+            Err(diags) => problems.extend(diags.iter().map(ToString::to_string)),
+            Ok(r) => {
+                registers_checked = true;
+                if let Ok(c) = &catalog {
+                    for (i, risk) in r.risks.iter().enumerate() {
+                        for id in risk.controls.iter().filter(|id| c.get(id).is_none()) {
+                            problems.push(format!(
+                                "{}: risks[{i}].controls: unknown control `{id}` (risk {})",
+                                crate::registers::path(&dir, "risks").display(),
+                                risk.id
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     if problems.is_empty() {
         let n = catalog.map(|c| c.len()).unwrap_or(0);
-        println!("{n} controls valid ({})", loaded.controls_dir().display());
+        let registers = if registers_checked {
+            ", registers valid"
+        } else {
+            ""
+        };
+        println!(
+            "{n} controls valid ({}), {exceptions} exception(s){registers}",
+            loaded.controls_dir().display()
+        );
         EXIT_OK
     } else {
         for p in &problems {
@@ -189,8 +244,31 @@ fn validate(loaded: &Loaded) -> u8 {
     }
 }
 
-fn schema(out: Option<PathBuf>) -> u8 {
-    let text = match serde_json::to_string_pretty(&catalog::json_schema()) {
+/// The JSON Schema of a file format, by name.
+pub fn schema_of(of: &str) -> Option<serde_json::Value> {
+    match of {
+        "control" => Some(catalog::json_schema()),
+        "exceptions" => Some(crate::exceptions::json_schema()),
+        register => crate::registers::schemas()
+            .into_iter()
+            .find(|(name, _)| *name == register)
+            .map(|(_, s)| s),
+    }
+}
+
+fn schema(of: &str, out: Option<PathBuf>) -> u8 {
+    let Some(value) = schema_of(of) else {
+        let registers: Vec<&str> = crate::registers::schemas()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        eprintln!(
+            "error: unknown format `{of}` (control, exceptions, {})",
+            registers.join(", ")
+        );
+        return EXIT_USAGE;
+    };
+    let text = match serde_json::to_string_pretty(&value) {
         Ok(t) => t + "\n",
         Err(e) => {
             eprintln!("error: cannot serialize schema: {e}");
@@ -263,7 +341,8 @@ async fn check(
     no_store: bool,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> u8 {
-    let catalog = match load_catalog(loaded) {
+    let today = as_of.unwrap_or_else(chrono::Utc::now).date_naive();
+    let catalog = match load_catalog(loaded, today) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -369,6 +448,7 @@ pub fn report_json(catalog: &Catalog, report: &RunReport) -> serde_json::Value {
                     "message": f.message,
                     "actual": f.actual,
                 })).collect::<Vec<_>>(),
+                "exceptions": o.exceptions,
             })
         })
         .collect();
@@ -432,9 +512,9 @@ fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
         let bad: Vec<_> = o
             .findings
             .iter()
-            .filter(|f| matches!(f.status, Status::Fail | Status::Error))
+            .filter(|f| matches!(f.status, Status::Fail | Status::Error | Status::Waived))
             .collect();
-        if bad.is_empty() {
+        if bad.is_empty() && o.exceptions.is_empty() {
             continue;
         }
         writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
@@ -447,15 +527,36 @@ fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
                 f.actual
             )?;
         }
+        for e in &o.exceptions {
+            let what = if e.status == "applied" {
+                format!(
+                    "waives {} resource(s) until {}",
+                    e.resources.len(),
+                    e.expires_on
+                )
+            } else {
+                format!(
+                    "EXPIRED on {}: no longer waives {} failing resource(s)",
+                    e.expires_on,
+                    e.resources.len()
+                )
+            };
+            writeln!(
+                out,
+                "  exception {} ({}, owner {}) {what}",
+                e.id, e.ticket, e.owner
+            )?;
+        }
     }
     let count = |s: Status| report.outcomes.iter().filter(|o| o.status == s).count();
     writeln!(
         out,
-        "\n{} controls: {} pass, {} fail, {} error, {} not applicable",
+        "\n{} controls: {} pass, {} fail, {} error, {} waived, {} not applicable",
         report.outcomes.len(),
         count(Status::Pass),
         count(Status::Fail),
         count(Status::Error),
+        count(Status::Waived),
         count(Status::NotApplicable)
     )
 }

@@ -27,6 +27,9 @@ pub struct Config {
     /// Folder of control files (`<category>/<id>.yaml`), relative to the config file.
     #[serde(default = "default_controls_dir")]
     pub controls_dir: PathBuf,
+    /// Folder of exception files (`*.yaml`); absent means no exceptions.
+    #[serde(default = "default_exceptions_dir")]
+    pub exceptions_dir: PathBuf,
     /// Crontab used by controls without their own `schedule` (5 or 6 fields, UTC).
     #[serde(default = "default_schedule")]
     pub default_schedule: CronSchedule,
@@ -49,6 +52,9 @@ fn default_database_url() -> String {
 fn default_controls_dir() -> PathBuf {
     "controls".into()
 }
+fn default_exceptions_dir() -> PathBuf {
+    "exceptions".into()
+}
 fn default_schedule() -> CronSchedule {
     CronSchedule::parse("0 */6 * * *").unwrap_or_else(|e| unreachable!("{e}"))
 }
@@ -61,6 +67,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("controls_dir", &self.controls_dir)
+            .field("exceptions_dir", &self.exceptions_dir)
             .field("default_schedule", &self.default_schedule)
             .field("default_freshness", &self.default_freshness)
             .field("server", &self.server)
@@ -545,6 +552,10 @@ impl Loaded {
 
     pub fn controls_dir(&self) -> PathBuf {
         self.resolve(&self.config.controls_dir)
+    }
+
+    pub fn exceptions_dir(&self) -> PathBuf {
+        self.resolve(&self.config.exceptions_dir)
     }
 }
 

@@ -1,13 +1,15 @@
 //! The evaluator: evidence in, verdicts out. Pure — no I/O, no clock (the run's `now` is an
 //! argument), so it is deterministic and testable with plain data.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde_json::Value;
 
 use crate::catalog::{Check, Control, Expect, Expr, expr::ENV};
-use crate::model::{CheckOutcome, ControlOutcome, Finding, Status};
+use crate::exceptions::Exception;
+use crate::model::{CheckOutcome, ControlOutcome, ExceptionUse, Finding, Status};
 use crate::probes::{AttrKind, Collected, ProbeError, Resource};
 
 /// What the runner collected for one check.
@@ -26,9 +28,14 @@ pub fn evaluate_control(
 ) -> ControlOutcome {
     let mut checks = Vec::with_capacity(control.checks.len());
     let mut findings = Vec::new();
+    let mut uses: BTreeMap<(String, &'static str), ExceptionUse> = BTreeMap::new();
     for (index, check) in control.checks.iter().enumerate() {
         let outcome = match inputs.get(index) {
-            Some(input) => evaluate_check(index, check, input, now, &mut findings),
+            Some(input) => {
+                let mut waive =
+                    |f: &mut Finding| apply_exceptions(&control.exceptions, f, now, &mut uses);
+                evaluate_check(index, check, input, now, &mut findings, &mut waive)
+            }
             None => CheckOutcome {
                 probe: check.probe.name().to_string(),
                 status: Status::Error,
@@ -49,6 +56,52 @@ pub fn evaluate_control(
         definition_sha256: control.sha256.clone(),
         checks,
         findings,
+        exceptions: uses.into_values().collect(),
+    }
+}
+
+/// Waives `finding` if it fails and an exception in force covers its resource; notes an
+/// expired exception that would have. Records either in `uses`.
+fn apply_exceptions(
+    exceptions: &[Exception],
+    finding: &mut Finding,
+    now: DateTime<Utc>,
+    uses: &mut BTreeMap<(String, &'static str), ExceptionUse>,
+) {
+    if finding.status != Status::Fail {
+        return;
+    }
+    let today = now.date_naive();
+    let matching: Vec<&Exception> = exceptions
+        .iter()
+        .filter(|e| e.covers(&finding.resource))
+        .collect();
+    let mut record = |e: &Exception, status: &'static str| {
+        uses.entry((e.id.clone(), status))
+            .or_insert_with(|| ExceptionUse {
+                id: e.id.clone(),
+                ticket: e.ticket.clone(),
+                owner: e.owner.clone(),
+                expires_on: e.expires_on,
+                status: status.to_string(),
+                resources: Vec::new(),
+            })
+            .resources
+            .push(finding.resource.clone());
+    };
+    if let Some(e) = matching.iter().find(|e| e.in_force(today)) {
+        record(e, "applied");
+        finding.status = Status::Waived;
+        finding.message = format!(
+            "{} — waived by exception {} ({}, owner {}, until {}): {}",
+            finding.message, e.id, e.ticket, e.owner, e.expires_on, e.reason
+        );
+    } else if let Some(e) = matching.first() {
+        record(e, "expired");
+        finding.message = format!(
+            "{} (exception {} expired on {}: it no longer applies)",
+            finding.message, e.id, e.expires_on
+        );
     }
 }
 
@@ -73,6 +126,7 @@ fn evaluate_check(
     input: &CheckInput,
     now: DateTime<Utc>,
     findings: &mut Vec<Finding>,
+    waive: &mut dyn FnMut(&mut Finding),
 ) -> CheckOutcome {
     let probe = check.probe.name().to_string();
     let collected = match &input.collected {
@@ -88,18 +142,20 @@ fn evaluate_check(
         }
     };
     let kinds = check.probe.attributes();
-    let (mut pass, mut fail, mut error) = (0u64, 0u64, 0u64);
+    let (mut pass, mut fail, mut error, mut waived) = (0u64, 0u64, 0u64, 0u64);
     for resource in &collected.resources {
-        let finding = evaluate_resource(index, check, kinds, resource, now);
+        let mut finding = evaluate_resource(index, check, kinds, resource, now);
+        waive(&mut finding);
         match finding.status {
             Status::Pass => pass += 1,
             Status::Fail => fail += 1,
             Status::Error => error += 1,
-            Status::NotApplicable | Status::Waived => {}
+            Status::Waived => waived += 1,
+            Status::NotApplicable => {}
         }
         findings.push(finding);
     }
-    let applicable = pass + fail + error;
+    let applicable = pass + fail + error + waived;
     let (status, summary) = if applicable == 0 {
         if check.require_resources {
             (
@@ -119,11 +175,14 @@ fn evaluate_check(
                 Expect::Percent(p) => (passing as f64) * 100.0 >= p * (applicable as f64),
             }
         };
-        // Pass only if the rule holds even if every unevaluable resource failed; fail only if
-        // it fails even if every unevaluable resource passed; otherwise we cannot know.
+        // Pass only if the rule holds even if every unevaluable resource failed; waived if it
+        // holds only thanks to exceptions; fail only if it fails even if every unevaluable
+        // resource passed; otherwise we cannot know.
         let status = if satisfied(pass) {
             Status::Pass
-        } else if !satisfied(pass + error) {
+        } else if satisfied(pass + waived) {
+            Status::Waived
+        } else if !satisfied(pass + waived + error) {
             Status::Fail
         } else {
             Status::Error
@@ -131,6 +190,9 @@ fn evaluate_check(
         let mut summary = format!("{pass} of {applicable} pass");
         if fail > 0 {
             summary.push_str(&format!(", {fail} fail"));
+        }
+        if waived > 0 {
+            summary.push_str(&format!(", {waived} waived"));
         }
         if error > 0 {
             summary.push_str(&format!(", {error} could not be evaluated"));
@@ -521,6 +583,69 @@ mod tests {
             "  - probe: hr.people\n    assert: name == 'ok'\n",
             Status::Pass,
         );
+    }
+
+    #[test]
+    fn exceptions_waive_failures_until_they_expire() {
+        let text = "exceptions:\n  - id: EXC-1\n    control: t\n    resources: [\"hr:f*\"]\n    reason: laptop replaced\n    owner: sec\n    ticket: SEC-9\n    expires_on: 2026-11-30\n";
+        let ids = ["t".to_string()].into();
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        let mut c = control("  - probe: hr.people\n    assert: name == 'ok'\n");
+        c.exceptions =
+            crate::exceptions::parse(Path::new("e.yaml"), text, &ids, day("2026-11-22")).unwrap();
+        let people = || {
+            vec![
+                person("p1", json!({"name": "ok"})),
+                person("f1", json!({"name": "no"})),
+                person("f2", json!({"name": "no"})),
+                person("x1", json!({"name": "no"})),
+            ]
+        };
+        let out = evaluate_control(&c, &[input(people())], now());
+        let statuses: Vec<Status> = out.findings.iter().map(|f| f.status).collect();
+        assert_eq!(
+            statuses,
+            [Status::Pass, Status::Waived, Status::Waived, Status::Fail]
+        );
+        assert!(
+            out.findings[1].message.contains(
+                "waived by exception EXC-1 (SEC-9, owner sec, until 2026-11-30): laptop replaced"
+            ),
+            "{}",
+            out.findings[1].message
+        );
+        assert_eq!(out.status, Status::Fail, "x1 is not covered");
+        assert_eq!(out.summary, "1 of 4 pass, 1 fail, 2 waived");
+        assert_eq!(out.exceptions.len(), 1);
+        assert_eq!(out.exceptions[0].status, "applied");
+        assert_eq!(out.exceptions[0].resources, ["hr:f1", "hr:f2"]);
+
+        // Only covered failures: waived, not passing.
+        let only = |rs: Vec<Resource>| evaluate_control(&c, &[input(rs)], now());
+        let out = only(people().into_iter().take(3).collect());
+        assert_eq!(out.status, Status::Waived);
+
+        // After expiry: failing again, saying which exception expired.
+        let later = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let out = evaluate_control(&c, &[input(people())], later);
+        assert_eq!(out.findings[1].status, Status::Fail);
+        assert!(
+            out.findings[1]
+                .message
+                .ends_with("(exception EXC-1 expired on 2026-11-30: it no longer applies)"),
+            "{}",
+            out.findings[1].message
+        );
+        assert_eq!(out.exceptions[0].status, "expired");
+
+        // Errors are never waived.
+        let mut broken = person("f9", json!({}));
+        broken.error = Some("unreadable".into());
+        let out = only(vec![broken]);
+        assert_eq!(out.findings[0].status, Status::Error);
+        assert!(out.exceptions.is_empty());
     }
 
     #[test]

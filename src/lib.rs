@@ -10,6 +10,7 @@ pub mod config;
 pub mod diag;
 pub mod duration;
 pub mod evaluate;
+pub mod exceptions;
 pub mod model;
 pub mod probes;
 pub mod registers;

@@ -105,6 +105,19 @@ pub struct CheckOutcome {
     pub evidence: Option<usize>,
 }
 
+/// How a control's evaluation used an exception (kept with the result).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionUse {
+    pub id: String,
+    pub ticket: String,
+    pub owner: String,
+    pub expires_on: chrono::NaiveDate,
+    /// `applied`, or `expired` (it matched failing findings but no longer applies).
+    pub status: String,
+    /// The resources it waived (applied) or would have waived (expired).
+    pub resources: Vec<String>,
+}
+
 /// The outcome of evaluating one control in one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlOutcome {
@@ -116,6 +129,9 @@ pub struct ControlOutcome {
     pub definition_sha256: String,
     pub checks: Vec<CheckOutcome>,
     pub findings: Vec<Finding>,
+    /// Exceptions that waived findings, or that matched failing findings after expiring.
+    #[serde(default)]
+    pub exceptions: Vec<ExceptionUse>,
 }
 
 /// Raw probe output kept as evidence: the JSON the probe collected and its SHA-256.

@@ -44,7 +44,8 @@ pub struct Application {
 impl Application {
     /// Loads everything and binds `server.bind` (port 0 picks a free port).
     pub async fn build(loaded: Loaded, options: BuildOptions) -> anyhow::Result<Application> {
-        let catalog = catalog::load(&loaded.controls_dir()).map_err(|d| anyhow::anyhow!("{d}"))?;
+        let catalog = catalog::from_config(&loaded, Utc::now().date_naive())
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
         let catalog = Arc::new(catalog);
         let default_schedule = loaded.config.default_schedule.clone();
         let default_freshness = loaded.config.default_freshness.get();

@@ -434,3 +434,27 @@ fn committed_schema_is_current() {
     let out = trellis(&["schema"], None);
     assert_eq!(stdout(&out), current);
 }
+
+#[test]
+fn committed_register_and_exception_schemas_are_current() {
+    let mut formats: Vec<(String, PathBuf)> =
+        vec![("exceptions".into(), repo().join("schemas/exceptions.json"))];
+    for (name, _) in trellis::registers::schemas() {
+        formats.push((
+            name.into(),
+            repo().join(format!("schemas/registers/{name}.json")),
+        ));
+    }
+    for (of, path) in formats {
+        let committed =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let current =
+            serde_json::to_string_pretty(&trellis::cli::schema_of(&of).unwrap()).unwrap() + "\n";
+        assert!(
+            committed == current,
+            "{} is out of date: run `cargo run -- schema --of {of} --out {}`",
+            path.display(),
+            path.display()
+        );
+    }
+}

@@ -193,6 +193,7 @@ fn outcome(control_id: &str, status: Status, evaluated_at: DateTime<Utc>) -> Con
             evidence: None,
         }],
         findings: vec![],
+        exceptions: vec![],
     }
 }
 

@@ -146,6 +146,14 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
                 actual: json!({"email": "leak-marker@example.com"}),
             },
         ],
+        exceptions: vec![trellis::model::ExceptionUse {
+            id: "EXC-zz-exception-marker".into(),
+            ticket: "zz-ticket-marker".into(),
+            owner: "leak-marker@example.com".into(),
+            expires_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            status: "applied".into(),
+            resources: vec!["hr:zz-secret-person-4821".into()],
+        }],
     };
     store
         .record_result(&run, &outcome, &evidence_ids)

@@ -7,12 +7,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20251122_000001_initial_schema;
+mod m20261124_000001_exception_uses;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20251122_000001_initial_schema::Migration)]
+        vec![
+            Box::new(m20251122_000001_initial_schema::Migration),
+            Box::new(m20261124_000001_exception_uses::Migration),
+        ]
     }
 }

@@ -40,6 +40,8 @@ pub struct Control {
     pub remediation: Option<String>,
     /// Position within its category (`None`: after those that have one, by title).
     pub order: Option<u32>,
+    /// The exceptions granted to this control (see [`crate::exceptions`]).
+    pub exceptions: Vec<crate::exceptions::Exception>,
     pub checks: Vec<Check>,
     /// Where the control was read from.
     pub path: PathBuf,
@@ -113,6 +115,28 @@ impl Catalog {
         out.extend(groups);
         out
     }
+}
+
+/// Loads the catalog of a configuration: every control, and the exceptions granted to them
+/// (checked against the controls and `today`). Every problem of every file is reported.
+pub fn from_config(
+    loaded: &crate::config::Loaded,
+    today: chrono::NaiveDate,
+) -> Result<Catalog, Diagnostics> {
+    let mut catalog = load(&loaded.controls_dir())?;
+    let ids: std::collections::HashSet<String> =
+        catalog.controls.iter().map(|c| c.id.clone()).collect();
+    let exceptions =
+        crate::exceptions::load(&loaded.exceptions_dir(), &ids, today).map_err(|mut d| {
+            d.sort();
+            Diagnostics(d)
+        })?;
+    for e in exceptions {
+        if let Some(&i) = catalog.by_id.get(&e.control) {
+            catalog.controls[i].exceptions.push(e);
+        }
+    }
+    Ok(catalog)
 }
 
 /// Loads every `*.yaml` file below `dir` (except `schema.json` and dotfiles), reporting every
@@ -281,6 +305,7 @@ pub fn compile_file(path: &Path, text: &str) -> Result<(Control, (u64, u64)), Ve
         freshness,
         remediation: raw.remediation,
         order: raw.order,
+        exceptions: Vec::new(),
         checks,
         path: path.to_path_buf(),
         source: Arc::from(text),

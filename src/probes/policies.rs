@@ -308,7 +308,10 @@ mod tests {
         let (fm, body) = parse_document(Path::new("aup.md"), doc).unwrap();
         let words = body.words;
         assert!(body.text.contains("use company systems responsibly"));
-        assert_eq!(plain("A Lessons-learned review; in-transit!"), "a lessons learned review in transit");
+        assert_eq!(
+            plain("A Lessons-learned review; in-transit!"),
+            "a lessons learned review in transit"
+        );
         assert_eq!(fm.title, "Acceptable Use Policy");
         assert_eq!(fm.approved_on, NaiveDate::from_ymd_opt(2026, 1, 10));
         assert_eq!(words, 6);

@@ -367,6 +367,7 @@ impl Store {
             checks: Set(to_json("checks", &outcome.checks)?),
             evidence_ids: Set(to_json("evidence ids", &used_ids)?),
             finding_counts: Set(to_json("finding counts", &counts)?),
+            exceptions: Set(to_json("exceptions", &outcome.exceptions)?),
         };
         // Findings are prepared without their result id, which is only known once inserted.
         let mut finding_rows = Vec::with_capacity(outcome.findings.len());

@@ -19,6 +19,8 @@ pub struct Model {
     pub evidence_ids: String,
     /// JSON object: status → number of findings.
     pub finding_counts: String,
+    /// JSON array of `ExceptionUse`.
+    pub exceptions: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

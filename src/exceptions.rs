@@ -1,0 +1,335 @@
+//! Exceptions as code: reviewed YAML files in `exceptions_dir` granting a time-boxed exception
+//! to a control for some resources.
+//!
+//! ```yaml
+//! exceptions:
+//!   - id: EXC-2026-004
+//!     control: endpoint-security
+//!     resources: ["device:C02FK7FHMD6T"]     # glob patterns on finding resource ids
+//!     reason: Replacement laptop ordered; the old one stays offline until it arrives.
+//!     owner: mei-ling.chen@sprout.example
+//!     ticket: SEC-471
+//!     expires_on: 2026-12-15                  # mandatory, at most a year out
+//!     approved_by: Daniel Okafor               # optional
+//! ```
+//!
+//! A failing finding of `control` whose resource matches a pattern of an exception in force
+//! becomes `waived`, naming the exception. Once `expires_on` has passed, the exception no
+//! longer applies: the finding fails again, says which exception expired, and the control's
+//! outcome lists the expired exception. Errors are never waived (what is unknown cannot be
+//! excused).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diag::{self, Diagnostic};
+
+/// Longest an exception may run, from the day it is validated.
+pub const MAX_DAYS: i64 = 366;
+
+/// The file format.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Trellis exceptions file")]
+pub struct ExceptionsFile {
+    pub exceptions: Vec<ExceptionEntry>,
+}
+
+/// One exception, as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionEntry {
+    /// Unique reference, e.g. `EXC-2026-004`.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// The control it applies to (its id).
+    #[schemars(with = "String")]
+    pub control: Spanned<String>,
+    /// Glob patterns matched against the resource ids of the control's findings
+    /// (`device:C02FK7FHMD6T`, `github:acme/legacy-*`).
+    #[schemars(with = "Vec<String>")]
+    pub resources: Spanned<Vec<String>>,
+    /// Why the exception is acceptable, and what compensates.
+    pub reason: String,
+    /// Who is accountable for it.
+    pub owner: String,
+    /// Where it was decided (ticket key or URL).
+    pub ticket: String,
+    /// Last day it applies (mandatory; at most a year out).
+    #[schemars(with = "NaiveDate")]
+    pub expires_on: Spanned<NaiveDate>,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+}
+
+/// A validated exception.
+#[derive(Debug, Clone)]
+pub struct Exception {
+    pub id: String,
+    pub control: String,
+    pub resources: Vec<String>,
+    patterns: globset::GlobSet,
+    pub reason: String,
+    pub owner: String,
+    pub ticket: String,
+    pub expires_on: NaiveDate,
+    pub approved_by: Option<String>,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl Exception {
+    /// Whether it covers `resource`.
+    pub fn covers(&self, resource: &str) -> bool {
+        self.patterns.is_match(resource)
+    }
+
+    /// Whether it still applies on `day`.
+    pub fn in_force(&self, day: NaiveDate) -> bool {
+        day <= self.expires_on
+    }
+}
+
+pub use crate::model::ExceptionUse;
+
+/// Reads every `*.yaml` file of `dir` (none: no exceptions), checking each exception against
+/// the known control ids and `today`. Every problem of every file is reported.
+pub fn load(
+    dir: &Path,
+    controls: &HashSet<String>,
+    today: NaiveDate,
+) -> Result<Vec<Exception>, Vec<Diagnostic>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(vec![Diagnostic::file(
+                dir,
+                format!("cannot read exceptions folder: {e}"),
+            )]);
+        }
+    };
+    files.sort();
+    let mut out = Vec::new();
+    let mut diags = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(Diagnostic::file(&path, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        parse_into(
+            &path, &text, controls, today, &mut seen, &mut out, &mut diags,
+        );
+    }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Parses one exceptions file's text (no I/O): the exceptions, or every problem located.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    controls: &HashSet<String>,
+    today: NaiveDate,
+) -> Result<Vec<Exception>, Vec<Diagnostic>> {
+    let (mut out, mut diags) = (Vec::new(), Vec::new());
+    parse_into(
+        path,
+        text,
+        controls,
+        today,
+        &mut HashMap::new(),
+        &mut out,
+        &mut diags,
+    );
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+fn parse_into(
+    path: &Path,
+    text: &str,
+    controls: &HashSet<String>,
+    today: NaiveDate,
+    seen: &mut HashMap<String, PathBuf>,
+    out: &mut Vec<Exception>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let file: ExceptionsFile = match diag::parse_yaml(path, text) {
+        Ok(f) => f,
+        Err(d) => {
+            diags.push(d);
+            return;
+        }
+    };
+    for (i, e) in file.exceptions.into_iter().enumerate() {
+        let at = |loc: &serde_saphyr::Location, msg: String| {
+            Diagnostic::at(&path, loc, format!("exceptions[{i}].{msg}"))
+        };
+        let mut ok = true;
+        if let Some(first) = seen.insert(e.id.value.clone(), path.to_path_buf()) {
+            diags.push(at(
+                &e.id.referenced,
+                format!(
+                    "id: duplicate exception id `{}` (also in {})",
+                    e.id.value,
+                    first.display()
+                ),
+            ));
+            ok = false;
+        }
+        if !controls.contains(&e.control.value) {
+            diags.push(at(
+                &e.control.referenced,
+                format!("control: unknown control `{}`", e.control.value),
+            ));
+            ok = false;
+        }
+        let latest = today + chrono::Duration::days(MAX_DAYS);
+        if e.expires_on.value > latest {
+            diags.push(at(
+                &e.expires_on.referenced,
+                format!(
+                    "expires_on: {} is more than a year out (latest allowed: {latest}); exceptions are time-boxed",
+                    e.expires_on.value
+                ),
+            ));
+            ok = false;
+        }
+        if e.resources.value.is_empty() {
+            diags.push(at(
+                &e.resources.referenced,
+                "resources: name at least one resource pattern".into(),
+            ));
+            ok = false;
+        }
+        let mut builder = globset::GlobSetBuilder::new();
+        for p in &e.resources.value {
+            match globset::GlobBuilder::new(p).literal_separator(true).build() {
+                Ok(g) => {
+                    builder.add(g);
+                }
+                Err(err) => {
+                    diags.push(at(
+                        &e.resources.referenced,
+                        format!("resources: invalid pattern `{p}`: {err}"),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        let patterns = match builder.build() {
+            Ok(p) => p,
+            Err(err) => {
+                diags.push(at(&e.resources.referenced, format!("resources: {err}")));
+                continue;
+            }
+        };
+        if ok {
+            out.push(Exception {
+                id: e.id.value,
+                control: e.control.value,
+                resources: e.resources.value,
+                patterns,
+                reason: e.reason,
+                owner: e.owner,
+                ticket: e.ticket,
+                expires_on: e.expires_on.value,
+                approved_by: e.approved_by,
+                path: path.to_path_buf(),
+            });
+        }
+    }
+}
+
+/// The JSON Schema of exception files.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ExceptionsFile)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn exceptions_are_validated_with_locations() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "exceptions:\n  - id: EXC-1\n    control: endpoint-security\n    resources: [\"device:C0*\"]\n    reason: r\n    owner: o\n    ticket: T-1\n    expires_on: 2026-12-31\n  - id: EXC-2\n    control: no-such-control\n    resources: [x]\n    reason: r\n    owner: o\n    ticket: T-2\n    expires_on: 2028-01-01\n  - id: EXC-3\n    control: endpoint-security\n    resources: [x]\n    reason: r\n    owner: o\n    ticket: T-3\n",
+        )
+        .unwrap();
+        let controls: HashSet<String> = ["endpoint-security".to_string()].into();
+        let diags = load(dir.path(), &controls, day("2026-11-22")).unwrap_err();
+        let text: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                d.to_string()
+                    .replace(&format!("{}/", dir.path().display()), "")
+            })
+            .collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        // serde stops at the first problem of a file: the missing expiry.
+        assert!(text[0].contains("missing field `expires_on`"), "{text:?}");
+
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "exceptions:\n  - id: EXC-1\n    control: endpoint-security\n    resources: [\"device:C0*\"]\n    reason: r\n    owner: o\n    ticket: T-1\n    expires_on: 2026-12-31\n  - id: EXC-2\n    control: no-such-control\n    resources: [x]\n    reason: r\n    owner: o\n    ticket: T-2\n    expires_on: 2028-01-01\n",
+        )
+        .unwrap();
+        let diags = load(dir.path(), &controls, day("2026-11-22")).unwrap_err();
+        let text: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                d.to_string()
+                    .replace(&format!("{}/", dir.path().display()), "")
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "a.yaml:10:14: exceptions[1].control: unknown control `no-such-control`",
+                "a.yaml:15:17: exceptions[1].expires_on: 2028-01-01 is more than a year out (latest allowed: 2027-11-23); exceptions are time-boxed",
+            ]
+        );
+    }
+
+    #[test]
+    fn patterns_match_resource_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "exceptions:\n  - id: EXC-1\n    control: c\n    resources: [\"github:acme/legacy-*\", \"device:X1\"]\n    reason: r\n    owner: o\n    ticket: T\n    expires_on: 2026-12-31\n",
+        )
+        .unwrap();
+        let e = &load(dir.path(), &["c".to_string()].into(), day("2026-11-22")).unwrap()[0];
+        assert!(e.covers("github:acme/legacy-billing"));
+        assert!(!e.covers("github:acme/legacy/x"));
+        assert!(e.covers("device:X1"));
+        assert!(e.in_force(day("2026-12-31")));
+        assert!(!e.in_force(day("2027-01-01")));
+    }
+}
