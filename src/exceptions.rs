@@ -183,7 +183,7 @@ fn parse_into(
     };
     for (i, e) in file.exceptions.into_iter().enumerate() {
         let at = |loc: &serde_saphyr::Location, msg: String| {
-            Diagnostic::at(&path, loc, format!("exceptions[{i}].{msg}"))
+            Diagnostic::at(path, loc, format!("exceptions[{i}].{msg}"))
         };
         let mut ok = true;
         if let Some(first) = seen.insert(e.id.value.clone(), path.to_path_buf()) {
