@@ -514,6 +514,19 @@ pub struct TrustPageConfig {
     /// Order of the categories on the page; categories not listed follow, alphabetically.
     #[serde(default)]
     pub category_order: Vec<String>,
+    /// Narrative sections shown on the page (Markdown, rendered and sanitised), e.g. how data
+    /// is protected, physical security, onward transfer.
+    #[serde(default)]
+    pub sections: Vec<TrustSection>,
+}
+
+/// One narrative section of the trust page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    pub title: String,
+    /// Markdown. Raw HTML is sanitised: no scripts, styles or event handlers.
+    pub body: String,
 }
 
 fn default_company() -> String {
@@ -527,6 +540,7 @@ impl Default for TrustPageConfig {
             contact_email: None,
             intro: None,
             category_order: Vec::new(),
+            sections: Vec::new(),
         }
     }
 }

@@ -65,8 +65,18 @@ pub trait Executor: Send + Sync + 'static {
 }
 
 /// Wall-clock time, injectable for tests.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> DateTime<Utc>;
+}
+
+/// A clock stopped at one instant (tests, and reproducing a day's page).
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
 }
 
 /// The real clock.
@@ -430,6 +440,7 @@ mod tests {
     use tokio::time::Instant;
 
     /// Wall clock tied to tokio's (paused) time.
+    #[derive(Debug)]
     struct TokioClock {
         base: DateTime<Utc>,
         start: Instant,

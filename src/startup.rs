@@ -15,20 +15,25 @@ use crate::catalog::{self, Catalog, Control};
 use crate::config::Loaded;
 use crate::model::Trigger;
 use crate::probes::BoxFuture;
-use crate::scheduler::{self, Executor, ScheduledControl, SchedulerHandle, SystemClock};
+use crate::scheduler::{self, Clock, Executor, ScheduledControl, SchedulerHandle, SystemClock};
 use crate::store::Store;
 use crate::web::{self, WebState};
 
 /// How to build the application.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct BuildOptions {
     /// Start the cron scheduler (tests that only read pages turn it off).
     pub scheduler: bool,
+    /// The clock of runs, schedules and pages (tests fix it to the example data's day).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { scheduler: true }
+        BuildOptions {
+            scheduler: true,
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
@@ -44,7 +49,8 @@ pub struct Application {
 impl Application {
     /// Loads everything and binds `server.bind` (port 0 picks a free port).
     pub async fn build(loaded: Loaded, options: BuildOptions) -> anyhow::Result<Application> {
-        let catalog = catalog::from_config(&loaded, Utc::now().date_naive())
+        let clock = options.clock.clone();
+        let catalog = catalog::from_config(&loaded, clock.now().date_naive())
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         let catalog = Arc::new(catalog);
         let default_schedule = loaded.config.default_schedule.clone();
@@ -69,22 +75,43 @@ impl Application {
                 catalog: catalog.clone(),
                 store: store.clone(),
                 loaded: Arc::new(loaded.clone()),
+                clock: clock.clone(),
             });
             Some(scheduler::spawn(
                 controls,
                 executor,
-                Arc::new(SystemClock),
+                clock.clone(),
                 shutdown.clone(),
             ))
         } else {
             None
         };
 
+        let registers = match &loaded.config.sources.registers {
+            Some(source) => Some(
+                crate::registers::load(&loaded.resolve(&source.path)).map_err(|d| {
+                    anyhow::anyhow!(
+                        "{}",
+                        d.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let narrative = Arc::new(web::Narrative::build(
+            &loaded.config.trust_page,
+            registers.as_ref(),
+        ));
         let state = actix_web::web::Data::new(WebState {
             catalog: catalog.clone(),
             store: store.clone(),
             trust: loaded.config.trust_page.clone(),
             default_freshness,
+            narrative,
+            clock,
         });
         let templates = actix_web::web::Data::new(web::templates()?);
         let listener = TcpListener::bind(&loaded.config.server.bind)
@@ -145,6 +172,7 @@ struct PipelineExecutor {
     catalog: Arc<Catalog>,
     store: Store,
     loaded: Arc<Loaded>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Executor for PipelineExecutor {
@@ -158,7 +186,7 @@ impl Executor for PipelineExecutor {
                     .filter_map(|id| self.catalog.get(id))
                     .collect()
             };
-            let ctx = crate::probes::ProbeContext::for_run(&self.loaded, Utc::now());
+            let ctx = crate::probes::ProbeContext::for_run(&self.loaded, self.clock.now());
             let report = crate::runner::run_and_store(
                 &self.store,
                 &ctx,
@@ -191,6 +219,6 @@ impl Executor for PipelineExecutor {
     }
 
     fn mark_interrupted(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
-        Box::pin(async move { Ok(self.store.mark_interrupted_runs(Utc::now()).await?) })
+        Box::pin(async move { Ok(self.store.mark_interrupted_runs(self.clock.now()).await?) })
     }
 }

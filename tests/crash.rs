@@ -77,7 +77,7 @@ async fn a_killed_run_is_marked_interrupted_at_next_start() {
     std::fs::remove_file(&roster).unwrap();
     std::fs::copy(repo().join("examples/roster.csv"), &roster).unwrap();
     let loaded = trellis::config::load(Some(&cfg)).unwrap();
-    let app = Application::build(loaded, BuildOptions { scheduler: true })
+    let app = Application::build(loaded, BuildOptions::default())
         .await
         .unwrap();
     let server = tokio::spawn(app.run_until_stopped());

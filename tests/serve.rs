@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use trellis::scheduler::FixedClock;
 use trellis::startup::{Application, BuildOptions};
 
 struct TestApp {
@@ -40,9 +43,17 @@ async fn spawn_app() -> TestApp {
     let cfg = dir.path().join("trellis.yaml");
     std::fs::write(&cfg, text).unwrap();
     let loaded = trellis::config::load(Some(&cfg)).unwrap();
-    let app = Application::build(loaded, BuildOptions { scheduler: true })
-        .await
-        .unwrap();
+    // The example data describes 2026-11-22: the application's clock is fixed to that day, so
+    // the page is the same whenever the test runs.
+    let options = BuildOptions {
+        clock: Arc::new(FixedClock(
+            chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+                .unwrap()
+                .to_utc(),
+        )),
+        ..BuildOptions::default()
+    };
+    let app = Application::build(loaded, options).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store.clone();
     let catalog = app.catalog.clone();
@@ -107,13 +118,49 @@ async fn the_live_page_lists_every_public_control_and_no_person() {
         .unwrap();
     let api_text = api.to_string();
 
+    // Seed 004: every control's title, in the seed page's order.
     let public: Vec<_> = app.catalog.controls().iter().filter(|c| c.public).collect();
-    assert!(public.len() >= 25);
-    for c in &public {
-        let escaped = c.title.replace('&', "&amp;");
-        assert!(html.contains(&escaped), "page misses {}", c.title);
-        assert!(api_text.contains(&c.title), "api misses {}", c.title);
+    assert_eq!(public.len(), 73);
+    let seed =
+        std::fs::read_to_string(repo().join("tests/fixtures/seeds/004-trust-page.txt")).unwrap();
+    let mut at = 0;
+    for line in seed.lines().skip(3) {
+        if let Some(c) = public.iter().find(|c| c.title == line) {
+            let escaped = c.title.replace('&', "&amp;");
+            let found = html[at..].find(&format!(">{escaped}<")).unwrap_or_else(|| {
+                panic!(
+                    "page misses {} (or shows it out of the seed's order)",
+                    c.title
+                )
+            });
+            at += found;
+            assert!(api_text.contains(&c.title), "api misses {}", c.title);
+        }
     }
+    // Seed 000: its sections, and its four subprocessors from the vendors register.
+    for section in [
+        "Designed for Security",
+        "Physical Security",
+        "Access &amp; Authorization",
+        "Member Data",
+        "Onward Transfer",
+    ] {
+        assert!(
+            html.contains(&format!(">{section}</h2>")),
+            "page misses section {section}"
+        );
+    }
+    assert!(html.contains("We automate everything."));
+    let subprocessors: Vec<&str> = api["subprocessors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subprocessors,
+        ["Amazon Web Services", "Mailgun", "Akismet", "Sendgrid"]
+    );
     for id in roster_identifiers() {
         assert!(!html.contains(&id), "page leaks `{id}`");
         assert!(!api_text.contains(&id), "api leaks `{id}`");

@@ -289,16 +289,39 @@ async fn fixture() -> Fixture {
     )
     .await;
 
+    let trust = TrustPageConfig {
+        company: "Acme Widgets".into(),
+        contact_email: Some(CONTACT.into()),
+        intro: Some("We monitor our security controls continuously.".into()),
+        category_order: vec!["People Security".into(), "Nonexistent".into()],
+        sections: vec![trellis::config::TrustSection {
+            title: "Designed for Security".into(),
+            body: "We **encrypt** everything.<script>alert('zz-script-marker')</script>".into(),
+        }],
+    };
+    let registers = trellis::registers::Registers {
+        vendors: vec![trellis::registers::Vendor {
+            name: "Mailgun".into(),
+            purpose: "Email delivery".into(),
+            data_shared: vec![],
+            location: "United States".into(),
+            subprocessor: true,
+            risk_tier: trellis::registers::Level::Medium,
+            soc2_report_reviewed_on: None,
+            assessed_on: None,
+            owner: Some("zz-vendor-owner-marker".into()),
+            website: None,
+        }],
+        ..Default::default()
+    };
+    let narrative = Arc::new(web::Narrative::build(&trust, Some(&registers)));
     let state = WebState {
         catalog: Arc::new(catalog),
         store,
-        trust: TrustPageConfig {
-            company: "Acme Widgets".into(),
-            contact_email: Some(CONTACT.into()),
-            intro: Some("We monitor our security controls continuously.".into()),
-            category_order: vec!["People Security".into(), "Nonexistent".into()],
-        },
+        trust,
         default_freshness: Duration::days(1),
+        narrative,
+        clock: Arc::new(trellis::scheduler::SystemClock),
     };
     Fixture { dir, state, now }
 }
@@ -426,7 +449,8 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
         assert!(!resp.body.contains("zz-private-control"));
     }
     // The JSON has exactly the public controls, and no field beyond the documented ones.
-    let api = api.json();
+    let api_resp = api;
+    let api = api_resp.json();
     let ids: Vec<&str> = api["categories"]
         .as_array()
         .unwrap()
@@ -448,9 +472,31 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
             "contact_email",
             "generated_at",
             "intro",
+            "sections",
+            "subprocessors",
             "summary"
         ]
     );
+    // Narrative sections are sanitised; subprocessors show name, purpose and location only.
+    assert_eq!(
+        api["subprocessors"],
+        serde_json::json!([{"name": "Mailgun", "purpose": "Email delivery", "location": "United States"}])
+    );
+    let section = &api["sections"][0];
+    assert_eq!(section["title"], "Designed for Security");
+    assert!(
+        section["html"]
+            .as_str()
+            .unwrap()
+            .contains("<strong>encrypt</strong>")
+    );
+    for resp in [&page, &api_resp] {
+        assert!(!resp.body.contains("zz-script-marker"), "script survived");
+        assert!(
+            !resp.body.contains("zz-vendor-owner-marker"),
+            "vendor owner leaked"
+        );
+    }
     assert_eq!(
         keys(&api["summary"]),
         ["counts", "last_checked", "passing", "total"]
@@ -495,8 +541,22 @@ async fn trust_view_is_a_pure_function_of_its_inputs() {
         result("zz-private-control", Status::Pass, Duration::minutes(1)),
     ];
     let trust = f.state.trust.clone();
-    let view = web::trust_view(&f.state.catalog, &trust, &latest, Duration::days(1), now);
-    let again = web::trust_view(&f.state.catalog, &trust, &latest, Duration::days(1), now);
+    let view = web::trust_view(
+        &f.state.catalog,
+        &trust,
+        &f.state.narrative,
+        &latest,
+        Duration::days(1),
+        now,
+    );
+    let again = web::trust_view(
+        &f.state.catalog,
+        &trust,
+        &f.state.narrative,
+        &latest,
+        Duration::days(1),
+        now,
+    );
     assert_eq!(view, again);
     assert_eq!(view.generated_at, now);
     let status = |id: &str| {
@@ -516,7 +576,14 @@ async fn trust_view_is_a_pure_function_of_its_inputs() {
     assert_eq!(view.summary.passing, 1);
     assert_eq!(view.summary.last_checked, Some(now - Duration::hours(1)));
     // A shorter default freshness turns the 5-hour-old pass stale; nothing else changes.
-    let strict = web::trust_view(&f.state.catalog, &trust, &latest, Duration::hours(4), now);
+    let strict = web::trust_view(
+        &f.state.catalog,
+        &trust,
+        &f.state.narrative,
+        &latest,
+        Duration::hours(4),
+        now,
+    );
     let nda = strict.categories[0]
         .controls
         .iter()
@@ -976,8 +1043,10 @@ async fn preview() {
     let state = WebState {
         catalog: Arc::new(catalog),
         store,
+        narrative: Arc::new(web::Narrative::build(&config.trust_page, None)),
         trust: config.trust_page,
         default_freshness: Duration::days(1),
+        clock: Arc::new(trellis::scheduler::SystemClock),
     };
     let page = get(&state, "/").await;
     let out = std::env::var_os("TRELLIS_PREVIEW_DIR")

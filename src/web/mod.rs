@@ -17,8 +17,11 @@
 //! Every route (and the 404 fallback `configure` installs) carries the security headers of
 //! [`security_headers`]; wrapping the whole `App` in it as well is harmless.
 
+mod narrative;
 mod page;
 mod view;
+
+pub use narrative::{Narrative, SectionView, SubprocessorView, markdown};
 
 use std::sync::{Arc, LazyLock};
 
@@ -26,7 +29,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use handlebars::Handlebars;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -47,6 +49,10 @@ pub struct WebState {
     pub trust: TrustPageConfig,
     /// Freshness of controls without their own (`Config.default_freshness`, parsed).
     pub default_freshness: chrono::Duration,
+    /// Narrative sections and subprocessors, prepared at start.
+    pub narrative: Arc<Narrative>,
+    /// What "now" is for staleness and "last checked" (the system clock, but in tests).
+    pub clock: Arc<dyn crate::scheduler::Clock>,
 }
 
 const TRUST_TEMPLATE: &str = "trust";
@@ -147,9 +153,10 @@ async fn current_view(state: &WebState) -> Option<TrustView> {
         Ok(latest) => Some(trust_view(
             &state.catalog,
             &state.trust,
+            &state.narrative,
             &latest,
             state.default_freshness,
-            Utc::now(),
+            state.clock.now(),
         )),
         Err(error) => {
             tracing::error!(%error, "trust page: cannot read the latest results");
@@ -284,6 +291,8 @@ mod tests {
                 last_checked: None,
             },
             categories: Vec::new(),
+            sections: Vec::new(),
+            subprocessors: Vec::new(),
         }
     }
 

@@ -24,6 +24,9 @@ pub struct TrustPage {
     pub counts: Vec<CountView>,
     pub last_checked: Option<TimeView>,
     pub categories: Vec<CategoryPage>,
+    /// Narrative sections: title, anchor and sanitised HTML.
+    pub sections: Vec<super::SectionView>,
+    pub subprocessors: Vec<super::SubprocessorView>,
     pub legend: Vec<LegendEntry>,
 }
 
@@ -157,6 +160,8 @@ pub fn trust_page(view: &TrustView, css_href: &str) -> TrustPage {
             .collect(),
         last_checked: s.last_checked.map(time),
         categories,
+        sections: view.sections.clone(),
+        subprocessors: view.subprocessors.clone(),
         legend: Badge::ALL
             .into_iter()
             .map(|b| LegendEntry {

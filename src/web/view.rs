@@ -14,6 +14,8 @@ use crate::catalog::Catalog;
 use crate::config::TrustPageConfig;
 use crate::model::{LatestResult, Status};
 
+use super::narrative::{Narrative, SectionView, SubprocessorView};
+
 /// A result dated further in the future than this is not believed (clock trouble).
 const CLOCK_SKEW_TOLERANCE: Duration = Duration::minutes(5);
 
@@ -114,6 +116,10 @@ pub struct TrustView {
     pub generated_at: DateTime<Utc>,
     pub summary: Summary,
     pub categories: Vec<CategoryView>,
+    /// Narrative sections (sanitised HTML).
+    pub sections: Vec<SectionView>,
+    /// Subprocessors, from the vendors register.
+    pub subprocessors: Vec<SubprocessorView>,
 }
 
 /// Page-wide totals over the public controls.
@@ -185,6 +191,7 @@ pub struct ControlView {
 pub fn trust_view(
     catalog: &Catalog,
     trust: &TrustPageConfig,
+    narrative: &Narrative,
     latest: &[LatestResult],
     default_freshness: Duration,
     now: DateTime<Utc>,
@@ -247,6 +254,8 @@ pub fn trust_view(
             last_checked,
         },
         categories,
+        sections: narrative.sections.clone(),
+        subprocessors: narrative.subprocessors.clone(),
     }
 }
 
