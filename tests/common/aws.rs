@@ -54,9 +54,10 @@ pub fn loaded(dir: &Path, endpoint: &str, regions: &[&str], extra: &str) -> Load
     trellis::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-/// Runs `ids` (all AWS controls when empty) as one run whose clock reads `now`.
+/// Runs `ids` (all AWS controls when empty) as one run whose clock reads `now`, with the
+/// configuration's catalog (and exceptions).
 pub async fn run(loaded: &Loaded, ids: &[&str], now: DateTime<Utc>) -> RunReport {
-    let catalog = catalog();
+    let catalog = catalog::from_config(loaded, now.date_naive()).unwrap_or_else(|d| panic!("{d}"));
     let ids = if ids.is_empty() { AWS_CONTROLS } else { ids };
     let controls: Vec<&Control> = ids
         .iter()
