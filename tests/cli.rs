@@ -458,3 +458,70 @@ fn committed_register_and_exception_schemas_are_current() {
         );
     }
 }
+
+#[test]
+fn validate_reports_broken_exceptions_and_registers_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("exceptions")).unwrap();
+    std::fs::create_dir_all(d.join("registers")).unwrap();
+    std::fs::write(
+        d.join("exceptions/a.yaml"),
+        "exceptions:\n  - id: EXC-9\n    control: no-such-control\n    resources: [x]\n    reason: r\n    owner: o\n    ticket: T\n    expires_on: 2026-12-01\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("exceptions/b.yaml"),
+        "exceptions:\n  - id: EXC-10\n    control: background-checks\n    resources: [x]\n    reason: r\n    owner: o\n    ticket: T\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("registers/risks.yaml"),
+        "risks:\n  - id: R-1\n    title: t\n    owner: o\n    likelihood: low\n    impact: low\n    treatment: mitigate\n    controls: [no-such-control]\n    reviewed_on: 2026-01-01\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("registers/insurance.yaml"),
+        "insurance:\n  - carrier: C\n    coverage: cyber\n    limit: x\n    starts: 2026-01-01\n    expires: soon\n",
+    )
+    .unwrap();
+    let cfg = d.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "controls_dir: {}\nexceptions_dir: exceptions\nsources:\n  registers:\n    path: registers\n",
+            repo().join("controls").display()
+        ),
+    )
+    .unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out).replace(&format!("{}/", d.display()), "");
+    for want in [
+        "exceptions/a.yaml:3:14: exceptions[0].control: unknown control `no-such-control`",
+        "exceptions/b.yaml:7:5: exceptions[0]: missing field `expires_on`",
+        "registers/insurance.yaml:6:14: insurance[0].expires:",
+    ] {
+        assert!(text.contains(want), "expected `{want}` in:\n{text}");
+    }
+    // A register whose control references cannot be checked until the catalog loads cleanly;
+    // the unknown control id is reported once the exceptions are fixed.
+    std::fs::remove_file(d.join("exceptions/a.yaml")).unwrap();
+    std::fs::remove_file(d.join("exceptions/b.yaml")).unwrap();
+    std::fs::write(d.join("registers/insurance.yaml"), "insurance: []\n").unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains(
+            "risks.yaml: risks[0].controls: unknown control `no-such-control` (risk R-1)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
