@@ -206,17 +206,11 @@ fn validate(loaded: &Loaded) -> u8 {
             Err(diags) => problems.extend(diags.iter().map(ToString::to_string)),
             Ok(r) => {
                 registers_checked = true;
-                if let Ok(c) = &catalog {
-                    for (i, risk) in r.risks.iter().enumerate() {
-                        for id in risk.controls.iter().filter(|id| c.get(id).is_none()) {
-                            problems.push(format!(
-                                "{}: risks[{i}].controls: unknown control `{id}` (risk {})",
-                                crate::registers::path(&dir, "risks").display(),
-                                risk.id
-                            ));
-                        }
-                    }
-                }
+                // Without a catalog, unknown controls cannot be told apart: not reported.
+                let is_control = |id: &str| catalog.as_ref().map_or(true, |c| c.get(id).is_some());
+                let review = crate::registers::review(&dir, &r, today, &is_control);
+                problems.extend(review.errors.iter().map(ToString::to_string));
+                warnings.extend(review.warnings.iter().map(ToString::to_string));
             }
         }
     }
@@ -528,18 +522,21 @@ fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
             )?;
         }
         for e in &o.exceptions {
-            let what = if e.status == "applied" {
-                format!(
+            let what = match e.status.as_str() {
+                "applied" => format!(
                     "waives {} resource(s) until {}",
                     e.resources.len(),
                     e.expires_on
-                )
-            } else {
-                format!(
+                ),
+                "unused" => format!(
+                    "waives nothing (nothing it covers fails): remove it, or let it lapse on {}",
+                    e.expires_on
+                ),
+                _ => format!(
                     "EXPIRED on {}: no longer waives {} failing resource(s)",
                     e.expires_on,
                     e.resources.len()
-                )
+                ),
             };
             writeln!(
                 out,

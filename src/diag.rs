@@ -76,10 +76,18 @@ impl std::error::Error for Diagnostics {}
 /// Parses YAML text into `T`, turning a parse or shape error into a located diagnostic that
 /// names the field (`checks[0].expect: unknown variant …`).
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
+    parse_yaml_seed(path, text, std::marker::PhantomData::<T>)
+}
+
+/// [`parse_yaml`] with a stateful seed (e.g. a register file whose key is the register's name).
+pub fn parse_yaml_seed<S, T>(path: &Path, text: &str, seed: S) -> Result<T, Diagnostic>
+where
+    S: for<'de> serde::de::DeserializeSeed<'de, Value = T>,
+{
     let mut field = None;
     serde_saphyr::with_deserializer_from_str(text, |de| {
         let mut track = serde_path_to_error::Track::new();
-        let result = T::deserialize(serde_path_to_error::Deserializer::new(de, &mut track));
+        let result = seed.deserialize(serde_path_to_error::Deserializer::new(de, &mut track));
         if result.is_err() {
             field = Some(track.path().to_string());
         }
@@ -104,6 +112,105 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Dia
         }
         d
     })
+}
+
+/// Where each node of a YAML document starts, by path (`risks[2].reviewed_on`, `risks[2]`,
+/// `risks`), as 1-based (line, column): for problems found after parsing, e.g. two entries
+/// with the same id. Best effort: a document that does not parse yields what came before.
+#[derive(Debug, Default)]
+pub struct YamlIndex(std::collections::HashMap<String, (u64, u64)>);
+
+impl YamlIndex {
+    pub fn new(text: &str) -> YamlIndex {
+        use serde_saphyr::granit_parser::{Event, Parser};
+        let mut events = Parser::new_from_str(text).filter_map(|e| {
+            let (event, span) = e.ok()?;
+            let at = (span.start.line() as u64, span.start.col() as u64 + 1);
+            Some((event, at))
+        });
+        let mut index = YamlIndex::default();
+        // Skip to the document's root node, then walk it.
+        let mut next = || {
+            events.find(|(e, _)| {
+                !matches!(
+                    e,
+                    Event::StreamStart
+                        | Event::DocumentStart(..)
+                        | Event::Comment(..)
+                        | Event::Anchor(..)
+                )
+            })
+        };
+        if let Some(first) = next() {
+            index.node(first, String::new(), &mut next);
+        }
+        index
+    }
+
+    fn node<'a>(
+        &mut self,
+        (event, at): (serde_saphyr::granit_parser::Event<'a>, (u64, u64)),
+        path: String,
+        next: &mut impl FnMut() -> Option<(serde_saphyr::granit_parser::Event<'a>, (u64, u64))>,
+    ) {
+        use serde_saphyr::granit_parser::Event;
+        self.0.insert(path.clone(), at);
+        match event {
+            Event::SequenceStart(..) => {
+                let mut i = 0;
+                while let Some(item) = next() {
+                    if matches!(item.0, Event::SequenceEnd) {
+                        break;
+                    }
+                    self.node(item, format!("{path}[{i}]"), next);
+                    i += 1;
+                }
+            }
+            Event::MappingStart(..) => {
+                while let Some(key) = next() {
+                    let name = match &key.0 {
+                        Event::MappingEnd => break,
+                        Event::Scalar(k, ..) => k.to_string(),
+                        _ => String::from("?"),
+                    };
+                    let key_path = if path.is_empty() {
+                        name
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    // A complex key is walked (and forgotten) like any node.
+                    if !matches!(key.0, Event::Scalar(..)) {
+                        self.node(key, format!("{key_path}?"), next);
+                    }
+                    match next() {
+                        Some(value) => self.node(value, key_path, next),
+                        None => break,
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The (line, column) of the node at `path`, else of its nearest ancestor, else (0, 0).
+    pub fn locate(&self, path: &str) -> (u64, u64) {
+        let mut p = path;
+        loop {
+            if let Some(at) = self.0.get(p) {
+                return *at;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return (0, 0),
+            }
+        }
+    }
+
+    /// A diagnostic at `path` in `file`, the message prefixed with the path.
+    pub fn at(&self, file: &Path, path: &str, message: impl fmt::Display) -> Diagnostic {
+        let (line, column) = self.locate(path);
+        Diagnostic::new(file, line, column, format!("{path}: {message}"))
+    }
 }
 
 /// A serde-saphyr error as a diagnostic with the bare message (no snippet, no repeated
@@ -132,6 +239,30 @@ mod tests {
     #[allow(dead_code)]
     struct Small {
         name: String,
+    }
+
+    #[test]
+    fn yaml_index_locates_nodes_by_path() {
+        let text = "# register\nrisks:\n  - id: R-1\n    reviewed_on: 2026-01-01\n  - {id: R-2, tags: [a, b]}\n  - id: R-3\n    controls:\n      - x\n      - y\nother: 1\n";
+        let index = YamlIndex::new(text);
+        for (path, want) in [
+            ("risks", (3, 3)),
+            ("risks[0]", (3, 5)),
+            ("risks[0].id", (3, 9)),
+            ("risks[0].reviewed_on", (4, 18)),
+            ("risks[1].id", (5, 10)),
+            ("risks[1].tags[1]", (5, 25)),
+            ("risks[2].controls[1]", (9, 9)),
+            ("other", (10, 8)),
+            // Unknown paths fall back to their nearest ancestor.
+            ("risks[2].title", (6, 5)),
+            ("nothing", (0, 0)),
+        ] {
+            assert_eq!(index.locate(path), want, "{path}");
+        }
+        // Broken YAML: what came before the break.
+        let index = YamlIndex::new("a: 1\nb: [\n");
+        assert_eq!(index.locate("a"), (1, 4));
     }
 
     #[test]

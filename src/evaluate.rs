@@ -46,6 +46,19 @@ pub fn evaluate_control(
         };
         checks.push(outcome);
     }
+    // Every exception of the control is accounted for: one that expired is reported even if
+    // nothing fails any more, one in force that waived nothing is `unused` (worth removing).
+    let today = now.date_naive();
+    for e in &control.exceptions {
+        let status = if e.in_force(today) {
+            "unused"
+        } else {
+            "expired"
+        };
+        if !uses.keys().any(|(id, _)| id == &e.id) {
+            uses.insert((e.id.clone(), status), ExceptionUse::of(e, status));
+        }
+    }
     let status = Status::combine(checks.iter().map(|c| c.status));
     let summary = control_summary(status, &checks);
     ControlOutcome {
@@ -78,14 +91,7 @@ fn apply_exceptions(
         .collect();
     let mut record = |e: &Exception, status: &'static str| {
         uses.entry((e.id.clone(), status))
-            .or_insert_with(|| ExceptionUse {
-                id: e.id.clone(),
-                ticket: e.ticket.clone(),
-                owner: e.owner.clone(),
-                expires_on: e.expires_on,
-                status: status.to_string(),
-                resources: Vec::new(),
-            })
+            .or_insert_with(|| ExceptionUse::of(e, status))
             .resources
             .push(finding.resource.clone());
     };
@@ -237,6 +243,29 @@ fn evaluate_resource(
         actual: actual.clone(),
     };
     if let Some(cause) = &resource.error {
+        // Something that could not be read is an error, unless what *was* read of it (say,
+        // which system it belongs to) already puts it out of the check's scope.
+        let out_of_scope = check.filter.as_ref().is_some_and(|f| {
+            f.attributes
+                .iter()
+                .all(|a| resource.attributes.contains_key(a) && !resource.unknown.contains_key(a))
+                && context(kinds, resource, now)
+                    .is_ok_and(|ctx| matches!(run_bool(f, &ctx), Ok(false)))
+        });
+        if out_of_scope {
+            return finding(
+                Status::NotApplicable,
+                format!(
+                    "{} is out of scope (`{}` is false)",
+                    resource.name,
+                    check
+                        .filter
+                        .as_ref()
+                        .map(|f| f.source.as_str())
+                        .unwrap_or("")
+                ),
+            );
+        }
         return finding(
             Status::Error,
             format!("{} could not be read: {cause}", resource.name),
@@ -586,6 +615,25 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_resources_are_errors_unless_what_was_read_puts_them_out_of_scope() {
+        let check = |attrs: Value, want: Status| {
+            let mut r = person("1", attrs.clone());
+            r.error = Some("listing denied".into());
+            let out = evaluate_control(&control(TRAINED), &[input(vec![r])], now());
+            assert_eq!(out.findings[0].status, want, "{attrs}");
+            out.findings[0].message.clone()
+        };
+        // Nothing read: the `where` cannot be decided, so the failure to read shows.
+        let msg = check(json!({}), Status::Error);
+        assert_eq!(msg, "Person 1 could not be read: listing denied");
+        // In scope or undecidable: still the read error, never pass or fail.
+        check(json!({"days_employed": 400}), Status::Error);
+        check(json!({"days_employed": "many"}), Status::Error);
+        // Read enough to know the check does not apply.
+        check(json!({"days_employed": 3}), Status::NotApplicable);
+    }
+
+    #[test]
     fn exceptions_waive_failures_until_they_expire() {
         let text = "exceptions:\n  - id: EXC-1\n    control: t\n    resources: [\"hr:f*\"]\n    reason: laptop replaced\n    owner: sec\n    ticket: SEC-9\n    expires_on: 2026-11-30\n";
         let ids = ["t".to_string()].into();
@@ -645,7 +693,18 @@ mod tests {
         broken.error = Some("unreadable".into());
         let out = only(vec![broken]);
         assert_eq!(out.findings[0].status, Status::Error);
-        assert!(out.exceptions.is_empty());
+        assert_eq!(out.exceptions[0].status, "unused");
+        assert!(out.exceptions[0].resources.is_empty());
+
+        // Nothing fails any more: in force, it is unused; expired, it is still reported.
+        let fixed = vec![person("f1", json!({"name": "ok"}))];
+        let out = evaluate_control(&c, &[input(fixed.clone())], now());
+        assert_eq!(out.status, Status::Pass);
+        assert_eq!(out.exceptions[0].status, "unused");
+        let out = evaluate_control(&c, &[input(fixed)], later);
+        assert_eq!(out.status, Status::Pass);
+        assert_eq!(out.exceptions[0].status, "expired");
+        assert!(out.exceptions[0].resources.is_empty());
     }
 
     #[test]

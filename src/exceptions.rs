@@ -30,7 +30,7 @@ use serde_saphyr::Spanned;
 use crate::diag::{self, Diagnostic};
 
 /// Longest an exception may run, from the day it is validated.
-pub const MAX_DAYS: i64 = 366;
+pub const MAX_MONTHS: u32 = 12;
 
 /// The file format.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -55,11 +55,14 @@ pub struct ExceptionEntry {
     #[schemars(with = "Vec<String>")]
     pub resources: Spanned<Vec<String>>,
     /// Why the exception is acceptable, and what compensates.
-    pub reason: String,
+    #[schemars(with = "String")]
+    pub reason: Spanned<String>,
     /// Who is accountable for it.
-    pub owner: String,
+    #[schemars(with = "String")]
+    pub owner: Spanned<String>,
     /// Where it was decided (ticket key or URL).
-    pub ticket: String,
+    #[schemars(with = "String")]
+    pub ticket: Spanned<String>,
     /// Last day it applies (mandatory; at most a year out).
     #[schemars(with = "NaiveDate")]
     pub expires_on: Spanned<NaiveDate>,
@@ -96,6 +99,20 @@ impl Exception {
 }
 
 pub use crate::model::ExceptionUse;
+
+impl ExceptionUse {
+    /// A use of `e` with no resources yet.
+    pub fn of(e: &Exception, status: &str) -> ExceptionUse {
+        ExceptionUse {
+            id: e.id.clone(),
+            ticket: e.ticket.clone(),
+            owner: e.owner.clone(),
+            expires_on: e.expires_on,
+            status: status.to_string(),
+            resources: Vec::new(),
+        }
+    }
+}
 
 /// Reads every `*.yaml` file of `dir` (none: no exceptions), checking each exception against
 /// the known control ids and `today`. Every problem of every file is reported.
@@ -204,7 +221,9 @@ fn parse_into(
             ));
             ok = false;
         }
-        let latest = today + chrono::Duration::days(MAX_DAYS);
+        let latest = today
+            .checked_add_months(chrono::Months::new(MAX_MONTHS))
+            .unwrap_or(NaiveDate::MAX);
         if e.expires_on.value > latest {
             diags.push(at(
                 &e.expires_on.referenced,
@@ -215,6 +234,19 @@ fn parse_into(
             ));
             ok = false;
         }
+        for (field, value) in [
+            ("reason", &e.reason),
+            ("owner", &e.owner),
+            ("ticket", &e.ticket),
+        ] {
+            if value.value.trim().is_empty() {
+                diags.push(at(
+                    &value.referenced,
+                    format!("{field}: must not be empty; an exception is accountable"),
+                ));
+                ok = false;
+            }
+        }
         if e.resources.value.is_empty() {
             diags.push(at(
                 &e.resources.referenced,
@@ -224,7 +256,11 @@ fn parse_into(
         }
         let mut builder = globset::GlobSetBuilder::new();
         for p in &e.resources.value {
-            match globset::GlobBuilder::new(p).literal_separator(true).build() {
+            match globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .case_insensitive(true)
+                .build()
+            {
                 Ok(g) => {
                     builder.add(g);
                 }
@@ -250,9 +286,9 @@ fn parse_into(
                 control: e.control.value,
                 resources: e.resources.value,
                 patterns,
-                reason: e.reason,
-                owner: e.owner,
-                ticket: e.ticket,
+                reason: e.reason.value,
+                owner: e.owner.value,
+                ticket: e.ticket.value,
                 expires_on: e.expires_on.value,
                 approved_by: e.approved_by,
                 path: path.to_path_buf(),
@@ -312,8 +348,39 @@ mod tests {
             text,
             [
                 "a.yaml:10:14: exceptions[1].control: unknown control `no-such-control`",
-                "a.yaml:15:17: exceptions[1].expires_on: 2028-01-01 is more than a year out (latest allowed: 2027-11-23); exceptions are time-boxed",
+                "a.yaml:15:17: exceptions[1].expires_on: 2028-01-01 is more than a year out (latest allowed: 2027-11-22); exceptions are time-boxed",
             ]
+        );
+    }
+
+    #[test]
+    fn exceptions_are_accountable_and_at_most_a_year_out() {
+        let text = |expires: &str, owner: &str| {
+            format!(
+                "exceptions:\n  - id: EXC-1\n    control: c\n    resources: [x]\n    reason: r\n    owner: \"{owner}\"\n    ticket: T\n    expires_on: {expires}\n"
+            )
+        };
+        let check = |expires: &str, owner: &str, today: &str| {
+            parse(
+                Path::new("e.yaml"),
+                &text(expires, owner),
+                &["c".to_string()].into(),
+                day(today),
+            )
+            .map(|_| ())
+            .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        // A year from today is the limit, leap day or not.
+        assert_eq!(check("2027-11-23", "o", "2026-11-23"), Ok(()));
+        assert!(check("2027-11-24", "o", "2026-11-23").is_err());
+        assert_eq!(check("2029-02-28", "o", "2028-02-29"), Ok(()));
+        assert!(check("2029-03-01", "o", "2028-02-29").is_err());
+        assert_eq!(
+            check("2026-12-01", "  ", "2026-11-23"),
+            Err(vec![
+                "e.yaml:6:12: exceptions[0].owner: must not be empty; an exception is accountable"
+                    .to_string()
+            ])
         );
     }
 
@@ -329,6 +396,10 @@ mod tests {
         assert!(e.covers("github:acme/legacy-billing"));
         assert!(!e.covers("github:acme/legacy/x"));
         assert!(e.covers("device:X1"));
+        assert!(
+            e.covers("GitHub:Acme/Legacy-Billing"),
+            "ids are matched ignoring case"
+        );
         assert!(e.in_force(day("2026-12-31")));
         assert!(!e.in_force(day("2027-01-01")));
     }

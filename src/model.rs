@@ -112,7 +112,9 @@ pub struct ExceptionUse {
     pub ticket: String,
     pub owner: String,
     pub expires_on: chrono::NaiveDate,
-    /// `applied`, or `expired` (it matched failing findings but no longer applies).
+    /// `applied` (it waived failing findings), `expired` (it no longer applies; `resources`
+    /// lists the failing findings it would have covered) or `unused` (in force, but nothing
+    /// it covers fails: it may be removed).
     pub status: String,
     /// The resources it waived (applied) or would have waived (expired).
     pub resources: Vec<String>,

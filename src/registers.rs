@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{self, Diagnostic};
@@ -283,9 +285,9 @@ macro_rules! registers {
                 return Err(vec![Diagnostic::file(dir, "registers folder not found")]);
             }
             let mut out = Registers::default();
-            let mut diags = Vec::new();
+            let mut diags = strays(dir, &[$(stringify!($field)),*]);
             $(
-                match read::<$ty>(dir, stringify!($field)) {
+                match read::<$ty>(dir, &[stringify!($field)]) {
                     Ok(entries) => out.$field = entries,
                     Err(d) => diags.push(d),
                 }
@@ -307,11 +309,226 @@ registers! {
     service_accounts: ServiceAccount,
 }
 
-/// A register file: `{<name>: [entries]}` (read as `entries` by [`read`]).
-#[derive(Debug, Deserialize, JsonSchema)]
+/// What `validate` finds wrong with registers that parsed: records dated after today (a review
+/// cannot be done in the future), impossible orders (resolved before opened, expiring before
+/// starting), duplicate ids, risks naming unknown controls. Exercises and meetings dated after
+/// today are warnings: planned, they count once held.
+#[derive(Debug, Default)]
+pub struct Review {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+pub fn review(
+    dir: &Path,
+    r: &Registers,
+    today: NaiveDate,
+    is_control: &dyn Fn(&str) -> bool,
+) -> Review {
+    let mut out = Review::default();
+    let at = |name: &str, field: String, message: String| {
+        let file = path(dir, name);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        diag::YamlIndex::new(&text).at(&file, &field, message)
+    };
+    let done_later = |d: NaiveDate| {
+        format!("{d} is after today ({today}): record what was done, when it was done")
+    };
+    let mut future = |name: &str, i: usize, fields: &[(&str, Option<NaiveDate>)]| {
+        for (field, d) in fields {
+            if let Some(d) = d.filter(|d| *d > today) {
+                out.errors
+                    .push(at(name, format!("{name}[{i}].{field}"), done_later(d)));
+            }
+        }
+    };
+    for (i, v) in r.vendors.iter().enumerate() {
+        future(
+            "vendors",
+            i,
+            &[
+                ("soc2_report_reviewed_on", v.soc2_report_reviewed_on),
+                ("assessed_on", v.assessed_on),
+            ],
+        );
+    }
+    for (i, k) in r.risks.iter().enumerate() {
+        future("risks", i, &[("reviewed_on", Some(k.reviewed_on))]);
+    }
+    for (i, n) in r.incidents.iter().enumerate() {
+        future(
+            "incidents",
+            i,
+            &[
+                ("opened", Some(n.opened)),
+                ("resolved", n.resolved),
+                ("lessons_learned_on", n.lessons_learned_on),
+            ],
+        );
+    }
+    for (i, a) in r.access_reviews.iter().enumerate() {
+        future("access_reviews", i, &[("reviewed_on", Some(a.reviewed_on))]);
+    }
+    for (i, d) in r.devices.iter().enumerate() {
+        future("devices", i, &[("last_check_in", Some(d.last_check_in))]);
+    }
+    for (i, n) in r.incidents.iter().enumerate() {
+        for (field, d) in [
+            ("resolved", n.resolved),
+            ("lessons_learned_on", n.lessons_learned_on),
+        ] {
+            if let Some(d) = d.filter(|d| *d < n.opened) {
+                out.errors.push(at(
+                    "incidents",
+                    format!("incidents[{i}].{field}"),
+                    format!("{d} is before the incident was opened ({})", n.opened),
+                ));
+            }
+        }
+    }
+    for (i, p) in r.insurance.iter().enumerate() {
+        if p.expires < p.starts {
+            out.errors.push(at(
+                "insurance",
+                format!("insurance[{i}].expires"),
+                format!("{} is before the policy starts ({})", p.expires, p.starts),
+            ));
+        }
+    }
+    for (i, k) in r.risks.iter().enumerate() {
+        for (j, id) in k.controls.iter().enumerate() {
+            if !is_control(id) {
+                out.errors.push(at(
+                    "risks",
+                    format!("risks[{i}].controls[{j}]"),
+                    format!("unknown control `{id}` (risk {})", k.id),
+                ));
+            }
+        }
+    }
+    let mut duplicates = |name: &str, field: &str, keys: Vec<String>| {
+        let mut first = std::collections::HashMap::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            if let Some(j) = first.get(&key.to_lowercase()) {
+                out.errors.push(at(
+                    name,
+                    format!("{name}[{i}].{field}"),
+                    format!("duplicate `{key}` (also {name}[{j}])"),
+                ));
+            } else {
+                first.insert(key.to_lowercase(), i);
+            }
+        }
+    };
+    duplicates(
+        "vendors",
+        "name",
+        r.vendors.iter().map(|v| v.name.clone()).collect(),
+    );
+    duplicates(
+        "risks",
+        "id",
+        r.risks.iter().map(|k| k.id.clone()).collect(),
+    );
+    duplicates(
+        "incidents",
+        "id",
+        r.incidents.iter().map(|n| n.id.clone()).collect(),
+    );
+    duplicates(
+        "devices",
+        "id",
+        r.devices.iter().map(|d| d.id.clone()).collect(),
+    );
+    duplicates(
+        "service_accounts",
+        "name",
+        r.service_accounts
+            .iter()
+            .map(|s| format!("{}/{}", s.system, s.name))
+            .collect(),
+    );
+    let planned = |d: NaiveDate| format!("{d} is after today ({today}): it counts once held");
+    for (i, e) in r
+        .exercises
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.date > today)
+    {
+        out.warnings.push(at(
+            "exercises",
+            format!("exercises[{i}].date"),
+            planned(e.date),
+        ));
+    }
+    for (i, m) in r
+        .meetings
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.date > today)
+    {
+        out.warnings.push(at(
+            "meetings",
+            format!("meetings[{i}].date"),
+            planned(m.date),
+        ));
+    }
+    out.errors.sort();
+    out.warnings.sort();
+    out
+}
+
+// The shape of a register file for its JSON Schema (`entries` is renamed by `schema_named`;
+// files are read by `RegisterFile`). The doc comment is the schema's description.
+/// A register file: `{<name>: [entries]}`.
+#[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 struct File<T> {
     entries: Vec<T>,
+}
+
+/// Reads a register file: a mapping whose one key is the register's name (`vendors:` in
+/// `vendors.yaml`) holding the entries, so errors name `vendors[2].location`.
+struct RegisterFile<T> {
+    /// The register's name, as a one-element slice for serde's error constructors.
+    name: &'static [&'static str; 1],
+    entries: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for RegisterFile<T> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for RegisterFile<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "a mapping with one key, `{}`, holding a list",
+            self.name[0]
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
+        let mut entries = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != self.name[0] {
+                return Err(de::Error::unknown_field(&key, self.name));
+            }
+            if entries.is_some() {
+                return Err(de::Error::duplicate_field(self.name[0]));
+            }
+            // `vendors:` with nothing under it is an empty register.
+            entries = Some(map.next_value::<Option<Vec<T>>>()?.unwrap_or_default());
+        }
+        entries.ok_or_else(|| de::Error::missing_field(self.name[0]))
+    }
 }
 
 /// The JSON Schema of register `name`, its one key named as in the file.
@@ -337,32 +554,71 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.yaml"))
 }
 
-fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>, Diagnostic> {
-    let path = path(dir, name);
+fn read<T: DeserializeOwned>(
+    dir: &Path,
+    name: &'static [&'static str; 1],
+) -> Result<Vec<T>, Diagnostic> {
+    let path = path(dir, name[0]);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Diagnostic::file(&path, format!("cannot read: {e}"))),
     };
-    // The file's one key must be the register's name (`vendors:` in vendors.yaml).
-    let renamed = rename_top_key(&text, name);
-    let file: File<T> = diag::parse_yaml(&path, &renamed).map_err(|mut d| {
-        d.message = d.message.replace("entries", name);
+    diag::parse_yaml_seed(
+        &path,
+        &text,
+        RegisterFile::<T> {
+            name,
+            entries: PhantomData,
+        },
+    )
+    .map_err(|mut d| {
+        let one_of = format!("expected one of {}", name[0]);
+        if d.message.ends_with(&one_of) {
+            d.message = d
+                .message
+                .replace(&one_of, &format!("expected `{}`", name[0]));
+        }
         d
-    })?;
-    Ok(file.entries)
+    })
 }
 
-/// Rewrites the top-level `<name>:` key to `entries:` so every register shares one file type;
-/// any other top-level key is left as it is (and reported as unknown).
-fn rename_top_key(text: &str, name: &str) -> String {
-    text.lines()
-        .map(|line| match line.strip_prefix(name) {
-            Some(rest) if rest.starts_with(':') => format!("entries{rest}"),
-            _ => line.to_string(),
+/// YAML files in the registers folder that are no register (`vendor.yaml`, `vendors.yml`):
+/// their entries would silently not count, so they are reported.
+fn strays(dir: &Path, names: &[&str]) -> Vec<Diagnostic> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Diagnostic> = read
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter_map(|p| {
+            let stem = p.file_stem()?.to_str()?.to_string();
+            let ext = p.extension()?.to_str()?.to_ascii_lowercase();
+            if !matches!(ext.as_str(), "yaml" | "yml") || stem.starts_with('.') {
+                return None;
+            }
+            if ext == "yaml" && names.contains(&stem.as_str()) {
+                return None;
+            }
+            let message = if names.contains(&stem.as_str()) {
+                format!("registers are read from `{stem}.yaml`: rename this file")
+            } else {
+                format!(
+                    "not a register (registers are {}): rename or move this file",
+                    names
+                        .iter()
+                        .map(|n| format!("{n}.yaml"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            Some(Diagnostic::file(&p, message))
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -420,6 +676,110 @@ mod tests {
         let r = load(dir.path()).unwrap();
         assert_eq!(r.vendors[0].name, "Mailgun");
         assert!(r.incidents.is_empty());
+
+        // A byte-order mark (Windows editors) and an empty key are fine; notes are ignored.
+        write(dir.path(), "risks", "\u{feff}risks:\n");
+        std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+        assert!(load(dir.path()).unwrap().risks.is_empty());
+        // Misnamed files would silently not count: reported.
+        std::fs::write(dir.path().join("incidents.yml"), "incidents: []\n").unwrap();
+        std::fs::write(dir.path().join("vendor.yaml"), "vendor: []\n").unwrap();
+        let text: Vec<String> = load(dir.path())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].ends_with(
+                "incidents.yml: registers are read from `incidents.yaml`: rename this file"
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("vendor.yaml: not a register (registers are vendors.yaml, risks.yaml"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn register_keys_are_checked_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let problem = |text: &str| {
+            write(dir.path(), "meetings", text);
+            load(dir.path())
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(
+            problem("# board\nmeetings: []\nmeeting: []\n")
+                .ends_with("meetings.yaml:3:1: unknown field `meeting`, expected `meetings`"),
+            "{}",
+            problem("# board\nmeetings: []\nmeeting: []\n")
+        );
+        assert!(problem("meetings: []\nmeetings: []\n").contains("meetings.yaml:2:1: duplicate"));
+        assert!(problem("{}\n").contains("missing field `meetings`"));
+        assert!(
+            problem("meetings:\n  - kind: security_team\n    date: 2026-01-01\n    attendees: [a]\n    topic: t\n")
+                .contains("meetings.yaml:5:5: meetings[0]: unknown field `topic`"),
+            "{}",
+            problem("meetings:\n  - kind: security_team\n    date: 2026-01-01\n    attendees: [a]\n    topic: t\n")
+        );
+    }
+
+    #[test]
+    fn review_finds_what_the_schema_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "incidents",
+            "incidents:\n  - id: INC-1\n    title: t\n    severity: low\n    owner: o\n    opened: 2026-05-10\n    resolved: 2026-05-01\n  - id: inc-1\n    title: t\n    severity: low\n    owner: o\n    opened: 2026-12-01\n",
+        );
+        write(
+            dir.path(),
+            "insurance",
+            "insurance:\n  - carrier: c\n    coverage: cyber\n    limit: l\n    starts: 2026-06-01\n    expires: 2025-06-01\n",
+        );
+        write(
+            dir.path(),
+            "risks",
+            "risks:\n  - id: R-1\n    title: t\n    owner: o\n    likelihood: low\n    impact: low\n    treatment: mitigate\n    controls: [risk-register, no-such-control]\n    reviewed_on: 2026-01-01\n",
+        );
+        write(
+            dir.path(),
+            "exercises",
+            "exercises:\n  - kind: ir_tabletop\n    date: 2027-02-01\n    outcome: passed\n    summary: planned\n",
+        );
+        let r = load(dir.path()).unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let review = review(dir.path(), &r, today, &|id| id == "risk-register");
+        let text = |d: &[Diagnostic]| -> Vec<String> {
+            d.iter()
+                .map(|d| {
+                    let s = d.to_string();
+                    s.rsplit_once('/').map(|(_, f)| f.to_string()).unwrap_or(s)
+                })
+                .collect()
+        };
+        assert_eq!(
+            text(&review.errors),
+            [
+                "incidents.yaml:7:15: incidents[0].resolved: 2026-05-01 is before the incident was opened (2026-05-10)",
+                "incidents.yaml:8:9: incidents[1].id: duplicate `inc-1` (also incidents[0])",
+                "incidents.yaml:12:13: incidents[1].opened: 2026-12-01 is after today (2026-11-23): record what was done, when it was done",
+                "insurance.yaml:6:14: insurance[0].expires: 2025-06-01 is before the policy starts (2026-06-01)",
+                "risks.yaml:8:31: risks[0].controls[1]: unknown control `no-such-control` (risk R-1)",
+            ]
+        );
+        assert_eq!(
+            text(&review.warnings),
+            [
+                "exercises.yaml:3:11: exercises[0].date: 2027-02-01 is after today (2026-11-23): it counts once held"
+            ]
+        );
     }
 
     #[test]

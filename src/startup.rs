@@ -87,20 +87,17 @@ impl Application {
             None
         };
 
-        let registers = match &loaded.config.sources.registers {
-            Some(source) => Some(
-                crate::registers::load(&loaded.resolve(&source.path)).map_err(|d| {
-                    anyhow::anyhow!(
-                        "{}",
-                        d.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                })?,
-            ),
-            None => None,
-        };
+        // A broken register must not take the trust page down: the register's own controls
+        // report it (as errors), and the page goes without a subprocessor list until fixed.
+        let registers = loaded.config.sources.registers.as_ref().and_then(|source| {
+            crate::registers::load(&loaded.resolve(&source.path))
+                .inspect_err(|problems| {
+                    for p in problems {
+                        tracing::error!("registers: {p}; the trust page omits subprocessors");
+                    }
+                })
+                .ok()
+        });
         let narrative = Arc::new(web::Narrative::build(
             &loaded.config.trust_page,
             registers.as_ref(),

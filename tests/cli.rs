@@ -519,7 +519,7 @@ fn validate_reports_broken_exceptions_and_registers_with_locations() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stdout(&out).contains(
-            "risks.yaml: risks[0].controls: unknown control `no-such-control` (risk R-1)"
+            "risks.yaml:8:16: risks[0].controls[0]: unknown control `no-such-control` (risk R-1)"
         ),
         "{}",
         stdout(&out)

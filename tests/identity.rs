@@ -32,6 +32,15 @@ fn users(logins: &[&str]) -> serde_json::Value {
     )
 }
 
+/// GitHub answers `GET path` with `status` and `body`.
+async fn answer(github: &MockServer, at: &str, status: u16, body: serde_json::Value) {
+    Mock::given(method("GET"))
+        .and(path(at))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(github)
+        .await;
+}
+
 #[tokio::test]
 async fn people_accounts_registers_and_exceptions() {
     let today = Utc::now().date_naive();
@@ -67,20 +76,20 @@ async fn people_accounts_registers_and_exceptions() {
 
     // GitHub: the organisation's members and outside collaborators.
     let github = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/orgs/sprout/members"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(users(&[
-            "dreyes",
-            "rshankar",
-            "ghost-user",
-        ])))
-        .mount(&github)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/orgs/sprout/outside_collaborators"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(users(&["sprout-release-bot"])))
-        .mount(&github)
-        .await;
+    answer(
+        &github,
+        "/orgs/sprout/members",
+        200,
+        users(&["dreyes", "rshankar", "ghost-user"]),
+    )
+    .await;
+    answer(
+        &github,
+        "/orgs/sprout/outside_collaborators",
+        200,
+        users(&["sprout-release-bot"]),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -275,4 +284,158 @@ async fn people_accounts_registers_and_exceptions() {
             ("vendor:stale-co".to_string(), Status::Fail)
         ]
     );
+}
+
+/// The join's edge cases, GitHub only (as of a fixed day): logins compared ignoring case, a
+/// leaving date still ahead, the one-day grace boundary, a rehire (two roster rows, one
+/// email), one login claimed by two people, service accounts whose owner left or is unknown,
+/// an organisation that cannot be listed, and exceptions (one matched ignoring case, one
+/// expired that matches nothing any more).
+#[tokio::test]
+async fn identity_edge_cases() {
+    let now = common::at("2026-11-23T12:00:00Z");
+    let github = MockServer::start().await;
+    answer(
+        &github,
+        "/orgs/acme/members",
+        200,
+        users(&[
+            "anndev",
+            "ben",
+            "cat",
+            "dan",
+            "eve",
+            "shared",
+            "deploy-bot",
+            "ops-bot",
+            "release-bot",
+        ]),
+    )
+    .await;
+    answer(&github, "/orgs/acme/outside_collaborators", 200, users(&[])).await;
+    answer(&github, "/orgs/broken/members", 403, serde_json::json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/orgs/members#list-organization-members",
+            "status": "403"
+        })).await;
+    answer(
+        &github,
+        "/orgs/broken/outside_collaborators",
+        200,
+        users(&[]),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("roster.csv"),
+        "employee_id,name,email,github_login,start_date,end_date\n\
+         E1,Ann Lee,ann@acme.example,AnnDev,2020-01-06,\n\
+         E2,Ben Ode,ben@acme.example,ben,2020-01-06,2026-12-10\n\
+         E3,Cat Ng,cat@acme.example,cat,2020-01-06,2026-11-22\n\
+         E4,Dan Roe,dan@acme.example,dan,2020-01-06,2026-11-21\n\
+         E5,Eve Park,eve@acme.example,eve,2019-02-04,2021-06-30\n\
+         E9,Eve Park,EVE@acme.example,eve,2024-01-08,\n\
+         E6,Fay Wu,fay@acme.example,shared,2021-01-04,\n\
+         E7,Gus Bo,gus@acme.example,shared,2021-01-04,\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("registers")).unwrap();
+    std::fs::write(
+        d.join("registers/service_accounts.yaml"),
+        "service_accounts:\n  - {system: github:acme, name: deploy-bot, owner: dan@acme.example, purpose: deploys}\n  - {system: github, name: ops-bot, owner: nobody@acme.example, purpose: ops}\n  - {system: github, name: release-bot, owner: Ann@acme.example, purpose: releases}\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("exceptions")).unwrap();
+    std::fs::write(
+        d.join("exceptions/access.yaml"),
+        "exceptions:\n  - id: EXC-8\n    control: removal-of-access\n    resources: [\"IDENTITY:GITHUB:ACME/DEPLOY-BOT\"]\n    reason: New owner being appointed.\n    owner: ann@acme.example\n    ticket: SEC-8\n    expires_on: 2026-12-15\n  - id: EXC-9\n    control: removal-of-access\n    resources: [\"identity:github:acme/long-gone\"]\n    reason: Kept for the migration.\n    owner: ann@acme.example\n    ticket: SEC-9\n    expires_on: 2026-11-01\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("github-token"), "ghp_identityEdges").unwrap();
+    let config = d.join("trellis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controls_dir: {controls}\nexceptions_dir: exceptions\nsources:\n  hr:\n    path: roster.csv\n  registers:\n    path: registers\n  github:\n    api_url: {github}\n    orgs: [acme, broken]\n    token_file: github-token\n",
+            controls = common::repo().join("controls").display(),
+            github = github.uri()
+        ),
+    )
+    .unwrap();
+    let loaded = trellis::config::load(Some(&config)).unwrap();
+    let report = run(&loaded, &["removal-of-access", "unique-access-ids"], now).await;
+    let removal = outcome(&report, "removal-of-access");
+    let verdicts = |check: usize| -> Vec<(String, Status)> {
+        removal
+            .findings
+            .iter()
+            .filter(|f| f.check == check && f.status != Status::NotApplicable)
+            .map(|f| (f.resource.replace("identity:github:", ""), f.status))
+            .collect()
+    };
+    let v = |r: &str, s: Status| (r.to_string(), s);
+
+    // Check 1, leavers: left yesterday is within the grace day; two days ago is not; a
+    // leaving date ahead is not a leaver; Eve's current row wins over her old one; the
+    // shared login cannot say whose it is; the unlisted organisation is an error.
+    assert_eq!(
+        verdicts(0),
+        [
+            v("broken", Status::Error),
+            v("acme/anndev", Status::Pass),
+            v("acme/ben", Status::Pass),
+            v("acme/cat", Status::Pass),
+            v("acme/dan", Status::Fail),
+            v("acme/eve", Status::Pass),
+            v("acme/shared", Status::Error),
+        ]
+    );
+    let message = |check: usize, resource: &str| {
+        removal
+            .findings
+            .iter()
+            .find(|f| f.check == check && f.resource.ends_with(resource))
+            .map(|f| f.message.clone())
+            .unwrap()
+    };
+    assert!(
+        message(0, "acme/shared")
+            .contains("person_terminated is unknown: the account matches several people in the roster (E6, E7)"),
+        "{}",
+        message(0, "acme/shared")
+    );
+    assert!(
+        message(0, ":broken").contains("could not be read"),
+        "{}",
+        message(0, ":broken")
+    );
+    assert!(message(0, "acme/eve").contains("Eve Park <EVE@acme.example> (E9)"));
+
+    // Check 3, service accounts: the owner who left (waived, matched ignoring case) and the
+    // owner nobody knows fail; the one whose owner is here passes.
+    assert_eq!(
+        verdicts(2),
+        [
+            v("broken", Status::Error),
+            v("acme/deploy-bot", Status::Waived),
+            v("acme/ops-bot", Status::Fail),
+            v("acme/release-bot", Status::Pass),
+        ]
+    );
+    // Every exception is accounted for: EXC-9 expired though nothing it names fails now.
+    let uses: Vec<(&str, &str, usize)> = removal
+        .exceptions
+        .iter()
+        .map(|e| (e.id.as_str(), e.status.as_str(), e.resources.len()))
+        .collect();
+    assert_eq!(uses, [("EXC-8", "applied", 1), ("EXC-9", "expired", 0)]);
+
+    // unique-access-ids: the shared login fails; Eve's two rows are one person.
+    let unique: Vec<String> = findings(&report, "unique-access-ids", Status::Fail)
+        .iter()
+        .map(|f| f.resource.clone())
+        .collect();
+    assert_eq!(unique, ["identity:github:acme/shared"]);
 }

@@ -14,6 +14,7 @@ struct TestApp {
     address: String,
     _dir: tempfile::TempDir,
     catalog: std::sync::Arc<trellis::catalog::Catalog>,
+    store: trellis::store::Store,
 }
 
 fn repo() -> PathBuf {
@@ -23,6 +24,11 @@ fn repo() -> PathBuf {
 /// Builds the app from the bundled example config with a fresh SQLite database, on port 0,
 /// and waits until the startup run has stored a result for every control.
 async fn spawn_app() -> TestApp {
+    spawn_app_with(None).await
+}
+
+/// [`spawn_app`], the registers read from `registers` if given.
+async fn spawn_app_with(registers: Option<PathBuf>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let example = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
     let r = repo();
@@ -35,6 +41,16 @@ async fn spawn_app() -> TestApp {
         .replace(
             "controls_dir: controls",
             &format!("controls_dir: {}", r.join("controls").display()),
+        )
+        .replace(
+            "exceptions_dir: examples/",
+            &format!("exceptions_dir: {}/examples/", r.display()),
+        )
+        .replace(
+            "path: examples/registers",
+            &registers.map_or("path: examples/registers".to_string(), |p| {
+                format!("path: {}", p.display())
+            }),
         )
         .replace(
             "path: examples/",
@@ -71,6 +87,7 @@ async fn spawn_app() -> TestApp {
         address,
         _dir: dir,
         catalog,
+        store,
     }
 }
 
@@ -179,6 +196,14 @@ async fn the_live_page_lists_every_public_control_and_no_person() {
     assert_eq!(status_of("background-checks"), "needs_attention");
     assert_eq!(status_of("performance-review-policy"), "needs_attention");
     assert_eq!(status_of("information-security-policy"), "passing");
+    // The example's exception in force waives the unencrypted laptop: waived is not green.
+    assert_eq!(status_of("endpoint-security"), "needs_attention");
+    let stored = app.store.latest_results().await.unwrap();
+    let endpoint = stored
+        .iter()
+        .find(|r| r.control_id == "endpoint-security")
+        .unwrap();
+    assert_eq!(endpoint.status, trellis::model::Status::Waived);
 
     let health = client
         .get(format!("{}/healthz", app.address))
@@ -186,4 +211,43 @@ async fn the_live_page_lists_every_public_control_and_no_person() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A register that does not parse must not take the trust page down: the page is served
+/// without subprocessors, and the controls evidenced by that register are errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_register_does_not_take_the_page_down() {
+    let registers = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("examples/registers")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), registers.path().join(entry.file_name())).unwrap();
+    }
+    let vendors = registers.path().join("vendors.yaml");
+    let text = std::fs::read_to_string(&vendors).unwrap();
+    std::fs::write(
+        &vendors,
+        text.replacen("risk_tier: ", "risk_tier: severe-", 1),
+    )
+    .unwrap();
+    let app = spawn_app_with(Some(registers.path().to_path_buf())).await;
+    let client = reqwest::Client::new();
+    let page = client.get(&app.address).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(">Designed for Security</h2>"));
+    assert!(
+        !html.contains("Mailgun"),
+        "no subprocessor list from a broken register"
+    );
+    let stored = app.store.latest_results().await.unwrap();
+    let vendor_review = stored
+        .iter()
+        .find(|r| r.control_id == "vendor-due-diligence-review")
+        .unwrap();
+    assert_eq!(vendor_review.status, trellis::model::Status::Error);
+    assert!(
+        vendor_review.summary.contains("vendors.yaml:"),
+        "{}",
+        vendor_review.summary
+    );
 }

@@ -12,6 +12,11 @@
 //!
 //! An account that matches nobody and is not declared is an orphan. Terminated people are
 //! matched too (the roster is read with every row), so their remaining accounts show up.
+//! Several roster rows with the same email are one person (a rehire): the current row wins,
+//! else the one who left last. An account matching several *different* people is ambiguous:
+//! whether its person left is unknown (checks reading it are errors) until the roster is fixed.
+//! A declared service account's owner is looked up in the roster too: an owner who left, or
+//! who is not in the roster, leaves the account without anyone accountable.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,7 +44,45 @@ struct PersonRef {
     id: String,
     name: String,
     email: String,
+    start: Option<NaiveDate>,
     end: Option<NaiveDate>,
+}
+
+impl PersonRef {
+    fn of(p: &super::hr::Person) -> Self {
+        PersonRef {
+            id: p.field("employee_id").unwrap_or("").to_string(),
+            name: p.field("name").unwrap_or("").to_string(),
+            email: p.field("email").unwrap_or("").to_string(),
+            start: p.date("start_date"),
+            end: p.date("end_date"),
+        }
+    }
+
+    fn left_by(&self, today: NaiveDate) -> Option<NaiveDate> {
+        self.end.filter(|end| *end <= today)
+    }
+}
+
+/// Roster rows sharing an email are one person employed more than once: keep the current
+/// row (the latest start among current ones), else the one who left last.
+fn one_row_per_person(rows: Vec<PersonRef>, today: NaiveDate) -> Vec<PersonRef> {
+    let mut by_email: BTreeMap<String, PersonRef> = BTreeMap::new();
+    for row in rows {
+        let key = if row.email.is_empty() {
+            format!("id:{}", row.id)
+        } else {
+            row.email.to_ascii_lowercase()
+        };
+        let rank = |p: &PersonRef| (p.left_by(today).is_none(), p.end.is_none(), p.end, p.start);
+        match by_email.get(&key) {
+            Some(kept) if rank(kept) >= rank(&row) => {}
+            _ => {
+                by_email.insert(key, row);
+            }
+        }
+    }
+    by_email.into_values().collect()
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -99,6 +142,16 @@ impl Probe for Accounts {
             "the declared service account's accountable owner, null otherwise"
         ),
         attr!(
+            "service_account_owner_in_roster",
+            Bool,
+            "the owner's email is in the HR roster; null if not a service account"
+        ),
+        attr!(
+            "service_account_owner_terminated",
+            Bool,
+            "the owner has left (end_date on or before today); null if not a service account"
+        ),
+        attr!(
             "orphan",
             Bool,
             "matches no person and is not a declared service account"
@@ -110,7 +163,7 @@ impl Probe for Accounts {
         ),
     ];
     const EXAMPLE: &'static str = r#"probe: identity.accounts
-where: person != null
+where: size(people) > 0
 assert: "!person_terminated || days_since_termination <= 1"
 "#;
 
@@ -136,12 +189,7 @@ assert: "!person_terminated || days_since_termination <= 1"
             } else {
                 "github_login"
             };
-            let refs = |p: &super::hr::Person| PersonRef {
-                id: p.field("employee_id").unwrap_or("").to_string(),
-                name: p.field("name").unwrap_or("").to_string(),
-                email: p.field("email").unwrap_or("").to_string(),
-                end: p.date("end_date"),
-            };
+            let refs = PersonRef::of;
             let mut matched_by = column;
             let mut matches: Vec<PersonRef> = people
                 .iter()
@@ -162,7 +210,7 @@ assert: "!person_terminated || days_since_termination <= 1"
             if service.is_some() {
                 matches.clear();
             }
-            joined.push((s, matches, matched_by, service));
+            joined.push((s, one_row_per_person(matches, today), matched_by, service));
         }
         // Personal accounts per (system, person).
         let mut per_person: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -173,9 +221,32 @@ assert: "!person_terminated || days_since_termination <= 1"
                     .or_default() += 1;
             }
         }
+        let owner = |email: &str| -> Option<PersonRef> {
+            let rows = people
+                .iter()
+                .filter(|p| p.field("email").is_some_and(|e| eq(e, email)))
+                .map(PersonRef::of)
+                .collect();
+            one_row_per_person(rows, today).into_iter().next()
+        };
         for (s, matches, matched_by, service) in &joined {
             let person = matches.first().filter(|_| matches.len() == 1);
-            let terminated = person.and_then(|p| p.end).filter(|end| *end <= today);
+            let terminated = person.and_then(|p| p.left_by(today));
+            let owner = service.map(|svc| owner(&svc.owner));
+            let mut unknown = BTreeMap::new();
+            if matches.len() > 1 {
+                let why = format!(
+                    "the account matches several people in the roster ({}): give it one owner (the {matched_by} column)",
+                    matches
+                        .iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                for a in ["person_terminated", "end_date", "days_since_termination"] {
+                    unknown.insert(a.to_string(), why.clone());
+                }
+            }
             let who = match (person, service) {
                 (_, Some(svc)) => format!("service account of {}", svc.owner),
                 (Some(p), None) => format!("{} <{}> ({})", p.name, p.email, p.id),
@@ -199,13 +270,15 @@ assert: "!person_terminated || days_since_termination <= 1"
                     "days_since_termination": terminated.map(|end| (today - end).num_days()),
                     "service_account": service.is_some(),
                     "service_account_owner": service.map(|s| s.owner.clone()),
+                    "service_account_owner_in_roster": owner.as_ref().map(Option::is_some),
+                    "service_account_owner_terminated": owner.as_ref().map(|o| o.as_ref().and_then(|p| p.left_by(today)).is_some()),
                     "orphan": matches.is_empty() && service.is_none(),
                     "person_accounts_in_system": person
                         .map(|p| per_person.get(&(s.system.clone(), p.id.clone())).copied().unwrap_or(0))
                         .unwrap_or(0),
                 })),
                 error: None,
-                unknown: Default::default(),
+                unknown,
             });
         }
         Ok(Collected {
@@ -268,7 +341,7 @@ async fn accounts_in_systems(
                         });
                     }
                 }
-                Err(e) => errors.push(unreadable(&system, &e)),
+                Err(e) => errors.push(unreadable(&system, "aws", &e)),
             }
         }
     }
@@ -288,18 +361,20 @@ async fn accounts_in_systems(
                         });
                     }
                 }
-                (Err(e), _) | (_, Err(e)) => errors.push(unreadable(&system, &e)),
+                (Err(e), _) | (_, Err(e)) => errors.push(unreadable(&system, "github", &e)),
             }
         }
     }
     Ok((seen, errors, raw))
 }
 
-fn unreadable(system: &str, e: &ProbeError) -> Resource {
+/// The accounts of a system that could not be listed: an error, still saying which system
+/// (so a check scoped to the other system is not affected).
+fn unreadable(system: &str, kind: &str, e: &ProbeError) -> Resource {
     Resource {
         id: format!("identity:{system}"),
         name: format!("accounts of {system}"),
-        attributes: serde_json::Map::new(),
+        attributes: object(json!({"system": system, "kind": kind})),
         error: Some(e.to_string()),
         unknown: Default::default(),
     }

@@ -33,8 +33,11 @@ pub struct PoliciesParams {
     /// Only the document with this title (case-insensitive); all documents when absent.
     #[serde(default)]
     pub title: Option<String>,
-    /// Phrases the document must contain (case and punctuation ignored: `lessons learned`
-    /// matches "Lessons-learned"); those it lacks are listed in `missing_mentions`.
+    /// Phrases the document must contain, as whole words (case and punctuation ignored:
+    /// `lessons learned` matches "Lessons-learned" but `track` does not match "racetrack" or
+    /// "tracked"); a trailing `*` matches any ending of the last word (`notif*` matches
+    /// "notify" and "notification"). The title heading does not count. Those it lacks are
+    /// listed in `missing_mentions`.
     #[serde(default)]
     pub mentions: Vec<String>,
 }
@@ -62,18 +65,43 @@ struct Document {
 #[derive(Debug, Clone)]
 struct Body {
     words: usize,
-    /// The text, lowercased, whitespace collapsed (for `mentions`).
+    /// The text without its title heading, as [`plain`] words between spaces
+    /// (` lessons learned review `), for `mentions`.
     text: String,
 }
 
 impl Body {
     fn new(text: &str) -> Body {
+        // The `# Title` heading repeats the title: it is not where a policy says anything.
+        let mut titled = false;
+        let content: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                let title = !titled && line.starts_with("# ");
+                titled |= title;
+                !title
+            })
+            .collect();
         Body {
             words: text
                 .split_whitespace()
                 .filter(|w| w.chars().any(char::is_alphanumeric))
                 .count(),
-            text: plain(text),
+            text: format!(" {} ", plain(&content.join("\n"))),
+        }
+    }
+
+    /// Whether the body mentions `phrase` (whole words; a trailing `*` leaves the last word
+    /// open-ended).
+    fn mentions(&self, phrase: &str) -> bool {
+        let words = plain(phrase);
+        if words.is_empty() {
+            return true;
+        }
+        if phrase.trim_end().ends_with('*') {
+            self.text.contains(&format!(" {words}"))
+        } else {
+            self.text.contains(&format!(" {words} "))
         }
     }
 }
@@ -217,7 +245,7 @@ fn describe(
     attributes.insert("word_count".into(), Value::from(body.words));
     let missing: Vec<Value> = mentions
         .iter()
-        .filter(|m| !body.text.contains(&plain(m)))
+        .filter(|m| !body.mentions(m))
         .map(|m| Value::String(m.clone()))
         .collect();
     attributes.insert("missing_mentions".into(), Value::Array(missing));
@@ -307,7 +335,11 @@ mod tests {
         let doc = "---\ntitle: Acceptable Use Policy\nversion: \"2\"\napproved_by: CEO\napproved_on: 2026-01-10\nreview_interval: 1y\n---\n# Acceptable Use\n\nUse company systems responsibly.\n";
         let (fm, body) = parse_document(Path::new("aup.md"), doc).unwrap();
         let words = body.words;
-        assert!(body.text.contains("use company systems responsibly"));
+        assert!(body.text.contains(" use company systems responsibly "));
+        assert!(
+            !body.text.contains("acceptable"),
+            "the title heading is left out"
+        );
         assert_eq!(
             plain("A Lessons-learned review; in-transit!"),
             "a lessons learned review in transit"
@@ -315,6 +347,31 @@ mod tests {
         assert_eq!(fm.title, "Acceptable Use Policy");
         assert_eq!(fm.approved_on, NaiveDate::from_ymd_opt(2026, 1, 10));
         assert_eq!(words, 6);
+    }
+
+    #[test]
+    fn mentions_are_whole_words_outside_the_title() {
+        let body = Body::new(
+            "# Incident Tracking Policy\n\nWe notify customers; lessons-learned reviews are tracked.\n",
+        );
+        for (phrase, want) in [
+            ("lessons learned", true),
+            ("Lessons-Learned", true),
+            ("notify customers", true),
+            ("notif*", true),
+            ("tracked", true),
+            ("track*", true),
+            // Whole words only: no match inside another word.
+            ("track", false),
+            ("earn", false),
+            ("review", false),
+            ("reviews", true),
+            // The title heading does not count.
+            ("incident", false),
+            ("policy", false),
+        ] {
+            assert_eq!(body.mentions(phrase), want, "{phrase}");
+        }
     }
 
     #[test]

@@ -71,6 +71,28 @@ fn resource(id: String, name: String, attributes: Value) -> Resource {
     }
 }
 
+/// A record dated after today cannot be evidence of anything done: the attributes that come
+/// from such a date are unknown, naming why, so checks reading them are errors (never a pass
+/// on a review "done" next month). `validate` reports the same dates with their location.
+fn future_dates(
+    mut r: Resource,
+    today: NaiveDate,
+    register: &str,
+    dates: &[(Option<NaiveDate>, &[&str])],
+) -> Resource {
+    for (d, attrs) in dates {
+        if let Some(d) = d.filter(|d| *d > today) {
+            for a in *attrs {
+                r.unknown.insert(
+                    a.to_string(),
+                    format!("{register}.yaml dates it {d}, after today"),
+                );
+            }
+        }
+    }
+    r
+}
+
 fn collected(register: &str, resources: Vec<Resource>, raw: Value) -> Collected {
     Collected {
         resources,
@@ -123,11 +145,12 @@ assert: soc2_report_reviewed_on != null && days_since(soc2_report_reviewed_on) <
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
+        let today = ctx.now.date_naive();
         let resources = r
             .vendors
             .iter()
             .map(|v| {
-                resource(
+                let r = resource(
                     format!("vendor:{}", kebab(&v.name)),
                     format!("vendor {}", v.name),
                     json!({
@@ -141,6 +164,15 @@ assert: soc2_report_reviewed_on != null && days_since(soc2_report_reviewed_on) <
                         "assessed_on": date(v.assessed_on),
                         "owner": v.owner,
                     }),
+                );
+                future_dates(
+                    r,
+                    today,
+                    "vendors",
+                    &[
+                        (v.soc2_report_reviewed_on, &["soc2_report_reviewed_on"]),
+                        (v.assessed_on, &["assessed_on"]),
+                    ],
                 )
             })
             .collect();
@@ -194,11 +226,12 @@ assert: days_since(reviewed_on) <= 365 && (treatment != "mitigate" || size(contr
             registers::Level::Medium => 2,
             registers::Level::High => 3,
         };
+        let today = ctx.now.date_naive();
         let resources = r
             .risks
             .iter()
             .map(|k| {
-                resource(
+                let r = resource(
                     format!("risk:{}", k.id),
                     format!("risk {} ({})", k.id, k.title),
                     json!({
@@ -214,6 +247,12 @@ assert: days_since(reviewed_on) <= 365 && (treatment != "mitigate" || size(contr
                         "reviewed_on": k.reviewed_on.to_string(),
                         "closed": k.closed,
                     }),
+                );
+                future_dates(
+                    r,
+                    today,
+                    "risks",
+                    &[(Some(k.reviewed_on), &["reviewed_on"])],
                 )
             })
             .collect();
@@ -267,7 +306,7 @@ assert: lessons_learned_on != null && lessons_learned_link != null
             .incidents
             .iter()
             .map(|i| {
-                resource(
+                let r = resource(
                     format!("incident:{}", i.id),
                     format!("incident {} ({})", i.id, i.title),
                     json!({
@@ -283,6 +322,16 @@ assert: lessons_learned_on != null && lessons_learned_link != null
                         "lessons_learned_on": date(i.lessons_learned_on),
                         "days_since_resolved": i.resolved.map(|d| (today - d).num_days()),
                     }),
+                );
+                future_dates(
+                    r,
+                    today,
+                    "incidents",
+                    &[
+                        (Some(i.opened), &["opened"]),
+                        (i.resolved, &["resolved", "open", "days_since_resolved"]),
+                        (i.lessons_learned_on, &["lessons_learned_on"]),
+                    ],
                 )
             })
             .collect();
@@ -296,7 +345,7 @@ pub struct Exercises;
 impl Probe for Exercises {
     const NAME: &'static str = "registers.exercises";
     const SOURCE: &'static str = "registers";
-    const SUMMARY: &'static str = "The exercise register (exercises.yaml), one resource per kind of exercise — bcdr_test, ir_tabletop, backup_restore — with the latest one (null when never held).";
+    const SUMMARY: &'static str = "The exercise register (exercises.yaml), one resource per kind of exercise — bcdr_test, ir_tabletop, backup_restore — with the latest one held (null when never held; planned ones do not count).";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!(
             "kind",
@@ -318,7 +367,11 @@ impl Probe for Exercises {
             String,
             "changes made after the latest one, null if none"
         ),
-        attr!("count", Int, "exercises of this kind on record"),
+        attr!(
+            "count",
+            Int,
+            "exercises of this kind held so far (planned ones, dated after today, do not count)"
+        ),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.exercises
 where: kind == "ir_tabletop"
@@ -329,6 +382,7 @@ assert: last_date != null && days_since(last_date) <= 365 && last_outcome != "fa
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
+        let today = ctx.now.date_naive();
         let kinds = [
             (
                 ExerciseKind::BcdrTest,
@@ -349,8 +403,11 @@ assert: last_date != null && days_since(last_date) <= 365 && last_outcome != "fa
         let resources = kinds
             .iter()
             .map(|(kind, key, label)| {
-                let of_kind: Vec<&registers::Exercise> =
-                    r.exercises.iter().filter(|e| e.kind == *kind).collect();
+                let of_kind: Vec<&registers::Exercise> = r
+                    .exercises
+                    .iter()
+                    .filter(|e| e.kind == *kind && e.date <= today)
+                    .collect();
                 let last = of_kind.iter().max_by_key(|e| e.date);
                 resource(
                     format!("exercises:{key}"),
@@ -393,7 +450,11 @@ impl Probe for Meetings {
             List,
             "topics of the latest meeting, empty if never"
         ),
-        attr!("count", Int, "meetings of this kind on record"),
+        attr!(
+            "count",
+            Int,
+            "meetings of this kind held so far (planned ones do not count)"
+        ),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.meetings
 where: kind == "board_security_review"
@@ -404,6 +465,7 @@ assert: last_date != null && days_since(last_date) <= 365
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
+        let today = ctx.now.date_naive();
         let kinds = [
             (
                 MeetingKind::BoardSecurityReview,
@@ -419,8 +481,11 @@ assert: last_date != null && days_since(last_date) <= 365
         let resources = kinds
             .iter()
             .map(|(kind, key, label)| {
-                let of_kind: Vec<&registers::Meeting> =
-                    r.meetings.iter().filter(|m| m.kind == *kind).collect();
+                let of_kind: Vec<&registers::Meeting> = r
+                    .meetings
+                    .iter()
+                    .filter(|m| m.kind == *kind && m.date <= today)
+                    .collect();
                 let last = of_kind.iter().max_by_key(|m| m.date);
                 resource(
                     format!("meetings:{key}"),
@@ -516,7 +581,11 @@ impl Probe for AccessReviews {
             String,
             "who did the latest review, null if never"
         ),
-        attr!("reviews", Int, "reviews on record"),
+        attr!(
+            "reviews",
+            Int,
+            "reviews done so far (one dated after today does not count)"
+        ),
     ];
     const EXAMPLE: &'static str = r#"probe: registers.access_reviews
 require_resources: true
@@ -527,6 +596,7 @@ assert: last_reviewed_on != null && days_since(last_reviewed_on) <= 90
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
+        let today = ctx.now.date_naive();
         let mut systems: BTreeSet<String> = BTreeSet::new();
         if let Some(aws) = &ctx.sources.aws {
             systems.extend(aws.accounts.iter().map(|a| format!("aws:{}", a.name)));
@@ -544,7 +614,7 @@ assert: last_reviewed_on != null && days_since(last_reviewed_on) <= 90
                 let reviews: Vec<&registers::AccessReview> = r
                     .access_reviews
                     .iter()
-                    .filter(|a| &a.system == system)
+                    .filter(|a| &a.system == system && a.reviewed_on <= today)
                     .collect();
                 let last = reviews.iter().max_by_key(|a| a.reviewed_on);
                 resource(
@@ -596,11 +666,12 @@ assert: disk_encrypted && antivirus && screen_lock
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let r = load(ctx).await?;
+        let today = ctx.now.date_naive();
         let resources = r
             .devices
             .iter()
             .map(|d| {
-                resource(
+                let r = resource(
                     format!("device:{}", d.id),
                     format!("device {} of {}", d.id, d.owner),
                     json!({
@@ -612,6 +683,12 @@ assert: disk_encrypted && antivirus && screen_lock
                         "screen_lock": d.screen_lock,
                         "last_check_in": d.last_check_in.to_string(),
                     }),
+                );
+                future_dates(
+                    r,
+                    today,
+                    "devices",
+                    &[(Some(d.last_check_in), &["last_check_in"])],
                 )
             })
             .collect();

@@ -1,0 +1,213 @@
+//! Registers and policy documents as evidence: records dated after today are never evidence,
+//! planned exercises do not count until held, a register with nothing in it fails what needs
+//! it, and policy mentions are whole words.
+
+#[path = "common/aws.rs"]
+mod common;
+
+use std::path::Path;
+
+use common::{at, findings, outcome, run};
+use trellis::config::Loaded;
+use trellis::model::Status;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A configuration reading registers and policies from `dir` (and no other source).
+fn loaded(dir: &Path) -> Loaded {
+    let config = dir.join("trellis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controls_dir: {}\nexceptions_dir: no-exceptions\nsources:\n  registers:\n    path: registers\n  policies:\n    path: policies\n",
+            common::repo().join("controls").display()
+        ),
+    )
+    .unwrap();
+    trellis::config::load(Some(&config)).unwrap()
+}
+
+#[tokio::test]
+async fn register_dates_after_today_are_never_evidence() {
+    let now = at("2026-11-23T12:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("registers")).unwrap();
+    std::fs::create_dir(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("registers/vendors.yaml"),
+        "vendors:\n  - {name: Early Co, purpose: p, location: US, subprocessor: true, risk_tier: high, soc2_report_reviewed_on: 2027-01-10, assessed_on: 2026-10-01}\n  - {name: Done Co, purpose: p, location: US, subprocessor: true, risk_tier: high, soc2_report_reviewed_on: 2026-10-01, assessed_on: 2026-10-01}\n  - {name: Never Co, purpose: p, location: US, subprocessor: false, risk_tier: medium, soc2_report_reviewed_on: null, assessed_on: null}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("registers/exercises.yaml"),
+        "exercises:\n  - {kind: ir_tabletop, date: 2025-10-01, outcome: passed, summary: ransomware}\n  - {kind: ir_tabletop, date: 2027-01-15, outcome: passed, summary: planned}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("registers/incidents.yaml"),
+        "incidents:\n  - {id: INC-1, title: t, severity: low, owner: o, opened: 2026-11-01, resolved: 2026-12-01}\n  - {id: INC-2, title: t, severity: low, owner: o, opened: 2026-08-01, resolved: 2026-08-03, lessons_learned_link: https://wiki.example/inc-2, lessons_learned_on: 2026-08-20}\n",
+    )
+    .unwrap();
+    let loaded = loaded(d);
+    let report = run(
+        &loaded,
+        &[
+            "vendor-due-diligence-review",
+            "incident-response-plan-testing",
+            "advisor-meetings-on-security",
+            "lessons-learned",
+        ],
+        now,
+    )
+    .await;
+
+    // A SOC 2 review "done" next January is not a review: error, naming why.
+    let vendors = outcome(&report, "vendor-due-diligence-review");
+    let verdicts: Vec<(&str, Status)> = vendors
+        .findings
+        .iter()
+        .map(|f| (f.resource.as_str(), f.status))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("vendor:early-co", Status::Error),
+            ("vendor:done-co", Status::Pass),
+            ("vendor:never-co", Status::Fail),
+        ]
+    );
+    assert!(
+        vendors.findings[0].message.ends_with(
+            "soc2_report_reviewed_on is unknown: vendors.yaml dates it 2027-01-10, after today"
+        ),
+        "{}",
+        vendors.findings[0].message
+    );
+
+    // The planned tabletop does not count: the last one held is over a year old.
+    let tabletop = findings(&report, "incident-response-plan-testing", Status::Fail);
+    assert_eq!(tabletop.len(), 1);
+    assert_eq!(tabletop[0].actual["last_date"], "2025-10-01");
+
+    // No meetings on record: never met is a failure, for both kinds.
+    let meetings = findings(&report, "advisor-meetings-on-security", Status::Fail);
+    let kinds: Vec<&str> = meetings.iter().map(|f| f.resource.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["meetings:board_security_review", "meetings:security_team"]
+    );
+    assert!(meetings.iter().all(|f| f.actual["last_date"].is_null()));
+
+    // An incident "resolved" next week: whether lessons are due is unknown, not passed.
+    let lessons = outcome(&report, "lessons-learned");
+    let inc1 = lessons
+        .findings
+        .iter()
+        .find(|f| f.resource == "incident:INC-1")
+        .unwrap();
+    assert_eq!(inc1.status, Status::Error, "{}", inc1.message);
+    assert!(inc1.message.contains("resolved"), "{}", inc1.message);
+    let inc2 = lessons
+        .findings
+        .iter()
+        .find(|f| f.resource == "incident:INC-2")
+        .unwrap();
+    assert_eq!(inc2.status, Status::Pass, "{}", inc2.message);
+}
+
+#[tokio::test]
+async fn policy_mentions_are_whole_words() {
+    let now = at("2026-11-22T12:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    copy_dir(
+        &common::repo().join("examples/registers"),
+        &d.join("registers"),
+    );
+    copy_dir(
+        &common::repo().join("examples/policies"),
+        &d.join("policies"),
+    );
+    let loaded = loaded(d);
+    let catalog = trellis::catalog::from_config(&loaded, now.date_naive()).unwrap();
+    // Every control whose policy check requires mentions.
+    let with_mentions: Vec<String> = catalog
+        .controls()
+        .iter()
+        .filter(|c| {
+            c.checks.iter().any(|k| {
+                k.probe.name() == "documents.policies"
+                    && k.assert.source.contains("missing_mentions")
+            })
+        })
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(with_mentions.len() >= 15, "{with_mentions:?}");
+    let ids: Vec<&str> = with_mentions.iter().map(String::as_str).collect();
+    let policy_verdicts =
+        |report: &trellis::runner::RunReport| -> Vec<(String, Status, serde_json::Value)> {
+            report
+                .outcomes
+                .iter()
+                .flat_map(|o| {
+                    o.findings
+                        .iter()
+                        .filter(|f| f.resource.starts_with("policy:"))
+                        .map(|f| {
+                            (
+                                o.control_id.clone(),
+                                f.status,
+                                f.actual["missing_mentions"].clone(),
+                            )
+                        })
+                })
+                .collect()
+        };
+    // The example policies say what each control needs.
+    let report = run(&loaded, &ids, now).await;
+    for (control, status, missing) in policy_verdicts(&report) {
+        assert_eq!(status, Status::Pass, "{control}: missing {missing}");
+    }
+
+    // The plan stops saying "lessons-learned" and "incident ticket"; "record" is not a
+    // whole-word "ticket", and the title heading does not count.
+    let plan = d.join("policies/incident-response-plan.md");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let edited = text
+        .replace("lessons-learned review", "retrospective")
+        .replace("incident ticket", "incident ticketing-record");
+    assert_ne!(text, edited);
+    std::fs::write(&plan, edited).unwrap();
+    let report = run(
+        &loaded,
+        &["lessons-learned", "tracking-a-security-incident"],
+        now,
+    )
+    .await;
+    let failing: Vec<(String, Status, serde_json::Value)> = policy_verdicts(&report)
+        .into_iter()
+        .filter(|(_, s, _)| *s != Status::Pass)
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            (
+                "lessons-learned".to_string(),
+                Status::Fail,
+                serde_json::json!(["lessons learned"])
+            ),
+            (
+                "tracking-a-security-incident".to_string(),
+                Status::Fail,
+                serde_json::json!(["incident ticket"])
+            ),
+        ]
+    );
+}
