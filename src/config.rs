@@ -107,16 +107,37 @@ pub struct ServerConfig {
     /// Address the web server listens on.
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// Send `Strict-Transport-Security` with this max-age (e.g. `365d`) — only when the site
+    /// is served over HTTPS (by a proxy in front of Trellis). Absent: no HSTS header.
+    #[serde(default)]
+    pub hsts_max_age: Option<HumanDuration>,
+    /// Addresses of reverse proxies in front of Trellis. A request from one of them is
+    /// attributed to the last address in `X-Forwarded-For` that is not itself a trusted
+    /// proxy (for rate limits and the access-request log); from anyone else the header is
+    /// ignored, so it cannot be spoofed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often the live trust page checks the database for results written by another
+    /// process (another Trellis instance, `trellis check`). Runs of this process show at once.
+    #[serde(default = "default_refresh_interval")]
+    pub refresh_interval: HumanDuration,
 }
 
 fn default_bind() -> String {
     "127.0.0.1:8080".into()
 }
 
+fn default_refresh_interval() -> HumanDuration {
+    "10s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             bind: default_bind(),
+            hsts_max_age: None,
+            trusted_proxies: Vec::new(),
+            refresh_interval: default_refresh_interval(),
         }
     }
 }
@@ -507,10 +528,21 @@ impl fmt::Display for Secret {
 pub struct TrustPageConfig {
     #[serde(default = "default_company")]
     pub company: String,
-    /// Where to report security issues; shown on the page.
+    /// Where to report security issues; shown on the page and, as `mailto:`, the default
+    /// `Contact:` of security.txt.
     pub contact_email: Option<String>,
     /// Introductory paragraph under the heading.
     pub intro: Option<String>,
+    /// The page's public address, e.g. `https://trust.example.com` (or with a path, for a
+    /// static export served under one). Used for canonical links, the Atom feed, security.txt
+    /// and the download links sent to approved document requests. Absent: links are relative
+    /// and security.txt has no `Canonical:`.
+    #[serde(default)]
+    pub base_url: Option<BaseUrl>,
+    /// How a failing control is shown publicly: `detail` ("Needs attention", since when) or
+    /// `neutral` ("In remediation"). Neither is ever green.
+    #[serde(default)]
+    pub failing_display: FailingDisplay,
     /// Order of the categories on the page; categories not listed follow, alphabetically.
     #[serde(default)]
     pub category_order: Vec<String>,
@@ -518,6 +550,16 @@ pub struct TrustPageConfig {
     /// is protected, physical security, onward transfer.
     #[serde(default)]
     pub sections: Vec<TrustSection>,
+    /// The vulnerability disclosure policy (Markdown): how to report, what is in scope, what
+    /// reporters can expect. Shown on the page; security.txt's `Policy:` points to it.
+    #[serde(default)]
+    pub vulnerability_disclosure: Option<String>,
+    /// `/.well-known/security.txt` (RFC 9116).
+    #[serde(default)]
+    pub security_txt: SecurityTxtConfig,
+    /// Documents listed publicly and shared on request (SOC 2 report, pen-test letter…).
+    #[serde(default)]
+    pub documents: DocumentsConfig,
 }
 
 /// One narrative section of the trust page.
@@ -527,6 +569,250 @@ pub struct TrustSection {
     pub title: String,
     /// Markdown. Raw HTML is sanitised: no scripts, styles or event handlers.
     pub body: String,
+}
+
+/// How failing controls are shown publicly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailingDisplay {
+    /// "Needs attention", with the date the control stopped passing.
+    #[default]
+    Detail,
+    /// "In remediation", nothing more.
+    Neutral,
+}
+
+/// `/.well-known/security.txt` (RFC 9116). Served only when it has a contact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityTxtConfig {
+    /// `Contact:` lines, in order of preference (`mailto:…`, `https://…`, `tel:…`). Default:
+    /// `mailto:` the trust page's `contact_email`.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// `Expires:` is this long after the day of the newest check, so the file lapses if
+    /// monitoring stops. At most a year (the RFC recommends less).
+    #[serde(
+        default = "default_security_txt_expiry",
+        deserialize_with = "at_most_a_year"
+    )]
+    pub expires_after: HumanDuration,
+    /// `Preferred-Languages:` (language tags).
+    #[serde(default = "default_languages")]
+    pub preferred_languages: Vec<String>,
+    /// `Policy:`. Default: the vulnerability disclosure section of the page, when configured
+    /// (needs `base_url`).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// `Acknowledgments:`, `Encryption:` and `Hiring:` URLs, if any.
+    #[serde(default)]
+    pub acknowledgments: Option<String>,
+    #[serde(default)]
+    pub encryption: Option<String>,
+    #[serde(default)]
+    pub hiring: Option<String>,
+}
+
+fn default_security_txt_expiry() -> HumanDuration {
+    "180d".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["en".into()]
+}
+
+impl Default for SecurityTxtConfig {
+    fn default() -> Self {
+        SecurityTxtConfig {
+            contact: Vec::new(),
+            expires_after: default_security_txt_expiry(),
+            preferred_languages: default_languages(),
+            policy: None,
+            acknowledgments: None,
+            encryption: None,
+            hiring: None,
+        }
+    }
+}
+
+fn at_most_a_year<'de, D: serde::Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    let value = HumanDuration::deserialize(d)?;
+    if value.get() > chrono::Duration::days(366) {
+        return Err(serde::de::Error::custom(format!(
+            "`{value}` is more than a year (RFC 9116 asks for less than a year)"
+        )));
+    }
+    Ok(value)
+}
+
+/// Documents shared on request: listed publicly, downloadable only through a signed,
+/// expiring, revocable link once the security team approves a visitor's request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// The documents, in the order listed.
+    #[serde(default, deserialize_with = "unique_documents")]
+    pub items: Vec<DocumentConfig>,
+    /// The non-disclosure terms a visitor accepts with a request (Markdown). Required when
+    /// there are documents; the request keeps the SHA-256 of the text accepted.
+    #[serde(default)]
+    pub nda: Option<String>,
+    /// How long an approval's download link works.
+    #[serde(default = "default_link_validity")]
+    pub link_valid_for: HumanDuration,
+    /// The key signing download links (32 random bytes, created with mode 0600 at first
+    /// use). Whoever holds it can mint links: keep it out of backups you share.
+    #[serde(default = "default_link_key_file")]
+    pub link_key_file: PathBuf,
+    /// Requests accepted per client address per hour (and per email address per day).
+    #[serde(default = "default_requests_per_hour")]
+    pub requests_per_hour: u32,
+    /// Email domains refused as work addresses (free mail). Set `[]` to accept any.
+    #[serde(default = "default_blocked_domains")]
+    pub blocked_email_domains: Vec<String>,
+}
+
+fn unique_documents<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<DocumentConfig>, D::Error> {
+    let items = Vec::<DocumentConfig>::deserialize(d)?;
+    let mut seen = std::collections::HashSet::new();
+    for item in &items {
+        let id = &item.id;
+        let well_formed = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !well_formed {
+            return Err(serde::de::Error::custom(format!(
+                "document id `{id}`: expected lowercase letters, digits and `-` (at most 64)"
+            )));
+        }
+        if !seen.insert(id.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "duplicate document id `{id}`"
+            )));
+        }
+    }
+    Ok(items)
+}
+
+/// One document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentConfig {
+    /// Stable identifier used in links (`soc2-type-ii-report`): lowercase letters, digits, `-`.
+    pub id: String,
+    pub title: String,
+    /// One public sentence about it.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The file, relative to the config file. Never served without an approved request.
+    pub file: PathBuf,
+}
+
+fn default_link_validity() -> HumanDuration {
+    "7d".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn default_link_key_file() -> PathBuf {
+    ".trellis/link-signing.key".into()
+}
+
+fn default_requests_per_hour() -> u32 {
+    5
+}
+
+fn default_blocked_domains() -> Vec<String> {
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "mail.com",
+        "yandex.com",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        DocumentsConfig {
+            items: Vec::new(),
+            nda: None,
+            link_valid_for: default_link_validity(),
+            link_key_file: default_link_key_file(),
+            requests_per_hour: default_requests_per_hour(),
+            blocked_email_domains: default_blocked_domains(),
+        }
+    }
+}
+
+/// An absolute `http(s)` URL without query or fragment, kept without its trailing slash
+/// (`https://trust.example.com`, `https://example.github.io/trust`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `path` (starting with `/`) under this URL.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+
+    /// The host, for tag URIs and origin checks.
+    pub fn origin(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(u) => u.origin().ascii_serialization(),
+            Err(_) => self.0.clone(),
+        }
+    }
+}
+
+impl std::str::FromStr for BaseUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| {
+            format!("invalid url `{text}`: {e} (expected e.g. https://trust.example.com)")
+        })?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return Err(format!("invalid url `{text}`: expected an http(s) address"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "invalid url `{text}`: expected no query, fragment or user name"
+            ));
+        }
+        Ok(BaseUrl(url.as_str().trim_end_matches('/').to_string()))
+    }
+}
+
+impl Serialize for BaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_company() -> String {
@@ -539,8 +825,13 @@ impl Default for TrustPageConfig {
             company: default_company(),
             contact_email: None,
             intro: None,
+            base_url: None,
+            failing_display: FailingDisplay::default(),
             category_order: Vec::new(),
             sections: Vec::new(),
+            vulnerability_disclosure: None,
+            security_txt: SecurityTxtConfig::default(),
+            documents: DocumentsConfig::default(),
         }
     }
 }
@@ -640,7 +931,30 @@ pub fn load_with_env(
 /// Parses config text and applies the environment overrides found in `env`.
 pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
     let config: Config = diag::parse_yaml(path, text).map_err(ConfigError::Invalid)?;
-    apply_env(config, env)
+    let config = apply_env(config, env)?;
+    check_relations(path, text, &config)?;
+    Ok(config)
+}
+
+/// What one field cannot say about another: documents need NDA terms.
+fn check_relations(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
+    let docs = &config.trust_page.documents;
+    if !docs.items.is_empty() && docs.nda.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        // Point at the `documents:` key when it can be found.
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find("documents:").map(|c| (i as u64 + 1, c as u64 + 1)))
+            .unwrap_or((0, 0));
+        return Err(ConfigError::Invalid(Diagnostic::new(
+            path,
+            line,
+            column,
+            "trust_page.documents.nda: required when documents are listed (the terms a \
+             visitor accepts before a document is shared)",
+        )));
+    }
+    Ok(())
 }
 
 const ENV_PREFIX: &str = "TRELLIS__";

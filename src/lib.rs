@@ -4,6 +4,7 @@
 //! CEL) → [`scheduler`] → [`probes`] `collect` → [`evaluate`] (pure) → [`store`] →
 //! [`web`] / export. See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod access;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -79,6 +79,12 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// A control's evaluations, oldest first: when, and the verdict.
+pub type Evaluations = Vec<(DateTime<Utc>, Status)>;
+
+/// A control id with its evaluations.
+pub type ControlHistory = (String, Evaluations);
+
 /// One verdict about one resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {

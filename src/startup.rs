@@ -102,22 +102,45 @@ impl Application {
             &loaded.config.trust_page,
             registers.as_ref(),
         ));
-        let state = actix_web::web::Data::new(WebState {
-            catalog: catalog.clone(),
-            store: store.clone(),
-            trust: loaded.config.trust_page.clone(),
-            default_freshness,
-            narrative,
+        let trust = &loaded.config.trust_page;
+        let documents = if trust.documents.items.is_empty() {
+            None
+        } else {
+            let key_file = loaded.resolve(&trust.documents.link_key_file);
+            Some(web::Documents::new(
+                trust.documents.clone(),
+                crate::access::LinkSigner::load_or_create(&key_file)?,
+                loaded.base_dir.clone(),
+                trust.company.clone(),
+                trust.base_url.clone(),
+            ))
+        };
+        let state = WebState::new(
+            store.clone(),
+            web::SiteInputs {
+                catalog: catalog.clone(),
+                trust: trust.clone(),
+                narrative,
+                default_freshness,
+                templates: Arc::new(web::templates()?),
+            },
+            documents,
             clock,
-        });
-        let templates = actix_web::web::Data::new(web::templates()?);
+            &loaded.config.server.trusted_proxies,
+        );
+        tokio::spawn(state.site.clone().poll_store(
+            loaded.config.server.refresh_interval.to_std(),
+            shutdown.clone(),
+        ));
+        let state = actix_web::web::Data::new(state);
+        let server_config = loaded.config.server.clone();
         let listener = TcpListener::bind(&loaded.config.server.bind)
             .with_context(|| format!("cannot listen on {}", loaded.config.server.bind))?;
         let port = listener.local_addr()?.port();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
+                .wrap(web::security_headers(&server_config))
                 .app_data(state.clone())
-                .app_data(templates.clone())
                 .configure(web::configure)
         })
         .listen(listener)?

@@ -2,8 +2,7 @@
 //! through the store API (SQLite in a temporary directory), requests through the actix service
 //! exactly as `startup.rs` wires it.
 //!
-//! `TRELLIS_PREVIEW_DIR=/tmp cargo test --test web -- --ignored preview` writes a preview of the
-//! page (`trust.html` + `trust.css`) for screenshots.
+//! For a preview of the page, `trellis render --out DIR` writes the whole site.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -298,6 +297,7 @@ async fn fixture() -> Fixture {
             title: "Designed for Security".into(),
             body: "We **encrypt** everything.<script>alert('zz-script-marker')</script>".into(),
         }],
+        ..TrustPageConfig::default()
     };
     let registers = trellis::registers::Registers {
         vendors: vec![trellis::registers::Vendor {
@@ -315,14 +315,20 @@ async fn fixture() -> Fixture {
         ..Default::default()
     };
     let narrative = Arc::new(web::Narrative::build(&trust, Some(&registers)));
-    let state = WebState {
+    let inputs = web::SiteInputs {
         catalog: Arc::new(catalog),
-        store,
         trust,
-        default_freshness: Duration::days(1),
         narrative,
-        clock: Arc::new(trellis::scheduler::SystemClock),
+        default_freshness: Duration::days(1),
+        templates: Arc::new(web::templates().unwrap()),
     };
+    let state = WebState::new(
+        store,
+        inputs,
+        None,
+        Arc::new(trellis::scheduler::FixedClock(now)),
+        &[],
+    );
     Fixture { dir, state, now }
 }
 
@@ -352,13 +358,7 @@ impl Resp {
 
 /// GETs every path through the app as `startup.rs` builds it.
 async fn get_all(state: &WebState, paths: &[&str]) -> Vec<Resp> {
-    let app = test::init_service(
-        App::new()
-            .app_data(aweb::Data::new(state.clone()))
-            .app_data(aweb::Data::new(web::templates().unwrap()))
-            .configure(web::configure),
-    )
-    .await;
+    let app = test::init_service(app(state.clone())).await;
     let mut out = Vec::new();
     for path in paths {
         let resp = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
@@ -374,6 +374,26 @@ async fn get_all(state: &WebState, paths: &[&str]) -> Vec<Resp> {
     out
 }
 
+/// The app exactly as `startup.rs` wires it.
+fn app(
+    state: WebState,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(web::security_headers(
+            &trellis::config::ServerConfig::default(),
+        ))
+        .app_data(aweb::Data::new(state))
+        .configure(web::configure)
+}
+
 async fn get(state: &WebState, path: &str) -> Resp {
     get_all(state, &[path]).await.remove(0)
 }
@@ -384,7 +404,7 @@ fn iso(t: DateTime<Utc>) -> String {
 
 /// The `<li class="control">` element of the page holding `title` (as escaped in HTML).
 fn control_html<'a>(page: &'a str, title: &str) -> &'a str {
-    page.split("<li class=\"control\">")
+    page.split("<li class=\"control\"")
         .skip(1)
         .map(|chunk| chunk.split("</li>").next().unwrap())
         .find(|chunk| chunk.contains(title))
@@ -470,11 +490,16 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
             "categories",
             "company",
             "contact_email",
-            "generated_at",
+            "documents",
+            "failing_display",
+            "frameworks",
+            "history_days",
             "intro",
             "sections",
             "subprocessors",
-            "summary"
+            "summary",
+            "url",
+            "vulnerability_disclosure"
         ]
     );
     // Narrative sections are sanitised; subprocessors show name, purpose and location only.
@@ -499,22 +524,35 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
     }
     assert_eq!(
         keys(&api["summary"]),
-        ["counts", "last_checked", "passing", "total"]
+        ["counts", "last_checked", "passing", "total", "valid_until"]
     );
     for c in api["categories"].as_array().unwrap() {
         assert_eq!(keys(c), ["controls", "counts", "name"]);
         for control in c["controls"].as_array().unwrap() {
-            let mut keys: Vec<&str> = control
+            let mut control_keys: Vec<&str> = control
                 .as_object()
                 .unwrap()
                 .keys()
                 .map(|k| k.as_str())
                 .collect();
-            keys.sort();
+            control_keys.sort();
             assert_eq!(
-                keys,
-                ["description", "id", "last_checked", "status", "title"]
+                control_keys,
+                [
+                    "days_monitored",
+                    "days_passing",
+                    "description",
+                    "history",
+                    "id",
+                    "last_checked",
+                    "since",
+                    "status",
+                    "title"
+                ]
             );
+            for run in control["history"].as_array().unwrap() {
+                assert_eq!(keys(run), ["from", "status", "to"]);
+            }
         }
     }
 }
@@ -523,74 +561,83 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
 async fn trust_view_is_a_pure_function_of_its_inputs() {
     let f = fixture().await;
     let now = f.now;
-    let result = |id: &str, status, age| trellis::model::LatestResult {
-        control_id: id.into(),
-        status,
-        summary: "zz-summary-marker-77".into(),
-        evaluated_at: now - age,
-        last_success_at: None,
-    };
-    let latest = [
-        // Two results for one control: the newer counts, whatever the order.
-        result("background-checks", Status::Fail, Duration::hours(1)),
-        result("background-checks", Status::Pass, Duration::hours(5)),
-        result("nda-signed", Status::Pass, Duration::hours(5)),
-        result("nda-signed", Status::Pass, Duration::hours(30)),
+    let inputs = f.state.site.inputs();
+    let history: Vec<trellis::model::ControlHistory> = vec![
+        (
+            "background-checks".into(),
+            vec![
+                (now - Duration::hours(5), Status::Pass),
+                (now - Duration::hours(1), Status::Fail),
+            ],
+        ),
+        (
+            "nda-signed".into(),
+            vec![
+                (now - Duration::hours(30), Status::Pass),
+                (now - Duration::hours(5), Status::Pass),
+            ],
+        ),
         // Unknown and private controls are ignored.
-        result("no-such-control", Status::Pass, Duration::hours(1)),
-        result("zz-private-control", Status::Pass, Duration::minutes(1)),
+        (
+            "no-such-control".into(),
+            vec![(now - Duration::hours(1), Status::Pass)],
+        ),
+        (
+            "zz-private-control".into(),
+            vec![(now - Duration::minutes(1), Status::Pass)],
+        ),
     ];
-    let trust = f.state.trust.clone();
-    let view = web::trust_view(
-        &f.state.catalog,
-        &trust,
-        &f.state.narrative,
-        &latest,
-        Duration::days(1),
-        now,
+    let view_with = |freshness: Duration| {
+        web::trust_view(&web::TrustInputs {
+            catalog: &inputs.catalog,
+            trust: &inputs.trust,
+            narrative: &inputs.narrative,
+            history: &history,
+            default_freshness: freshness,
+            now,
+        })
+    };
+    let view = view_with(Duration::days(1));
+    assert_eq!(view, view_with(Duration::days(1)));
+    assert_eq!(
+        serde_json::to_vec(&view).unwrap(),
+        serde_json::to_vec(&view_with(Duration::days(1))).unwrap()
     );
-    let again = web::trust_view(
-        &f.state.catalog,
-        &trust,
-        &f.state.narrative,
-        &latest,
-        Duration::days(1),
-        now,
-    );
-    assert_eq!(view, again);
-    assert_eq!(view.generated_at, now);
-    let status = |id: &str| {
-        view.categories
+    let control = |v: &web::TrustView, id: &str| {
+        v.categories
             .iter()
             .flat_map(|c| &c.controls)
             .find(|c| c.id == id)
-            .map(|c| c.status)
+            .cloned()
     };
+    let bc = control(&view, "background-checks").unwrap();
+    assert_eq!(bc.status, web::Badge::NeedsAttention);
+    assert_eq!(bc.since, Some(now - Duration::hours(1)), "failing since");
     assert_eq!(
-        status("background-checks"),
-        Some(web::Badge::NeedsAttention)
+        control(&view, "nda-signed").unwrap().status,
+        web::Badge::Passing
     );
-    assert_eq!(status("nda-signed"), Some(web::Badge::Passing));
-    assert_eq!(status("zz-private-control"), None);
+    assert!(control(&view, "zz-private-control").is_none());
     assert_eq!(view.summary.total, 7);
     assert_eq!(view.summary.passing, 1);
     assert_eq!(view.summary.last_checked, Some(now - Duration::hours(1)));
-    // A shorter default freshness turns the 5-hour-old pass stale; nothing else changes.
-    let strict = web::trust_view(
-        &f.state.catalog,
-        &trust,
-        &f.state.narrative,
-        &latest,
-        Duration::hours(4),
-        now,
+    // The nda pass of 5 hours ago goes stale first (1 day later), then the failure.
+    assert_eq!(
+        view.summary.valid_until,
+        Some(now - Duration::hours(5) + Duration::days(1) + Duration::seconds(1))
     );
-    let nda = strict.categories[0]
-        .controls
-        .iter()
-        .find(|c| c.id == "nda-signed")
-        .unwrap();
+    // A shorter default freshness turns the 5-hour-old pass stale; nothing else changes.
+    let strict = view_with(Duration::hours(4));
+    let nda = control(&strict, "nda-signed").unwrap();
     assert_eq!(nda.status, web::Badge::Stale);
     assert_eq!(strict.summary.passing, 0);
+    // The history covers 90 days, today last.
+    assert_eq!(view.history_days, 90);
+    let total: i64 = bc.history.iter().map(|r| r.days()).sum();
+    assert_eq!(total, 90);
+    assert_eq!(bc.history.last().unwrap().to, now.date_naive());
+    // Every public control maps to no framework in this fixture.
+    assert!(view.frameworks.is_empty());
 }
 
 #[actix_web::test]
@@ -664,12 +711,11 @@ async fn badges_are_honest_end_to_end() {
         checked.as_str()
     );
     let html = control_html(&page.body, "Background checks for all staff");
+    let display = (f.now - Duration::hours(1))
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string();
     assert!(
-        html.contains(&format!("<time datetime=\"{checked}\">1 hour ago</time>")),
-        "{html}"
-    );
-    assert!(
-        html.contains(&format!("<span class=\"timestamp\">{checked}</span>")),
+        html.contains(&format!("<time datetime=\"{checked}\">{display}</time>")),
         "{html}"
     );
     // The errored control shows when it was last attempted.
@@ -684,15 +730,13 @@ async fn badges_are_honest_end_to_end() {
     assert_eq!(api["summary"]["total"], 7);
     assert_eq!(
         api["summary"]["counts"],
-        json!({"passing": 3, "needs_attention": 1, "not_verified": 2, "stale": 1, "total": 7})
+        json!({"passing": 3, "needs_attention": 1, "in_remediation": 0, "not_verified": 2, "stale": 1, "total": 7})
     );
     assert_eq!(
         api["summary"]["last_checked"],
         iso(f.now - Duration::hours(1)).as_str()
     );
     assert!(page.body.contains("3 of 7 monitored controls passing"));
-    let generated: DateTime<Utc> = api["generated_at"].as_str().unwrap().parse().unwrap();
-    assert!((generated - f.now).num_seconds().abs() < 60);
 
     // Categories: configured order first, then alphabetical; per-category counts.
     let names: Vec<&str> = api["categories"]
@@ -707,7 +751,7 @@ async fn badges_are_honest_end_to_end() {
     );
     assert_eq!(
         api["categories"][0]["counts"],
-        json!({"passing": 1, "needs_attention": 1, "not_verified": 0, "stale": 1, "total": 3})
+        json!({"passing": 1, "needs_attention": 1, "in_remediation": 0, "not_verified": 0, "stale": 1, "total": 3})
     );
     let sections: Vec<usize> = names
         .iter()
@@ -734,7 +778,7 @@ async fn page_has_the_expected_structure() {
         "<footer",
         "Generated by Trellis",
         "What the statuses mean",
-        "<nav class=\"toc\" aria-label=\"Categories\">",
+        "<nav class=\"toc\" aria-label=\"Contents\">",
     ] {
         assert!(body.contains(needle), "page lacks {needle}");
     }
@@ -753,8 +797,8 @@ async fn page_has_the_expected_structure() {
     // The stylesheet link resolves.
     // (Handlebars escapes `=` in values as `&#x3D;`, which browsers decode.)
     let href = stylesheet_href(body).replace("&#x3D;", "=");
-    assert!(href.starts_with("/assets/trust.css?v="), "{href}");
-    let css = get(&f.state, &href).await;
+    assert!(href.starts_with("assets/trust.css?v="), "{href}");
+    let css = get(&f.state, &format!("/{href}")).await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.body.contains(".badge--passing"));
 }
@@ -823,13 +867,7 @@ async fn headers_and_content_types() {
 #[actix_web::test]
 async fn methods_other_than_get_and_head_are_rejected() {
     let f = fixture().await;
-    let app = test::init_service(
-        App::new()
-            .app_data(aweb::Data::new(f.state.clone()))
-            .app_data(aweb::Data::new(web::templates().unwrap()))
-            .configure(web::configure),
-    )
-    .await;
+    let app = test::init_service(app(f.state.clone())).await;
     let resp = test::call_service(&app, test::TestRequest::post().uri("/").to_request()).await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(resp.headers().contains_key("content-security-policy"));
@@ -909,10 +947,13 @@ async fn empty_store_shows_every_control_as_not_verified() {
         "sqlite://{}?mode=rwc",
         dir.path().join("empty.db").display()
     );
-    let state = WebState {
-        store: Store::connect(&url).await.unwrap(),
-        ..f.state.clone()
-    };
+    let state = WebState::new(
+        Store::connect(&url).await.unwrap(),
+        f.state.site.inputs().clone(),
+        None,
+        Arc::new(trellis::scheduler::FixedClock(f.now)),
+        &[],
+    );
     let [page, api] = <[Resp; 2]>::try_from(get_all(&state, &["/", "/api/v1/trust"]).await)
         .ok()
         .unwrap();
@@ -927,133 +968,4 @@ async fn empty_store_shows_every_control_as_not_verified() {
             .body
             .contains("badge badge--passing\">Passing</span></div>")
     );
-}
-
-/// Writes `trust.html` and `trust.css` into `$TRELLIS_PREVIEW_DIR` (default: the system temp
-/// dir) for a screenshot, e.g.
-/// `chromium --headless --screenshot=/tmp/trust.png --window-size=1280,1800 file:///tmp/trust.html`.
-#[actix_web::test]
-#[ignore = "writes preview files; run on demand"]
-async fn preview() {
-    let dir = tempfile::tempdir().unwrap();
-    let controls = dir.path().join("controls");
-    let s = |id, category, title, description| Spec {
-        id,
-        category,
-        title,
-        description,
-        public: true,
-        freshness: None,
-    };
-    write_controls(
-        &controls,
-        &[
-            s(
-                "branch-protection",
-                "Change Management",
-                "Protected production branches",
-                "Changes to production code are reviewed by a second engineer before they are merged.",
-            ),
-            s(
-                "ci-required",
-                "Change Management",
-                "Automated tests before deploy",
-                "Every deployment runs the automated test suite; failing builds cannot be released.",
-            ),
-            s(
-                "backups-tested",
-                "Availability",
-                "Backups are taken and restorable",
-                "Production data is backed up daily and restores are tested.",
-            ),
-            s(
-                "uptime-monitoring",
-                "Availability",
-                "Uptime monitoring",
-                "Production services are monitored around the clock with on-call alerting.",
-            ),
-            s(
-                "background-checks",
-                "Organizational Management",
-                "Background checks",
-                "Employees pass a background check before they get access to customer data.",
-            ),
-            s(
-                "security-training",
-                "Organizational Management",
-                "Security awareness training",
-                "Every employee completes security awareness training at least once a year.",
-            ),
-            s(
-                "nda-signed",
-                "Organizational Management",
-                "Confidentiality agreements",
-                "Everyone with access to customer data has signed a confidentiality agreement.",
-            ),
-            s(
-                "encryption-at-rest",
-                "Confidentiality",
-                "Encryption at rest",
-                "Customer data is encrypted at rest in every datastore.",
-            ),
-            s(
-                "mfa-enforced",
-                "Access Security",
-                "Multi-factor authentication",
-                "Access to production systems and our source code requires multi-factor authentication.",
-            ),
-            s(
-                "access-reviews",
-                "Access Security",
-                "Quarterly access reviews",
-                "Access to production systems is reviewed every quarter and removed when no longer needed.",
-            ),
-            s(
-                "offboarding",
-                "Access Security",
-                "Prompt offboarding",
-                "Access is revoked within one business day when someone leaves the company.",
-            ),
-        ],
-    );
-    let catalog = trellis::catalog::load(&controls).unwrap_or_else(|d| panic!("{d}"));
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let store = Store::connect(&url).await.unwrap();
-    let now = Utc::now();
-    for (id, status, age) in [
-        ("branch-protection", Status::Pass, Duration::minutes(42)),
-        ("ci-required", Status::Pass, Duration::hours(2)),
-        ("backups-tested", Status::Pass, Duration::hours(5)),
-        ("uptime-monitoring", Status::Pass, Duration::minutes(42)),
-        ("background-checks", Status::Pass, Duration::hours(3)),
-        ("security-training", Status::Fail, Duration::hours(3)),
-        ("nda-signed", Status::Pass, Duration::days(4)),
-        ("encryption-at-rest", Status::Pass, Duration::hours(1)),
-        ("mfa-enforced", Status::Pass, Duration::minutes(42)),
-        ("access-reviews", Status::Error, Duration::hours(1)),
-    ] {
-        plant(&store, id, status, now - age).await;
-    }
-    let config = trellis::config::parse(
-        Path::new(trellis::config::BUNDLED_EXAMPLE_NAME),
-        trellis::config::BUNDLED_EXAMPLE,
-        &[],
-    )
-    .unwrap();
-    let state = WebState {
-        catalog: Arc::new(catalog),
-        store,
-        narrative: Arc::new(web::Narrative::build(&config.trust_page, None)),
-        trust: config.trust_page,
-        default_freshness: Duration::days(1),
-        clock: Arc::new(trellis::scheduler::SystemClock),
-    };
-    let page = get(&state, "/").await;
-    let out = std::env::var_os("TRELLIS_PREVIEW_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let href = stylesheet_href(&page.body);
-    std::fs::write(out.join("trust.html"), page.body.replace(href, "trust.css")).unwrap();
-    std::fs::write(out.join("trust.css"), web::TRUST_CSS).unwrap();
-    eprintln!("wrote {}", out.join("trust.html").display());
 }

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20251122_000001_initial_schema;
 mod m20261124_000001_exception_uses;
+mod m20261201_000001_trust_page;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20251122_000001_initial_schema::Migration),
             Box::new(m20261124_000001_exception_uses::Migration),
+            Box::new(m20261201_000001_trust_page::Migration),
         ]
     }
 }

@@ -13,9 +13,12 @@
 //! - every multi-row write is one transaction (on SQLite an `IMMEDIATE` one, so concurrent
 //!   writers wait on the busy timeout instead of failing).
 
+mod access;
 mod entities;
 #[doc(hidden)]
 pub mod testing;
+
+pub use access::{ClientInfo, DecideError, MIN_ID_PREFIX};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -175,11 +178,19 @@ impl StoredFinding {
     }
 }
 
-/// Handle on the database. Cheap to clone: clones share one connection pool.
+/// The evaluations of every control since some time: `(control id, [(evaluated_at, status)]
+/// in time order)`, controls sorted by id.
+pub type ResultHistory = Vec<crate::model::ControlHistory>;
+
+/// Handle on the database. Cheap to clone: clones share one connection pool and the
+/// in-process change counter.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     backend: &'static str,
+    /// Bumped whenever this process stores a result, so readers (the live trust page) can
+    /// tell without asking the database.
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for Store {
@@ -237,7 +248,11 @@ impl Store {
             .await
             .map_err(|e| StoreError::Migrate(DbError(e)))?;
         tracing::debug!(backend, url = %redact_url(url), "database ready");
-        Ok(Store { db, backend })
+        Ok(Store {
+            db,
+            backend,
+            changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -420,7 +435,79 @@ impl Store {
                 .during(OP)?;
         }
         txn.commit().await.during(OP)?;
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Watches the results this process stores: the value changes after each one.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// A number that changes whenever any process stores a result (the newest result id).
+    pub async fn data_version(&self) -> Result<i64, StoreError> {
+        let newest = control_results::Entity::find()
+            .select_only()
+            .column_as(control_results::Column::Id.max(), "max_id")
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await
+            .during("read data version")?;
+        Ok(newest.flatten().unwrap_or(0))
+    }
+
+    /// Every evaluation since `since` (inclusive), per control in time order, plus each
+    /// control's newest evaluation before it (so the state at `since` is known).
+    pub async fn result_history(&self, since: DateTime<Utc>) -> Result<ResultHistory, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: i64,
+            control_id: String,
+            status: String,
+            evaluated_at: DateTime<Utc>,
+        }
+        const OP: &str = "read result history";
+        let backend = self.db.get_database_backend();
+        let recent = control_results::Entity::find()
+            .select_only()
+            .column(control_results::Column::Id)
+            .column(control_results::Column::ControlId)
+            .column(control_results::Column::Status)
+            .column(control_results::Column::EvaluatedAt)
+            .filter(control_results::Column::EvaluatedAt.gte(db_time(since)))
+            .into_model::<Row>()
+            .all(&self.db)
+            .await
+            .during(OP)?;
+        // The newest result before `since`, per control: one index lookup each.
+        let before = Row::find_by_statement(Statement::from_sql_and_values(
+            backend,
+            "SELECT cr.id, cr.control_id, cr.status, cr.evaluated_at FROM control_results cr \
+             WHERE cr.id IN ( \
+               SELECT (SELECT n.id FROM control_results n \
+                        WHERE n.control_id = c.control_id AND n.evaluated_at < $1 \
+                        ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
+               FROM (SELECT DISTINCT control_id FROM control_results) c)",
+            [db_time(since).into()],
+        ))
+        .all(&self.db)
+        .await
+        .during(OP)?;
+        let mut by_control: BTreeMap<String, Vec<(DateTime<Utc>, i64, Status)>> = BTreeMap::new();
+        for row in before.into_iter().chain(recent) {
+            let status = parse_status("control_results", row.id, &row.status)?;
+            by_control
+                .entry(row.control_id)
+                .or_default()
+                .push((row.evaluated_at, row.id, status));
+        }
+        Ok(by_control
+            .into_iter()
+            .map(|(id, mut points)| {
+                points.sort_by_key(|&(t, id, _)| (t, id));
+                (id, points.into_iter().map(|(t, _, s)| (t, s)).collect())
+            })
+            .collect())
     }
 
     /// Marks a run `completed`, with its end time and the error that ended it early, if any.

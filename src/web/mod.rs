@@ -17,42 +17,76 @@
 //! Every route (and the 404 fallback `configure` installs) carries the security headers of
 //! [`security_headers`]; wrapping the whole `App` in it as well is harmless.
 
+mod cache;
+mod documents;
+mod feed;
+mod history;
 mod narrative;
 mod page;
+mod security_txt;
+pub mod site;
 mod view;
 
+pub use cache::{SiteCache, SiteInputs};
+pub use documents::Documents;
+pub use feed::FeedEntry;
+pub use history::DayRun;
 pub use narrative::{Narrative, SectionView, SubprocessorView, markdown};
 
+use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
+use std::time::SystemTime;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use handlebars::Handlebars;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use view::{
-    Badge, CategoryView, ControlView, Counts, Summary, TrustView, badge_for, trust_view,
+    Badge, CategoryView, ControlView, Counts, DocumentView, FrameworkView, HISTORY_DAYS, Summary,
+    TrustInputs, TrustView, badge_for, framework_name, history_start, trust_view,
 };
 
-use crate::catalog::Catalog;
-use crate::config::TrustPageConfig;
+use crate::config::ServerConfig;
 use crate::store::Store;
 
 /// Everything the handlers need, shared by all workers.
 #[derive(Debug, Clone)]
 pub struct WebState {
-    pub catalog: Arc<Catalog>,
     pub store: Store,
-    pub trust: TrustPageConfig,
-    /// Freshness of controls without their own (`Config.default_freshness`, parsed).
-    pub default_freshness: chrono::Duration,
-    /// Narrative sections and subprocessors, prepared at start.
-    pub narrative: Arc<Narrative>,
-    /// What "now" is for staleness and "last checked" (the system clock, but in tests).
+    /// The public site, rendered and cached.
+    pub site: Arc<SiteCache>,
+    /// Gated documents and their access requests (when any are configured).
+    pub documents: Option<Arc<Documents>>,
+    pub templates: Arc<Handlebars<'static>>,
+    /// What "now" is (the system clock, but in tests).
     pub clock: Arc<dyn crate::scheduler::Clock>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpAddr]>,
+}
+
+impl WebState {
+    /// The state of a server: the site cache over `inputs`, and the documents (if any).
+    pub fn new(
+        store: Store,
+        inputs: SiteInputs,
+        documents: Option<Documents>,
+        clock: Arc<dyn crate::scheduler::Clock>,
+        trusted_proxies: &[IpAddr],
+    ) -> WebState {
+        let templates = inputs.templates.clone();
+        WebState {
+            site: Arc::new(SiteCache::new(inputs, store.clone(), clock.clone())),
+            store,
+            documents: documents.map(Arc::new),
+            templates,
+            clock,
+            trusted_proxies: trusted_proxies.into(),
+        }
+    }
 }
 
 const TRUST_TEMPLATE: &str = "trust";
@@ -63,38 +97,56 @@ const TRUST_HBS: &str = include_str!("../../templates/trust.hbs");
 const UNAVAILABLE_HBS: &str = include_str!("../../templates/unavailable.hbs");
 const LAYOUT_HBS: &str = include_str!("../../templates/layout.hbs");
 
-/// The stylesheet, served at [`CSS_PATH`].
+/// The stylesheet, served at `/` + [`CSS_FILE`].
 pub const TRUST_CSS: &str = include_str!("../../templates/trust.css");
-pub const CSS_PATH: &str = "/assets/trust.css";
+pub const CSS_FILE: &str = "assets/trust.css";
 
-/// `/assets/trust.css?v=<hash>`: the stylesheet is cached for a year, so its link changes
-/// whenever its content does.
-static CSS_HREF: LazyLock<String> = LazyLock::new(|| {
+/// The first 12 hex digits of the stylesheet's SHA-256: its links carry it (`?v=`), so it
+/// can be cached for a year.
+static CSS_VERSION: LazyLock<String> = LazyLock::new(|| {
     let digest = hex::encode(Sha256::digest(TRUST_CSS.as_bytes()));
-    format!("{CSS_PATH}?v={}", &digest[..12])
+    digest[..12].to_string()
 });
 
-/// The stylesheet link used by the pages (with its cache-busting version).
-pub fn css_href() -> &'static str {
-    &CSS_HREF
+pub fn css_version() -> &'static str {
+    &CSS_VERSION
 }
 
-/// The Content-Security-Policy of every response: nothing but our own stylesheet and images.
+/// The stylesheet link of pages served at the top level.
+pub fn css_href() -> String {
+    format!("/{CSS_FILE}?v={}", css_version())
+}
+
+/// The Content-Security-Policy of every response: nothing but our own stylesheet and images,
+/// no script at all, forms only to ourselves, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-const SECURITY_HEADERS: [(&str, &str); 3] = [
+const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
     ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
 ];
 
-/// Middleware adding the security headers (nosniff, no referrer, strict CSP) to responses
-/// that do not set them.
-pub fn security_headers() -> DefaultHeaders {
-    SECURITY_HEADERS
+/// Middleware adding the security headers (nosniff, no referrer, strict CSP, no framing) and,
+/// when configured, HSTS to responses that do not set them.
+pub fn security_headers(server: &ServerConfig) -> DefaultHeaders {
+    let mw = SECURITY_HEADERS
         .into_iter()
-        .fold(DefaultHeaders::new(), |mw, pair| mw.add(pair))
+        .fold(DefaultHeaders::new(), |mw, pair| mw.add(pair));
+    match hsts_value(server) {
+        Some(v) => mw.add((header::STRICT_TRANSPORT_SECURITY, v)),
+        None => mw,
+    }
+}
+
+fn hsts_value(server: &ServerConfig) -> Option<String> {
+    server
+        .hsts_max_age
+        .as_ref()
+        .map(|d| format!("max-age={}; includeSubDomains", d.get().num_seconds()))
 }
 
 fn insert_security_headers(headers: &mut HeaderMap) {
@@ -114,89 +166,146 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     hb.register_partial(LAYOUT_PARTIAL, LAYOUT_HBS)?;
     hb.register_template_string(TRUST_TEMPLATE, TRUST_HBS)?;
     hb.register_template_string(UNAVAILABLE_TEMPLATE, UNAVAILABLE_HBS)?;
+    documents::register_templates(&mut hb)?;
     Ok(hb)
 }
 
-/// Registers the routes: `GET /`, `GET /api/v1/trust`, `GET /healthz`, `GET /assets/trust.css`
-/// (each also answering `HEAD`), and a 404 fallback. Needs `web::Data<WebState>` and `web::Data<Handlebars<'static>>`.
+/// Registers the routes (each `GET` also answers `HEAD`):
+/// - the public site from the cache: `/` (and `/index.html`), `/assets/trust.css`,
+///   `/api/v1/trust` (and `.json`), `/feed.atom`, `/.well-known/security.txt`;
+/// - `/healthz`;
+/// - document requests: `/request-access` (form and post), `/access/{id}` (an approval's
+///   page) and `/access/{id}/{document}` (the download);
+/// - a 404 fallback.
+///
+/// Needs `web::Data<WebState>`. Wrap the app in [`security_headers`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let routes: [(&str, &'static str); 7] = [
+        ("/", site::INDEX),
+        ("/index.html", site::INDEX),
+        ("/assets/trust.css", CSS_FILE),
+        ("/api/v1/trust", site::JSON),
+        ("/api/v1/trust.json", site::JSON),
+        ("/feed.atom", site::FEED),
+        ("/.well-known/security.txt", site::SECURITY_TXT),
+    ];
+    for (route, file) in routes {
+        let handler =
+            move |req: HttpRequest, state: web::Data<WebState>| serve_site_file(req, state, file);
+        cfg.service(
+            web::resource(route)
+                .route(web::get().to(handler))
+                .route(web::head().to(handler)),
+        );
+    }
     cfg.service(
-        web::resource("/")
-            .wrap(security_headers())
-            .route(web::get().to(trust_page))
-            .route(web::head().to(trust_page)),
-    )
-    .service(
-        web::resource("/api/v1/trust")
-            .wrap(security_headers())
-            .route(web::get().to(trust_json))
-            .route(web::head().to(trust_json)),
-    )
-    .service(
         web::resource("/healthz")
-            .wrap(security_headers())
             .route(web::get().to(healthz))
             .route(web::head().to(healthz)),
-    )
-    .service(
-        web::resource(CSS_PATH)
-            .wrap(security_headers())
-            .route(web::get().to(stylesheet))
-            .route(web::head().to(stylesheet)),
-    )
-    .default_service(web::to(not_found));
+    );
+    documents::configure(cfg);
+    cfg.default_service(web::to(not_found));
 }
 
-/// Reads the newest results and builds the public view; `None` (logged) if the store failed.
-async fn current_view(state: &WebState) -> Option<TrustView> {
-    match state.store.latest_results().await {
-        Ok(latest) => Some(trust_view(
-            &state.catalog,
-            &state.trust,
-            &state.narrative,
-            &latest,
-            state.default_freshness,
-            state.clock.now(),
-        )),
-        Err(error) => {
-            tracing::error!(%error, "trust page: cannot read the latest results");
-            None
-        }
-    }
-}
-
-async fn trust_page(
+/// Serves one file of the cached site, with ETag / Last-Modified revalidation and gzip.
+async fn serve_site_file(
+    req: HttpRequest,
     state: web::Data<WebState>,
-    hb: web::Data<Handlebars<'static>>,
+    path: &'static str,
 ) -> HttpResponse {
-    let Some(view) = current_view(&state).await else {
-        return unavailable_page(&state, &hb);
-    };
-    let model = page::trust_page(&view, css_href());
-    match hb.render(TRUST_TEMPLATE, &model) {
-        Ok(body) => html(StatusCode::OK, body),
-        Err(error) => {
-            tracing::error!(%error, "trust page: cannot render the template");
-            HttpResponse::InternalServerError()
-                .content_type(header::ContentType::plaintext())
+    let Ok(site) = state.site.get().await else {
+        return if path == site::INDEX {
+            unavailable_page(&state)
+        } else {
+            HttpResponse::ServiceUnavailable()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .body("Internal error.")
-        }
+                .insert_header((header::RETRY_AFTER, "60"))
+                .json(ApiError {
+                    error: "unavailable",
+                })
+        };
+    };
+    let Some(file) = site.files.get(path) else {
+        return not_found().await;
+    };
+    let gzip = file.gzip.as_ref().filter(|_| accepts_gzip(req.headers()));
+    let etag = if gzip.is_some() {
+        &file.etag_gzip
+    } else {
+        &file.etag
+    };
+    let cache_control = if path == CSS_FILE {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let unchanged = not_modified(&req, etag, file.last_modified);
+    let mut builder = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    builder
+        .insert_header((header::CONTENT_TYPE, file.content_type))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((
+            header::LAST_MODIFIED,
+            header::HttpDate::from(file.last_modified),
+        ))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::VARY, "Accept-Encoding"));
+    if path == site::JSON || path == site::FEED {
+        builder.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    }
+    if unchanged {
+        return builder.finish();
+    }
+    match gzip {
+        Some(body) => builder
+            .insert_header((header::CONTENT_ENCODING, "gzip"))
+            .body(body.clone()),
+        None => builder.body(file.body.clone()),
     }
 }
 
-async fn trust_json(state: web::Data<WebState>) -> HttpResponse {
-    match current_view(&state).await {
-        Some(view) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .json(view),
-        None => HttpResponse::ServiceUnavailable()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::RETRY_AFTER, "60"))
-            .json(ApiError {
-                error: "unavailable",
-            }),
+/// RFC 9110 13.1.2 and 13.1.3: `If-None-Match` (weak comparison, `*`) wins over
+/// `If-Modified-Since`.
+fn not_modified(req: &HttpRequest, etag: &str, last_modified: SystemTime) -> bool {
+    if let Some(inm) = req.headers().get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else {
+            return false;
+        };
+        let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return inm.split(',').any(|t| t.trim() == "*" || bare(t) == etag);
     }
+    req.headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<header::HttpDate>().ok())
+        .is_some_and(|since| last_modified <= SystemTime::from(since))
+}
+
+/// Whether `Accept-Encoding` accepts gzip (`gzip` or `*` with a non-zero quality, unless
+/// gzip itself is refused).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").map(str::trim))
+                .map_or(1.0, |q| q.parse::<f32>().unwrap_or(0.0));
+            match coding.as_str() {
+                "gzip" | "x-gzip" => gzip = Some(q > 0.0),
+                "*" => any = Some(q > 0.0),
+                _ => {}
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 #[derive(Serialize)]
@@ -225,13 +334,6 @@ async fn healthz(state: web::Data<WebState>) -> HttpResponse {
     }
 }
 
-async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .body(TRUST_CSS)
-}
-
 async fn not_found() -> HttpResponse {
     let mut resp = HttpResponse::NotFound()
         .content_type(header::ContentType::plaintext())
@@ -241,12 +343,14 @@ async fn not_found() -> HttpResponse {
 }
 
 /// The 503 page: says the status is unavailable, nothing about why.
-fn unavailable_page(state: &WebState, hb: &Handlebars<'static>) -> HttpResponse {
+fn unavailable_page(state: &WebState) -> HttpResponse {
     let model = page::UnavailablePage {
-        company: state.trust.company.clone(),
-        css_href: css_href().to_string(),
+        title: None,
+        company: state.site.inputs().trust.company.clone(),
+        css_href: css_href(),
     };
-    let body = hb
+    let body = state
+        .templates
         .render(UNAVAILABLE_TEMPLATE, &model)
         .unwrap_or_else(|error| {
             tracing::error!(%error, "cannot render the unavailable page");
@@ -269,13 +373,43 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// The client's address: the peer, or — when the peer is a trusted proxy — the last address
+/// in `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .or(Some(peer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::FailingDisplay;
 
-    #[test]
-    fn templates_compile() {
-        templates().unwrap();
+    fn links() -> page::Links {
+        page::Links {
+            css: format!("{CSS_FILE}?v={}", css_version()),
+            feed: site::FEED.into(),
+            json: site::JSON.into(),
+            canonical: None,
+        }
+    }
+
+    fn today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
     }
 
     fn empty_view() -> TrustView {
@@ -283,16 +417,22 @@ mod tests {
             company: "Acme <Widgets>".into(),
             contact_email: None,
             intro: None,
-            generated_at: chrono::DateTime::UNIX_EPOCH,
+            url: None,
             summary: Summary {
                 passing: 0,
                 total: 0,
                 counts: Counts::default(),
                 last_checked: None,
+                valid_until: None,
             },
+            frameworks: Vec::new(),
+            failing_display: FailingDisplay::Detail,
+            history_days: HISTORY_DAYS,
             categories: Vec::new(),
             sections: Vec::new(),
+            vulnerability_disclosure: None,
             subprocessors: Vec::new(),
+            documents: Vec::new(),
         }
     }
 
@@ -300,7 +440,10 @@ mod tests {
     fn templates_render_in_strict_mode_without_optional_parts() {
         let hb = templates().unwrap();
         let html = hb
-            .render(TRUST_TEMPLATE, &page::trust_page(&empty_view(), css_href()))
+            .render(
+                TRUST_TEMPLATE,
+                &page::trust_page(&empty_view(), links(), today()),
+            )
             .unwrap();
         assert!(html.contains("<h1>Acme &lt;Widgets&gt;</h1>"), "{html}");
         assert!(html.contains("No controls published yet"));
@@ -308,28 +451,37 @@ mod tests {
         assert!(html.contains("0 of 0 monitored controls passing"));
         assert!(!html.contains("mailto:"));
         assert!(!html.contains("<nav"));
+        assert!(!html.contains("rel=\"canonical\""));
         let html = hb
             .render(
                 UNAVAILABLE_TEMPLATE,
                 &page::UnavailablePage {
+                    title: None,
                     company: "Acme".into(),
-                    css_href: css_href().into(),
+                    css_href: css_href(),
                 },
             )
             .unwrap();
         assert!(html.contains("Status temporarily unavailable"));
     }
 
-    #[test]
-    fn overall_banner_is_green_only_when_everything_passes() {
-        let mut view = empty_view();
-        let control = |status| ControlView {
+    fn control(status: Badge) -> ControlView {
+        ControlView {
             id: "c".into(),
             title: "C".into(),
             description: "D".into(),
             status,
             last_checked: None,
-        };
+            since: None,
+            history: Vec::new(),
+            days_monitored: 0,
+            days_passing: 0,
+        }
+    }
+
+    #[test]
+    fn overall_banner_is_green_only_when_everything_passes() {
+        let mut view = empty_view();
         view.summary.total = 1;
         view.summary.passing = 1;
         view.summary.counts.passing = 1;
@@ -338,28 +490,90 @@ mod tests {
             counts: view.summary.counts,
             controls: vec![control(Badge::Passing)],
         });
-        let page = page::trust_page(&view, css_href());
+        let page = page::trust_page(&view, links(), today());
         assert_eq!(page.overall, "passing");
         assert_eq!(page.headline, "1 of 1 monitored control passing");
-        for (badge, expect) in [
-            (Badge::NeedsAttention, "needs_attention"),
-            (Badge::Stale, "stale"),
-            (Badge::NotVerified, "not_verified"),
+        for (badge, display, expect) in [
+            (
+                Badge::NeedsAttention,
+                FailingDisplay::Detail,
+                "needs_attention",
+            ),
+            (
+                Badge::NeedsAttention,
+                FailingDisplay::Neutral,
+                "in_remediation",
+            ),
+            (
+                Badge::InRemediation,
+                FailingDisplay::Neutral,
+                "in_remediation",
+            ),
+            (Badge::Stale, FailingDisplay::Detail, "stale"),
+            (Badge::NotVerified, FailingDisplay::Detail, "not_verified"),
         ] {
             let mut v = view.clone();
+            v.failing_display = display;
             v.summary.total = 2;
             match badge {
                 Badge::NeedsAttention => v.summary.counts.needs_attention = 1,
+                Badge::InRemediation => v.summary.counts.in_remediation = 1,
                 Badge::Stale => v.summary.counts.stale = 1,
                 _ => v.summary.counts.not_verified = 1,
             }
-            assert_eq!(page::trust_page(&v, css_href()).overall, expect);
+            assert_eq!(
+                page::trust_page(&v, links(), today()).overall,
+                expect,
+                "{badge:?} {display:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn neutral_pages_never_say_needs_attention() {
+        let mut view = empty_view();
+        view.failing_display = FailingDisplay::Neutral;
+        let page = page::trust_page(&view, links(), today());
+        let keys: Vec<&str> = page.legend.iter().map(|l| l.badge.key).collect();
+        assert_eq!(keys, ["passing", "in_remediation", "stale", "not_verified"]);
+        view.failing_display = FailingDisplay::Detail;
+        let page = page::trust_page(&view, links(), today());
+        let keys: Vec<&str> = page.counts.iter().map(|c| c.badge.key).collect();
+        assert_eq!(
+            keys,
+            ["passing", "needs_attention", "stale", "not_verified"]
+        );
+        for b in Badge::ALL {
+            for d in [FailingDisplay::Detail, FailingDisplay::Neutral] {
+                let shown = b.present(d);
+                assert_eq!(shown == Badge::Passing, b == Badge::Passing, "{b:?} {d:?}");
+            }
         }
     }
 
     #[test]
     fn stylesheet_link_is_versioned() {
         assert!(css_href().starts_with("/assets/trust.css?v="));
-        assert_eq!(css_href().len(), CSS_PATH.len() + 3 + 12);
+        assert_eq!(css_href().len(), 1 + CSS_FILE.len() + 3 + 12);
+    }
+
+    #[test]
+    fn gzip_is_negotiated() {
+        let check = |accept: Option<&str>, expect: bool| {
+            let mut h = HeaderMap::new();
+            if let Some(a) = accept {
+                h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(a).unwrap());
+            }
+            assert_eq!(accepts_gzip(&h), expect, "{accept:?}");
+        };
+        check(None, false);
+        check(Some("gzip"), true);
+        check(Some("gzip, deflate, br"), true);
+        check(Some("br;q=1.0, gzip;q=0.8"), true);
+        check(Some("gzip;q=0"), false);
+        check(Some("*"), true);
+        check(Some("*;q=0.5, gzip;q=0"), false);
+        check(Some("identity"), false);
+        check(Some("deflate"), false);
     }
 }

@@ -31,6 +31,10 @@ pub struct SubprocessorView {
 pub struct Narrative {
     pub sections: Vec<SectionView>,
     pub subprocessors: Vec<SubprocessorView>,
+    /// The vulnerability disclosure policy, rendered and sanitised.
+    pub disclosure: Option<String>,
+    /// The NDA terms of document requests, rendered and sanitised.
+    pub nda: Option<String>,
 }
 
 impl Narrative {
@@ -71,6 +75,8 @@ impl Narrative {
         Narrative {
             sections,
             subprocessors,
+            disclosure: trust.vulnerability_disclosure.as_deref().map(markdown),
+            nda: trust.documents.nda.as_deref().map(markdown),
         }
     }
 }

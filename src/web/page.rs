@@ -1,21 +1,35 @@
-//! The HTML page model: the [`TrustView`] plus what only the page needs (labels, human times,
-//! anchors, the legend). Built from the public view alone, so it can show nothing the JSON
-//! does not.
+//! The HTML page model: the [`TrustView`] plus what only the page needs (labels, display
+//! times, anchors, the history strips, the legend). Built from the public view alone, so it
+//! can show nothing the JSON does not. Times are absolute (UTC): the same page is served live
+//! and exported as a static site, where "3 hours ago" would be wrong within the hour.
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::view::{Badge, Counts, TrustView, iso};
+use super::history::{DayRun, DayStatus};
+use super::view::{Badge, Counts, DocumentView, FrameworkView, TrustView, iso};
+
+/// Links of the page, relative to it (so a static export works under any path).
+#[derive(Debug, Clone, Serialize)]
+pub struct Links {
+    pub css: String,
+    pub feed: String,
+    pub json: String,
+    /// The page's public address, when configured.
+    pub canonical: Option<String>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct TrustPage {
+    /// The page title before the company's (none: the company's trust center).
+    pub title: Option<String>,
+    pub css_href: String,
     pub company: String,
     pub intro: Option<String>,
     pub contact_email: Option<String>,
-    pub css_href: String,
-    pub generated: TimeView,
+    pub links: Links,
     /// "N of M monitored controls passing".
     pub headline: String,
     /// Badge key colouring the overall banner: `passing` only when every control passes.
@@ -23,10 +37,14 @@ pub struct TrustPage {
     pub overall_label: &'static str,
     pub counts: Vec<CountView>,
     pub last_checked: Option<TimeView>,
+    pub frameworks: Vec<FrameworkView>,
+    pub history_days: u32,
     pub categories: Vec<CategoryPage>,
     /// Narrative sections: title, anchor and sanitised HTML.
     pub sections: Vec<super::SectionView>,
+    pub disclosure: Option<String>,
     pub subprocessors: Vec<super::SubprocessorView>,
+    pub documents: Vec<DocumentView>,
     pub legend: Vec<LegendEntry>,
 }
 
@@ -36,8 +54,6 @@ pub struct TimeView {
     pub iso: String,
     /// `2025-01-02 03:04 UTC`.
     pub display: String,
-    /// `3 hours ago`.
-    pub human: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,10 +82,35 @@ pub struct CategoryPage {
 
 #[derive(Debug, Serialize)]
 pub struct ControlPage {
+    /// The control's id (its anchor is `control-{id}`).
+    pub id: String,
     pub title: String,
     pub description: String,
     pub badge: BadgeView,
     pub last_checked: Option<TimeView>,
+    /// "since 2026-11-20" (or "for more than 90 days") for a failing control, in detail mode.
+    pub since: Option<String>,
+    pub strip: Strip,
+}
+
+/// The history strip: one SVG rectangle per run of equal days, one unit wide per day.
+#[derive(Debug, Serialize)]
+pub struct Strip {
+    pub cells: Vec<StripCell>,
+    /// What the strip shows, for assistive technology.
+    pub label: String,
+    /// "Passing 88 of the last 90 days".
+    pub caption: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StripCell {
+    pub x: i64,
+    pub width: i64,
+    /// CSS modifier: a badge key, or `no_data`.
+    pub key: &'static str,
+    /// "2026-09-03 – 2026-11-30: Passing".
+    pub title: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +122,7 @@ pub struct LegendEntry {
 /// The model of the 503 page.
 #[derive(Debug, Serialize)]
 pub struct UnavailablePage {
+    pub title: Option<String>,
     pub company: String,
     pub css_href: String,
 }
@@ -92,18 +134,78 @@ fn badge(b: Badge) -> BadgeView {
     }
 }
 
-pub fn trust_page(view: &TrustView, css_href: &str) -> TrustPage {
-    let now = view.generated_at;
-    let time = |t: DateTime<Utc>| TimeView {
+pub fn time(t: DateTime<Utc>) -> TimeView {
+    TimeView {
         iso: iso(t),
         display: t.format("%Y-%m-%d %H:%M UTC").to_string(),
-        human: human_age(now - t),
-    };
+    }
+}
+
+fn day_key(s: DayStatus) -> &'static str {
+    s.map_or("no_data", Badge::as_str)
+}
+
+fn day_label(s: DayStatus) -> &'static str {
+    s.map_or("No data", Badge::label)
+}
+
+/// The strip of one control: `history` covers `days` days ending `today`.
+fn strip(history: &[DayRun], days: u32, days_passing: u32, today: NaiveDate) -> Strip {
+    let first = today - chrono::Duration::days(i64::from(days) - 1);
+    let cells = history
+        .iter()
+        .map(|run| StripCell {
+            x: (run.from - first).num_days(),
+            width: run.days(),
+            key: day_key(run.status),
+            title: if run.from == run.to {
+                format!("{}: {}", run.from, day_label(run.status))
+            } else {
+                format!("{} – {}: {}", run.from, run.to, day_label(run.status))
+            },
+        })
+        .collect();
+    // "Last 90 days: passing 80 days, needs attention 2 days, no data 8 days."
+    let mut totals: Vec<(DayStatus, i64)> = Vec::new();
+    for run in history {
+        match totals.iter_mut().find(|(s, _)| *s == run.status) {
+            Some((_, n)) => *n += run.days(),
+            None => totals.push((run.status, run.days())),
+        }
+    }
+    const ORDER: [DayStatus; 6] = [
+        Some(Badge::Passing),
+        Some(Badge::NeedsAttention),
+        Some(Badge::InRemediation),
+        Some(Badge::Stale),
+        Some(Badge::NotVerified),
+        None,
+    ];
+    totals.sort_by_key(|&(s, _)| ORDER.iter().position(|&o| o == s));
+    let parts: Vec<String> = totals
+        .iter()
+        .map(|&(s, n)| {
+            format!(
+                "{} {n} {}",
+                day_label(s).to_lowercase(),
+                if n == 1 { "day" } else { "days" }
+            )
+        })
+        .collect();
+    Strip {
+        cells,
+        label: format!("Last {days} days, one cell per day: {}", parts.join(", ")),
+        caption: format!("Passing {days_passing} of the last {days} days"),
+    }
+}
+
+pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage {
     let s = &view.summary;
+    let failing = s.counts.needs_attention + s.counts.in_remediation;
     let overall = if s.total > 0 && s.passing == s.total {
         Badge::Passing
-    } else if s.counts.needs_attention > 0 {
-        Badge::NeedsAttention
+    } else if failing > 0 {
+        Badge::NeedsAttention.present(view.failing_display)
     } else if s.counts.stale > 0 {
         Badge::Stale
     } else {
@@ -113,6 +215,7 @@ pub fn trust_page(view: &TrustView, css_href: &str) -> TrustPage {
         _ if s.total == 0 => "No controls are published yet",
         Badge::Passing => "All monitored controls are passing",
         Badge::NeedsAttention => "Some controls need attention",
+        Badge::InRemediation => "Some controls are in remediation",
         Badge::Stale => "Some results are out of date",
         Badge::NotVerified => "Some controls are not yet verified",
     };
@@ -129,20 +232,33 @@ pub fn trust_page(view: &TrustView, css_href: &str) -> TrustPage {
                 .controls
                 .iter()
                 .map(|ctl| ControlPage {
+                    id: ctl.id.clone(),
                     title: ctl.title.clone(),
                     description: ctl.description.clone(),
                     badge: badge(ctl.status),
                     last_checked: ctl.last_checked.map(time),
+                    since: ctl.since.map(|t| {
+                        let first_day =
+                            today - chrono::Duration::days(i64::from(view.history_days) - 1);
+                        if t.date_naive() < first_day {
+                            format!("for more than {} days", view.history_days)
+                        } else {
+                            format!("since {}", t.date_naive())
+                        }
+                    }),
+                    strip: strip(&ctl.history, view.history_days, ctl.days_passing, today),
                 })
                 .collect(),
         })
         .collect();
+    let shown: Vec<Badge> = Badge::shown(view.failing_display).collect();
     TrustPage {
+        title: None,
+        css_href: links.css.clone(),
         company: view.company.clone(),
         intro: view.intro.clone(),
         contact_email: view.contact_email.clone(),
-        css_href: css_href.to_string(),
-        generated: time(now),
+        links,
         headline: format!(
             "{} of {} monitored {} passing",
             s.passing,
@@ -151,20 +267,24 @@ pub fn trust_page(view: &TrustView, css_href: &str) -> TrustPage {
         ),
         overall: overall.as_str(),
         overall_label,
-        counts: Badge::ALL
-            .into_iter()
-            .map(|b| CountView {
+        counts: shown
+            .iter()
+            .map(|&b| CountView {
                 badge: badge(b),
                 count: s.counts.get(b),
             })
             .collect(),
         last_checked: s.last_checked.map(time),
+        frameworks: view.frameworks.clone(),
+        history_days: view.history_days,
         categories,
         sections: view.sections.clone(),
+        disclosure: view.vulnerability_disclosure.clone(),
         subprocessors: view.subprocessors.clone(),
-        legend: Badge::ALL
-            .into_iter()
-            .map(|b| LegendEntry {
+        documents: view.documents.clone(),
+        legend: shown
+            .iter()
+            .map(|&b| LegendEntry {
                 badge: badge(b),
                 meaning: b.meaning(),
             })
@@ -197,46 +317,9 @@ fn unique_anchor(name: &str, taken: &mut HashSet<String>) -> String {
     anchor
 }
 
-/// `just now`, `5 minutes ago`, `3 hours ago`, `2 days ago`.
-fn human_age(age: Duration) -> String {
-    let secs = age.num_seconds();
-    if secs < 0 {
-        return "just now".into();
-    }
-    let plural = |n: i64, unit: &str| {
-        if n == 1 {
-            format!("1 {unit} ago")
-        } else {
-            format!("{n} {unit}s ago")
-        }
-    };
-    match secs {
-        0..60 => "just now".into(),
-        60..3_600 => plural(secs / 60, "minute"),
-        3_600..172_800 => plural(secs / 3_600, "hour"),
-        _ => plural(secs / 86_400, "day"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_ages() {
-        let check = |secs: i64, expect: &str| {
-            assert_eq!(human_age(Duration::seconds(secs)), expect, "{secs}");
-        };
-        check(-5, "just now");
-        check(0, "just now");
-        check(59, "just now");
-        check(60, "1 minute ago");
-        check(150, "2 minutes ago");
-        check(3_600, "1 hour ago");
-        check(47 * 3_600, "47 hours ago");
-        check(2 * 86_400, "2 days ago");
-        check(400 * 86_400, "400 days ago");
-    }
 
     #[test]
     fn anchors_are_slugs_and_unique() {

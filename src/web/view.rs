@@ -1,20 +1,27 @@
-//! The public view model: what the trust page and `/api/v1/trust` say about each control.
+//! The public view model: what the trust page, `/api/v1/trust` and the feed say about each
+//! control.
 //!
 //! Built by one pure function, [`trust_view`], from the catalog, the trust-page configuration
-//! and the newest stored result of each control. The types here are the public JSON contract
+//! and the stored evaluations of each control. The types here are the public JSON contract
 //! (stable field names). They have no field for findings, resources, messages or evidence, so
-//! nothing internal can reach the public side by accident.
+//! nothing internal can reach the public side by accident. Nothing here depends on when the
+//! view is built beyond `now` deciding what is stale: the same data and `now` give the same
+//! view, byte for byte once serialized.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::catalog::Catalog;
-use crate::config::TrustPageConfig;
-use crate::model::{LatestResult, Status};
+use crate::config::{FailingDisplay, TrustPageConfig};
+use crate::model::{ControlHistory, Status};
 
+use super::history::{self, DayRun};
 use super::narrative::{Narrative, SectionView, SubprocessorView};
+
+/// Days of history shown per control.
+pub const HISTORY_DAYS: u32 = 90;
 
 /// A result dated further in the future than this is not believed (clock trouble).
 const CLOCK_SKEW_TOLERANCE: Duration = Duration::minutes(5);
@@ -27,6 +34,8 @@ pub enum Badge {
     Passing,
     /// The newest result is a fresh failure (or a waived failure).
     NeedsAttention,
+    /// A fresh failure, shown without detail (`failing_display: neutral`). Never green.
+    InRemediation,
     /// Never evaluated, or the newest evaluation could not complete or did not apply.
     NotVerified,
     /// The newest result is older than the control's freshness window.
@@ -35,18 +44,38 @@ pub enum Badge {
 
 impl Badge {
     /// Every badge, in legend order.
-    pub const ALL: [Badge; 4] = [
+    pub const ALL: [Badge; 5] = [
         Badge::Passing,
         Badge::NeedsAttention,
+        Badge::InRemediation,
         Badge::Stale,
         Badge::NotVerified,
     ];
 
-    /// The JSON value (`passing`, `needs_attention`, `not_verified`, `stale`).
+    /// The badges a page with this failing display can show, in legend order.
+    pub fn shown(display: FailingDisplay) -> impl Iterator<Item = Badge> {
+        Badge::ALL
+            .into_iter()
+            .filter(move |&b| b.present(display) == b)
+    }
+
+    /// How this badge is shown publicly: failures become "in remediation" when the page is
+    /// `neutral` about them.
+    pub fn present(self, display: FailingDisplay) -> Badge {
+        match (self, display) {
+            (Badge::NeedsAttention, FailingDisplay::Neutral) => Badge::InRemediation,
+            (Badge::InRemediation, FailingDisplay::Detail) => Badge::NeedsAttention,
+            (b, _) => b,
+        }
+    }
+
+    /// The JSON value (`passing`, `needs_attention`, `in_remediation`, `not_verified`,
+    /// `stale`).
     pub fn as_str(self) -> &'static str {
         match self {
             Badge::Passing => "passing",
             Badge::NeedsAttention => "needs_attention",
+            Badge::InRemediation => "in_remediation",
             Badge::NotVerified => "not_verified",
             Badge::Stale => "stale",
         }
@@ -57,6 +86,7 @@ impl Badge {
         match self {
             Badge::Passing => "Passing",
             Badge::NeedsAttention => "Needs attention",
+            Badge::InRemediation => "In remediation",
             Badge::NotVerified => "Not verified",
             Badge::Stale => "Stale",
         }
@@ -70,6 +100,9 @@ impl Badge {
             }
             Badge::NeedsAttention => {
                 "The most recent automated check found exceptions to this control."
+            }
+            Badge::InRemediation => {
+                "The most recent automated check found something to fix, and the fix is under way."
             }
             Badge::Stale => {
                 "The most recent check is older than its freshness window, so its result may no longer be current."
@@ -112,14 +145,24 @@ pub struct TrustView {
     pub company: String,
     pub contact_email: Option<String>,
     pub intro: Option<String>,
-    #[serde(serialize_with = "ser_time")]
-    pub generated_at: DateTime<Utc>,
+    /// The page's public address, when configured.
+    pub url: Option<String>,
     pub summary: Summary,
+    /// Frameworks the public controls map to, with how many controls map to each.
+    pub frameworks: Vec<FrameworkView>,
+    /// `detail` or `neutral`: how failing controls are shown.
+    pub failing_display: FailingDisplay,
+    /// Days of history per control (UTC days, ending today).
+    pub history_days: u32,
     pub categories: Vec<CategoryView>,
     /// Narrative sections (sanitised HTML).
     pub sections: Vec<SectionView>,
+    /// The vulnerability disclosure policy (sanitised HTML), if configured.
+    pub vulnerability_disclosure: Option<String>,
     /// Subprocessors, from the vendors register.
     pub subprocessors: Vec<SubprocessorView>,
+    /// Documents shared on request.
+    pub documents: Vec<DocumentView>,
 }
 
 /// Page-wide totals over the public controls.
@@ -133,6 +176,9 @@ pub struct Summary {
     /// Newest evaluation time of any public control.
     #[serde(serialize_with = "ser_opt_time")]
     pub last_checked: Option<DateTime<Utc>>,
+    /// When some control's status will change (go stale) unless it is checked again.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 /// How many controls carry each badge.
@@ -140,6 +186,7 @@ pub struct Summary {
 pub struct Counts {
     pub passing: usize,
     pub needs_attention: usize,
+    pub in_remediation: usize,
     pub not_verified: usize,
     pub stale: usize,
     pub total: usize,
@@ -151,6 +198,7 @@ impl Counts {
         match badge {
             Badge::Passing => self.passing += 1,
             Badge::NeedsAttention => self.needs_attention += 1,
+            Badge::InRemediation => self.in_remediation += 1,
             Badge::NotVerified => self.not_verified += 1,
             Badge::Stale => self.stale += 1,
         }
@@ -160,9 +208,36 @@ impl Counts {
         match badge {
             Badge::Passing => self.passing,
             Badge::NeedsAttention => self.needs_attention,
+            Badge::InRemediation => self.in_remediation,
             Badge::NotVerified => self.not_verified,
             Badge::Stale => self.stale,
         }
+    }
+}
+
+/// A framework the controls map to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameworkView {
+    /// `soc2`, `cis-aws`…
+    pub id: String,
+    pub version: String,
+    /// `SOC 2 (2017 Trust Services Criteria)`.
+    pub name: String,
+    /// Public controls mapped to it.
+    pub controls: usize,
+}
+
+/// The display name of a framework version.
+pub fn framework_name(framework: &str, version: &str) -> String {
+    match framework {
+        "soc2" => format!("SOC 2 ({version} Trust Services Criteria)"),
+        "cis-aws" => format!("CIS AWS Foundations Benchmark v{version}"),
+        "cis" => format!("CIS Critical Security Controls v{version}"),
+        "iso27001" => format!("ISO/IEC 27001:{version}"),
+        "nist-800-53" => format!("NIST SP 800-53 Rev. {version}"),
+        "hipaa" => "HIPAA Security Rule".to_string(),
+        "pci-dss" => format!("PCI DSS v{version}"),
+        other => format!("{other} {version}"),
     }
 }
 
@@ -174,7 +249,7 @@ pub struct CategoryView {
     pub controls: Vec<ControlView>,
 }
 
-/// One public control. Deliberately nothing but public wording, the badge and a time.
+/// One public control. Deliberately nothing but public wording, badges and times.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ControlView {
     pub id: String,
@@ -184,45 +259,110 @@ pub struct ControlView {
     /// When the control was last evaluated (whatever the outcome); `null` if never.
     #[serde(serialize_with = "ser_opt_time")]
     pub last_checked: Option<DateTime<Utc>>,
+    /// With `failing_display: detail`, since when a failing control has been failing.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub since: Option<DateTime<Utc>>,
+    /// The history: runs of consecutive days with the same status (`null`: no data).
+    pub history: Vec<DayRun>,
+    /// Days of the history with any status, and of those, days passing all day.
+    pub days_monitored: u32,
+    pub days_passing: u32,
+}
+
+/// A document shared on request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentView {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    /// Where to ask for it (the live server's request form).
+    pub request_url: String,
+}
+
+/// Everything [`trust_view`] reads.
+pub struct TrustInputs<'a> {
+    pub catalog: &'a Catalog,
+    pub trust: &'a TrustPageConfig,
+    pub narrative: &'a Narrative,
+    /// Every control's evaluations from [`history_start`] on, with the one before it.
+    pub history: &'a [ControlHistory],
+    pub default_freshness: Duration,
+    pub now: DateTime<Utc>,
+}
+
+/// The first instant whose evaluations the view needs: the start of the history window.
+pub fn history_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    let first_day = now.date_naive() - Duration::days(i64::from(HISTORY_DAYS) - 1);
+    first_day.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 /// Builds the public view: public controls only, categories in the configured order then the
-/// rest alphabetically, each control with its honest [`Badge`].
-pub fn trust_view(
-    catalog: &Catalog,
-    trust: &TrustPageConfig,
-    narrative: &Narrative,
-    latest: &[LatestResult],
-    default_freshness: Duration,
-    now: DateTime<Utc>,
-) -> TrustView {
-    // The newest result per control, should the store return more than one.
-    let mut newest: HashMap<&str, &LatestResult> = HashMap::new();
-    for r in latest {
-        newest
-            .entry(r.control_id.as_str())
-            .and_modify(|cur| {
-                if r.evaluated_at > cur.evaluated_at {
-                    *cur = r;
-                }
-            })
-            .or_insert(r);
-    }
+/// rest alphabetically, each control with its honest [`Badge`] and history.
+pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
+    let TrustInputs {
+        catalog,
+        trust,
+        narrative,
+        history,
+        default_freshness,
+        now,
+    } = *input;
+    let display = trust.failing_display;
+    let points: HashMap<&str, &[(DateTime<Utc>, Status)]> = history
+        .iter()
+        .map(|(id, p)| (id.as_str(), p.as_slice()))
+        .collect();
 
     let mut summary_counts = Counts::default();
     let mut last_checked: Option<DateTime<Utc>> = None;
+    let mut valid_until: Option<DateTime<Utc>> = None;
+    let mut frameworks: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut categories = Vec::new();
     for (name, controls) in catalog.categories(&trust.category_order) {
         let mut counts = Counts::default();
         let mut views = Vec::new();
         for control in controls.into_iter().filter(|c| c.public) {
-            let result = newest.get(control.id.as_str()).copied();
-            let freshness = control.freshness.unwrap_or(default_freshness);
-            let status = badge_for(result.map(|r| (r.status, r.evaluated_at)), freshness, now);
-            let checked = result.map(|r| r.evaluated_at);
-            if let Some(t) = checked {
-                last_checked = last_checked.max(Some(t));
+            let mut mapped: Vec<(&str, &str)> = control
+                .frameworks
+                .iter()
+                .map(|f| (f.framework.as_str(), f.version.as_str()))
+                .collect();
+            mapped.sort_unstable();
+            mapped.dedup();
+            for key in mapped {
+                *frameworks.entry(key).or_default() += 1;
             }
+            let points = points.get(control.id.as_str()).copied().unwrap_or_default();
+            let freshness = control.freshness.unwrap_or(default_freshness);
+            let latest = points.iter().rev().find(|(t, _)| *t <= now).copied();
+            let honest = badge_for(latest.map(|(t, s)| (s, t)), freshness, now);
+            let status = honest.present(display);
+            if let Some((t, _)) = latest {
+                last_checked = last_checked.max(Some(t));
+                let goes_stale = t + freshness + Duration::seconds(1);
+                if honest != Badge::Stale && goes_stale > now {
+                    valid_until = Some(valid_until.map_or(goes_stale, |v| v.min(goes_stale)));
+                }
+            }
+            let since = match (display, honest) {
+                (FailingDisplay::Detail, Badge::NeedsAttention) => {
+                    history::failing_since(points).map(|(t, _)| t)
+                }
+                _ => None,
+            };
+            let days = history::daily(points, freshness, now, HISTORY_DAYS);
+            let days_monitored = days.iter().filter(|(_, s)| s.is_some()).count();
+            let days_passing = days
+                .iter()
+                .filter(|(_, s)| *s == Some(Badge::Passing))
+                .count();
+            let runs = history::runs(&days)
+                .into_iter()
+                .map(|r| DayRun {
+                    status: r.status.map(|b| b.present(display)),
+                    ..r
+                })
+                .collect();
             counts.add(status);
             summary_counts.add(status);
             views.push(ControlView {
@@ -230,7 +370,11 @@ pub fn trust_view(
                 title: control.title.clone(),
                 description: control.description.clone(),
                 status,
-                last_checked: checked,
+                last_checked: latest.map(|(t, _)| t),
+                since,
+                history: runs,
+                days_monitored: u32::try_from(days_monitored).unwrap_or(u32::MAX),
+                days_passing: u32::try_from(days_passing).unwrap_or(u32::MAX),
             });
         }
         if !views.is_empty() {
@@ -242,30 +386,56 @@ pub fn trust_view(
         }
     }
 
+    let base = trust.base_url.as_ref();
+    let documents = trust
+        .documents
+        .items
+        .iter()
+        .map(|d| {
+            let path = format!("/request-access?document={}", d.id);
+            DocumentView {
+                id: d.id.clone(),
+                title: d.title.clone(),
+                description: d.description.clone(),
+                request_url: base.map_or_else(|| path[1..].to_string(), |b| b.join(&path)),
+            }
+        })
+        .collect();
+
     TrustView {
         company: trust.company.clone(),
         contact_email: trust.contact_email.clone(),
         intro: trust.intro.clone(),
-        generated_at: now,
+        url: base.map(|b| format!("{}/", b.as_str())),
         summary: Summary {
             passing: summary_counts.passing,
             total: summary_counts.total,
             counts: summary_counts,
             last_checked,
+            valid_until,
         },
+        frameworks: frameworks
+            .into_iter()
+            .map(|((id, version), controls)| FrameworkView {
+                id: id.to_string(),
+                version: version.to_string(),
+                name: framework_name(id, version),
+                controls,
+            })
+            .collect(),
+        failing_display: display,
+        history_days: HISTORY_DAYS,
         categories,
         sections: narrative.sections.clone(),
+        vulnerability_disclosure: narrative.disclosure.clone(),
         subprocessors: narrative.subprocessors.clone(),
+        documents,
     }
 }
 
 /// `2025-01-02T03:04:05Z`: UTC, whole seconds.
 pub fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&iso(*t))
 }
 
 fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
