@@ -1,5 +1,7 @@
 //! The `trellis` command line.
 
+mod site;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +72,19 @@ pub enum Command {
     },
     /// List the probes, their parameters and attributes.
     Probes,
+    /// Write the public trust page as a static site (HTML, CSS, JSON, Atom feed,
+    /// security.txt), the same bytes the live server serves.
+    Render {
+        /// Folder to write into (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Render as of TIME (RFC 3339, or a date meaning its midnight UTC) instead of now.
+        #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Review requests for the trust page's gated documents.
+    #[command(subcommand)]
+    Access(site::AccessCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,6 +150,18 @@ async fn run(cli: Cli) -> u8 {
                 return EXIT_USAGE;
             };
             check(&loaded, &controls, format, no_store, as_of).await
+        }
+        Command::Render { out, as_of } => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            site::render(&loaded, &out, as_of).await
+        }
+        Command::Access(command) => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            site::access(&loaded, command).await
         }
         Command::Serve => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
@@ -213,6 +240,31 @@ fn validate(loaded: &Loaded) -> u8 {
                 warnings.extend(review.warnings.iter().map(ToString::to_string));
             }
         }
+    }
+    let trust = &loaded.config.trust_page;
+    for (i, doc) in trust.documents.items.iter().enumerate() {
+        let file = loaded.resolve(&doc.file);
+        if !file.is_file() {
+            problems.push(format!(
+                "{}: trust_page.documents.items[{i}].file: {} is not a readable file",
+                loaded.source.display(),
+                file.display()
+            ));
+        }
+    }
+    if !trust.documents.items.is_empty() && trust.base_url.is_none() {
+        warnings.push(format!(
+            "{}: trust_page.base_url is not set: approved document requests get links without \
+             the server's address",
+            loaded.source.display()
+        ));
+    }
+    if trust.contact_email.is_none() && trust.security_txt.contact.is_empty() {
+        warnings.push(format!(
+            "{}: no trust_page.contact_email or security_txt.contact: /.well-known/security.txt \
+             is not served",
+            loaded.source.display()
+        ));
     }
     for w in &warnings {
         eprintln!("warning: {w}");

@@ -87,43 +87,10 @@ impl Application {
             None
         };
 
-        // A broken register must not take the trust page down: the register's own controls
-        // report it (as errors), and the page goes without a subprocessor list until fixed.
-        let registers = loaded.config.sources.registers.as_ref().and_then(|source| {
-            crate::registers::load(&loaded.resolve(&source.path))
-                .inspect_err(|problems| {
-                    for p in problems {
-                        tracing::error!("registers: {p}; the trust page omits subprocessors");
-                    }
-                })
-                .ok()
-        });
-        let narrative = Arc::new(web::Narrative::build(
-            &loaded.config.trust_page,
-            registers.as_ref(),
-        ));
-        let trust = &loaded.config.trust_page;
-        let documents = if trust.documents.items.is_empty() {
-            None
-        } else {
-            let key_file = loaded.resolve(&trust.documents.link_key_file);
-            Some(web::Documents::new(
-                trust.documents.clone(),
-                crate::access::LinkSigner::load_or_create(&key_file)?,
-                loaded.base_dir.clone(),
-                trust.company.clone(),
-                trust.base_url.clone(),
-            ))
-        };
+        let documents = documents(&loaded)?;
         let state = WebState::new(
             store.clone(),
-            web::SiteInputs {
-                catalog: catalog.clone(),
-                trust: trust.clone(),
-                narrative,
-                default_freshness,
-                templates: Arc::new(web::templates()?),
-            },
+            site_inputs(&loaded, catalog.clone())?,
             documents,
             clock,
             &loaded.config.server.trusted_proxies,
@@ -177,6 +144,47 @@ impl Application {
         }
         result.context("web server failed")
     }
+}
+
+/// What the public site is made of: the catalog, the trust page's configuration, its
+/// narrative (sections, and subprocessors from the vendors register) and the templates.
+pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web::SiteInputs> {
+    // A broken register must not take the trust page down: the register's own controls
+    // report it (as errors), and the page goes without a subprocessor list until fixed.
+    let registers = loaded.config.sources.registers.as_ref().and_then(|source| {
+        crate::registers::load(&loaded.resolve(&source.path))
+            .inspect_err(|problems| {
+                for p in problems {
+                    tracing::error!("registers: {p}; the trust page omits subprocessors");
+                }
+            })
+            .ok()
+    });
+    let trust = &loaded.config.trust_page;
+    Ok(web::SiteInputs {
+        catalog,
+        trust: trust.clone(),
+        narrative: Arc::new(web::Narrative::build(trust, registers.as_ref())),
+        default_freshness: loaded.config.default_freshness.get(),
+        templates: Arc::new(web::templates()?),
+    })
+}
+
+/// The gated documents, with the key signing their links (created at first use); `None`
+/// when no document is configured.
+pub fn documents(loaded: &Loaded) -> anyhow::Result<Option<web::Documents>> {
+    let trust = &loaded.config.trust_page;
+    if trust.documents.items.is_empty() {
+        return Ok(None);
+    }
+    let key_file = loaded.resolve(&trust.documents.link_key_file);
+    Ok(Some(web::Documents::new(
+        trust.documents.clone(),
+        crate::access::LinkSigner::load_or_create(&key_file)?,
+        loaded.base_dir.clone(),
+        trust.company.clone(),
+        trust.base_url.clone(),
+    )))
 }
 
 /// `trellis serve`.

@@ -2,94 +2,10 @@
 //! `serve` builds it (port 0, a fresh database), the scheduler runs what is stale at start,
 //! and the public page and API then list every public control — and nothing about people.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+#[path = "common/app.rs"]
+mod app;
 
-use std::sync::Arc;
-
-use trellis::scheduler::FixedClock;
-use trellis::startup::{Application, BuildOptions};
-
-struct TestApp {
-    address: String,
-    _dir: tempfile::TempDir,
-    catalog: std::sync::Arc<trellis::catalog::Catalog>,
-    store: trellis::store::Store,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds the app from the bundled example config with a fresh SQLite database, on port 0,
-/// and waits until the startup run has stored a result for every control.
-async fn spawn_app() -> TestApp {
-    spawn_app_with(None).await
-}
-
-/// [`spawn_app`], the registers read from `registers` if given.
-async fn spawn_app_with(registers: Option<PathBuf>) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(repo().join("config.example.yaml")).unwrap();
-    let r = repo();
-    let text = example
-        .replace(
-            "sqlite://trellis.db?mode=rwc",
-            &format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
-        )
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace(
-            "controls_dir: controls",
-            &format!("controls_dir: {}", r.join("controls").display()),
-        )
-        .replace(
-            "exceptions_dir: examples/",
-            &format!("exceptions_dir: {}/examples/", r.display()),
-        )
-        .replace(
-            "path: examples/registers",
-            &registers.map_or("path: examples/registers".to_string(), |p| {
-                format!("path: {}", p.display())
-            }),
-        )
-        .replace(
-            "path: examples/",
-            &format!("path: {}/examples/", r.display()),
-        );
-    let cfg = dir.path().join("trellis.yaml");
-    std::fs::write(&cfg, text).unwrap();
-    let loaded = trellis::config::load(Some(&cfg)).unwrap();
-    // The example data describes 2026-11-22: the application's clock is fixed to that day, so
-    // the page is the same whenever the test runs.
-    let options = BuildOptions {
-        clock: Arc::new(FixedClock(
-            chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
-                .unwrap()
-                .to_utc(),
-        )),
-        ..BuildOptions::default()
-    };
-    let app = Application::build(loaded, options).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let store = app.store.clone();
-    let catalog = app.catalog.clone();
-    tokio::spawn(app.run_until_stopped());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let results = store.latest_results().await.unwrap();
-        if results.len() == catalog.len() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "startup run did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    TestApp {
-        address,
-        _dir: dir,
-        catalog,
-        store,
-    }
-}
+use app::{repo, spawn_app};
 
 /// Every value of the roster's identifying columns (names, emails, ids, logins).
 fn roster_identifiers() -> Vec<String> {
@@ -229,7 +145,12 @@ async fn a_broken_register_does_not_take_the_page_down() {
         text.replacen("risk_tier: ", "risk_tier: severe-", 1),
     )
     .unwrap();
-    let app = spawn_app_with(Some(registers.path().to_path_buf())).await;
+    let path = registers.path().display().to_string();
+    let app = app::spawn_app_with(
+        &[("TRELLIS__SOURCES__REGISTERS__PATH", &path)],
+        app::example_now(),
+    )
+    .await;
     let client = reqwest::Client::new();
     let page = client.get(&app.address).send().await.unwrap();
     assert_eq!(page.status(), 200);

@@ -47,7 +47,7 @@ use sha2::{Digest, Sha256};
 
 pub use view::{
     Badge, CategoryView, ControlView, Counts, DocumentView, FrameworkView, HISTORY_DAYS, Summary,
-    TrustInputs, TrustView, badge_for, framework_name, history_start, trust_view,
+    TrustInputs, TrustView, badge_for, framework_name, history_start, iso, trust_view,
 };
 
 use crate::config::ServerConfig;
