@@ -5,34 +5,7 @@
 #[path = "common/app.rs"]
 mod app;
 
-use app::{repo, spawn_app};
-
-/// Every value of the roster's identifying columns (names, emails, ids, logins).
-fn roster_identifiers() -> Vec<String> {
-    let mut reader = csv::Reader::from_path(repo().join("examples/roster.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let mut out = Vec::new();
-    for record in reader.records() {
-        let record = record.unwrap();
-        for (h, v) in headers.iter().zip(record.iter()) {
-            if [
-                "employee_id",
-                "name",
-                "email",
-                "github_login",
-                "aws_username",
-                "manager_email",
-            ]
-            .contains(&h)
-                && !v.is_empty()
-            {
-                out.push(v.to_string());
-            }
-        }
-    }
-    assert!(out.len() > 50);
-    out
-}
+use app::{repo, roster_identifiers, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_lists_every_public_control_and_no_person() {

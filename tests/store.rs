@@ -141,6 +141,8 @@ backends! {
     timestamps_round_trip_exactly();
     concurrent_writers(url);
     crashed_writer_leaves_database_readable(url);
+    result_history_covers_the_window_and_the_state_before(url);
+    access_requests_are_decided_once(url);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +217,201 @@ async fn run_with_results(store: &Store, results: &[ControlOutcome]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------------------------
+
+async fn result_history_covers_the_window_and_the_state_before(store: &Store, url: &str) {
+    use Status::*;
+    let at = |hours: i64| base_time() + TimeDelta::hours(hours);
+    assert_eq!(store.data_version().await.expect("version"), 0);
+    let mut changes = store.changes();
+    let before = *changes.borrow_and_update();
+    // a: long history; b: only before the window; c: only inside it.
+    run_with_results(
+        store,
+        &[
+            outcome("a", Pass, at(0)),
+            outcome("a", Fail, at(10)),
+            outcome("b", Error, at(5)),
+            outcome("a", Pass, at(30)),
+            outcome("c", Pass, at(40)),
+            outcome("a", Error, at(50)),
+        ],
+    )
+    .await;
+    assert!(
+        changes.has_changed().expect("sender alive"),
+        "stored results are announced"
+    );
+    assert_eq!(*changes.borrow(), before + 6);
+    let version = store.data_version().await.expect("version");
+    assert!(version > 0);
+    // Another connection (another process) sees the same version; one more result moves it.
+    let other = Store::connect(url).await.expect("reconnect");
+    assert_eq!(other.data_version().await.expect("version"), version);
+    run_with_results(&other, &[outcome("c", Fail, at(60))]).await;
+    assert!(store.data_version().await.expect("version") > version);
+
+    let history = store.result_history(at(20)).await.expect("history");
+    let ids: Vec<&str> = history.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    // For each control: its newest evaluation before the window, then all inside it, in order.
+    assert_eq!(
+        history[0].1,
+        vec![(at(10), Fail), (at(30), Pass), (at(50), Error)]
+    );
+    assert_eq!(history[1].1, vec![(at(5), Error)]);
+    assert_eq!(history[2].1, vec![(at(40), Pass), (at(60), Fail)]);
+    // The boundary is inclusive.
+    let history = store.result_history(at(30)).await.expect("history");
+    assert_eq!(
+        history[0].1,
+        vec![(at(10), Fail), (at(30), Pass), (at(50), Error)]
+    );
+}
+
+async fn access_requests_are_decided_once(store: &Store, url: &str) {
+    use trellis::access::{AccessStatus, Decision, NewAccessRequest};
+    use trellis::store::{ClientInfo, DecideError};
+    let now = base_time();
+    let new = NewAccessRequest {
+        name: "Ada Lovelace".into(),
+        email: "ada@analytical.example".into(),
+        company: "Analytical Engines".into(),
+        documents: vec!["soc2".into(), "pentest".into()],
+        nda_sha256: "ab".repeat(32),
+    };
+    let client = ClientInfo {
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0".into()),
+    };
+    let id = store
+        .create_access_request(&new, &client, now)
+        .await
+        .expect("create");
+    let other_id = store
+        .create_access_request(&new, &ClientInfo::default(), now + TimeDelta::minutes(5))
+        .await
+        .expect("create");
+    let r = store
+        .access_request(&id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (
+            r.status,
+            r.name.as_str(),
+            r.documents.clone(),
+            r.client_ip.as_deref()
+        ),
+        (
+            AccessStatus::Pending,
+            "Ada Lovelace",
+            vec!["soc2".to_string(), "pentest".to_string()],
+            Some("203.0.113.7")
+        )
+    );
+    assert_eq!(r.requested_at, now);
+    // Rate-limit counts by address and email within a window.
+    assert_eq!(
+        store
+            .recent_access_requests(Some("203.0.113.7"), Some("ada@analytical.example"), now)
+            .await
+            .expect("count"),
+        (1, 2)
+    );
+    assert_eq!(
+        store
+            .recent_access_requests(Some("198.51.100.1"), None, now + TimeDelta::minutes(1))
+            .await
+            .expect("count"),
+        (0, 0)
+    );
+    // Lists: newest first, filtered by status.
+    let pending = store
+        .access_requests(Some(AccessStatus::Pending), 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        pending.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [other_id.as_str(), id.as_str()]
+    );
+    // Prefixes: unique ones resolve, short or unknown ones do not.
+    assert_eq!(
+        store
+            .find_access_request(&id[..8])
+            .await
+            .expect("prefix")
+            .id,
+        id
+    );
+    assert!(matches!(
+        store.find_access_request(&id[..3]).await,
+        Err(DecideError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.find_access_request("ffffffff-ffff").await,
+        Err(DecideError::NotFound(_))
+    ));
+    // Approve once; a second decision on the same state fails and names the state.
+    let expires = now + TimeDelta::days(7);
+    let approved = store
+        .decide_access_request(
+            &id,
+            Decision::Approve {
+                expires_at: expires,
+            },
+            "sam",
+            Some("ok"),
+            now,
+        )
+        .await
+        .expect("approve");
+    assert_eq!(approved.status, AccessStatus::Approved);
+    assert_eq!(approved.expires_at, Some(expires));
+    assert_eq!(approved.decided_by.as_deref(), Some("sam"));
+    let err = store
+        .decide_access_request(&id, Decision::Deny, "eve", None, now)
+        .await
+        .expect_err("already decided");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot deny request {id}: it is approved (only pending requests can be)")
+    );
+    // Two deciders at once: exactly one wins.
+    let other = Store::connect(url).await.expect("reconnect");
+    let (a, b) = tokio::join!(
+        store.decide_access_request(&other_id, Decision::Deny, "a", None, now),
+        other.decide_access_request(
+            &other_id,
+            Decision::Approve {
+                expires_at: expires
+            },
+            "b",
+            None,
+            now
+        ),
+    );
+    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "{a:?} {b:?}");
+    // Downloads are counted; revoking keeps them.
+    store
+        .record_download(&id, "soc2", Some("203.0.113.7"), now)
+        .await
+        .expect("download");
+    let revoked = store
+        .decide_access_request(&id, Decision::Revoke, "sam", None, now)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        (revoked.status, revoked.downloads),
+        (AccessStatus::Revoked, 1)
+    );
+    assert!(matches!(
+        store
+            .decide_access_request(&id, Decision::Revoke, "sam", None, now)
+            .await,
+        Err(DecideError::WrongState { .. })
+    ));
+}
 
 async fn migrations_are_idempotent(store: &Store, url: &str) {
     let run = run_with_results(store, &[outcome("a.one", Status::Pass, base_time())]).await;

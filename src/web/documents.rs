@@ -300,13 +300,29 @@ fn same_origin(req: &HttpRequest, docs: &Documents) -> bool {
     origin.eq_ignore_ascii_case(&own)
 }
 
+/// Largest request form accepted.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
 async fn submit_request(
     req: HttpRequest,
     state: web::Data<WebState>,
-    form: web::Form<RequestForm>,
+    body: web::Bytes,
 ) -> HttpResponse {
     let Some(docs) = documents(&state) else {
         return super::not_found().await;
+    };
+    // Repeated keys (`document=a&document=b`) are a list: serde_html_form, not serde_urlencoded.
+    let form: RequestForm = match serde_html_form::from_bytes(&body) {
+        Ok(f) if body.len() <= MAX_FORM_BYTES => f,
+        _ => {
+            return message(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "The form could not be read",
+                "Open the request form again and resubmit.",
+                true,
+            );
+        }
     };
     let now = state.clock.now();
     if !same_origin(&req, docs) || !docs.signer.check_form_token(&form.token, now) {

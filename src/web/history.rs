@@ -60,7 +60,8 @@ pub fn daily(
         .map(|back| {
             let date = today - Duration::days(i64::from(back));
             let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
-            let end = (start + Duration::days(1)).min(now);
+            // Today ends now, the evaluation at `now` included.
+            let end = (start + Duration::days(1)).min(now + Duration::nanoseconds(1));
             (date, day_status(&points, freshness, start, end))
         })
         .collect()

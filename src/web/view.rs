@@ -414,15 +414,20 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
             last_checked,
             valid_until,
         },
-        frameworks: frameworks
-            .into_iter()
-            .map(|((id, version), controls)| FrameworkView {
-                id: id.to_string(),
-                version: version.to_string(),
-                name: framework_name(id, version),
-                controls,
-            })
-            .collect(),
+        frameworks: {
+            let mut list: Vec<FrameworkView> = frameworks
+                .into_iter()
+                .map(|((id, version), controls)| FrameworkView {
+                    id: id.to_string(),
+                    version: version.to_string(),
+                    name: framework_name(id, version),
+                    controls,
+                })
+                .collect();
+            // The most widely mapped first.
+            list.sort_by(|a, b| b.controls.cmp(&a.controls).then(a.name.cmp(&b.name)));
+            list
+        },
         failing_display: display,
         history_days: HISTORY_DAYS,
         categories,

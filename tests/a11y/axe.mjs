@@ -10,11 +10,12 @@
 //   - Browser: /usr/bin/chromium, or the path in env TRELLIS_CHROMIUM. playwright-core never
 //     downloads a browser. Run `npm ci --prefix tests/a11y` first (scripts/test does).
 //   - Each URL, in the order given, is loaded (waitUntil 'load', 30 s) at each viewport:
-//       desktop 1280x900, then mobile 375x812 (isMobile, hasTouch); "results" keeps that order.
+//       desktop 1280x900, mobile 375x812 (isMobile, hasTouch), then desktop in the dark colour
+//       scheme ("desktop-dark"); "results" keeps that order.
 //     CSP is bypassed so axe can be injected; the page's own scripts still run.
 //   - stdout: exactly one JSON document, printed in every case where the runner gets as far as
 //     parsing its arguments (even on exit 2):
-//       {"results": [{"url", "viewport": "desktop"|"mobile",
+//       {"results": [{"url", "viewport": "desktop"|"mobile"|"desktop-dark",
 //                     "violations": [{"id", "impact", "help", "helpUrl",
 //                                     "nodes": [{"target", "html", "failureSummary"}]}],
 //                     "rulesRun", "passes", "incomplete", "inapplicable", "blockedRequests",
@@ -50,6 +51,11 @@ const VIEWPORTS = [
   {
     name: 'mobile',
     options: { viewport: { width: 375, height: 812 }, isMobile: true, hasTouch: true },
+  },
+  // The pages follow the visitor's colour scheme: contrast is checked in dark mode too.
+  {
+    name: 'desktop-dark',
+    options: { viewport: { width: 1280, height: 900 }, colorScheme: 'dark' },
   },
 ];
 // The flags this machine needs: as root Chromium refuses to start without --no-sandbox, and the

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use trellis::config::Loaded;
+use trellis::model::{ControlOutcome, Status, Trigger};
 use trellis::scheduler::FixedClock;
 use trellis::startup::{Application, BuildOptions};
 
@@ -95,4 +96,65 @@ pub async fn spawn_app_with(env: &[(&str, &str)], now: DateTime<Utc>) -> TestApp
         store,
         now,
     }
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `GET path` on the app.
+pub async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", app.address))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Stores one result of `control` evaluated at `at`, through the app's own store (so the live
+/// page sees it at once).
+pub async fn plant(app: &TestApp, control: &str, status: Status, at: DateTime<Utc>) {
+    let run = app.store.begin_run(Trigger::Schedule, 1, at).await.unwrap();
+    let outcome = ControlOutcome {
+        control_id: control.into(),
+        status,
+        summary: "planted".into(),
+        evaluated_at: at,
+        definition_sha256: "0".repeat(64),
+        checks: vec![],
+        findings: vec![],
+        exceptions: vec![],
+    };
+    app.store.record_result(&run, &outcome, &[]).await.unwrap();
+    app.store.finish_run(&run, at, None).await.unwrap();
+}
+
+/// Every value of the example roster's identifying columns (names, emails, ids, logins).
+pub fn roster_identifiers() -> Vec<String> {
+    let mut reader = csv::Reader::from_path(repo().join("examples/roster.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        for (h, v) in headers.iter().zip(record.iter()) {
+            let identifying = [
+                "employee_id",
+                "name",
+                "email",
+                "github_login",
+                "aws_username",
+                "manager_email",
+            ]
+            .contains(&h);
+            if identifying && !v.is_empty() {
+                out.push(v.to_string());
+            }
+        }
+    }
+    assert!(out.len() > 50);
+    out
 }
