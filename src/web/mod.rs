@@ -1,21 +1,22 @@
-//! The public web side: the trust page (`/`), its JSON (`/api/v1/trust`), `/healthz` and the
-//! stylesheet.
+//! The public web side: the trust site (page, JSON, Atom feed, security.txt, stylesheet),
+//! document requests, and `/healthz`.
 //!
-//! Handlers read the newest results from the [`Store`] and render a view model built by
-//! [`trust_view`]; they never run probes and never see findings. Templates are embedded at
-//! compile time from `templates/` and rendered by Handlebars in strict mode with HTML escaping.
+//! - [`site`] renders the whole public site from the store's evaluations through the pure
+//!   [`trust_view`]; [`SiteCache`] keeps it in memory for the live server and `trellis render`
+//!   writes the same bytes to disk. Handlers never run probes and never see findings.
+//! - `documents` takes visitors' requests for gated documents and serves approved ones through
+//!   signed links (the rules are in [`crate::access`]): the only writes the web side makes.
+//! - Templates are embedded at compile time from `templates/` and rendered by Handlebars in
+//!   strict mode with HTML escaping; they see view models only.
 //!
 //! Wiring (the contract with `startup.rs`):
 //!
 //! ```ignore
 //! App::new()
-//!     .app_data(web::Data::new(state))        // WebState
-//!     .app_data(web::Data::new(handlebars))   // Handlebars<'static> from web::templates()
+//!     .wrap(web::security_headers(&config.server))  // CSP, nosniff, no referrer, HSTS…
+//!     .app_data(web::Data::new(state))              // WebState::new(…)
 //!     .configure(web::configure)
 //! ```
-//!
-//! Every route (and the 404 fallback `configure` installs) carries the security headers of
-//! [`security_headers`]; wrapping the whole `App` in it as well is harmless.
 
 mod cache;
 mod documents;
