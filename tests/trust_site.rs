@@ -565,3 +565,45 @@ async fn nothing_public_leaks_resource_detail() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_stored_by_another_process_show_within_the_refresh_interval() {
+    let app = spawn_app_with(
+        &[("TRELLIS__SERVER__REFRESH_INTERVAL", "200ms")],
+        example_now(),
+    )
+    .await;
+    let before = json(&app).await;
+    assert_eq!(control(&before, "code-of-conduct")["status"], "passing");
+    // Another process (say `trellis check`) stores a failure through its own connection.
+    let other = trellis::store::Store::connect(&app.loaded.config.database_url)
+        .await
+        .unwrap();
+    let run = other
+        .begin_run(trellis::model::Trigger::Cli, 1, app.now)
+        .await
+        .unwrap();
+    let outcome = trellis::model::ControlOutcome {
+        control_id: "code-of-conduct".into(),
+        status: Status::Fail,
+        summary: String::new(),
+        evaluated_at: app.now,
+        definition_sha256: "0".repeat(64),
+        checks: vec![],
+        findings: vec![],
+        exceptions: vec![],
+    };
+    other.record_result(&run, &outcome, &[]).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = json(&app).await;
+        if control(&now, "code-of-conduct")["status"] == "needs_attention" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never showed the other process's result"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
