@@ -1,6 +1,7 @@
 //! The `trellis` command line.
 
 mod site;
+mod users;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Review requests for the trust page's gated documents.
     #[command(subcommand)]
     Access(site::AccessCommand),
+    /// Manage the staff who sign in to the dashboards and the API.
+    #[command(subcommand)]
+    User(users::UserCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,6 +166,12 @@ async fn run(cli: Cli) -> u8 {
                 return EXIT_USAGE;
             };
             site::access(&loaded, command).await
+        }
+        Command::User(command) => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            users::user(&loaded, command).await
         }
         Command::Serve => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
@@ -418,6 +428,16 @@ async fn check(
     } else {
         match Store::connect(&loaded.config.database_url).await {
             Ok(store) => {
+                // Exceptions approved in the dashboard apply to stored runs as in the server.
+                let managed = match catalog::managed_exceptions(&store, today).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return EXIT_USAGE;
+                    }
+                };
+                let controls = catalog::with_exceptions(&selected, &managed);
+                let selected: Vec<&Control> = controls.iter().collect();
                 runner::run_and_store(
                     &store,
                     &ctx,

@@ -44,6 +44,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     #[serde(default)]
     pub trust_page: TrustPageConfig,
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
 }
 
 fn default_database_url() -> String {
@@ -74,6 +76,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("sources", &self.sources)
             .field("trust_page", &self.trust_page)
+            .field("dashboard", &self.dashboard)
             .finish()
     }
 }
@@ -519,6 +522,66 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// The internal dashboards (`/dashboard`) and the authenticated API: sessions and sign-in
+/// throttling. Users are managed with `trellis user`; whether a second factor is required is
+/// an admin setting in the dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// A session ends after this long without a request.
+    #[serde(default = "default_idle_timeout")]
+    pub session_idle_timeout: HumanDuration,
+    /// A session ends this long after sign-in, active or not.
+    #[serde(default = "default_absolute_timeout")]
+    pub session_absolute_timeout: HumanDuration,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Default: when
+    /// `trust_page.base_url` is https.
+    #[serde(default)]
+    pub secure_cookies: Option<bool>,
+    /// Failed sign-ins for one account before it is locked for `lockout`.
+    #[serde(default = "default_max_failures")]
+    pub max_failed_logins: u32,
+    /// Failed sign-ins from one address (any account) before it is locked out for `lockout`.
+    #[serde(default = "default_max_failures_per_ip")]
+    pub max_failed_logins_per_ip: u32,
+    /// How long an account or address stays locked after too many failures.
+    #[serde(default = "default_lockout")]
+    pub lockout: HumanDuration,
+}
+
+fn default_idle_timeout() -> HumanDuration {
+    "30m".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn default_absolute_timeout() -> HumanDuration {
+    "12h".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn default_max_failures() -> u32 {
+    5
+}
+
+fn default_max_failures_per_ip() -> u32 {
+    20
+}
+
+fn default_lockout() -> HumanDuration {
+    "15m".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            session_idle_timeout: default_idle_timeout(),
+            session_absolute_timeout: default_absolute_timeout(),
+            secure_cookies: None,
+            max_failed_logins: default_max_failures(),
+            max_failed_logins_per_ip: default_max_failures_per_ip(),
+            lockout: default_lockout(),
+        }
     }
 }
 

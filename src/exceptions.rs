@@ -254,26 +254,7 @@ fn parse_into(
             ));
             ok = false;
         }
-        let mut builder = globset::GlobSetBuilder::new();
-        for p in &e.resources.value {
-            match globset::GlobBuilder::new(p)
-                .literal_separator(true)
-                .case_insensitive(true)
-                .build()
-            {
-                Ok(g) => {
-                    builder.add(g);
-                }
-                Err(err) => {
-                    diags.push(at(
-                        &e.resources.referenced,
-                        format!("resources: invalid pattern `{p}`: {err}"),
-                    ));
-                    ok = false;
-                }
-            }
-        }
-        let patterns = match builder.build() {
+        let patterns = match patterns(&e.resources.value) {
             Ok(p) => p,
             Err(err) => {
                 diags.push(at(&e.resources.referenced, format!("resources: {err}")));
@@ -294,6 +275,107 @@ fn parse_into(
                 path: path.to_path_buf(),
             });
         }
+    }
+}
+
+/// The resource patterns of an exception, compiled: globs on resource ids, `*` not crossing
+/// `/`, case ignored.
+fn patterns(resources: &[String]) -> Result<globset::GlobSet, String> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for p in resources {
+        let glob = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .case_insensitive(true)
+            .build()
+            .map_err(|err| format!("invalid pattern `{p}`: {err}"))?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|err| err.to_string())
+}
+
+/// An exception proposed in the dashboard or the API: the same rules as files.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Proposal {
+    pub control: String,
+    pub resources: Vec<String>,
+    pub reason: String,
+    pub owner: String,
+    pub ticket: String,
+    pub expires_on: NaiveDate,
+}
+
+impl Proposal {
+    /// Every problem, each naming its field: an unknown control, no or invalid patterns, an
+    /// empty reason, owner or ticket, an expiry in the past or more than a year out.
+    pub fn check(
+        &self,
+        is_control: &dyn Fn(&str) -> bool,
+        today: NaiveDate,
+    ) -> Result<(), Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        if !is_control(&self.control) {
+            problems.push(("control", format!("unknown control `{}`", self.control)));
+        }
+        if self.resources.iter().all(|r| r.trim().is_empty()) {
+            problems.push((
+                "resources",
+                "name at least one resource pattern".to_string(),
+            ));
+        } else if let Err(e) = patterns(&self.resources) {
+            problems.push(("resources", e));
+        }
+        for (field, value) in [
+            ("reason", &self.reason),
+            ("owner", &self.owner),
+            ("ticket", &self.ticket),
+        ] {
+            if value.trim().is_empty() {
+                problems.push((
+                    field,
+                    "must not be empty; an exception is accountable".to_string(),
+                ));
+            }
+        }
+        let latest = today
+            .checked_add_months(chrono::Months::new(MAX_MONTHS))
+            .unwrap_or(NaiveDate::MAX);
+        if self.expires_on < today {
+            problems.push(("expires_on", format!("{} has passed", self.expires_on)));
+        } else if self.expires_on > latest {
+            problems.push((
+                "expires_on",
+                format!(
+                    "{} is more than a year out (latest allowed: {latest}); exceptions are time-boxed",
+                    self.expires_on
+                ),
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The exception an approved proposal grants (`source` says where it came from).
+    pub fn into_exception(
+        self,
+        id: String,
+        approved_by: Option<String>,
+        source: &str,
+    ) -> Result<Exception, String> {
+        Ok(Exception {
+            patterns: patterns(&self.resources)?,
+            id,
+            control: self.control,
+            resources: self.resources,
+            reason: self.reason,
+            owner: self.owner,
+            ticket: self.ticket,
+            expires_on: self.expires_on,
+            approved_by,
+            path: PathBuf::from(source),
+        })
     }
 }
 

@@ -94,6 +94,11 @@ impl Application {
             documents,
             clock,
             &loaded.config.server.trusted_proxies,
+        )
+        .with_dashboard(
+            loaded.config.dashboard.clone(),
+            secure_cookies(&loaded),
+            scheduler.as_ref().map(|(h, _)| h.clone()),
         );
         tokio::spawn(state.site.clone().poll_store(
             loaded.config.server.refresh_interval.to_std(),
@@ -144,6 +149,18 @@ impl Application {
         }
         result.context("web server failed")
     }
+}
+
+/// Whether session cookies are `Secure`: as configured, else when the public address is https.
+pub fn secure_cookies(loaded: &Loaded) -> bool {
+    loaded.config.dashboard.secure_cookies.unwrap_or_else(|| {
+        loaded
+            .config
+            .trust_page
+            .base_url
+            .as_ref()
+            .is_some_and(|b| b.as_str().starts_with("https://"))
+    })
 }
 
 /// What the public site is made of: the catalog, the trust page's configuration, its
@@ -214,7 +231,12 @@ impl Executor for PipelineExecutor {
                     .filter_map(|id| self.catalog.get(id))
                     .collect()
             };
-            let ctx = crate::probes::ProbeContext::for_run(&self.loaded, self.clock.now());
+            let now = self.clock.now();
+            let ctx = crate::probes::ProbeContext::for_run(&self.loaded, now);
+            // Exceptions approved in the dashboard apply as file ones do.
+            let managed = catalog::managed_exceptions(&self.store, now.date_naive()).await?;
+            let controls = catalog::with_exceptions(&selected, &managed);
+            let selected: Vec<&Control> = controls.iter().collect();
             let report = crate::runner::run_and_store(
                 &self.store,
                 &ctx,

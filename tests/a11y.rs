@@ -82,7 +82,7 @@ async fn public_pages_have_no_wcag_violations() {
             Decision::Approve {
                 expires_at: expires,
             },
-            "sam",
+            &trellis::store::Actor::new("sam", None),
             None,
             now,
         )

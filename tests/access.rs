@@ -174,7 +174,7 @@ async fn a_request_is_checked_stored_approved_and_its_link_works_until_revoked()
             Decision::Approve {
                 expires_at: expires,
             },
-            "sam",
+            &trellis::store::Actor::new("sam", None),
             None,
             app.now,
         )
@@ -235,7 +235,13 @@ async fn a_request_is_checked_stored_approved_and_its_link_works_until_revoked()
         assert!(status == StatusCode::NOT_FOUND, "{bad}: {status}");
     }
     app.store
-        .decide_access_request(&request.id, Decision::Revoke, "sam", Some("test"), app.now)
+        .decide_access_request(
+            &request.id,
+            Decision::Revoke,
+            &trellis::store::Actor::new("sam", None),
+            Some("test"),
+            app.now,
+        )
         .await
         .unwrap();
     let revoked = get(&app, local(&link)).await;
@@ -270,7 +276,7 @@ async fn links_expire() {
             Decision::Approve {
                 expires_at: expires,
             },
-            "sam",
+            &trellis::store::Actor::new("sam", None),
             None,
             app.now - Duration::days(7),
         )

@@ -360,7 +360,7 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
             Decision::Approve {
                 expires_at: expires,
             },
-            "sam",
+            &trellis::store::Actor::new("sam", None),
             Some("ok"),
             now,
         )
@@ -370,7 +370,13 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
     assert_eq!(approved.expires_at, Some(expires));
     assert_eq!(approved.decided_by.as_deref(), Some("sam"));
     let err = store
-        .decide_access_request(&id, Decision::Deny, "eve", None, now)
+        .decide_access_request(
+            &id,
+            Decision::Deny,
+            &trellis::store::Actor::new("eve", None),
+            None,
+            now,
+        )
         .await
         .expect_err("already decided");
     assert_eq!(
@@ -379,14 +385,18 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
     );
     // Two deciders at once: exactly one wins.
     let other = Store::connect(url).await.expect("reconnect");
+    let (actor_a, actor_b) = (
+        trellis::store::Actor::new("a", None),
+        trellis::store::Actor::new("b", None),
+    );
     let (a, b) = tokio::join!(
-        store.decide_access_request(&other_id, Decision::Deny, "a", None, now),
+        store.decide_access_request(&other_id, Decision::Deny, &actor_a, None, now),
         other.decide_access_request(
             &other_id,
             Decision::Approve {
                 expires_at: expires
             },
-            "b",
+            &actor_b,
             None,
             now
         ),
@@ -398,7 +408,13 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
         .await
         .expect("download");
     let revoked = store
-        .decide_access_request(&id, Decision::Revoke, "sam", None, now)
+        .decide_access_request(
+            &id,
+            Decision::Revoke,
+            &trellis::store::Actor::new("sam", None),
+            None,
+            now,
+        )
         .await
         .expect("revoke");
     assert_eq!(
@@ -407,7 +423,13 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
     );
     assert!(matches!(
         store
-            .decide_access_request(&id, Decision::Revoke, "sam", None, now)
+            .decide_access_request(
+                &id,
+                Decision::Revoke,
+                &trellis::store::Actor::new("sam", None),
+                None,
+                now
+            )
             .await,
         Err(DecideError::WrongState { .. })
     ));

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20251122_000001_initial_schema;
 mod m20261124_000001_exception_uses;
 mod m20261201_000001_trust_page;
+mod m20261202_000001_staff;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20251122_000001_initial_schema::Migration),
             Box::new(m20261124_000001_exception_uses::Migration),
             Box::new(m20261201_000001_trust_page::Migration),
+            Box::new(m20261202_000001_staff::Migration),
         ]
     }
 }

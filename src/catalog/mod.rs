@@ -423,6 +423,44 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schema).unwrap_or_default()
 }
 
+/// `controls` with `extra` exceptions (approved in the dashboard) added to the controls they
+/// name: what a run evaluates.
+pub fn with_exceptions(
+    controls: &[&Control],
+    extra: &[crate::exceptions::Exception],
+) -> Vec<Control> {
+    controls
+        .iter()
+        .map(|c| {
+            let mut c = (*c).clone();
+            c.exceptions
+                .extend(extra.iter().filter(|e| e.control == c.id).cloned());
+            c
+        })
+        .collect()
+}
+
+/// The dashboard's approved exceptions in force on `today`, as exceptions to evaluate.
+pub async fn managed_exceptions(
+    store: &crate::store::Store,
+    today: chrono::NaiveDate,
+) -> Result<Vec<crate::exceptions::Exception>, crate::store::StoreError> {
+    Ok(store
+        .active_managed_exceptions(today)
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            let id = m.id.clone();
+            m.proposal
+                .into_exception(m.id, m.approved_by, "dashboard")
+                .inspect_err(
+                    |e| tracing::error!(exception = %id, error = %e, "managed exception ignored"),
+                )
+                .ok()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,12 +107,13 @@ pub enum AccessCommand {
     },
 }
 
-/// Who decides: `$TRELLIS_USER`, else the login name, else `cli`.
-fn decider() -> String {
-    ["TRELLIS_USER", "USER", "LOGNAME"]
+/// Who decides: `$TRELLIS_USER`, else the login name, else `cli`; as the audit log's actor.
+pub fn decider() -> crate::store::Actor {
+    let name = ["TRELLIS_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
-        .unwrap_or_else(|| "cli".into())
+        .unwrap_or_else(|| "cli".into());
+    crate::store::Actor::new(name, Some("cli".into()))
 }
 
 pub async fn access(loaded: &Loaded, command: AccessCommand) -> u8 {

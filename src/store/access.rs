@@ -8,6 +8,7 @@ use sea_orm::{
 };
 
 use super::entities::{access_downloads, access_requests};
+use super::staff::{Actor, audit_in};
 use super::{QueryContext, Store, StoreError, db_time, from_json, to_json};
 use crate::access::{AccessRequest, AccessStatus, Decision, NewAccessRequest};
 
@@ -168,11 +169,13 @@ impl Store {
         &self,
         id: &str,
         decision: Decision,
-        by: &str,
+        actor: &Actor,
         note: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<AccessRequest, DecideError> {
+        const OP: &str = "decide access request";
         let (from, to) = decision.transition();
+        let by = actor.name.as_str();
         let mut update = access_requests::Entity::update_many()
             .col_expr(access_requests::Column::Status, Expr::value(to.as_str()))
             .col_expr(
@@ -193,12 +196,29 @@ impl Store {
                 Expr::value(db_time(expires_at)),
             );
         }
+        let txn = self.begin_write().await.during(OP)?;
         let updated = update
             .filter(access_requests::Column::Id.eq(id))
             .filter(access_requests::Column::Status.eq(from.as_str()))
-            .exec(&self.db)
+            .exec(&txn)
             .await
-            .during("decide access request")?;
+            .during(OP)?;
+        if updated.rows_affected == 1 {
+            let mut detail = serde_json::json!({"note": note});
+            if let Decision::Approve { expires_at } = decision {
+                detail["expires_at"] = serde_json::json!(expires_at);
+            }
+            audit_in(
+                &txn,
+                actor,
+                &format!("access.{}", decision.verb()),
+                &format!("access:{id}"),
+                detail,
+                now,
+            )
+            .await?;
+        }
+        txn.commit().await.during(OP)?;
         let current = self
             .access_request(id)
             .await?

@@ -14,11 +14,18 @@
 //!   writers wait on the busy timeout instead of failing).
 
 mod access;
+mod dashboard;
 mod entities;
+mod staff;
 #[doc(hidden)]
 pub mod testing;
 
 pub use access::{ClientInfo, DecideError, MIN_ID_PREFIX};
+pub use dashboard::{
+    DatedFinding, EvidenceMeta, FindingChanges, FindingsAt, ManagedError, ManagedException,
+    ManagedState, ResultDetail, finding_changes,
+};
+pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -19,6 +19,7 @@
 //! ```
 
 mod cache;
+pub mod dashboard;
 mod documents;
 mod feed;
 mod history;
@@ -67,9 +68,28 @@ pub struct WebState {
     pub clock: Arc<dyn crate::scheduler::Clock>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// Dashboard sessions and sign-in throttling.
+    pub dashboard: crate::config::DashboardConfig,
+    /// Session cookies are `Secure`.
+    pub secure_cookies: bool,
+    /// Where "run now" goes (absent when the scheduler is not running).
+    pub scheduler: Option<crate::scheduler::SchedulerHandle>,
 }
 
 impl WebState {
+    /// Sets what the dashboards need beyond the public side.
+    pub fn with_dashboard(
+        mut self,
+        dashboard: crate::config::DashboardConfig,
+        secure_cookies: bool,
+        scheduler: Option<crate::scheduler::SchedulerHandle>,
+    ) -> WebState {
+        self.dashboard = dashboard;
+        self.secure_cookies = secure_cookies;
+        self.scheduler = scheduler;
+        self
+    }
+
     /// The state of a server: the site cache over `inputs`, and the documents (if any).
     pub fn new(
         store: Store,
@@ -86,6 +106,9 @@ impl WebState {
             templates,
             clock,
             trusted_proxies: trusted_proxies.into(),
+            dashboard: crate::config::DashboardConfig::default(),
+            secure_cookies: false,
+            scheduler: None,
         }
     }
 }
@@ -168,6 +191,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     hb.register_template_string(TRUST_TEMPLATE, TRUST_HBS)?;
     hb.register_template_string(UNAVAILABLE_TEMPLATE, UNAVAILABLE_HBS)?;
     documents::register_templates(&mut hb)?;
+    dashboard::register_templates(&mut hb)?;
     Ok(hb)
 }
 
@@ -205,6 +229,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(healthz)),
     );
     documents::configure(cfg);
+    dashboard::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
 

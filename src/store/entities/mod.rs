@@ -6,7 +6,14 @@
 
 pub(crate) mod access_downloads;
 pub(crate) mod access_requests;
+pub(crate) mod api_tokens;
+pub(crate) mod audit_log;
 pub(crate) mod control_results;
 pub(crate) mod evidence;
 pub(crate) mod findings;
+pub(crate) mod login_attempts;
+pub(crate) mod managed_exceptions;
 pub(crate) mod runs;
+pub(crate) mod sessions;
+pub(crate) mod settings;
+pub(crate) mod users;

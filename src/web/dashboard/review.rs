@@ -1,0 +1,532 @@
+//! What the security team does: run controls now, manage exceptions (created by one person,
+//! approved by another, ended early), and decide document access requests.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::auth::{AuthError, Staff};
+use super::pages::{Time, time};
+use super::{Page, message, render, see_other, store_error};
+use crate::access::{AccessStatus, Decision};
+use crate::auth::Permission;
+use crate::exceptions::Proposal;
+use crate::web::WebState;
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn run_now(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, &form.csrf)?;
+    let id = path.into_inner();
+    if state.site.inputs().catalog.get(&id).is_none() {
+        return Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::NOT_FOUND,
+            "No such control",
+            "There is no control with that id.",
+        ));
+    }
+    let Some(scheduler) = &state.scheduler else {
+        return Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Scheduler not running",
+            "This server does not run controls (its scheduler is off).",
+        ));
+    };
+    let now = state.clock.now();
+    match scheduler.run_now(vec![id.clone()]).await {
+        Ok(accepted) => {
+            let _ = state
+                .store
+                .audit(&staff.actor(), "control.run", &format!("control:{id}"), serde_json::json!({"queued": accepted.queued, "already_running": accepted.already_running}), now)
+                .await;
+            Ok(see_other("/dashboard/runs"))
+        }
+        Err(_) => Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Scheduler stopped",
+            "The scheduler is shutting down; try again once the server is back.",
+        )),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ExceptionRow {
+    id: String,
+    control_id: String,
+    control_title: String,
+    resources: String,
+    reason: String,
+    owner: String,
+    ticket: String,
+    expires_on: String,
+    state: String,
+    source: String,
+    created_by: String,
+    approved_by: String,
+    can_approve: bool,
+    can_end: bool,
+}
+
+#[derive(Debug, Serialize, Default)]
+struct ExceptionForm {
+    control: String,
+    resources: String,
+    reason: String,
+    owner: String,
+    ticket: String,
+    expires_on: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ExceptionsPage {
+    rows: Vec<ExceptionRow>,
+    controls: Vec<(String, String)>,
+    can_review: bool,
+    form: ExceptionForm,
+    errors: Vec<String>,
+    latest_expiry: String,
+    today: String,
+}
+
+async fn exceptions_page(
+    state: &WebState,
+    staff: &Staff,
+    form: ExceptionForm,
+    errors: Vec<String>,
+    flash: Option<String>,
+    status: StatusCode,
+) -> HttpResponse {
+    let today = state.clock.now().date_naive();
+    let catalog = &state.site.inputs().catalog;
+    let managed = match state.store.managed_exceptions().await {
+        Ok(m) => m,
+        Err(e) => return store_error(state, staff, &e),
+    };
+    let can_review = staff.user.role.can(Permission::Review);
+    let title_of = |id: &str| {
+        catalog
+            .get(id)
+            .map_or_else(|| id.to_string(), |c| c.title.clone())
+    };
+    let mut rows: Vec<ExceptionRow> = managed
+        .iter()
+        .map(|m| {
+            let s = m.state(today);
+            ExceptionRow {
+                id: m.id.clone(),
+                control_id: m.proposal.control.clone(),
+                control_title: title_of(&m.proposal.control),
+                resources: m.proposal.resources.join(", "),
+                reason: m.proposal.reason.clone(),
+                owner: m.proposal.owner.clone(),
+                ticket: m.proposal.ticket.clone(),
+                expires_on: m.proposal.expires_on.to_string(),
+                state: format!("{s:?}").to_lowercase(),
+                source: "dashboard".into(),
+                created_by: m.created_by.clone(),
+                approved_by: m.approved_by.clone().unwrap_or_default(),
+                can_approve: can_review
+                    && s == crate::store::ManagedState::Pending
+                    && m.created_by != staff.user.username,
+                can_end: can_review
+                    && matches!(
+                        s,
+                        crate::store::ManagedState::Pending | crate::store::ManagedState::Active
+                    ),
+            }
+        })
+        .collect();
+    for c in catalog.controls() {
+        for e in &c.exceptions {
+            rows.push(ExceptionRow {
+                id: e.id.clone(),
+                control_id: c.id.clone(),
+                control_title: c.title.clone(),
+                resources: e.resources.join(", "),
+                reason: e.reason.clone(),
+                owner: e.owner.clone(),
+                ticket: e.ticket.clone(),
+                expires_on: e.expires_on.to_string(),
+                state: if e.in_force(today) {
+                    "active"
+                } else {
+                    "expired"
+                }
+                .into(),
+                source: e.path.display().to_string(),
+                created_by: String::new(),
+                approved_by: e.approved_by.clone().unwrap_or_default(),
+                can_approve: false,
+                can_end: false,
+            });
+        }
+    }
+    let latest = today
+        .checked_add_months(chrono::Months::new(crate::exceptions::MAX_MONTHS))
+        .unwrap_or(today);
+    let body = ExceptionsPage {
+        rows,
+        controls: catalog
+            .controls()
+            .iter()
+            .map(|c| (c.id.clone(), c.title.clone()))
+            .collect(),
+        can_review,
+        form,
+        errors,
+        latest_expiry: latest.to_string(),
+        today: today.to_string(),
+    };
+    render(
+        state,
+        "dashboard/exceptions",
+        &Page::staff(staff, "exceptions", "Exceptions", body).flash(flash),
+        status,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct FlashQuery {
+    done: Option<String>,
+}
+
+pub async fn exceptions(
+    state: web::Data<WebState>,
+    staff: Staff,
+    query: web::Query<FlashQuery>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Read)?;
+    let flash = query.done.as_deref().map(|d| match d {
+        "created" => {
+            "Exception proposed: someone else must approve it before it applies.".to_string()
+        }
+        "approved" => "Exception approved: it applies from the control's next run.".to_string(),
+        "ended" => "Exception ended: it no longer applies from the control's next run.".to_string(),
+        _ => String::new(),
+    });
+    Ok(exceptions_page(
+        &state,
+        &staff,
+        ExceptionForm::default(),
+        Vec::new(),
+        flash.filter(|f| !f.is_empty()),
+        StatusCode::OK,
+    )
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct NewExceptionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    control: String,
+    /// One pattern per line (or comma-separated).
+    #[serde(default)]
+    resources: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    ticket: String,
+    #[serde(default)]
+    expires_on: String,
+}
+
+/// A proposal from form fields, or the problems to show.
+pub fn proposal(
+    control: &str,
+    resources: &str,
+    reason: &str,
+    owner: &str,
+    ticket: &str,
+    expires_on: &str,
+    state: &WebState,
+) -> Result<Proposal, Vec<String>> {
+    let today = state.clock.now().date_naive();
+    let Ok(expires_on) = NaiveDate::parse_from_str(expires_on.trim(), "%Y-%m-%d") else {
+        return Err(vec!["expires_on: enter a date as YYYY-MM-DD".to_string()]);
+    };
+    let p = Proposal {
+        control: control.trim().to_string(),
+        resources: resources
+            .split(['\n', ','])
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        reason: reason.trim().to_string(),
+        owner: owner.trim().to_string(),
+        ticket: ticket.trim().to_string(),
+        expires_on,
+    };
+    let catalog = &state.site.inputs().catalog;
+    p.check(&|id| catalog.get(id).is_some(), today)
+        .map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<String>>()
+        })?;
+    Ok(p)
+}
+
+pub async fn create_exception(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    form: web::Form<NewExceptionForm>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, &form.csrf)?;
+    match proposal(
+        &form.control,
+        &form.resources,
+        &form.reason,
+        &form.owner,
+        &form.ticket,
+        &form.expires_on,
+        &state,
+    ) {
+        Ok(p) => match state
+            .store
+            .create_managed_exception(&p, &staff.actor(), state.clock.now())
+            .await
+        {
+            Ok(_) => Ok(see_other("/dashboard/exceptions?done=created")),
+            Err(e) => Ok(store_error(&state, &staff, &e)),
+        },
+        Err(errors) => {
+            let back = ExceptionForm {
+                control: form.control.clone(),
+                resources: form.resources.clone(),
+                reason: form.reason.clone(),
+                owner: form.owner.clone(),
+                ticket: form.ticket.clone(),
+                expires_on: form.expires_on.clone(),
+            };
+            Ok(exceptions_page(
+                &state,
+                &staff,
+                back,
+                errors,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await)
+        }
+    }
+}
+
+fn managed_error(state: &WebState, staff: &Staff, e: crate::store::ManagedError) -> HttpResponse {
+    use crate::store::ManagedError::*;
+    match e {
+        Store(e) => store_error(state, staff, &e),
+        NotFound(_) => message(
+            state,
+            Some(staff),
+            StatusCode::NOT_FOUND,
+            "No such exception",
+            &e.to_string(),
+        ),
+        other => message(
+            state,
+            Some(staff),
+            StatusCode::CONFLICT,
+            "Not possible",
+            &other.to_string(),
+        ),
+    }
+}
+
+pub async fn approve_exception(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, &form.csrf)?;
+    match state
+        .store
+        .approve_managed_exception(&path, &staff.actor(), state.clock.now())
+        .await
+    {
+        Ok(_) => Ok(see_other("/dashboard/exceptions?done=approved")),
+        Err(e) => Ok(managed_error(&state, &staff, e)),
+    }
+}
+
+pub async fn end_exception(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, &form.csrf)?;
+    match state
+        .store
+        .end_managed_exception(&path, &staff.actor(), state.clock.now())
+        .await
+    {
+        Ok(_) => Ok(see_other("/dashboard/exceptions?done=ended")),
+        Err(e) => Ok(managed_error(&state, &staff, e)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AccessRow {
+    id: String,
+    short_id: String,
+    requested: Time,
+    name: String,
+    email: String,
+    company: String,
+    documents: String,
+    status: String,
+    expires: Option<Time>,
+    downloads: usize,
+    decided_by: String,
+    pending: bool,
+    approved: bool,
+}
+
+pub async fn access_requests(
+    state: web::Data<WebState>,
+    staff: Staff,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    Ok(access_page(&state, &staff, None, StatusCode::OK).await)
+}
+
+async fn access_page(
+    state: &WebState,
+    staff: &Staff,
+    flash: Option<String>,
+    status: StatusCode,
+) -> HttpResponse {
+    let list = match state.store.access_requests(None, 500).await {
+        Ok(l) => l,
+        Err(e) => return store_error(state, staff, &e),
+    };
+    #[derive(Serialize)]
+    struct Body {
+        rows: Vec<AccessRow>,
+        documents_configured: bool,
+        link: Option<String>,
+    }
+    let body = Body {
+        rows: list
+            .into_iter()
+            .map(|r| AccessRow {
+                short_id: r.id.get(..8).unwrap_or(&r.id).to_string(),
+                requested: time(r.requested_at),
+                documents: r.documents.join(", "),
+                status: r.status.to_string(),
+                expires: r.expires_at.map(time),
+                decided_by: r.decided_by.clone().unwrap_or_default(),
+                pending: r.status == AccessStatus::Pending,
+                approved: r.status == AccessStatus::Approved,
+                id: r.id,
+                name: r.name,
+                email: r.email,
+                company: r.company,
+                downloads: r.downloads,
+            })
+            .collect(),
+        documents_configured: state.documents.is_some(),
+        link: None,
+    };
+    render(
+        state,
+        "dashboard/access",
+        &Page::staff(staff, "access", "Access requests", body).flash(flash),
+        status,
+    )
+}
+
+pub async fn decide_access(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, &form.csrf)?;
+    let (id, decision) = path.into_inner();
+    let Some(docs) = &state.documents else {
+        return Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::NOT_FOUND,
+            "No documents",
+            "No documents are configured.",
+        ));
+    };
+    let now = state.clock.now();
+    let decision = match decision.as_str() {
+        "approve" => Decision::Approve {
+            expires_at: now + docs.config.link_valid_for.get(),
+        },
+        "deny" => Decision::Deny,
+        "revoke" => Decision::Revoke,
+        _ => {
+            return Ok(message(
+                &state,
+                Some(&staff),
+                StatusCode::NOT_FOUND,
+                "Unknown decision",
+                "Approve, deny or revoke.",
+            ));
+        }
+    };
+    match state
+        .store
+        .decide_access_request(&id, decision, &staff.actor(), None, now)
+        .await
+    {
+        Ok(r) => {
+            let done = match decision {
+                Decision::Approve { expires_at } => format!(
+                    "Approved. Send this link to {}: {}",
+                    r.email,
+                    docs.link(&r.id, expires_at)
+                ),
+                Decision::Deny => "Denied.".to_string(),
+                Decision::Revoke => "Revoked: the link no longer works.".to_string(),
+            };
+            // The link is shown once, in this response (not in a URL), and never logged.
+            Ok(access_page(&state, &staff, Some(done), StatusCode::OK).await)
+        }
+        Err(crate::store::DecideError::Store(e)) => Ok(store_error(&state, &staff, &e)),
+        Err(e) => Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::CONFLICT,
+            "Not possible",
+            &e.to_string(),
+        )),
+    }
+}
