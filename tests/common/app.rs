@@ -66,10 +66,40 @@ pub async fn spawn_app() -> TestApp {
 
 /// [`spawn_app`] with configuration overrides and another fixed time.
 pub async fn spawn_app_with(env: &[(&str, &str)], now: DateTime<Utc>) -> TestApp {
+    spawn_app_with_clock(env, Arc::new(FixedClock(now))).await
+}
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(t: DateTime<Utc>) -> Arc<ManualClock> {
+        Arc::new(ManualClock(std::sync::Mutex::new(t)))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += by;
+    }
+}
+
+impl trellis::scheduler::Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// [`spawn_app`] with configuration overrides and a clock of the test's.
+pub async fn spawn_app_with_clock(
+    env: &[(&str, &str)],
+    clock: Arc<dyn trellis::scheduler::Clock>,
+) -> TestApp {
+    let now = clock.now();
     let dir = tempfile::tempdir().unwrap();
     let loaded = example_config(dir.path(), env);
     let options = BuildOptions {
-        clock: Arc::new(FixedClock(now)),
+        clock,
         ..BuildOptions::default()
     };
     let app = Application::build(loaded.clone(), options)

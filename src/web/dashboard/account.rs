@@ -85,7 +85,7 @@ async fn enrol_page(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct EnrolForm {
     #[serde(default)]
     csrf: String,
@@ -98,7 +98,7 @@ pub async fn mfa_enrol(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: PartialStaff,
-    form: web::Form<EnrolForm>,
+    form: super::Form<EnrolForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.check_post(&req, &form.csrf)?;
     if !staff.mfa_verified {
@@ -220,7 +220,7 @@ pub async fn account(state: web::Data<WebState>, staff: Staff) -> Result<HttpRes
     Ok(account_page(&state, &staff, None, None).await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct TokenForm {
     #[serde(default)]
     csrf: String,
@@ -232,7 +232,7 @@ pub async fn create_token(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: Staff,
-    form: web::Form<TokenForm>,
+    form: super::Form<TokenForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Read)?;
     staff.check_post(&req, &form.csrf)?;
@@ -273,7 +273,7 @@ pub async fn create_token(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct CsrfOnly {
     #[serde(default)]
     csrf: String,
@@ -284,7 +284,7 @@ pub async fn revoke_token(
     state: web::Data<WebState>,
     staff: Staff,
     path: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
+    form: super::Form<CsrfOnly>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Read)?;
     staff.check_post(&req, &form.csrf)?;
@@ -368,7 +368,7 @@ async fn users_page(state: &WebState, staff: &Staff, flash: Option<String>) -> H
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct UserChangeForm {
     #[serde(default)]
     csrf: String,
@@ -382,7 +382,7 @@ pub async fn change_user(
     state: web::Data<WebState>,
     staff: Staff,
     path: web::Path<(String, String)>,
-    form: web::Form<UserChangeForm>,
+    form: super::Form<UserChangeForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Administer)?;
     staff.check_post(&req, &form.csrf)?;
@@ -428,7 +428,7 @@ pub async fn change_user(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct MfaPolicyForm {
     #[serde(default)]
     csrf: String,
@@ -442,10 +442,9 @@ pub async fn set_mfa_policy(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: Staff,
-    body: web::Bytes,
+    form: super::Form<MfaPolicyForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Administer)?;
-    let form: MfaPolicyForm = serde_html_form::from_bytes(&body).map_err(|_| AuthError::Csrf)?;
     staff.check_post(&req, &form.csrf)?;
     let policy = MfaPolicy {
         all: form.all == "yes",

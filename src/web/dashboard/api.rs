@@ -456,7 +456,7 @@ pub async fn create_exception(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: Staff,
-    body: web::Json<NewException>,
+    body: super::Json<NewException>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     // A browser session calling the API must prove the page is ours.
@@ -466,7 +466,10 @@ pub async fn create_exception(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     staff.check_post(&req, csrf)?;
-    let b = body.into_inner();
+    let b = match body.0 {
+        Ok(b) => b,
+        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"))),
+    };
     let proposal = crate::exceptions::Proposal {
         control: b.control,
         resources: b.resources,

@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{PartialStaff, Staff, session_cookie};
+use super::auth::{PartialStaff, session_cookie};
 use super::{Page, render};
 use crate::auth::{dummy_hash, new_token, recovery, totp, verify_password};
 use crate::store::Actor;
@@ -86,7 +86,7 @@ const BAD_LOGIN: &str = "The user name or password is not right.";
 pub async fn login(
     req: HttpRequest,
     state: web::Data<WebState>,
-    form: web::Form<LoginForm>,
+    form: super::Form<LoginForm>,
 ) -> HttpResponse {
     let now = state.clock.now();
     let ip = client_ip(&req, &state.trusted_proxies).map(|a| a.to_string());
@@ -283,7 +283,7 @@ pub async fn mfa_form(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct MfaForm {
     #[serde(default)]
     code: String,
@@ -297,7 +297,7 @@ pub async fn mfa(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: PartialStaff,
-    form: web::Form<MfaForm>,
+    form: super::Form<MfaForm>,
 ) -> Result<HttpResponse, super::auth::AuthError> {
     staff.check_post(&req, &form.csrf)?;
     if staff.mfa_verified {
@@ -399,7 +399,7 @@ pub async fn mfa(
     Ok(super::see_other(&safe_next(&form.next)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct LogoutForm {
     #[serde(default)]
     csrf: String,
@@ -409,7 +409,7 @@ pub async fn logout(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: PartialStaff,
-    form: web::Form<LogoutForm>,
+    form: super::Form<LogoutForm>,
 ) -> Result<HttpResponse, super::auth::AuthError> {
     staff.check_post(&req, &form.csrf)?;
     let _ = state.store.delete_session(&staff.id_hash).await;
@@ -429,9 +429,6 @@ pub async fn logout(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
 }
-
-/// Whoever is signed in may see who they are (used by the layout).
-pub fn _assert_staff(_: &Staff) {}
 
 #[cfg(test)]
 mod tests {

@@ -109,7 +109,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/audit", "/dashboard/audit", Page, EVIDENCE, pages::audit),
     route!(get "/dashboard/account", "/dashboard/account", Page, READ, account::account),
     route!(post "/dashboard/account/tokens", "/dashboard/account/tokens", Page, READ, account::create_token),
-    route!(post "/dashboard/account/tokens/{id}/revoke", "/dashboard/account/tokens/1/revoke", Page, READ, account::revoke_token),
+    route!(post "/dashboard/account/tokens/{id}/revoke", "/dashboard/account/tokens/999999/revoke", Page, READ, account::revoke_token),
     route!(get "/dashboard/users", "/dashboard/users", Page, ADMIN, account::users),
     route!(post "/dashboard/users/{name}/{change}", "/dashboard/users/x/disable", Page, ADMIN, account::change_user),
     route!(post "/dashboard/settings/mfa", "/dashboard/settings/mfa", Page, ADMIN, account::set_mfa_policy),
@@ -210,6 +210,59 @@ pub fn register_templates(hb: &mut Handlebars<'static>) -> Result<(), handlebars
         }
     }
     Ok(())
+}
+
+/// A url-encoded form (repeated keys are lists) that never fails to extract: an unreadable
+/// body is the empty form. So a request is always refused for who sends it (authentication,
+/// role, CSRF) before anything about its body, whatever order extractors finish in.
+pub struct Form<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default + 'static> actix_web::FromRequest for Form<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.unwrap_or_default();
+            Ok(Form(
+                serde_html_form::from_bytes(&bytes).unwrap_or_default(),
+            ))
+        })
+    }
+}
+
+impl<T> std::ops::Deref for Form<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A JSON body that never fails to extract; the handler answers 400 for a bad one, after
+/// checking who is asking.
+pub struct Json<T>(pub Result<T, String>);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let parsed = match body.await {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            Ok(Json(parsed))
+        })
+    }
 }
 
 /// A navigation entry.

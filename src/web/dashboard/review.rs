@@ -14,7 +14,7 @@ use crate::auth::Permission;
 use crate::exceptions::Proposal;
 use crate::web::WebState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct CsrfForm {
     #[serde(default)]
     csrf: String,
@@ -25,7 +25,7 @@ pub async fn run_now(
     state: web::Data<WebState>,
     staff: Staff,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: super::Form<CsrfForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
@@ -233,7 +233,7 @@ pub async fn exceptions(
     .await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct NewExceptionForm {
     #[serde(default)]
     csrf: String,
@@ -293,7 +293,7 @@ pub async fn create_exception(
     req: HttpRequest,
     state: web::Data<WebState>,
     staff: Staff,
-    form: web::Form<NewExceptionForm>,
+    form: super::Form<NewExceptionForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
@@ -362,7 +362,7 @@ pub async fn approve_exception(
     state: web::Data<WebState>,
     staff: Staff,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: super::Form<CsrfForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
@@ -381,7 +381,7 @@ pub async fn end_exception(
     state: web::Data<WebState>,
     staff: Staff,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: super::Form<CsrfForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
@@ -471,7 +471,7 @@ pub async fn decide_access(
     state: web::Data<WebState>,
     staff: Staff,
     path: web::Path<(String, String)>,
-    form: web::Form<CsrfForm>,
+    form: super::Form<CsrfForm>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
