@@ -477,7 +477,7 @@ async fn every_public_response_has_the_security_headers() {
         let resp = get(&app, path).await;
         let h = resp.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'"), "{path}");

@@ -844,7 +844,7 @@ async fn headers_and_content_types() {
     let resps = get_all(&f.state, &paths).await;
     for (path, r) in paths.iter().zip(&resps) {
         assert_eq!(r.header("x-content-type-options"), "nosniff", "{path}");
-        assert_eq!(r.header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(r.header("referrer-policy"), "same-origin", "{path}");
         assert_eq!(
             r.header("content-security-policy"),
             "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \

@@ -3,7 +3,7 @@
 //!
 //! The rules live in [`crate::access`]; requests are stored, decided by the security team
 //! (`trellis access`), and every download is recorded. Nothing here is cached or indexed:
-//! responses are `no-store` and `noindex`, and the strict `no-referrer` policy keeps a link
+//! responses are `no-store` and `noindex`, and the `same-origin` referrer policy keeps a link
 //! from leaking through the pages it leads to.
 
 use std::path::PathBuf;

@@ -148,7 +148,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self';
 
 const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on form
+    // posts, and the forms' origin checks could not tell our pages from anyone's.
+    ("referrer-policy", "same-origin"),
     ("content-security-policy", CONTENT_SECURITY_POLICY),
     ("x-frame-options", "DENY"),
     ("cross-origin-opener-policy", "same-origin"),

@@ -291,8 +291,6 @@ pub struct Page<T: Serialize> {
     pub section: &'static str,
     /// A one-time message ("Exception created").
     pub flash: Option<String>,
-    /// Refresh the page every N seconds (a run in progress), without script.
-    pub refresh: Option<u32>,
     pub body: T,
 }
 
@@ -305,7 +303,6 @@ impl<T: Serialize> Page<T> {
             csrf: String::new(),
             section: "",
             flash: None,
-            refresh: None,
             body,
         }
     }
@@ -327,7 +324,6 @@ impl<T: Serialize> Page<T> {
             csrf: staff.csrf().to_string(),
             section,
             flash: None,
-            refresh: None,
             body,
         }
     }

@@ -729,10 +729,9 @@ pub async fn runs(state: web::Data<WebState>, staff: Staff) -> Result<HttpRespon
         runs: list.iter().map(|r| run_row(r, now)).collect(),
         running,
     };
-    let mut page = Page::staff(&staff, "runs", "Runs", body);
-    if running {
-        page.refresh = Some(2);
-    }
+    // No automatic refresh (timing the reader does not control fails WCAG 2.2.1): the page
+    // says a run is in progress and offers to refresh.
+    let page = Page::staff(&staff, "runs", "Runs", body);
     Ok(render(&state, "dashboard/runs", &page, StatusCode::OK))
 }
 
@@ -828,7 +827,6 @@ pub async fn run(
         reopened.extend(changes.reopened.into_iter().map(row));
         fixed.extend(changes.fixed.into_iter().map(row));
     }
-    let running = summary.state == crate::model::RunState::Running;
     let body = RunPage {
         run: run_row(&summary, now),
         results: results
@@ -854,15 +852,8 @@ pub async fn run(
         reopened,
         fixed,
     };
-    let mut page = Page::staff(
-        &staff,
-        "runs",
-        format!("Run {}", &summary.id[..8.min(summary.id.len())]),
-        body,
-    );
-    if running {
-        page.refresh = Some(2);
-    }
+    let short = summary.id.get(..8).unwrap_or(&summary.id);
+    let page = Page::staff(&staff, "runs", format!("Run {short}"), body);
     Ok(render(&state, "dashboard/run", &page, StatusCode::OK))
 }
 
