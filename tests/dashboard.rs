@@ -908,3 +908,114 @@ async fn disabling_a_user_ends_their_sessions_and_tokens() {
     );
     assert_eq!(audit[0].client_ip.as_deref(), Some("127.0.0.1"));
 }
+
+/// `trellis user` against the server's database: add (password from standard input), reset,
+/// disable, enable — each audited as the login that ran it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_managed_with_the_cli() {
+    let (app, _) = spawn().await;
+    let trellis = |args: &[&str], stdin: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .current_dir(app::repo())
+            .env("TRELLIS__DATABASE_URL", &app.loaded.config.database_url)
+            .env("TRELLIS_USER", "ops")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = trellis(
+        &[
+            "user",
+            "add",
+            "grace",
+            "--role",
+            "auditor",
+            "--display-name",
+            "Grace Hopper",
+        ],
+        "short\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(out.contains("at least 12 characters"), "{out}");
+    let (code, out) = trellis(
+        &["user", "add", "Grace!", "--role", "auditor"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(2), "{out}");
+    let (code, out) = trellis(
+        &[
+            "user",
+            "add",
+            "grace",
+            "--role",
+            "auditor",
+            "--display-name",
+            "Grace Hopper",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = trellis(
+        &["user", "add", "grace", "--role", "viewer"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(out.contains("already exists"), "{out}");
+    let grace = login(&app, "grace").await;
+    assert_eq!(
+        grace.get("/dashboard/audit").await.status(),
+        StatusCode::OK,
+        "an auditor reads the audit log"
+    );
+    // Reset: the old password stops working and the session ends.
+    let (code, _) = trellis(&["user", "reset", "grace"], "a brand new passphrase\n");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        grace.get("/dashboard").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        try_login(&app, "grace", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        try_login(&app, "grace", "a brand new passphrase")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let (code, _) = trellis(&["user", "disable", "grace"], "");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        try_login(&app, "grace", "a brand new passphrase")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, out) = trellis(&["user", "list"], "");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("grace") && out.contains("(disabled)"), "{out}");
+    let audit = app.store.audit_log(Some("user."), 20, 0).await.unwrap();
+    let by_ops: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.actor == "ops")
+        .map(|a| a.action.as_str())
+        .collect();
+    assert_eq!(by_ops, ["user.disable", "user.password", "user.add"]);
+}
