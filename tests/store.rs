@@ -143,6 +143,8 @@ backends! {
     crashed_writer_leaves_database_readable(url);
     result_history_covers_the_window_and_the_state_before(url);
     access_requests_are_decided_once(url);
+    staff_accounts_sessions_and_tokens();
+    dashboard_reads_and_managed_exceptions();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,6 +434,415 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
             )
             .await,
         Err(DecideError::WrongState { .. })
+    ));
+}
+
+async fn staff_accounts_sessions_and_tokens(store: &Store) {
+    use trellis::auth::Role;
+    use trellis::store::{Actor, UserError};
+    let now = base_time();
+    let actor = Actor::new("root", Some("192.0.2.1".into()));
+    let sam = store
+        .create_user("sam", "Sam", Role::Security, "$argon2id$fake", &actor, now)
+        .await
+        .expect("create");
+    assert!(matches!(
+        store
+            .create_user("sam", "Sam", Role::Viewer, "h", &actor, now)
+            .await,
+        Err(UserError::Exists(_))
+    ));
+    let (user, creds) = store
+        .user_credentials("sam")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (user.role, user.mfa_enabled, creds.password_hash.as_str()),
+        (Role::Security, false, "$argon2id$fake")
+    );
+    assert!(
+        store
+            .user_credentials("nobody")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // Sessions: created, read with their user, touched, verified, ended by a password reset.
+    store
+        .create_session(
+            "h1",
+            &sam,
+            "csrf1",
+            false,
+            Some("192.0.2.7"),
+            Some("ua"),
+            now,
+        )
+        .await
+        .expect("session");
+    let s = store.session("h1").await.expect("read").expect("exists");
+    assert_eq!(
+        (
+            s.user.username.as_str(),
+            s.csrf_token.as_str(),
+            s.mfa_verified
+        ),
+        ("sam", "csrf1", false)
+    );
+    store
+        .touch_session("h1", now + TimeDelta::minutes(5))
+        .await
+        .expect("touch");
+    store
+        .verify_session_mfa("h1", now + TimeDelta::minutes(6))
+        .await
+        .expect("verify");
+    let s = store.session("h1").await.expect("read").expect("exists");
+    assert!(s.mfa_verified);
+    assert_eq!(s.last_seen_at, now + TimeDelta::minutes(6));
+    store
+        .set_password("sam", "new-hash", &actor, now)
+        .await
+        .expect("reset");
+    assert!(
+        store.session("h1").await.expect("read").is_none(),
+        "a reset ends sessions"
+    );
+
+    // Failed sign-ins count since the last success, per user and per address.
+    for i in 0..3 {
+        store
+            .record_login_attempt("sam", Some("192.0.2.7"), false, now + TimeDelta::seconds(i))
+            .await
+            .expect("attempt");
+    }
+    assert_eq!(
+        store
+            .failed_logins("sam", Some("192.0.2.7"), now - TimeDelta::hours(1))
+            .await
+            .expect("count"),
+        (3, 3)
+    );
+    store
+        .record_login_attempt("sam", Some("192.0.2.7"), true, now + TimeDelta::seconds(10))
+        .await
+        .expect("attempt");
+    assert_eq!(
+        store
+            .failed_logins("sam", Some("192.0.2.7"), now - TimeDelta::hours(1))
+            .await
+            .expect("count"),
+        (0, 3)
+    );
+
+    // TOTP: steps are used once and in order; recovery codes once.
+    store
+        .set_totp_secret(sam.id, "SECRET")
+        .await
+        .expect("secret");
+    store
+        .enable_totp(sam.id, 100, &["c1".into(), "c2".into()], &actor, now)
+        .await
+        .expect("enable");
+    assert!(
+        !store.use_totp_step(sam.id, 100).await.expect("step"),
+        "the enrolment code is spent"
+    );
+    assert!(store.use_totp_step(sam.id, 101).await.expect("step"));
+    assert!(
+        !store.use_totp_step(sam.id, 101).await.expect("step"),
+        "replay"
+    );
+    assert!(
+        !store.use_totp_step(sam.id, 99).await.expect("step"),
+        "older"
+    );
+    assert!(store.use_recovery_code(sam.id, "c2").await.expect("code"));
+    assert!(!store.use_recovery_code(sam.id, "c2").await.expect("code"));
+    let user = store.user(sam.id).await.expect("read").expect("exists");
+    assert!(user.mfa_enabled);
+    assert_eq!(user.recovery_codes_left, 1);
+    store.reset_totp("sam", &actor, now).await.expect("reset");
+    assert!(
+        !store
+            .user(sam.id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .mfa_enabled
+    );
+
+    // API tokens: found by hash while active and the user enabled.
+    let id = store
+        .create_api_token(sam.id, "ci", "tokhash", "trellis_abc", &actor, now)
+        .await
+        .expect("token");
+    assert_eq!(
+        store
+            .api_token_user("tokhash", now)
+            .await
+            .expect("check")
+            .map(|u| u.username),
+        Some("sam".into())
+    );
+    assert_eq!(
+        store.api_tokens(Some(sam.id)).await.expect("list")[0].last_used_at,
+        Some(now)
+    );
+    assert!(
+        !store
+            .revoke_api_token(id, Some(sam.id + 1), &actor, now)
+            .await
+            .expect("revoke"),
+        "not theirs"
+    );
+    assert!(
+        store
+            .revoke_api_token(id, Some(sam.id), &actor, now)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        store
+            .api_token_user("tokhash", now)
+            .await
+            .expect("check")
+            .is_none()
+    );
+    let id2 = store
+        .create_api_token(sam.id, "ci2", "tokhash2", "trellis_def", &actor, now)
+        .await
+        .expect("token");
+    store
+        .set_disabled("sam", true, &actor, now)
+        .await
+        .expect("disable");
+    assert!(
+        store
+            .api_token_user("tokhash2", now)
+            .await
+            .expect("check")
+            .is_none(),
+        "disabling revokes tokens"
+    );
+    assert!(
+        store
+            .api_tokens(None)
+            .await
+            .expect("list")
+            .iter()
+            .find(|t| t.id == id2)
+            .expect("listed")
+            .revoked_at
+            .is_some()
+    );
+
+    // Settings: set, replaced.
+    assert_eq!(store.setting("mfa.required").await.expect("read"), None);
+    store
+        .set_setting("mfa.required", &json!({"all": true}), &actor, now)
+        .await
+        .expect("set");
+    store
+        .set_setting(
+            "mfa.required",
+            &json!({"all": false, "roles": ["admin"]}),
+            &actor,
+            now,
+        )
+        .await
+        .expect("set");
+    assert_eq!(
+        store.setting("mfa.required").await.expect("read"),
+        Some(json!({"all": false, "roles": ["admin"]}))
+    );
+
+    // The audit log has every change, newest first, with who and from where.
+    let log = store.audit_log(None, 100, 0).await.expect("audit");
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).rev().collect();
+    assert_eq!(
+        actions,
+        [
+            "user.add",
+            "user.password",
+            "user.mfa.enable",
+            "user.mfa.reset",
+            "token.create",
+            "token.revoke",
+            "token.create",
+            "user.disable",
+            "settings.change",
+            "settings.change"
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|e| e.actor == "root" && e.client_ip.as_deref() == Some("192.0.2.1"))
+    );
+    let tokens = store
+        .audit_log(Some("token."), 100, 0)
+        .await
+        .expect("audit");
+    assert_eq!(tokens.len(), 3);
+    assert_eq!(store.audit_log(None, 2, 1).await.expect("page").len(), 2);
+}
+
+async fn dashboard_reads_and_managed_exceptions(store: &Store) {
+    use trellis::exceptions::Proposal;
+    use trellis::store::{Actor, ManagedError, ManagedState};
+    let at = |m: i64| base_time() + TimeDelta::minutes(m);
+    // Two results of one control: hr:E00001 fails in both, hr:E00002 is fixed.
+    let run1 = store
+        .begin_run(Trigger::Schedule, 1, at(0))
+        .await
+        .expect("run");
+    let ev = store
+        .record_evidence(&run1, &[evidence("hr.people", json!({"x": 1}))])
+        .await
+        .expect("evidence");
+    let mut first = outcome("c.one", Status::Fail, at(0));
+    first.findings = vec![finding(0, 1, Status::Fail), finding(0, 2, Status::Fail)];
+    first.checks[0].evidence = Some(0);
+    store
+        .record_result(&run1, &first, &ev)
+        .await
+        .expect("result");
+    let run2 = store
+        .begin_run(Trigger::Manual, 1, at(10))
+        .await
+        .expect("run");
+    let mut second = outcome("c.one", Status::Fail, at(10));
+    second.findings = vec![finding(0, 1, Status::Fail), finding(0, 2, Status::Pass)];
+    store
+        .record_result(&run2, &second, &[])
+        .await
+        .expect("result");
+
+    let latest = store
+        .latest_result("c.one")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (latest.run_id.as_str(), latest.finding_counts["fail"]),
+        (run2.as_str(), 1)
+    );
+    let history = store
+        .findings_history("c.one", 10, None)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].run_id, run2);
+    let changes = trellis::store::finding_changes(&history);
+    assert_eq!(changes.fixed, ["hr:E00002"]);
+    assert!(changes.new_failures.is_empty());
+    let before = store
+        .findings_history("c.one", 10, Some(at(5)))
+        .await
+        .expect("history");
+    assert_eq!(before.len(), 1);
+    let about = store
+        .resource_findings("hr:E00002")
+        .await
+        .expect("resource");
+    assert_eq!(about.len(), 1);
+    assert_eq!(
+        (about[0].finding.status, about[0].evaluated_at),
+        (Status::Pass, at(10))
+    );
+    assert_eq!(
+        store.search_resources("E0000", 10).await.expect("search"),
+        ["hr:E00001", "hr:E00002"]
+    );
+    assert_eq!(
+        store.run_results(&run1).await.expect("results")[0].evidence_ids,
+        ev
+    );
+    let meta = store.run_evidence(&run1).await.expect("evidence");
+    assert_eq!(meta[0].probe, "hr.people");
+    assert_eq!(
+        store
+            .evidence_meta(ev[0])
+            .await
+            .expect("meta")
+            .expect("exists")
+            .run_id,
+        run1
+    );
+
+    // Managed exceptions: proposed, approved by someone else only, ended.
+    let sam = Actor::new("sam", None);
+    let eve = Actor::new("eve", None);
+    let proposal = Proposal {
+        control: "c.one".into(),
+        resources: vec!["hr:E00001".into()],
+        reason: "ordered".into(),
+        owner: "sam".into(),
+        ticket: "SEC-1".into(),
+        expires_on: (base_time() + TimeDelta::days(30)).date_naive(),
+    };
+    let id = store
+        .create_managed_exception(&proposal, &sam, at(20))
+        .await
+        .expect("create");
+    let today = at(20).date_naive();
+    assert!(
+        store
+            .active_managed_exceptions(today)
+            .await
+            .expect("active")
+            .is_empty(),
+        "pending"
+    );
+    assert!(matches!(
+        store.approve_managed_exception(&id, &sam, at(21)).await,
+        Err(ManagedError::SelfApproval(..))
+    ));
+    let approved = store
+        .approve_managed_exception(&id, &eve, at(22))
+        .await
+        .expect("approve");
+    assert_eq!(
+        (approved.state(today), approved.approved_by.as_deref()),
+        (ManagedState::Active, Some("eve"))
+    );
+    assert_eq!(approved.proposal, proposal);
+    assert_eq!(
+        store
+            .active_managed_exceptions(today)
+            .await
+            .expect("active")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .active_managed_exceptions(proposal.expires_on.succ_opt().expect("day"))
+            .await
+            .expect("active")
+            .is_empty(),
+        "expired"
+    );
+    assert!(matches!(
+        store.approve_managed_exception(&id, &eve, at(23)).await,
+        Err(ManagedError::NotPending(..))
+    ));
+    let ended = store
+        .end_managed_exception(&id, &sam, at(24))
+        .await
+        .expect("end");
+    assert_eq!(ended.state(today), ManagedState::Ended);
+    assert!(matches!(
+        store.end_managed_exception(&id, &sam, at(25)).await,
+        Err(ManagedError::AlreadyEnded(_))
+    ));
+    assert!(matches!(
+        store
+            .approve_managed_exception("MX-NONE", &eve, at(25))
+            .await,
+        Err(ManagedError::NotFound(_))
     ));
 }
 
