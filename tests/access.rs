@@ -215,6 +215,10 @@ async fn a_request_is_checked_stored_approved_and_its_link_works_until_revoked()
         1,
         "every download is recorded"
     );
+    let audit = app.store.audit_log(Some("document."), 10, 0).await.unwrap();
+    assert_eq!(audit.len(), 1, "and audited");
+    assert_eq!(audit[0].actor, "visitor:ada@analytical.example");
+    assert_eq!(audit[0].client_ip.as_deref(), Some("127.0.0.1"));
 
     // Tampered links do not work: another expiry, another signature, another request, a
     // document the request did not name.

@@ -234,7 +234,8 @@ impl Store {
         Ok(current)
     }
 
-    /// Records one download through an approved request's link.
+    /// Records one download through an approved request's link, in the downloads and the
+    /// audit log (the requester as actor).
     pub async fn record_download(
         &self,
         request_id: &str,
@@ -242,6 +243,16 @@ impl Store {
         client_ip: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        const OP: &str = "record download";
+        let email = access_requests::Entity::find_by_id(request_id.to_string())
+            .select_only()
+            .column(access_requests::Column::Email)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await
+            .during(OP)?
+            .unwrap_or_default();
+        let txn = self.begin_write().await.during(OP)?;
         access_downloads::Entity::insert(access_downloads::ActiveModel {
             id: NotSet,
             request_id: Set(request_id.to_string()),
@@ -249,9 +260,20 @@ impl Store {
             downloaded_at: Set(db_time(now)),
             client_ip: Set(client_ip.map(str::to_string)),
         })
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&txn)
         .await
-        .during("record download")?;
+        .during(OP)?;
+        let actor = Actor::new(format!("visitor:{email}"), client_ip.map(str::to_string));
+        audit_in(
+            &txn,
+            &actor,
+            "document.download",
+            &format!("access:{request_id}"),
+            serde_json::json!({"document": document_id}),
+            now,
+        )
+        .await?;
+        txn.commit().await.during(OP)?;
         Ok(())
     }
 

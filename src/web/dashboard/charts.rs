@@ -31,6 +31,8 @@ pub struct GridLine {
 pub struct AxisLabel {
     pub x: f64,
     pub label: String,
+    /// SVG `text-anchor`: the first label starts at its x, the last ends there.
+    pub anchor: &'static str,
 }
 
 const LEFT: f64 = 36.0;
@@ -75,13 +77,14 @@ pub fn trend(first: NaiveDate, values: &[usize], max: usize, what: &str) -> Line
         })
         .collect();
     let last = values.len().saturating_sub(1);
-    let x_labels = [0, last / 2, last]
+    let x_labels = [(0, "start"), (last / 2, "middle"), (last, "end")]
         .iter()
-        .map(|&i| AxisLabel {
+        .map(|&(i, anchor)| AxisLabel {
             x: x(i),
             label: (first + chrono::Duration::days(i as i64))
                 .format("%b %-d")
                 .to_string(),
+            anchor,
         })
         .collect();
     let now = values.last().copied().unwrap_or(0);

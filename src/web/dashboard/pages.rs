@@ -277,6 +277,8 @@ struct FindingRow {
     status: String,
     message: String,
     actual: String,
+    /// The check's assertion: what the actual values must satisfy.
+    expected: String,
     check: usize,
     since: Option<Time>,
 }
@@ -408,6 +410,11 @@ pub async fn control(
             status: f.status.as_str().to_string(),
             message: f.message.clone(),
             actual: serde_json::to_string(&f.actual).unwrap_or_default(),
+            expected: c
+                .checks
+                .get(f.check)
+                .map(|ch| ch.assert.source.clone())
+                .unwrap_or_default(),
             check: f.check,
             since: since.get(f.resource.as_str()).map(|t| time(*t)),
         })
