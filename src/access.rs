@@ -422,7 +422,7 @@ impl LinkSigner {
 }
 
 /// Writes a file readable by its owner only (created with mode 0600 on Unix).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -89,6 +89,12 @@ pub enum Command {
     /// Manage the staff who sign in to the dashboards and the API.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Check that no stored evidence or result was edited, deleted or reordered: walk the hash
+    /// chains and every run's signed manifest. Exit 1 naming the first broken row.
+    Verify {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -166,6 +172,12 @@ async fn run(cli: Cli) -> u8 {
                 return EXIT_USAGE;
             };
             site::access(&loaded, command).await
+        }
+        Command::Verify { format } => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            verify(&loaded, format).await
         }
         Command::User(command) => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
@@ -297,6 +309,53 @@ fn validate(loaded: &Loaded) -> u8 {
         }
         eprintln!("{} problem(s) found", problems.len());
         EXIT_USAGE
+    }
+}
+
+async fn verify(loaded: &Loaded, format: Format) -> u8 {
+    let keys = match crate::startup::signing(loaded) {
+        Ok((_, keys)) => keys,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
+    let store = match Store::connect(&loaded.config.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let report = match store.verify(&keys).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Format::Table => {
+            println!(
+                "checked {} evidence rows, {} result rows, {} signed runs ({} unsigned)",
+                report.evidence_rows, report.result_rows, report.runs_signed, report.runs_unsigned
+            );
+            for p in &report.problems {
+                println!("TAMPERED: {p}");
+            }
+            if report.problems.is_empty() {
+                println!("ok: the chains are intact and every signed manifest matches");
+            }
+        }
+    }
+    if report.problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
     }
 }
 
@@ -438,12 +497,20 @@ async fn check(
                 };
                 let controls = catalog::with_exceptions(&selected, &managed);
                 let selected: Vec<&Control> = controls.iter().collect();
+                let signer = match crate::startup::signing(loaded) {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return EXIT_USAGE;
+                    }
+                };
                 runner::run_and_store(
                     &store,
                     &ctx,
                     &selected,
                     concurrency,
                     Trigger::Cli,
+                    Some(&signer),
                     &progress,
                 )
                 .await

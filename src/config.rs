@@ -46,6 +46,8 @@ pub struct Config {
     pub trust_page: TrustPageConfig,
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    #[serde(default)]
+    pub signing: SigningConfig,
 }
 
 fn default_database_url() -> String {
@@ -77,6 +79,7 @@ impl fmt::Debug for Config {
             .field("sources", &self.sources)
             .field("trust_page", &self.trust_page)
             .field("dashboard", &self.dashboard)
+            .field("signing", &self.signing)
             .finish()
     }
 }
@@ -522,6 +525,33 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// The key signing each run's manifest (and export bundles). Its public key is published on
+/// the trust page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The ed25519 key (its 32-byte seed, hex), created with mode 0600 at first start.
+    #[serde(default = "default_signing_key_file")]
+    pub key_file: PathBuf,
+    /// Former public keys (`ed25519:<base64>`) whose signatures `trellis verify` still
+    /// accepts after a rotation.
+    #[serde(default)]
+    pub previous_public_keys: Vec<String>,
+}
+
+fn default_signing_key_file() -> PathBuf {
+    ".trellis/signing.key".into()
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig {
+            key_file: default_signing_key_file(),
+            previous_public_keys: Vec::new(),
+        }
     }
 }
 

@@ -223,24 +223,42 @@ pub async fn run_and_store(
     controls: &[&Control],
     concurrency: usize,
     trigger: Trigger,
+    signer: Option<&crate::integrity::Signer>,
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> anyhow::Result<RunReport> {
+    // Each definition is kept by its hash, so any run's controls can be shown as they were.
+    for c in controls {
+        store
+            .record_definition(&c.sha256, &c.id, &c.source, ctx.now)
+            .await?;
+    }
     let run_id = store.begin_run(trigger, controls.len(), ctx.now).await?;
     let sink = StoreSink {
         store: store.clone(),
         run_id: run_id.clone(),
     };
-    match execute(ctx, controls, concurrency, &sink, progress).await {
-        Ok(report) => {
-            store.finish_run(&run_id, report.finished_at, None).await?;
-            Ok(report)
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            if let Err(e2) = store.finish_run(&run_id, Utc::now(), Some(&msg)).await {
-                tracing::error!(error = %e2, "cannot mark run as finished");
-            }
-            Err(e)
+    let outcome = execute(ctx, controls, concurrency, &sink, progress).await;
+    let (finished_at, error) = match &outcome {
+        Ok(report) => (report.finished_at, None),
+        Err(e) => (Utc::now(), Some(format!("{e:#}"))),
+    };
+    if let Err(e) = store
+        .finish_run(&run_id, finished_at, error.as_deref())
+        .await
+    {
+        tracing::error!(error = %e, "cannot mark run as finished");
+        if outcome.is_ok() {
+            return Err(e.into());
         }
     }
+    // The run's manifest (definitions, evidence and verdict hashes, the chains' heads) is
+    // signed once the run is closed.
+    if let Some(signer) = signer {
+        let manifest = store.run_manifest(&run_id).await?;
+        let signature = signer.sign(&manifest.to_bytes());
+        store
+            .seal_run(&run_id, &manifest, &signature, &signer.key_id())
+            .await?;
+    }
+    outcome
 }

@@ -56,6 +56,7 @@ impl Application {
         let default_schedule = loaded.config.default_schedule.clone();
         let default_freshness = loaded.config.default_freshness.get();
         let store = Store::connect(&loaded.config.database_url).await?;
+        let (signer, _) = signing(&loaded)?;
 
         let shutdown = CancellationToken::new();
         let scheduler = if options.scheduler {
@@ -72,6 +73,7 @@ impl Application {
                 })
                 .collect();
             let executor = Arc::new(PipelineExecutor {
+                signer: signer.clone(),
                 catalog: catalog.clone(),
                 store: store.clone(),
                 loaded: Arc::new(loaded.clone()),
@@ -178,10 +180,18 @@ pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web
             .ok()
     });
     let trust = &loaded.config.trust_page;
+    let mut narrative = web::Narrative::build(trust, registers.as_ref());
+    let (signer, _) = signing(loaded)?;
+    let key = signer.public_key();
+    narrative.signing_key = Some(web::SigningKeyView {
+        algorithm: "ed25519",
+        public_key: key.to_text(),
+        fingerprint: key.fingerprint(),
+    });
     Ok(web::SiteInputs {
         catalog,
         trust: trust.clone(),
-        narrative: Arc::new(web::Narrative::build(trust, registers.as_ref())),
+        narrative: Arc::new(narrative),
         default_freshness: loaded.config.default_freshness.get(),
         templates: Arc::new(web::templates()?),
     })
@@ -204,6 +214,23 @@ pub fn documents(loaded: &Loaded) -> anyhow::Result<Option<web::Documents>> {
     )))
 }
 
+/// The key signing run manifests (created at first use), and every public key signatures
+/// are accepted from (it and the configured former ones).
+pub fn signing(
+    loaded: &Loaded,
+) -> anyhow::Result<(crate::integrity::Signer, Vec<crate::integrity::PublicKey>)> {
+    let signer =
+        crate::integrity::Signer::load_or_create(&loaded.resolve(&loaded.config.signing.key_file))?;
+    let mut keys = vec![signer.public_key()];
+    for text in &loaded.config.signing.previous_public_keys {
+        keys.push(
+            crate::integrity::PublicKey::parse(text)
+                .map_err(|e| anyhow::anyhow!("signing.previous_public_keys: {e}"))?,
+        );
+    }
+    Ok((signer, keys))
+}
+
 /// `trellis serve`.
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     Application::build(loaded, BuildOptions::default())
@@ -214,6 +241,7 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
 
 /// Runs controls for the scheduler: collect → evaluate → store.
 struct PipelineExecutor {
+    signer: crate::integrity::Signer,
     catalog: Arc<Catalog>,
     store: Store,
     loaded: Arc<Loaded>,
@@ -243,6 +271,7 @@ impl Executor for PipelineExecutor {
                 &selected,
                 self.loaded.config.limits.concurrency,
                 trigger,
+                Some(&self.signer),
                 &|_, _| {},
             )
             .await?;

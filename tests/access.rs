@@ -371,6 +371,10 @@ async fn the_security_team_decides_with_the_cli() {
                 app.dir.path().join("link.key"),
             )
             .env("TRELLIS_USER", "sam")
+            .env(
+                "TRELLIS__SIGNING__KEY_FILE",
+                app.dir.path().join("signing.key"),
+            )
             .args(args)
             .output()
             .unwrap();

@@ -145,6 +145,15 @@ backends! {
     access_requests_are_decided_once(url);
     staff_accounts_sessions_and_tokens();
     dashboard_reads_and_managed_exceptions();
+    untouched_data_verifies();
+    an_edited_evidence_row_is_named();
+    an_edited_finding_is_named();
+    a_deleted_result_is_named();
+    reordered_rows_are_named();
+    a_moved_row_is_named();
+    deleting_the_newest_rows_is_found();
+    a_forged_manifest_is_found();
+    rows_from_before_the_chains_are_sealed(url);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,6 +853,238 @@ async fn dashboard_reads_and_managed_exceptions(store: &Store) {
             .await,
         Err(ManagedError::NotFound(_))
     ));
+}
+
+/// Two runs, each with evidence and results with findings, signed.
+async fn sealed_fixture(store: &Store) -> trellis::integrity::Signer {
+    let signer = trellis::integrity::Signer::from_seed([3; 32]);
+    for (r, minutes) in [(0, 0), (1, 60)] {
+        let at = base_time() + TimeDelta::minutes(minutes);
+        let run = store
+            .begin_run(Trigger::Schedule, 3, at)
+            .await
+            .expect("run");
+        let ev = store
+            .record_evidence(
+                &run,
+                &[
+                    hashed(evidence("hr.people", json!({"run": r, "people": [1, 2]}))),
+                    hashed(evidence("documents.policies", json!({"run": r}))),
+                ],
+            )
+            .await
+            .expect("evidence");
+        for (i, control) in ["a.one", "b.two", "c.three"].iter().enumerate() {
+            let mut o = outcome(control, Status::Fail, at);
+            o.findings = (0..3)
+                .map(|k| {
+                    finding(
+                        0,
+                        i * 10 + k,
+                        if k == 0 { Status::Fail } else { Status::Pass },
+                    )
+                })
+                .collect();
+            o.checks[0].evidence = Some(i % 2);
+            store.record_result(&run, &o, &ev).await.expect("result");
+        }
+        store.finish_run(&run, at, None).await.expect("finish");
+        let manifest = store.run_manifest(&run).await.expect("manifest");
+        store
+            .seal_run(
+                &run,
+                &manifest,
+                &signer.sign(&manifest.to_bytes()),
+                &signer.key_id(),
+            )
+            .await
+            .expect("seal");
+    }
+    signer
+}
+
+/// Evidence with the true SHA-256 of its content (as the runner records it).
+fn hashed(mut e: Evidence) -> Evidence {
+    e.sha256 = trellis::integrity::sha256_hex(&serde_json::to_vec(&e.content).expect("json"));
+    e
+}
+
+async fn problems(store: &Store, signer: &trellis::integrity::Signer) -> Vec<String> {
+    let report = store.verify(&[signer.public_key()]).await.expect("verify");
+    report.problems.iter().map(ToString::to_string).collect()
+}
+
+async fn sql(store: &Store, sql: &str) {
+    let n = testing::execute_sql(store, sql).await.expect("sql");
+    assert!(n > 0, "{sql} changed nothing");
+}
+
+async fn untouched_data_verifies(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    let report = store.verify(&[signer.public_key()]).await.expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        (report.evidence_rows, report.result_rows, report.runs_signed),
+        (4, 6, 2)
+    );
+    // Another key's signatures are not accepted.
+    let other = trellis::integrity::Signer::from_seed([4; 32]);
+    let report = store.verify(&[other.public_key()]).await.expect("verify");
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(
+        report.problems[0]
+            .message
+            .contains("does not verify with any known key")
+    );
+}
+
+async fn an_edited_evidence_row_is_named(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    sql(store, "UPDATE evidence SET content = '{\"run\":0,\"people\":[1]}' WHERE id = (SELECT MIN(id) FROM evidence)").await;
+    let p = problems(store, &signer).await;
+    let first = store
+        .run_evidence(&store.runs(10).await.expect("runs")[1].id)
+        .await
+        .expect("ev")[0]
+        .id;
+    assert_eq!(
+        p[0],
+        format!("evidence {first}: the row was edited: its content does not match its digest"),
+        "{p:?}"
+    );
+}
+
+async fn an_edited_finding_is_named(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    sql(store, "UPDATE findings SET status = 'pass' WHERE resource = 'hr:E00010' AND id = (SELECT MAX(id) FROM findings WHERE resource = 'hr:E00010')").await;
+    let p = problems(store, &signer).await;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("control_results ")
+            && p[0].ends_with("the row was edited: its content does not match its digest"),
+        "{p:?}"
+    );
+}
+
+async fn a_deleted_result_is_named(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    let results = store
+        .run_results(&store.runs(10).await.expect("runs")[1].id)
+        .await
+        .expect("results");
+    let (deleted, next) = (results[1].id, results[2].id);
+    sql(
+        store,
+        &format!("DELETE FROM control_results WHERE id = {deleted}"),
+    )
+    .await;
+    let p = problems(store, &signer).await;
+    assert_eq!(
+        p[0],
+        format!(
+            "control_results {next}: the chain breaks between row {} and this row: a row between them was deleted, or rows were reordered",
+            results[0].id
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains(&format!("result row {deleted} of b.two was deleted"))),
+        "{p:?}"
+    );
+}
+
+async fn reordered_rows_are_named(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    // Swap two results' contents (their ids stay in order): each is edited.
+    let results = store
+        .run_results(&store.runs(10).await.expect("runs")[1].id)
+        .await
+        .expect("results");
+    let (a, b) = (results[0].id, results[1].id);
+    sql(store, &format!("UPDATE control_results SET control_id = CASE WHEN id = {a} THEN 'b.two' ELSE 'a.one' END WHERE id IN ({a}, {b})")).await;
+    let p = problems(store, &signer).await;
+    assert!(
+        p[0].starts_with(&format!("control_results {a}: the row was edited")),
+        "{p:?}"
+    );
+}
+
+async fn a_moved_row_is_named(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    // An evidence row moved to the end of the table (a new id): the chain breaks where it was.
+    let ids: Vec<i64> = store
+        .run_evidence(&store.runs(10).await.expect("runs")[1].id)
+        .await
+        .expect("ev")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    sql(
+        store,
+        &format!("UPDATE evidence SET id = 99999 WHERE id = {}", ids[0]),
+    )
+    .await;
+    let p = problems(store, &signer).await;
+    assert!(
+        p[0].starts_with(&format!(
+            "evidence {}: the chain breaks between the start of the chain and this row",
+            ids[1]
+        )),
+        "{p:?}"
+    );
+}
+
+async fn deleting_the_newest_rows_is_found(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    // The newest result goes, and the chain head is set back to hide it.
+    let newest = store
+        .run_results(&store.runs(10).await.expect("runs")[0].id)
+        .await
+        .expect("results")[2]
+        .id;
+    sql(
+        store,
+        &format!("DELETE FROM control_results WHERE id = {newest}"),
+    )
+    .await;
+    let p = problems(store, &signer).await;
+    assert!(
+        p.iter().any(|m| m.contains("the newest rows were deleted")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains(&format!("result row {newest} of c.three was deleted"))),
+        "{p:?}"
+    );
+}
+
+async fn a_forged_manifest_is_found(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    sql(store, "UPDATE runs SET manifest = REPLACE(manifest, '\"status\":\"fail\"', '\"status\":\"pass\"')").await;
+    let p = problems(store, &signer).await;
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p.iter()
+            .all(|m| m.starts_with("runs ") && m.contains("signature does not verify")),
+        "{p:?}"
+    );
+}
+
+async fn rows_from_before_the_chains_are_sealed(store: &Store, url: &str) {
+    let signer = sealed_fixture(store).await;
+    // Rows whose hashes are empty (stored by a version without chains) are sealed at the next
+    // connection, after the rows already chained.
+    sql(store, "INSERT INTO runs (id, trigger, state, started_at, controls_total, controls_done) SELECT 'legacy', trigger, state, started_at, 0, 0 FROM runs LIMIT 1").await;
+    sql(store, "INSERT INTO control_results (run_id, control_id, status, summary, evaluated_at, definition_sha256, checks, evidence_ids, finding_counts, exceptions, row_hash, chain_hash) SELECT 'legacy', control_id, status, summary, evaluated_at, definition_sha256, checks, evidence_ids, finding_counts, exceptions, '', '' FROM control_results LIMIT 1").await;
+    let p = problems(store, &signer).await;
+    assert!(
+        p[0].ends_with("the row is not sealed (no digest): it was inserted outside Trellis"),
+        "{p:?}"
+    );
+    let again = Store::connect(url).await.expect("reconnect");
+    assert!(problems(&again, &signer).await.is_empty());
 }
 
 async fn migrations_are_idempotent(store: &Store, url: &str) {

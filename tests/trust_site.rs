@@ -111,6 +111,10 @@ async fn the_static_export_is_the_live_site_byte_for_byte() {
                 "TRELLIS__TRUST_PAGE__DOCUMENTS__LINK_KEY_FILE",
                 app.dir.path().join("link.key"),
             )
+            .env(
+                "TRELLIS__SIGNING__KEY_FILE",
+                app.dir.path().join("signing.key"),
+            )
             .args(["render", "--as-of", app::EXAMPLE_NOW, "--out"])
             .arg(dir)
             .output()
@@ -372,6 +376,25 @@ async fn history_and_feed_follow_the_stored_results() {
     );
     let newest = feed.entries().iter().map(|e| *e.updated()).max().unwrap();
     assert_eq!(*feed.updated(), newest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signing_key_is_published() {
+    let app = spawn_app().await;
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let api = json(&app).await;
+    assert_eq!(
+        api["signing_key"]["public_key"],
+        signer.public_key().to_text()
+    );
+    assert_eq!(api["signing_key"]["fingerprint"], signer.key_id());
+    // (Handlebars escapes `=` and `/` in text, which browsers decode.)
+    let page = text(&app, "/")
+        .await
+        .replace("&#x3D;", "=")
+        .replace("&#x2F;", "/");
+    assert!(page.contains(&signer.key_id()));
+    assert!(page.contains(&signer.public_key().to_text()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

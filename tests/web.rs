@@ -496,6 +496,7 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
             "history_days",
             "intro",
             "sections",
+            "signing_key",
             "subprocessors",
             "summary",
             "url",

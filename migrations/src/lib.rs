@@ -10,6 +10,7 @@ mod m20251122_000001_initial_schema;
 mod m20261124_000001_exception_uses;
 mod m20261201_000001_trust_page;
 mod m20261202_000001_staff;
+mod m20261203_000001_integrity;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_exception_uses::Migration),
             Box::new(m20261201_000001_trust_page::Migration),
             Box::new(m20261202_000001_staff::Migration),
+            Box::new(m20261203_000001_integrity::Migration),
         ]
     }
 }

@@ -16,6 +16,7 @@
 mod access;
 mod dashboard;
 mod entities;
+mod integrity;
 mod staff;
 #[doc(hidden)]
 pub mod testing;
@@ -25,6 +26,7 @@ pub use dashboard::{
     DatedFinding, EvidenceMeta, FindingChanges, FindingsAt, ManagedError, ManagedException,
     ManagedState, ResultDetail, finding_changes,
 };
+pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,11 +257,20 @@ impl Store {
             .await
             .map_err(|e| StoreError::Migrate(DbError(e)))?;
         tracing::debug!(backend, url = %redact_url(url), "database ready");
-        Ok(Store {
+        let store = Store {
             db,
             backend,
             changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
-        })
+        };
+        // Rows stored before the hash chains existed are chained once, in id order.
+        let sealed = store.seal_unchained_rows().await?;
+        if sealed > 0 {
+            tracing::info!(
+                rows = sealed,
+                "sealed rows stored before hash chains existed"
+            );
+        }
+        Ok(store)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -295,6 +306,9 @@ impl Store {
             controls_total: Set(to_i32("controls_total", controls_total)?),
             controls_done: Set(0),
             error: Set(None),
+            manifest: Set(None),
+            signature: Set(None),
+            key_id: Set(None),
         };
         runs::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -329,18 +343,42 @@ impl Store {
                 sha256: Set(item.sha256.clone()),
                 content: Set(content),
                 error: Set(item.error.clone()),
+                row_hash: Set(String::new()),
+                chain_hash: Set(String::new()),
             });
         }
         const OP: &str = "record evidence";
         let txn = self.begin_write().await.during(OP)?;
         ensure_run_exists(&txn, run_id, OP).await?;
+        // The chain's head is locked first, so ids are allocated in chain order.
+        let mut head = integrity::lock_head(&txn, integrity::EVIDENCE_CHAIN, OP).await?;
         // One row at a time: the only portable way to learn each generated id. A run's
         // evidence list is short (one item per distinct probe call).
         let mut ids = Vec::with_capacity(rows.len());
-        for row in rows {
-            let inserted = evidence::Entity::insert(row).exec(&txn).await.during(OP)?;
-            ids.push(inserted.last_insert_id);
+        for (row, item) in rows.into_iter().zip(evidence) {
+            let content = match &row.content {
+                Set(c) => c.clone(),
+                _ => None,
+            };
+            let id = evidence::Entity::insert(row)
+                .exec(&txn)
+                .await
+                .during(OP)?
+                .last_insert_id;
+            let digest = crate::integrity::evidence_digest(
+                id,
+                run_id,
+                &item.probe,
+                &item.params,
+                db_time(item.collected_at),
+                &crate::integrity::sha256_hex(content.as_deref().unwrap_or_default().as_bytes()),
+                item.error.as_deref(),
+            );
+            head =
+                integrity::append(&txn, &head, id, &digest, integrity::EVIDENCE_CHAIN, OP).await?;
+            ids.push(id);
         }
+        integrity::save_head(&txn, integrity::EVIDENCE_CHAIN, &head, OP).await?;
         txn.commit().await.during(OP)?;
         Ok(ids)
     }
@@ -390,6 +428,8 @@ impl Store {
             evidence_ids: Set(to_json("evidence ids", &used_ids)?),
             finding_counts: Set(to_json("finding counts", &counts)?),
             exceptions: Set(to_json("exceptions", &outcome.exceptions)?),
+            row_hash: Set(String::new()),
+            chain_hash: Set(String::new()),
         };
         // Findings are prepared without their result id, which is only known once inserted.
         let mut finding_rows = Vec::with_capacity(outcome.findings.len());
@@ -407,8 +447,21 @@ impl Store {
             });
         }
 
+        // The digest of the findings as they are stored.
+        let findings_digest = crate::integrity::findings_digest(finding_rows.iter().map(|r| {
+            crate::integrity::FindingFields {
+                check: *r.check_index.as_ref(),
+                resource: r.resource.as_ref(),
+                status: r.status.as_ref(),
+                message: r.message.as_ref(),
+                actual: r.actual.as_ref(),
+            }
+        }));
+
         const OP: &str = "record result";
         let txn = self.begin_write().await.during(OP)?;
+        // The chain's head is locked first, so ids are allocated in chain order.
+        let head = integrity::lock_head(&txn, integrity::RESULTS_CHAIN, OP).await?;
         let updated = runs::Entity::update_many()
             .col_expr(
                 runs::Column::ControlsDone,
@@ -421,11 +474,36 @@ impl Store {
         if updated.rows_affected == 0 {
             return Err(StoreError::RunNotFound(run_id.to_string()));
         }
+        let fields = result_row.clone();
         let result_id = control_results::Entity::insert(result_row)
             .exec(&txn)
             .await
             .during(OP)?
             .last_insert_id;
+        let digest = crate::integrity::result_digest(&crate::integrity::ResultFields {
+            id: result_id,
+            run_id,
+            control_id: fields.control_id.as_ref(),
+            status: fields.status.as_ref(),
+            summary: fields.summary.as_ref(),
+            evaluated_at: *fields.evaluated_at.as_ref(),
+            definition_sha256: fields.definition_sha256.as_ref(),
+            checks: fields.checks.as_ref(),
+            evidence_ids: fields.evidence_ids.as_ref(),
+            finding_counts: fields.finding_counts.as_ref(),
+            exceptions: fields.exceptions.as_ref(),
+            findings_digest: &findings_digest,
+        });
+        let head = integrity::append(
+            &txn,
+            &head,
+            result_id,
+            &digest,
+            integrity::RESULTS_CHAIN,
+            OP,
+        )
+        .await?;
+        integrity::save_head(&txn, integrity::RESULTS_CHAIN, &head, OP).await?;
         let mut rows = finding_rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<findings::ActiveModel> = rows

@@ -44,6 +44,17 @@ async fn admin_connection(server_url: &str) -> Result<DatabaseConnection, StoreE
         .map_err(|e| connect_error(server_url, &e))
 }
 
+/// Runs raw SQL on a store's database, as someone with database access could: the tamper
+/// tests edit, delete and reorder rows behind the store's back with it.
+pub async fn execute_sql(store: &super::Store, sql: &str) -> Result<u64, StoreError> {
+    store
+        .db
+        .execute_unprepared(sql)
+        .await
+        .during("execute raw sql")
+        .map(|r| r.rows_affected())
+}
+
 fn checked_name(name: &str) -> Result<&str, StoreError> {
     let valid = !name.is_empty()
         && name

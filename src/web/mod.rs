@@ -33,7 +33,7 @@ pub use cache::{SiteCache, SiteInputs};
 pub use documents::Documents;
 pub use feed::FeedEntry;
 pub use history::DayRun;
-pub use narrative::{Narrative, SectionView, SubprocessorView, markdown};
+pub use narrative::{Narrative, SectionView, SigningKeyView, SubprocessorView, markdown};
 
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
@@ -461,6 +461,7 @@ mod tests {
             vulnerability_disclosure: None,
             subprocessors: Vec::new(),
             documents: Vec::new(),
+            signing_key: None,
         }
     }
 

@@ -35,6 +35,18 @@ pub struct Narrative {
     pub disclosure: Option<String>,
     /// The NDA terms of document requests, rendered and sanitised.
     pub nda: Option<String>,
+    /// The public key that signs run manifests and export bundles.
+    pub signing_key: Option<SigningKeyView>,
+}
+
+/// The evidence signing key, as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SigningKeyView {
+    pub algorithm: &'static str,
+    /// `ed25519:<base64>`.
+    pub public_key: String,
+    /// `SHA256:<hex>`: the key id in manifests and bundles.
+    pub fingerprint: String,
 }
 
 impl Narrative {
@@ -77,6 +89,7 @@ impl Narrative {
             subprocessors,
             disclosure: trust.vulnerability_disclosure.as_deref().map(markdown),
             nda: trust.documents.nda.as_deref().map(markdown),
+            signing_key: None,
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct TrustPage {
     pub disclosure: Option<String>,
     pub subprocessors: Vec<super::SubprocessorView>,
     pub documents: Vec<DocumentView>,
+    pub signing_key: Option<super::SigningKeyView>,
     pub legend: Vec<LegendEntry>,
 }
 
@@ -282,6 +283,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
         disclosure: view.vulnerability_disclosure.clone(),
         subprocessors: view.subprocessors.clone(),
         documents: view.documents.clone(),
+        signing_key: view.signing_key.clone(),
         legend: shown
             .iter()
             .map(|&b| LegendEntry {

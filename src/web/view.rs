@@ -163,6 +163,8 @@ pub struct TrustView {
     pub subprocessors: Vec<SubprocessorView>,
     /// Documents shared on request.
     pub documents: Vec<DocumentView>,
+    /// The key that signs run manifests and export bundles (verify them with it).
+    pub signing_key: Option<super::narrative::SigningKeyView>,
 }
 
 /// Page-wide totals over the public controls.
@@ -435,6 +437,7 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
         vulnerability_disclosure: narrative.disclosure.clone(),
         subprocessors: narrative.subprocessors.clone(),
         documents,
+        signing_key: narrative.signing_key.clone(),
     }
 }
 

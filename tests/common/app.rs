@@ -48,6 +48,10 @@ pub fn example_config(dir: &std::path::Path, env: &[(&str, &str)]) -> Loaded {
             "TRELLIS__TRUST_PAGE__DOCUMENTS__LINK_KEY_FILE".into(),
             dir.join("link.key").display().to_string(),
         ),
+        (
+            "TRELLIS__SIGNING__KEY_FILE".into(),
+            dir.join("signing.key").display().to_string(),
+        ),
     ];
     vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let source = repo().join("config.example.yaml");

@@ -21,6 +21,10 @@ pub struct Model {
     pub finding_counts: String,
     /// JSON array of `ExceptionUse`.
     pub exceptions: String,
+    /// Digest of the row and its findings (see `integrity::result_digest`).
+    pub row_hash: String,
+    /// Chain hash over the previous result row.
+    pub chain_hash: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

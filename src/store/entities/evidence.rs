@@ -15,6 +15,10 @@ pub struct Model {
     /// Serialized JSON; `NULL` when collection failed.
     pub content: Option<String>,
     pub error: Option<String>,
+    /// Digest of the row (see `integrity::evidence_digest`).
+    pub row_hash: String,
+    /// Chain hash over the previous evidence row.
+    pub chain_hash: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

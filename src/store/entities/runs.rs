@@ -16,6 +16,10 @@ pub struct Model {
     pub controls_total: i32,
     pub controls_done: i32,
     pub error: Option<String>,
+    /// The signed manifest (JSON), its ed25519 signature (hex) and the key's id.
+    pub manifest: Option<String>,
+    pub signature: Option<String>,
+    pub key_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
