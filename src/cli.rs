@@ -89,6 +89,33 @@ pub enum Command {
     /// Manage the staff who sign in to the dashboards and the API.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Export a period's evidence for auditors: a signed, reproducible zip (populations as CSV
+    /// and JSON, control definitions, raw evidence, run attestations, OSCAL, a summary).
+    Export {
+        /// First day, included (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        from: chrono::NaiveDate,
+        /// Last day, included.
+        #[arg(long, value_name = "DATE")]
+        to: chrono::NaiveDate,
+        /// Only this control (repeatable).
+        #[arg(long = "control", value_name = "ID")]
+        controls: Vec<String>,
+        /// Only controls mapped to this framework (`soc2`, `cis-aws`, `cis`).
+        #[arg(long)]
+        framework: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check an export bundle offline: its signature, every file's hash, nothing missing or
+    /// added. Exit 1 naming the first problem.
+    VerifyBundle {
+        bundle: PathBuf,
+        /// The public key it must be signed with (`ed25519:…`, as on the trust page), or a
+        /// file holding it. Without, the bundle's own key is used and its id printed.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
     /// Check that no stored evidence or result was edited, deleted or reordered: walk the hash
     /// chains and every run's signed manifest. Exit 1 naming the first broken row.
     Verify {
@@ -173,6 +200,25 @@ async fn run(cli: Cli) -> u8 {
             };
             site::access(&loaded, command).await
         }
+        Command::Export {
+            from,
+            to,
+            controls,
+            framework,
+            out,
+        } => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            let request = crate::export::ExportRequest {
+                from,
+                to,
+                controls,
+                framework,
+            };
+            export(&loaded, &request, &out).await
+        }
+        Command::VerifyBundle { bundle, key } => verify_bundle(&bundle, key.as_deref()),
         Command::Verify { format } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
@@ -309,6 +355,138 @@ fn validate(loaded: &Loaded) -> u8 {
         }
         eprintln!("{} problem(s) found", problems.len());
         EXIT_USAGE
+    }
+}
+
+async fn export(
+    loaded: &Loaded,
+    request: &crate::export::ExportRequest,
+    out: &std::path::Path,
+) -> u8 {
+    let today = chrono::Utc::now().date_naive();
+    let catalog = match load_catalog(loaded, today) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (signer, _) = match crate::startup::signing(loaded) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
+    let store = match Store::connect(&loaded.config.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // Written next to the target and renamed into place: no half-written bundle is left.
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = match tempfile::NamedTempFile::new_in(dir) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot write in {}: {e}", dir.display());
+            return EXIT_USAGE;
+        }
+    };
+    let file = std::io::BufWriter::new(match tmp.reopen() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    });
+    let summary = match crate::export::export(&store, &catalog, &signer, request, file).await {
+        Ok((mut w, s)) => {
+            if let Err(e) = std::io::Write::flush(&mut w) {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+            s
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Err(e) = tmp.persist(out) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return EXIT_USAGE;
+    }
+    let actor = site::decider();
+    let _ = store
+        .audit(
+            &actor,
+            "export",
+            &format!("bundle:{}..{}", request.from, request.to),
+            serde_json::json!({"controls": request.controls, "framework": request.framework, "files": summary.files, "key_id": summary.key_id}),
+            chrono::Utc::now(),
+        )
+        .await;
+    println!(
+        "wrote {}: {} controls, {} runs, {} evaluations, {} population rows, {} evidence files; signed by {}",
+        out.display(),
+        summary.controls,
+        summary.runs,
+        summary.results,
+        summary.population_rows,
+        summary.evidence_files,
+        summary.key_id
+    );
+    EXIT_OK
+}
+
+fn verify_bundle(bundle: &std::path::Path, key: Option<&str>) -> u8 {
+    let key = match key {
+        None => None,
+        Some(k) => {
+            let text = if std::path::Path::new(k).is_file() {
+                std::fs::read_to_string(k).unwrap_or_default()
+            } else {
+                k.to_string()
+            };
+            match crate::integrity::PublicKey::parse(&text) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!("error: --key: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    };
+    let file = match std::fs::File::open(bundle) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot open {}: {e}", bundle.display());
+            return EXIT_USAGE;
+        }
+    };
+    match crate::export::verify_bundle(std::io::BufReader::new(file), key.as_ref(), &[]) {
+        Ok(v) => {
+            println!(
+                "ok: {} files and {} run attestations verified, {} – {}; signed by {}{}",
+                v.files,
+                v.attestations,
+                v.from,
+                v.to,
+                v.key_id,
+                if key.is_none() {
+                    " (compare it with the key the company publishes)"
+                } else {
+                    ""
+                }
+            );
+            EXIT_OK
+        }
+        Err(problem) => {
+            println!("FAILED: {problem}");
+            EXIT_FAILED
+        }
     }
 }
 

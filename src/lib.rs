@@ -13,6 +13,7 @@ pub mod diag;
 pub mod duration;
 pub mod evaluate;
 pub mod exceptions;
+pub mod export;
 pub mod integrity;
 pub mod model;
 pub mod probes;

@@ -122,7 +122,7 @@ pub enum ManagedError {
     Store(#[from] StoreError),
 }
 
-fn result_detail(row: control_results::Model) -> Result<ResultDetail, StoreError> {
+pub(super) fn result_detail(row: control_results::Model) -> Result<ResultDetail, StoreError> {
     Ok(ResultDetail {
         status: parse_status("control_results", row.id, &row.status)?,
         checks: from_json("control_results", row.id, &row.checks)?,

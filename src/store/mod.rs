@@ -16,6 +16,7 @@
 mod access;
 mod dashboard;
 mod entities;
+mod export;
 mod integrity;
 mod staff;
 #[doc(hidden)]
@@ -26,6 +27,7 @@ pub use dashboard::{
     DatedFinding, EvidenceMeta, FindingChanges, FindingsAt, ManagedError, ManagedException,
     ManagedState, ResultDetail, finding_changes,
 };
+pub use export::SealedRun;
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
@@ -870,7 +872,7 @@ fn to_usize(table: &'static str, id: &str, what: &str, value: i32) -> Result<usi
     })
 }
 
-fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
+pub(crate) fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         table: "runs",
         id: row.id.clone(),
@@ -894,7 +896,7 @@ fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
     })
 }
 
-fn stored_finding(row: findings::Model) -> Result<StoredFinding, StoreError> {
+pub(crate) fn stored_finding(row: findings::Model) -> Result<StoredFinding, StoreError> {
     let id = row.id.to_string();
     Ok(StoredFinding {
         check: to_usize("findings", &id, "check_index", row.check_index)?,

@@ -1,0 +1,303 @@
+//! `oscal/assessment-results.json`: the period as OSCAL 1.2.1 assessment results — one result
+//! for the period, an observation per piece of evidence, and a finding per control objective
+//! (each framework criterion a control maps to) that is satisfied only if every evaluation of
+//! the control in the period passed.
+//!
+//! Control and objective ids are `<framework>_<version>_<criterion>` (`soc2_2017_CC6.1`,
+//! `cis-aws_3.0.0_1.12`): OSCAL tokens cannot start with a digit or hold a colon. UUIDs are
+//! version 5, derived from the bundle's period and content, so the document is reproducible.
+
+use std::collections::BTreeMap;
+use std::io::{Seek, Write};
+
+use serde::Serialize;
+
+use super::{ControlFigures, ExportError, ExportRequest, json_err};
+use crate::catalog::Control;
+use crate::model::{Evidence, Status};
+
+const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b1f_0e2c_9a4d_4c1e_8f37_51a0_d2c4_9e10);
+
+fn uuid_of(what: &str) -> String {
+    uuid::Uuid::new_v5(&NAMESPACE, what.as_bytes()).to_string()
+}
+
+/// An OSCAL token for a framework criterion.
+pub fn objective_id(framework: &str, version: &str, id: &str) -> String {
+    let raw = format!("{framework}_{version}_{id}");
+    raw.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn observation_uuid(evidence_id: i64) -> String {
+    uuid_of(&format!("observation/evidence/{evidence_id}"))
+}
+
+/// Writes one observation (an array element) for a piece of evidence.
+pub(super) fn write_observation(
+    w: &mut impl Write,
+    first: &mut bool,
+    id: i64,
+    e: &Evidence,
+    path: &str,
+) -> Result<(), ExportError> {
+    #[derive(Serialize)]
+    struct Prop {
+        name: &'static str,
+        ns: &'static str,
+        value: String,
+    }
+    #[derive(Serialize)]
+    struct RelevantEvidence<'a> {
+        href: &'a str,
+        description: String,
+    }
+    #[derive(Serialize)]
+    struct Observation<'a> {
+        uuid: String,
+        title: String,
+        description: String,
+        props: Vec<Prop>,
+        methods: [&'static str; 1],
+        types: [&'static str; 1],
+        #[serde(rename = "relevant-evidence")]
+        relevant_evidence: [RelevantEvidence<'a>; 1],
+        collected: String,
+    }
+    let description = match &e.error {
+        Some(err) => format!("Trellis probe `{}` could not collect: {err}", e.probe),
+        None => format!(
+            "Trellis probe `{}` collected this evidence automatically.",
+            e.probe
+        ),
+    };
+    let o = Observation {
+        uuid: observation_uuid(id),
+        title: format!("Evidence {id}: {}", e.probe),
+        description,
+        props: vec![
+            Prop {
+                name: "evidence-sha256",
+                ns: "https://trellis.dev/ns/oscal",
+                value: e.sha256.clone(),
+            },
+            Prop {
+                name: "probe-parameters",
+                ns: "https://trellis.dev/ns/oscal",
+                value: if e.params.is_empty() {
+                    "{}".into()
+                } else {
+                    e.params.clone()
+                },
+            },
+        ],
+        methods: ["TEST"],
+        types: ["control-objective"],
+        relevant_evidence: [RelevantEvidence {
+            href: path,
+            description: "The raw evidence, in this bundle.".into(),
+        }],
+        collected: crate::integrity::time_text(e.collected_at),
+    };
+    w.write_all(if *first { b"\n" } else { b",\n" })?;
+    *first = false;
+    serde_json::to_writer(w, &o).map_err(json_err("oscal observation"))
+}
+
+#[derive(Serialize)]
+struct Target {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "target-id")]
+    target_id: String,
+    status: TargetStatus,
+}
+
+#[derive(Serialize)]
+struct TargetStatus {
+    state: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct RelatedObservation {
+    #[serde(rename = "observation-uuid")]
+    observation_uuid: String,
+}
+
+#[derive(Serialize)]
+struct Finding {
+    uuid: String,
+    title: String,
+    description: String,
+    target: Target,
+    #[serde(rename = "related-observations", skip_serializing_if = "Vec::is_empty")]
+    related_observations: Vec<RelatedObservation>,
+    remarks: String,
+}
+
+/// The whole document, in a temporary file: its SHA-256 and size.
+pub(super) fn document(
+    request: &ExportRequest,
+    controls: &[&Control],
+    figures: &BTreeMap<String, ControlFigures>,
+    mut observations: std::fs::File,
+    runs: &[crate::store::SealedRun],
+) -> Result<(std::fs::File, String, u64), ExportError> {
+    let key = format!(
+        "{}|{}|{}|{}",
+        request.from,
+        request.to,
+        controls
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        request.framework.as_deref().unwrap_or("")
+    );
+    let start = format!("{}T00:00:00Z", request.from);
+    let end = format!("{}T00:00:00Z", request.to + chrono::Duration::days(1));
+    // The newest run's end, else the period's end: when the results last changed.
+    let last_modified = runs
+        .iter()
+        .filter_map(|r| r.run.finished_at.or(Some(r.run.started_at)))
+        .max()
+        .map_or(end.clone(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+
+    let mut objectives: BTreeMap<String, Vec<&Control>> = BTreeMap::new();
+    for c in controls {
+        for f in &c.frameworks {
+            objectives
+                .entry(objective_id(&f.framework, &f.version, &f.id))
+                .or_default()
+                .push(c);
+        }
+    }
+    let findings: Vec<Finding> = objectives
+        .iter()
+        .map(|(objective, cs)| {
+            let mut satisfied = true;
+            let mut lines = Vec::new();
+            let mut related = Vec::new();
+            for c in cs {
+                let f = figures.get(&c.id).cloned().unwrap_or_default();
+                let pass = f.by_status.get("pass").copied().unwrap_or(0);
+                let all_pass = f.results > 0 && pass == f.results;
+                satisfied &= all_pass;
+                lines.push(format!(
+                    "{} ({}): {} of {} evaluations passed; latest {}; {} failures, {} fixes.",
+                    c.title,
+                    c.id,
+                    pass,
+                    f.results,
+                    f.latest_status.map_or("none", Status::as_str),
+                    f.failures,
+                    f.fixes
+                ));
+                related.extend(f.latest_evidence.iter().map(|id| RelatedObservation {
+                    observation_uuid: observation_uuid(*id),
+                }));
+            }
+            related.sort_by(|a, b| a.observation_uuid.cmp(&b.observation_uuid));
+            related.dedup_by(|a, b| a.observation_uuid == b.observation_uuid);
+            Finding {
+                uuid: uuid_of(&format!("finding|{key}|{objective}")),
+                title: format!("Objective {objective}"),
+                description: lines.join(" "),
+                target: Target {
+                    kind: "objective-id",
+                    target_id: objective.clone(),
+                    status: TargetStatus {
+                        state: if satisfied {
+                            "satisfied"
+                        } else {
+                            "not-satisfied"
+                        },
+                        reason: if satisfied { "pass" } else { "fail" },
+                    },
+                },
+                related_observations: related,
+                remarks: "Satisfied only if every evaluation of every control mapped to the \
+                          objective passed during the period; related observations are the \
+                          evidence of each control's latest evaluation."
+                    .into(),
+            }
+        })
+        .collect();
+
+    let mut out = tempfile::tempfile()?;
+    let mut hashing = super::Hashing::new(std::io::BufWriter::new(&mut out));
+    let head = serde_json::json!({
+        "uuid": uuid_of(&format!("assessment-results|{key}")),
+        "metadata": {
+            "title": format!("Trellis continuous monitoring: assessment results {} – {}", request.from, request.to),
+            "last-modified": last_modified,
+            "version": "1",
+            "oscal-version": "1.2.1",
+        },
+        "import-ap": {
+            "href": "#continuous-monitoring",
+            "remarks": "Trellis evaluates every control on its schedule; the plan is the control catalog itself (controls/<id>/definitions in this bundle).",
+        },
+    });
+    let head_text = serde_json::to_string(&head).map_err(json_err("oscal"))?;
+    // `{"assessment-results": {...head, "results": [{... "observations": [` … `]}]}}`
+    hashing.write_all(b"{\"assessment-results\":")?;
+    hashing.write_all(&head_text.as_bytes()[..head_text.len() - 1])?;
+    let include: Vec<serde_json::Value> = objectives
+        .keys()
+        .map(|id| serde_json::json!({"control-id": id}))
+        .collect();
+    let result_head = serde_json::json!({
+        "uuid": uuid_of(&format!("result|{key}")),
+        "title": format!("Continuous monitoring, {} – {}", request.from, request.to),
+        "description": format!("{} controls evaluated by Trellis over {} runs.", controls.len(), runs.len()),
+        "start": start,
+        "end": end,
+        "reviewed-controls": {"control-selections": [
+            if include.is_empty() { serde_json::json!({"include-all": {}}) } else { serde_json::json!({"include-controls": include}) }
+        ]},
+    });
+    let result_text = serde_json::to_string(&result_head).map_err(json_err("oscal"))?;
+    hashing.write_all(b",\"results\":[")?;
+    hashing.write_all(&result_text.as_bytes()[..result_text.len() - 1])?;
+    let has_observations = observations.stream_position()? > 0;
+    if has_observations {
+        hashing.write_all(b",\"observations\":[")?;
+        observations.seek(std::io::SeekFrom::Start(0))?;
+        std::io::copy(&mut observations, &mut hashing)?;
+        hashing.write_all(b"\n]")?;
+    }
+    if !findings.is_empty() {
+        hashing.write_all(b",\"findings\":")?;
+        serde_json::to_writer(&mut hashing, &findings).map_err(json_err("oscal findings"))?;
+    }
+    hashing.write_all(b"}]}}\n")?;
+    hashing.flush()?;
+    let (_, sha256, size) = hashing.finish();
+    Ok((out, sha256, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objective_ids_are_oscal_tokens() {
+        assert_eq!(objective_id("soc2", "2017", "CC6.1"), "soc2_2017_CC6.1");
+        assert_eq!(
+            objective_id("cis-aws", "3.0.0", "1.12"),
+            "cis-aws_3.0.0_1.12"
+        );
+        assert_eq!(objective_id("cis", "8", "5.3 (a)"), "cis_8_5.3__a_");
+        assert_ne!(uuid_of("a"), uuid_of("b"));
+        assert_eq!(uuid_of("a"), uuid_of("a"));
+    }
+}

@@ -1,0 +1,437 @@
+//! Auditor export bundles, end to end: reproducible bytes, an offline check that names the
+//! first modified, removed or added file, OSCAL valid against NIST's schema, populations with
+//! the documented columns, and the CLI around it; and `trellis verify` on a live database.
+
+#[path = "common/app.rs"]
+mod app;
+
+use std::io::{Cursor, Read, Write};
+
+use app::{TestApp, plant, repo, spawn_app};
+use chrono::{Duration, NaiveDate};
+use trellis::export::{BundleProblem, COLUMNS, ExportRequest, export, verify_bundle};
+use trellis::model::Status;
+
+fn request() -> ExportRequest {
+    ExportRequest {
+        from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        controls: Vec::new(),
+        framework: None,
+    }
+}
+
+async fn bundle(app: &TestApp, request: &ExportRequest) -> Vec<u8> {
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let (out, _) = export(
+        &app.store,
+        &app.catalog,
+        &signer,
+        request,
+        Cursor::new(Vec::new()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    out.into_inner()
+}
+
+/// The bundle's entries, in order.
+fn entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+    (0..zip.len())
+        .map(|i| {
+            let mut f = zip.by_index(i).unwrap();
+            let mut out = Vec::new();
+            f.read_to_end(&mut out).unwrap();
+            (f.name().to_string(), out)
+        })
+        .collect()
+}
+
+/// A zip of these entries (what someone rewriting a bundle would make).
+fn rezip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, bytes) in entries {
+        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+async fn app_with_two_runs() -> TestApp {
+    let app = spawn_app().await;
+    // A second, later result of one control: a fix.
+    plant(
+        &app,
+        "background-checks",
+        Status::Pass,
+        app.now + Duration::hours(1),
+    )
+    .await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_are_reproducible_and_verify_offline() {
+    let app = app_with_two_runs().await;
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let first = bundle(&app, &request()).await;
+    let second = bundle(&app, &request()).await;
+    assert!(first == second, "two exports of the same data differ");
+
+    let files = entries(&first);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "entries are in path order");
+    for expected in [
+        "manifest.json",
+        "manifest.sig",
+        "oscal/assessment-results.json",
+        "summary.html",
+        "controls/background-checks/population.csv",
+        "controls/background-checks/population.json",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("attestations/") && n.ends_with(".sig"))
+    );
+    assert!(names.iter().any(|n| n.starts_with("evidence/")));
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("controls/background-checks/definitions/"))
+    );
+    // Fixed timestamps: the day after the period.
+    let mut zip = zip::ZipArchive::new(Cursor::new(first.clone())).unwrap();
+    for i in 0..zip.len() {
+        let f = zip.by_index(i).unwrap();
+        let t = f.last_modified().unwrap();
+        assert_eq!(
+            (t.year(), t.month(), t.day(), t.hour()),
+            (2026, 12, 1, 0),
+            "{}",
+            f.name()
+        );
+    }
+
+    let ok = verify_bundle(Cursor::new(first.clone()), Some(&signer.public_key()), &[]).unwrap();
+    assert_eq!(ok.key_id, signer.key_id());
+    assert!(ok.attestations >= 1);
+    // Another key: refused, naming both.
+    let other = trellis::integrity::Signer::from_seed([1; 32]).public_key();
+    assert!(matches!(
+        verify_bundle(Cursor::new(first.clone()), Some(&other), &[]),
+        Err(BundleProblem::WrongKey { .. })
+    ));
+
+    // A flipped byte in one file is named.
+    let target = "controls/background-checks/population.csv";
+    let mut tampered = files.clone();
+    let (_, bytes) = tampered.iter_mut().find(|(n, _)| n == target).unwrap();
+    let pos = bytes.len() / 2;
+    bytes[pos] ^= 0x01;
+    match verify_bundle(
+        Cursor::new(rezip(&tampered)),
+        Some(&signer.public_key()),
+        &[],
+    ) {
+        Err(BundleProblem::Modified { path, .. }) => assert_eq!(path, target),
+        other => panic!("{other:?}"),
+    }
+    // A removed file is named.
+    let evidence = names
+        .iter()
+        .find(|n| n.starts_with("evidence/"))
+        .unwrap()
+        .to_string();
+    let removed: Vec<_> = files
+        .iter()
+        .filter(|(n, _)| *n != evidence)
+        .cloned()
+        .collect();
+    assert_eq!(
+        verify_bundle(
+            Cursor::new(rezip(&removed)),
+            Some(&signer.public_key()),
+            &[]
+        )
+        .unwrap_err(),
+        BundleProblem::Missing(evidence.clone())
+    );
+    // An added file is named.
+    let mut added = files.clone();
+    added.push(("evidence/extra.json".into(), b"{}".to_vec()));
+    assert_eq!(
+        verify_bundle(Cursor::new(rezip(&added)), Some(&signer.public_key()), &[]).unwrap_err(),
+        BundleProblem::Unlisted("evidence/extra.json".into())
+    );
+    // A rewritten manifest (to hide an edit) breaks the signature.
+    let mut forged = files.clone();
+    let (_, manifest) = forged
+        .iter_mut()
+        .find(|(n, _)| n == "manifest.json")
+        .unwrap();
+    let text =
+        String::from_utf8(manifest.clone())
+            .unwrap()
+            .replacen("\"size\": ", "\"size\":  ", 1);
+    *manifest = text.into_bytes();
+    assert!(matches!(
+        verify_bundle(Cursor::new(rezip(&forged)), Some(&signer.public_key()), &[]),
+        Err(BundleProblem::BadSignature { .. })
+    ));
+    // A run attestation re-signed by someone else is refused.
+    let mut attest = files.clone();
+    let (_, sig) = attest
+        .iter_mut()
+        .find(|(n, _)| n.ends_with(".sig") && n.starts_with("attestations/"))
+        .unwrap();
+    *sig = trellis::integrity::Signer::from_seed([2; 32])
+        .sign(b"x")
+        .into_bytes();
+    assert!(verify_bundle(Cursor::new(rezip(&attest)), Some(&signer.public_key()), &[]).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oscal_is_valid_against_nist_schema() {
+    let app = app_with_two_runs().await;
+    let files = entries(&bundle(&app, &request()).await);
+    let oscal: serde_json::Value = serde_json::from_slice(
+        &files
+            .iter()
+            .find(|(n, _)| n == "oscal/assessment-results.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo().join("tests/fixtures/oscal/oscal_assessment-results_schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&oscal)
+        .take(10)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let result = &oscal["assessment-results"]["results"][0];
+    assert_eq!(result["start"], "2026-11-01T00:00:00Z");
+    let findings = result["findings"].as_array().unwrap();
+    // Background checks failed at the first run and passed at the second: not satisfied.
+    let cc14 = findings
+        .iter()
+        .find(|f| f["target"]["target-id"] == "soc2_2017_CC1.4")
+        .expect("a finding for CC1.4");
+    assert_eq!(cc14["target"]["status"]["state"], "not-satisfied");
+    assert!(
+        cc14["description"]
+            .as_str()
+            .unwrap()
+            .contains("Background Checks")
+    );
+    assert!(!result["observations"].as_array().unwrap().is_empty());
+    // And the schema is not a rubber stamp: a broken document fails it.
+    let mut broken = oscal.clone();
+    broken["assessment-results"]["results"][0]["findings"][0]["target"]["status"]["state"] =
+        "maybe".into();
+    assert!(!validator.is_valid(&broken));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn populations_have_the_documented_columns() {
+    let app = app_with_two_runs().await;
+    let req = ExportRequest {
+        controls: vec!["background-checks".into()],
+        ..request()
+    };
+    let files = entries(&bundle(&app, &req).await);
+    let csv_bytes = &files
+        .iter()
+        .find(|(n, _)| n == "controls/background-checks/population.csv")
+        .unwrap()
+        .1;
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(headers, COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let json: serde_json::Value = serde_json::from_slice(
+        &files
+            .iter()
+            .find(|(n, _)| n == "controls/background-checks/population.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), rows.len());
+    // hr:E1021 failed at the first run; the planted second result has no findings (a row).
+    let e1021: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[5] == "hr:E1021").collect();
+    assert_eq!(e1021.len(), 1);
+    assert_eq!(&e1021[0][6], "fail");
+    assert!(rows.len() > 30);
+    // Only the requested control is in the bundle.
+    assert!(
+        files
+            .iter()
+            .all(|(n, _)| !n.starts_with("controls/")
+                || n.starts_with("controls/background-checks/"))
+    );
+    // A framework selects its controls.
+    let cis = ExportRequest {
+        framework: Some("cis-aws".into()),
+        ..request()
+    };
+    let files = entries(&bundle(&app, &cis).await);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1)
+            .unwrap();
+    let controls = manifest["controls"].as_array().unwrap();
+    assert!(!controls.is_empty() && controls.len() < 73);
+    assert!(!controls.iter().any(|c| c == "background-checks"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_exports_verifies_and_audits() {
+    let app = app_with_two_runs().await;
+    let out = app.dir.path().join("bundle.zip");
+    let trellis = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .current_dir(repo())
+            .env("TRELLIS__DATABASE_URL", &app.loaded.config.database_url)
+            .env(
+                "TRELLIS__SIGNING__KEY_FILE",
+                app.dir.path().join("signing.key"),
+            )
+            .env("TRELLIS_USER", "auditor-ann")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, text) = trellis(&[
+        "export",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+        "--framework",
+        "soc2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let key = signer.public_key().to_text();
+    let (code, text) = trellis(&["verify-bundle", out.to_str().unwrap(), "--key", &key]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&signer.key_id()), "{text}");
+    // One flipped byte, anywhere in a stored file: exit 1 naming it.
+    let files = entries(&std::fs::read(&out).unwrap());
+    let mut tampered = files.clone();
+    let (name, bytes) = tampered
+        .iter_mut()
+        .find(|(n, _)| n == "summary.html")
+        .unwrap();
+    bytes[10] ^= 0x20;
+    let name = name.clone();
+    let bad = app.dir.path().join("bad.zip");
+    std::fs::write(&bad, rezip(&tampered)).unwrap();
+    let (code, text) = trellis(&["verify-bundle", bad.to_str().unwrap(), "--key", &key]);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains(&format!("FAILED: {name} was modified")),
+        "{text}"
+    );
+    // Bad arguments are usage errors.
+    let (code, text) = trellis(&[
+        "export",
+        "--from",
+        "2026-12-01",
+        "--to",
+        "2026-11-01",
+        "--out",
+        "/tmp/x.zip",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(text.contains("is after --to"), "{text}");
+    let (code, _) = trellis(&[
+        "export",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+        "--control",
+        "no-such",
+        "--out",
+        "/tmp/x.zip",
+    ]);
+    assert_eq!(code, Some(2));
+    // The export is in the audit log, as who ran it.
+    let audit = app.store.audit_log(Some("export"), 10, 0).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "auditor-ann");
+    assert_eq!(audit[0].target, "bundle:2026-11-01..2026-11-30");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trellis_verify_names_a_tampered_row() {
+    let app = app_with_two_runs().await;
+    let trellis = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .current_dir(repo())
+            .env("TRELLIS__DATABASE_URL", &app.loaded.config.database_url)
+            .env(
+                "TRELLIS__SIGNING__KEY_FILE",
+                app.dir.path().join("signing.key"),
+            )
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, text) = trellis(&["verify"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok: the chains are intact"), "{text}");
+    let result = app
+        .store
+        .latest_result("background-checks")
+        .await
+        .unwrap()
+        .unwrap();
+    let n = trellis::store::testing::execute_sql(
+        &app.store,
+        &format!(
+            "UPDATE control_results SET summary = 'all good' WHERE id = {}",
+            result.id
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let (code, text) = trellis(&["verify"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains(&format!(
+            "TAMPERED: control_results {}: the row was edited",
+            result.id
+        )),
+        "{text}"
+    );
+}
