@@ -101,7 +101,8 @@ impl Application {
             loaded.config.dashboard.clone(),
             secure_cookies(&loaded),
             scheduler.as_ref().map(|(h, _)| h.clone()),
-        );
+        )
+        .with_signer(signer.clone());
         tokio::spawn(state.site.clone().poll_store(
             loaded.config.server.refresh_interval.to_std(),
             shutdown.clone(),

@@ -1019,3 +1019,54 @@ async fn users_are_managed_with_the_cli() {
         .collect();
     assert_eq!(by_ops, ["user.disable", "user.password", "user.add"]);
 }
+
+/// Auditors download the evidence bundle from the dashboard; it verifies offline and the
+/// download is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_download_signed_bundles() {
+    let (app, _) = spawn().await;
+    let aud = login(&app, "aud").await;
+    let page = aud.get("/dashboard/runs").await.text().await.unwrap();
+    assert!(page.contains("Export evidence for auditors"));
+    let resp = aud
+        .get("/dashboard/export?from=2026-11-01&to=2026-11-30&framework=soc2")
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("trellis-evidence-2026-11-01-2026-11-30.zip")
+    );
+    let bytes = resp.bytes().await.unwrap();
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let ok = trellis::export::verify_bundle(
+        std::io::Cursor::new(bytes.to_vec()),
+        Some(&signer.public_key()),
+        &[],
+    )
+    .unwrap();
+    assert!(ok.files > 100);
+    let audit = app.store.audit_log(Some("export"), 10, 0).await.unwrap();
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].target.as_str()),
+        ("aud", "bundle:2026-11-01..2026-11-30")
+    );
+    // Viewers cannot export.
+    let vic = login(&app, "vic").await;
+    assert_eq!(
+        vic.get("/dashboard/export?from=2026-11-01&to=2026-11-30")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        !vic.get("/dashboard/runs")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("Export evidence")
+    );
+}

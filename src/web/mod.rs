@@ -74,6 +74,8 @@ pub struct WebState {
     pub secure_cookies: bool,
     /// Where "run now" goes (absent when the scheduler is not running).
     pub scheduler: Option<crate::scheduler::SchedulerHandle>,
+    /// The key signing export bundles.
+    pub signer: Option<crate::integrity::Signer>,
 }
 
 impl WebState {
@@ -87,6 +89,12 @@ impl WebState {
         self.dashboard = dashboard;
         self.secure_cookies = secure_cookies;
         self.scheduler = scheduler;
+        self
+    }
+
+    /// The key export bundles are signed with.
+    pub fn with_signer(mut self, signer: crate::integrity::Signer) -> WebState {
+        self.signer = Some(signer);
         self
     }
 
@@ -109,6 +117,7 @@ impl WebState {
             dashboard: crate::config::DashboardConfig::default(),
             secure_cookies: false,
             scheduler: None,
+            signer: None,
         }
     }
 }

@@ -81,6 +81,7 @@ macro_rules! route {
 use Access::{Partial, Public};
 const READ: Access = Access::Role(Permission::Read);
 const EVIDENCE: Access = Access::Role(Permission::ReadEvidence);
+const EXPORT: Access = Access::Role(Permission::Export);
 const REVIEW: Access = Access::Role(Permission::Review);
 const ADMIN: Access = Access::Role(Permission::Administer);
 
@@ -107,6 +108,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/access", "/dashboard/access", Page, REVIEW, review::access_requests),
     route!(post "/dashboard/access/{id}/{decision}", "/dashboard/access/x/approve", Page, REVIEW, review::decide_access),
     route!(get "/dashboard/audit", "/dashboard/audit", Page, EVIDENCE, pages::audit),
+    route!(get "/dashboard/export", "/dashboard/export?from=2026-11-01&to=2026-11-30", Page, EXPORT, review::export_bundle),
     route!(get "/dashboard/account", "/dashboard/account", Page, READ, account::account),
     route!(post "/dashboard/account/tokens", "/dashboard/account/tokens", Page, READ, account::create_token),
     route!(post "/dashboard/account/tokens/{id}/revoke", "/dashboard/account/tokens/999999/revoke", Page, READ, account::revoke_token),

@@ -731,10 +731,17 @@ pub async fn runs(state: web::Data<WebState>, staff: Staff) -> Result<HttpRespon
     struct Body {
         runs: Vec<RunRow>,
         running: bool,
+        can_export: bool,
+        export_from: String,
+        export_to: String,
     }
+    let today = now.date_naive();
     let body = Body {
         runs: list.iter().map(|r| run_row(r, now)).collect(),
         running,
+        can_export: staff.user.role.can(Permission::Export),
+        export_from: (today - Duration::days(90)).to_string(),
+        export_to: today.to_string(),
     };
     // No automatic refresh (timing the reader does not control fails WCAG 2.2.1): the page
     // says a run is in progress and offers to refresh.

@@ -530,3 +530,107 @@ pub async fn decide_access(
         )),
     }
 }
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    #[serde(default)]
+    control: Option<String>,
+    #[serde(default)]
+    framework: Option<String>,
+}
+
+/// An evidence bundle for a period (auditors), as `trellis export` makes it; audited.
+pub async fn export_bundle(
+    state: web::Data<WebState>,
+    staff: Staff,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Export)?;
+    let (Some(from), Some(to)) = (query.from, query.to) else {
+        return Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::BAD_REQUEST,
+            "Choose a period",
+            "Give the first and last day of the period (from, to).",
+        ));
+    };
+    let Some(signer) = &state.signer else {
+        return Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Exports unavailable",
+            "This server has no signing key.",
+        ));
+    };
+    let request = crate::export::ExportRequest {
+        from,
+        to,
+        controls: query
+            .control
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .collect(),
+        framework: query.framework.clone().filter(|f| !f.is_empty()),
+    };
+    let catalog = state.site.inputs().catalog.clone();
+    let file = match tempfile::tempfile() {
+        Ok(f) => f,
+        Err(e) => return Ok(store_error(&state, &staff, &e)),
+    };
+    let written = crate::export::export(
+        &state.store,
+        &catalog,
+        signer,
+        &request,
+        std::io::BufWriter::new(file),
+    )
+    .await;
+    let (writer, summary) = match written {
+        Ok(w) => w,
+        Err(crate::export::ExportError::Store(e)) => return Ok(store_error(&state, &staff, &e)),
+        Err(e) => {
+            return Ok(message(
+                &state,
+                Some(&staff),
+                StatusCode::BAD_REQUEST,
+                "Cannot export",
+                &e.to_string(),
+            ));
+        }
+    };
+    let mut file = match writer.into_inner() {
+        Ok(f) => f,
+        Err(e) => return Ok(store_error(&state, &staff, &e.error().to_string())),
+    };
+    let mut bytes = Vec::new();
+    use std::io::{Read as _, Seek as _};
+    if let Err(e) = file
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+    {
+        return Ok(store_error(&state, &staff, &e));
+    }
+    let _ = state
+        .store
+        .audit(
+            &staff.actor(),
+            "export",
+            &format!("bundle:{from}..{to}"),
+            serde_json::json!({"controls": request.controls, "framework": request.framework, "files": summary.files, "via": "dashboard"}),
+            state.clock.now(),
+        )
+        .await;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"trellis-evidence-{from}-{to}.zip\""),
+        ))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(bytes))
+}
