@@ -1654,7 +1654,7 @@ async fn concurrent_writers(store: &Store, url: &str) {
                 .await
                 .expect("begin run");
             let ids = handle
-                .record_evidence(&run, &[evidence("p", json!(w))])
+                .record_evidence(&run, &[hashed(evidence("p", json!(w)))])
                 .await
                 .expect("evidence");
             for c in 0..20 {
@@ -1676,6 +1676,10 @@ async fn concurrent_writers(store: &Store, url: &str) {
         assert_eq!((r.state, r.controls_done), (RunState::Completed, 20));
     }
     assert_eq!(store.latest_results().await.expect("latest").len(), 80);
+    // Four writers appended to the hash chains at once: the chains are still whole.
+    let report = store.verify(&[]).await.expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.evidence_rows, report.result_rows), (4, 80));
 }
 
 /// Environment variable telling [`crash_writer_child_process`] to act as the crashing writer.

@@ -92,6 +92,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Both chains start at genesis; writers lock these rows, so they must exist first
+        // (two first writers could not both create them).
+        for name in ["evidence", "control_results"] {
+            let insert = Query::insert()
+                .into_table(ChainHeads::Table)
+                .columns([ChainHeads::Name, ChainHeads::LastId, ChainHeads::ChainHash])
+                .values([
+                    name.into(),
+                    0i64.into(),
+                    "0000000000000000000000000000000000000000000000000000000000000000".into(),
+                ])
+                .map_err(|e| DbErr::Custom(e.to_string()))?
+                .on_conflict(OnConflict::column(ChainHeads::Name).do_nothing().to_owned())
+                .to_owned();
+            manager.exec_stmt(insert).await?;
+        }
         manager
             .create_table(
                 Table::create()

@@ -219,7 +219,9 @@ impl<W: Write + Seek> Bundle<W> {
             zip: zip::ZipWriter::new(out),
             options: zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Deflated)
-                .compression_level(Some(6))
+                // Fast deflate: populations are large and repetitive; level 1 compresses them
+                // nearly as well as 6 at several times the speed.
+                .compression_level(Some(1))
                 .last_modified_time(time)
                 .unix_permissions(0o644)
                 .large_file(false),
@@ -362,7 +364,7 @@ pub async fn export<W: Write + Seek>(
     let mut figures: BTreeMap<String, ControlFigures> = BTreeMap::new();
     let mut evidence_ids: BTreeSet<i64> = BTreeSet::new();
     for control in &controls {
-        let results = store.results_between(&control.id, start, end).await?;
+        let results = store.export_results(&control.id, start, end).await?;
         let mut shas: Vec<&str> = results
             .iter()
             .map(|r| r.definition_sha256.as_str())
@@ -385,34 +387,37 @@ pub async fn export<W: Write + Seek>(
             results: results.len(),
             ..ControlFigures::default()
         };
-        let mut state: HashMap<String, Status> = HashMap::new();
+        let mut state: HashMap<String, bool> = HashMap::new();
+        // The JSON population goes to a temporary file while the CSV streams into the zip.
         let mut json_tmp = tempfile::tempfile()?;
-        let mut json_w = std::io::BufWriter::new(&mut json_tmp);
+        let mut json_w = std::io::BufWriter::with_capacity(256 * 1024, &mut json_tmp);
         json_w.write_all(b"[")?;
         let mut first_json = true;
         let mut rows = 0u64;
-        bundle.stream(&format!("controls/{}/population.csv", control.id), |w| {
-            let mut csv = csv::Writer::from_writer(w);
-            csv.write_record(COLUMNS)?;
-            Ok(csv.flush()?)
-        })?;
-        // The csv entry is still open: keep writing rows into it, a page at a time.
-        let csv_index = bundle.files.len() - 1;
-        let mut csv_hash = Sha256::new();
-        let mut csv_size = bundle.files[csv_index].size;
+        let csv_path = format!("controls/{}/population.csv", control.id);
+        bundle.zip.start_file(csv_path.as_str(), bundle.options)?;
+        let mut csv_out = Hashing::new(&mut bundle.zip);
         {
-            let mut header = Vec::new();
-            {
-                let mut c = csv::Writer::from_writer(&mut header);
-                c.write_record(COLUMNS)?;
-                c.flush()?;
-            }
-            csv_hash.update(&header);
+            let mut header = csv::Writer::from_writer(&mut csv_out);
+            header.write_record(COLUMNS)?;
+            header.flush()?;
         }
-        for page in results.chunks(RESULTS_PER_PAGE) {
+        // Reading and writing overlap: the next page's findings are fetched (on the
+        // database's side) while this page is formatted and compressed.
+        let pages: Vec<&[crate::store::ExportResult]> = results.chunks(RESULTS_PER_PAGE).collect();
+        let fetch = |page: &[crate::store::ExportResult]| {
             let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
-            let mut findings = store.findings_of(&ids).await?;
-            let mut buf = Vec::with_capacity(64 * 1024);
+            let store = store.clone();
+            tokio::spawn(async move { store.export_findings(&ids).await })
+        };
+        let mut next = pages.first().map(|p| fetch(p));
+        for (i, &page) in pages.iter().enumerate() {
+            let Some(pending) = next.take() else { break };
+            let mut findings = pending
+                .await
+                .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
+            next = pages.get(i + 1).map(|p| fetch(p));
+            let mut buf = Vec::with_capacity(256 * 1024);
             {
                 let mut csv = csv::WriterBuilder::new()
                     .has_headers(false)
@@ -445,8 +450,6 @@ pub async fn export<W: Write + Seek>(
                         rows += 1;
                     }
                     for f in &found {
-                        let actual =
-                            serde_json::to_string(&f.actual).map_err(json_err("actual values"))?;
                         csv.write_record([
                             r.run_id.as_str(),
                             &at,
@@ -454,17 +457,22 @@ pub async fn export<W: Write + Seek>(
                             r.status.as_str(),
                             &f.check.to_string(),
                             &f.resource,
-                            f.status.as_str(),
+                            &f.status,
                             &f.message,
-                            &actual,
+                            &f.actual,
                             &r.definition_sha256,
                         ])?;
                         write_json_row(&mut json_w, &mut first_json, r, &at, &control.id, Some(f))?;
                         rows += 1;
                         // Failures and fixes: a resource's status against its previous one.
-                        let before = state.insert(f.resource.clone(), f.status);
-                        let failing = f.status == Status::Fail;
-                        let was_failing = before == Some(Status::Fail);
+                        let failing = f.status == "fail";
+                        let was_failing = match state.get_mut(&f.resource) {
+                            Some(v) => std::mem::replace(v, failing),
+                            None => {
+                                state.insert(f.resource.clone(), failing);
+                                false
+                            }
+                        };
                         if failing && !was_failing {
                             fig.failures += 1;
                         } else if !failing && was_failing {
@@ -477,12 +485,14 @@ pub async fn export<W: Write + Seek>(
                 }
                 csv.flush()?;
             }
-            bundle.zip.write_all(&buf)?;
-            csv_hash.update(&buf);
-            csv_size += buf.len() as u64;
+            csv_out.write_all(&buf)?;
         }
-        bundle.files[csv_index].sha256 = hex::encode(csv_hash.finalize());
-        bundle.files[csv_index].size = csv_size;
+        let (_, sha256, size) = csv_out.finish();
+        bundle.files.push(FileEntry {
+            path: csv_path,
+            sha256,
+            size,
+        });
         json_w.write_all(b"\n]\n")?;
         json_w.flush()?;
         drop(json_w);
@@ -490,7 +500,7 @@ pub async fn export<W: Write + Seek>(
             &format!("controls/{}/population.json", control.id),
             json_tmp,
         )?;
-        fig.failing_at_end = state.values().filter(|s| **s == Status::Fail).count();
+        fig.failing_at_end = state.values().filter(|failing| **failing).count();
         summary.results += fig.results;
         summary.population_rows += rows;
         figures.insert(control.id.clone(), fig);
@@ -583,10 +593,10 @@ pub fn evidence_path(id: i64) -> String {
 fn write_json_row(
     w: &mut impl Write,
     first: &mut bool,
-    r: &crate::store::ResultDetail,
+    r: &crate::store::ExportResult,
     at: &str,
     control_id: &str,
-    f: Option<&crate::store::StoredFinding>,
+    f: Option<&crate::store::ExportFinding>,
 ) -> Result<(), ExportError> {
     #[derive(Serialize)]
     struct Row<'a> {
@@ -594,13 +604,21 @@ fn write_json_row(
         evaluated_at: &'a str,
         control_id: &'a str,
         result_status: &'a str,
-        check: Option<usize>,
+        check: Option<i32>,
         resource: Option<&'a str>,
         status: &'a str,
         message: &'a str,
-        actual: Option<&'a serde_json::Value>,
+        /// The stored JSON, embedded as is.
+        actual: Option<&'a serde_json::value::RawValue>,
         definition_sha256: &'a str,
     }
+    let actual = match f {
+        Some(f) => Some(
+            serde_json::from_str::<&serde_json::value::RawValue>(&f.actual)
+                .map_err(json_err("actual values"))?,
+        ),
+        None => None,
+    };
     let row = Row {
         run_id: &r.run_id,
         evaluated_at: at,
@@ -610,7 +628,7 @@ fn write_json_row(
         resource: f.map(|f| f.resource.as_str()),
         status: f.map_or(r.status.as_str(), |f| f.status.as_str()),
         message: f.map_or(r.summary.as_str(), |f| f.message.as_str()),
-        actual: f.map(|f| &f.actual),
+        actual,
         definition_sha256: &r.definition_sha256,
     };
     w.write_all(if *first { b"\n" } else { b",\n" })?;

@@ -27,7 +27,7 @@ pub use dashboard::{
     DatedFinding, EvidenceMeta, FindingChanges, FindingsAt, ManagedError, ManagedException,
     ManagedState, ResultDetail, finding_changes,
 };
-pub use export::SealedRun;
+pub use export::{ExportFinding, ExportResult, SealedRun};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
@@ -234,8 +234,12 @@ impl Store {
                 if in_memory {
                     o
                 } else {
+                    // Reads of a year of results (exports, history) go through memory-mapped
+                    // pages and a larger cache instead of a syscall per page.
                     o.journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Normal)
+                        .pragma("mmap_size", "268435456")
+                        .pragma("cache_size", "-32768")
                 }
             });
             if in_memory {

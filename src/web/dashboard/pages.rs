@@ -490,9 +490,8 @@ pub async fn control(
         }
     }
     let max_failing = failing_by_day.iter().copied().max().unwrap_or(0).max(1);
-    let definition = tokio::fs::read_to_string(&c.path)
-        .await
-        .unwrap_or_else(|e| format!("# cannot read {}: {e}", c.path.display()));
+    // The definition as loaded (what the results were evaluated against), not the file now.
+    let definition = c.source.to_string();
     let managed = state.store.managed_exceptions().await.unwrap_or_default();
     let today = now.date_naive();
     let mut exceptions: Vec<ExceptionRow> = c
