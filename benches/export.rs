@@ -15,6 +15,69 @@ use std::time::Instant;
 use trellis::export::{ExportRequest, export, verify_bundle};
 use trellis::store::{Store, testing};
 
+/// The binary's allocator (src/main.rs), counting what is allocated: the export's heap
+/// high-water mark, what "memory bounded" is about.
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+struct Counting;
+
+/// Counting is on for the memory runs only: its shared counters cost the timed run.
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+static PEAK: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: forwarded as is.
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        if !p.is_null() && COUNTING.load(Relaxed) {
+            let size = layout.size() as isize;
+            let live = LIVE.fetch_add(size, Relaxed) + size;
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if COUNTING.load(Relaxed) {
+            LIVE.fetch_sub(layout.size() as isize, Relaxed);
+        }
+        // SAFETY: forwarded as is.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: forwarded as is.
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new) };
+        if !p.is_null() && COUNTING.load(Relaxed) {
+            let grown = new as isize - layout.size() as isize;
+            let live = LIVE.fetch_add(grown, Relaxed) + grown;
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+}
+
+/// Starts counting from zero (what was allocated before is not counted, and its release
+/// is: the high-water mark is a bound on what the export itself holds).
+fn start_counting() {
+    use std::sync::atomic::Ordering::Relaxed;
+    LIVE.store(0, Relaxed);
+    PEAK.store(0, Relaxed);
+    COUNTING.store(true, Relaxed);
+}
+
+fn stop_counting() -> f64 {
+    COUNTING.store(false, std::sync::atomic::Ordering::Relaxed);
+    peak_mib()
+}
+
+fn peak_mib() -> f64 {
+    PEAK.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0
+}
+
 struct Size {
     days: u32,
     controls: usize,
@@ -22,30 +85,20 @@ struct Size {
     evidence_per_run: usize,
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// `RssAnon` and `RssFile` now (MiB): heap vs. mapped database pages.
-fn rss_parts() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let get = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+/// CPU time the process has used (user + system, seconds).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // After the command: state is field 3, utime 14 and stime 15 (clock ticks).
+    let ticks = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
     };
-    (get("RssAnon:"), get("RssFile:"))
+    (ticks(14) + ticks(15)) / 100.0
 }
 
 fn write_controls(dir: &std::path::Path, n: usize) -> trellis::catalog::Catalog {
@@ -125,6 +178,55 @@ async fn generate(store: &Store, size: &Size) {
     .await;
 }
 
+/// Exports `days` from 2025-01-01; prints and returns (seconds, bundle path).
+async fn run_export(
+    store: &Store,
+    catalog: &trellis::catalog::Catalog,
+    signer: &trellis::integrity::Signer,
+    dir: &std::path::Path,
+    days: u32,
+    count: bool,
+) -> (ExportRequest, std::path::PathBuf) {
+    let request = ExportRequest {
+        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        to: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+            + chrono::Duration::days(i64::from(days) - 1),
+        controls: Vec::new(),
+        framework: None,
+    };
+    let path = dir.join(format!("bundle-{days}.zip"));
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    if count {
+        start_counting();
+    }
+    let cpu = cpu_seconds();
+    let t = Instant::now();
+    let (mut w, summary) = export(store, catalog, signer, &request, file)
+        .await
+        .unwrap();
+    std::io::Write::flush(&mut w).unwrap();
+    let took = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let heap = if count {
+        format!("; heap high-water {:.0} MiB", stop_counting())
+    } else {
+        String::new()
+    };
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "export of {days} days: {} controls, {} runs, {} results, {} population rows, \
+         {} evidence files, {} files, {:.1} MiB zip in {took:.2} s ({cpu:.1} s of CPU){heap}",
+        summary.controls,
+        summary.runs,
+        summary.results,
+        summary.population_rows,
+        summary.evidence_files,
+        summary.files,
+        bytes as f64 / 1048576.0,
+    );
+    (request, path)
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let size = if bench {
@@ -136,12 +238,17 @@ fn main() {
         }
     } else {
         Size {
-            days: 1,
+            days: 2,
             controls: 3,
             findings: 2,
             evidence_per_run: 2,
         }
     };
+    // The export's phases and their times (`debug` events of `trellis::export`).
+    tracing_subscriber::fmt()
+        .with_env_filter("trellis::export=debug")
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -167,41 +274,16 @@ fn main() {
         testing::execute_sql(&store, "PRAGMA wal_checkpoint(TRUNCATE)")
             .await
             .ok();
-        let rss_before = peak_rss_mib();
         let signer = trellis::integrity::Signer::from_seed([7; 32]);
-        let request = ExportRequest {
-            from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-            to: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
-                + chrono::Duration::days(i64::from(size.days) - 1),
-            controls: Vec::new(),
-            framework: None,
-        };
-        let path = dir.path().join("bundle.zip");
-        let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let t = Instant::now();
-        let (mut w, summary) = export(&store, &catalog, &signer, &request, file)
-            .await
-            .unwrap();
-        std::io::Write::flush(&mut w).unwrap();
-        let took = t.elapsed().as_secs_f64();
-        let rss_after = peak_rss_mib();
-        let (anon, file) = rss_parts();
-        println!(
-            "after export: heap (RssAnon) {anon:.0} MiB, mapped files (RssFile) {file:.0} MiB"
-        );
-        let bytes = std::fs::metadata(&path).unwrap().len();
-        println!(
-            "export: {} controls, {} runs, {} results, {} population rows, {} evidence files, \
-             {} files, {:.1} MiB zip in {took:.2} s; peak RSS {rss_before:.0} MiB before, \
-             {rss_after:.0} MiB after",
-            summary.controls,
-            summary.runs,
-            summary.results,
-            summary.population_rows,
-            summary.evidence_files,
-            summary.files,
-            bytes as f64 / 1048576.0
-        );
+
+        // Memory: a twelfth of the period, then all of it, counting the heap (the year's
+        // high-water mark grows with its files' list, not with its rows).
+        let d = dir.path();
+        run_export(&store, &catalog, &signer, d, size.days.div_ceil(12), true).await;
+        run_export(&store, &catalog, &signer, d, size.days, true).await;
+        // Time: the whole period again, not counting.
+        let (request, path) = run_export(&store, &catalog, &signer, d, size.days, false).await;
+
         let t = Instant::now();
         let verified = verify_bundle(
             std::io::BufReader::new(std::fs::File::open(&path).unwrap()),
@@ -214,9 +296,8 @@ fn main() {
             verified.files,
             t.elapsed().as_secs_f64()
         );
-        assert_eq!(summary.results, size.days as usize * 24 * size.controls);
-        // Where the time goes: reading alone (the same queries, nothing written).
-        let t = Instant::now();
+
+        // Where the time goes: the same queries, nothing written.
         let (start, end) = (
             request.from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
             (request.to + chrono::Duration::days(1))
@@ -224,22 +305,35 @@ fn main() {
                 .unwrap()
                 .and_utc(),
         );
-        let mut n = 0usize;
-        for c in catalog.controls() {
-            let results = store.export_results(&c.id, start, end).await.unwrap();
-            for page in results.chunks(200) {
-                let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
-                n += store
-                    .export_findings(&ids)
-                    .await
-                    .unwrap()
-                    .values()
-                    .map(Vec::len)
-                    .sum::<usize>();
-            }
+        let (lo, hi) = store.period_result_ids(start, end).await.unwrap().unwrap();
+        assert_eq!(
+            hi - lo + 1,
+            i64::from(size.days) * 24 * size.controls as i64
+        );
+        let t = Instant::now();
+        let mut after = lo - 1;
+        while after < hi {
+            let last = (after + 2000).min(hi);
+            store.period_results_page(after, last, 2000).await.unwrap();
+            after = last;
+        }
+        let results = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut after = lo - 1;
+        let mut n = 0;
+        while after < hi {
+            let last = (after + 2000).min(hi);
+            n += store
+                .findings_of_result_range(after + 1, last)
+                .await
+                .unwrap()
+                .rows()
+                .unwrap()
+                .len();
+            after = last;
         }
         println!(
-            "reading results and findings alone: {n} findings in {:.2} s",
+            "reading alone, one page at a time: results {results:.2} s, {n} findings {:.2} s",
             t.elapsed().as_secs_f64()
         );
     });

@@ -154,6 +154,7 @@ backends! {
     deleting_the_newest_rows_is_found();
     a_forged_manifest_is_found();
     rows_from_before_the_chains_are_sealed(url);
+    export_reads_walk_a_period_in_id_order();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1812,4 +1813,104 @@ async fn connect_errors_are_clear_and_redacted() {
         assert!(err.starts_with(prefix), "{url}: {err}");
         assert!(!err.contains("hunter2"), "{url}: {err}");
     }
+}
+
+/// The export's single pass: the period's id bounds, pages of every control's results in id
+/// order, and a range of findings, exactly as stored (odd text, exceptions, no findings).
+async fn export_reads_walk_a_period_in_id_order(store: &Store) {
+    let day = |d: i64| base_time() + TimeDelta::days(d);
+    let odd = "quote \" comma , newline \n tab \t ünï 🦀 <b>&";
+    let mut expected = Vec::new();
+    for d in 0..3 {
+        let mut a = outcome("a.ctl", Status::Fail, day(d));
+        a.findings = (0..3)
+            .map(|i| Finding {
+                message: format!("{odd} {i}"),
+                ..finding(0, i, if i == 0 { Status::Fail } else { Status::Pass })
+            })
+            .collect();
+        a.exceptions = vec![trellis::model::ExceptionUse {
+            id: "exc-1".into(),
+            ticket: "SEC-1".into(),
+            owner: "sec".into(),
+            expires_on: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
+            status: "unused".into(),
+            resources: vec![],
+        }];
+        // An error with no findings at all.
+        let b = outcome("b.ctl", Status::Error, day(d) + TimeDelta::microseconds(1));
+        run_with_results(store, &[a.clone(), b.clone()]).await;
+        expected.push((a, b));
+    }
+
+    // The middle day only.
+    let (lo, hi) = store
+        .period_result_ids(day(1) - TimeDelta::hours(1), day(2) - TimeDelta::hours(1))
+        .await
+        .expect("bounds")
+        .expect("the day has results");
+    assert_eq!(hi - lo, 1, "two results on the middle day");
+    assert!(
+        store
+            .period_result_ids(day(5), day(6))
+            .await
+            .expect("bounds")
+            .is_none(),
+        "no results, no bounds"
+    );
+
+    // Page by page (one result a page), then all at once: the same rows.
+    let mut paged = Vec::new();
+    let mut after = lo - 1;
+    loop {
+        let page = store.period_results_page(after, hi, 1).await.expect("page");
+        let Some(last) = page.last() else { break };
+        assert_eq!(page.len(), 1);
+        after = last.result.id;
+        paged.extend(page);
+    }
+    let whole = store
+        .period_results_page(lo - 1, hi, 100)
+        .await
+        .expect("page");
+    assert_eq!(paged, whole);
+    let (a, b) = &expected[1];
+    assert_eq!(whole.len(), 2);
+    assert_eq!(whole[0].control_id, "a.ctl");
+    assert_eq!(whole[0].result.status, Status::Fail);
+    assert_eq!(whole[0].result.evaluated_at, a.evaluated_at);
+    assert_eq!(whole[0].result.summary, a.summary);
+    assert_eq!(whole[0].result.exceptions, a.exceptions);
+    assert_eq!(whole[0].result.definition_sha256, a.definition_sha256);
+    assert_eq!(whole[1].control_id, "b.ctl");
+    assert_eq!(whole[1].result.status, Status::Error);
+    assert_eq!(whole[1].result.evaluated_at, b.evaluated_at);
+    assert!(whole[1].result.exceptions.is_empty());
+
+    // The findings of exactly those results, in stored order.
+    let findings = store
+        .findings_of_result_range(lo, hi)
+        .await
+        .expect("findings");
+    let got = findings.rows().expect("rows");
+    assert!(got.iter().all(|g| g.result_id == lo), "{got:?}");
+    assert_eq!(got.len(), a.findings.len());
+    for (g, f) in got.iter().zip(&a.findings) {
+        assert_eq!(g.resource, f.resource);
+        assert_eq!(g.message, f.message);
+        assert_eq!(g.status, f.status.as_str());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&g.actual).expect("actual is json"),
+            f.actual
+        );
+    }
+    assert!(
+        store
+            .findings_of_result_range(hi, hi)
+            .await
+            .expect("findings")
+            .rows()
+            .expect("rows")
+            .is_empty()
+    );
 }

@@ -15,17 +15,21 @@
 //! summary.html                         the period for humans
 //! ```
 //!
-//! Streamed: each control's results are read and written a page at a time, the JSON
-//! population and OSCAL observations go through temporary files, so memory stays bounded
-//! whatever the period. Reproducible: fixed entry order, timestamps and permissions; UUIDs
-//! derived from the content; the same data and arguments give the same bytes.
+//! Streamed: results, findings and evidence are read a page at a time (several pages at once,
+//! formatted and compressed on other threads, taken in order: `population.rs`, `evidence.rs`);
+//! populations and OSCAL observations go through temporary files, so memory is a few pages
+//! plus the list of files (the zip's directory and the manifest), whatever the period.
+//! Reproducible: fixed entry order, timestamps and permissions; UUIDs derived from the
+//! content; the same data and arguments give the same bytes.
 
+mod evidence;
 mod oscal;
+mod population;
 mod verify;
 
 pub use verify::{BundleProblem, verify_bundle};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -50,11 +54,6 @@ pub const COLUMNS: &[&str] = &[
     "actual",
     "definition_sha256",
 ];
-
-/// Results read per page.
-const RESULTS_PER_PAGE: usize = 200;
-/// Evidence rows read per page.
-const EVIDENCE_PER_PAGE: usize = 200;
 
 /// What to export.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,178 +360,59 @@ pub async fn export<W: Write + Seek>(
     }
 
     // Controls: definitions as evaluated, then the population.
-    let mut figures: BTreeMap<String, ControlFigures> = BTreeMap::new();
-    let mut evidence_ids: BTreeSet<i64> = BTreeSet::new();
-    for control in &controls {
-        let results = store.export_results(&control.id, start, end).await?;
-        let mut shas: Vec<&str> = results
-            .iter()
-            .map(|r| r.definition_sha256.as_str())
-            .collect();
-        shas.sort_unstable();
-        shas.dedup();
+    let timer = std::time::Instant::now();
+    let mut pass = population::read(store, &controls, start, end).await?;
+    tracing::debug!(
+        seconds = timer.elapsed().as_secs_f64(),
+        rows = pass.rows,
+        "export: populations read"
+    );
+    let mut definitions = Vec::with_capacity(controls.len());
+    for (control, shas) in controls.iter().zip(&pass.definitions) {
+        let mut texts = Vec::with_capacity(shas.len());
         for sha in shas {
             // The text as evaluated; the current file when it matches (older stores).
             let text = match store.definition(sha).await? {
                 Some(t) => t,
-                None if sha == control.sha256 => control.source.to_string(),
+                None if *sha == control.sha256 => control.source.to_string(),
                 None => format!("# the definition with SHA-256 {sha} was not kept\n"),
             };
-            bundle.file(
-                &format!("controls/{}/definitions/{sha}.yaml", control.id),
-                text.as_bytes(),
-            )?;
+            texts.push((sha.clone(), text));
         }
-        let mut fig = ControlFigures {
-            results: results.len(),
-            ..ControlFigures::default()
-        };
-        let mut state: HashMap<String, bool> = HashMap::new();
-        // The JSON population goes to a temporary file while the CSV streams into the zip.
-        let mut json_tmp = tempfile::tempfile()?;
-        let mut json_w = std::io::BufWriter::with_capacity(256 * 1024, &mut json_tmp);
-        json_w.write_all(b"[")?;
-        let mut first_json = true;
-        let mut rows = 0u64;
-        let csv_path = format!("controls/{}/population.csv", control.id);
-        bundle.zip.start_file(csv_path.as_str(), bundle.options)?;
-        let mut csv_out = Hashing::new(&mut bundle.zip);
-        {
-            let mut header = csv::Writer::from_writer(&mut csv_out);
-            header.write_record(COLUMNS)?;
-            header.flush()?;
-        }
-        // Reading and writing overlap: the next page's findings are fetched (on the
-        // database's side) while this page is formatted and compressed.
-        let pages: Vec<&[crate::store::ExportResult]> = results.chunks(RESULTS_PER_PAGE).collect();
-        let fetch = |page: &[crate::store::ExportResult]| {
-            let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
-            let store = store.clone();
-            tokio::spawn(async move { store.export_findings(&ids).await })
-        };
-        let mut next = pages.first().map(|p| fetch(p));
-        for (i, &page) in pages.iter().enumerate() {
-            let Some(pending) = next.take() else { break };
-            let mut findings = pending
-                .await
-                .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
-            next = pages.get(i + 1).map(|p| fetch(p));
-            let mut buf = Vec::with_capacity(256 * 1024);
-            {
-                let mut csv = csv::WriterBuilder::new()
-                    .has_headers(false)
-                    .from_writer(&mut buf);
-                for r in page {
-                    *fig.by_status.entry(r.status.as_str()).or_default() += 1;
-                    evidence_ids.extend(r.evidence_ids.iter().copied());
-                    for e in &r.exceptions {
-                        *fig.exceptions
-                            .entry(format!("{} ({})", e.id, e.status))
-                            .or_default() += 1;
-                    }
-                    let at = crate::integrity::time_text(r.evaluated_at);
-                    let found = findings.remove(&r.id).unwrap_or_default();
-                    if found.is_empty() {
-                        // A result without findings (an error, nothing to check) is a row too.
-                        csv.write_record([
-                            r.run_id.as_str(),
-                            &at,
-                            &control.id,
-                            r.status.as_str(),
-                            "",
-                            "",
-                            r.status.as_str(),
-                            &r.summary,
-                            "",
-                            &r.definition_sha256,
-                        ])?;
-                        write_json_row(&mut json_w, &mut first_json, r, &at, &control.id, None)?;
-                        rows += 1;
-                    }
-                    for f in &found {
-                        csv.write_record([
-                            r.run_id.as_str(),
-                            &at,
-                            &control.id,
-                            r.status.as_str(),
-                            &f.check.to_string(),
-                            &f.resource,
-                            &f.status,
-                            &f.message,
-                            &f.actual,
-                            &r.definition_sha256,
-                        ])?;
-                        write_json_row(&mut json_w, &mut first_json, r, &at, &control.id, Some(f))?;
-                        rows += 1;
-                        // Failures and fixes: a resource's status against its previous one.
-                        let failing = f.status == "fail";
-                        let was_failing = match state.get_mut(&f.resource) {
-                            Some(v) => std::mem::replace(v, failing),
-                            None => {
-                                state.insert(f.resource.clone(), failing);
-                                false
-                            }
-                        };
-                        if failing && !was_failing {
-                            fig.failures += 1;
-                        } else if !failing && was_failing {
-                            fig.fixes += 1;
-                        }
-                    }
-                    fig.latest_status = Some(r.status);
-                    fig.latest_at = Some(r.evaluated_at);
-                    fig.latest_evidence = r.evidence_ids.clone();
-                }
-                csv.flush()?;
-            }
-            csv_out.write_all(&buf)?;
-        }
-        let (_, sha256, size) = csv_out.finish();
-        bundle.files.push(FileEntry {
-            path: csv_path,
-            sha256,
-            size,
-        });
-        json_w.write_all(b"\n]\n")?;
-        json_w.flush()?;
-        drop(json_w);
-        bundle.copy(
-            &format!("controls/{}/population.json", control.id),
-            json_tmp,
-        )?;
-        fig.failing_at_end = state.values().filter(|failing| **failing).count();
-        summary.results += fig.results;
-        summary.population_rows += rows;
-        figures.insert(control.id.clone(), fig);
+        definitions.push(texts);
     }
+    let timer = std::time::Instant::now();
+    population::write(&mut bundle, &controls, &pass, &definitions)?;
+    tracing::debug!(
+        seconds = timer.elapsed().as_secs_f64(),
+        "export: populations written"
+    );
+    summary.results = pass.results;
+    summary.population_rows = pass.rows;
+    let figures: BTreeMap<String, ControlFigures> = controls
+        .iter()
+        .zip(pass.figures.iter().cloned())
+        .map(|(c, f)| (c.id.clone(), f))
+        .collect();
+    let evidence_ids = std::mem::take(&mut pass.evidence_ids);
+    drop(pass);
 
     // Raw evidence, and an OSCAL observation for each (written to a temporary file).
-    let mut observations = tempfile::tempfile()?;
-    let mut obs_w = std::io::BufWriter::new(&mut observations);
-    let mut first_obs = true;
+    let timer = std::time::Instant::now();
     let ids: Vec<i64> = evidence_ids.into_iter().collect();
-    for page in ids.chunks(EVIDENCE_PER_PAGE) {
-        for (id, e) in store.evidence_rows(page).await? {
-            let bytes = serde_json::to_vec_pretty(&serde_json::json!({
-                "id": id,
-                "probe": e.probe,
-                "params": e.params,
-                "collected_at": crate::integrity::time_text(e.collected_at),
-                "sha256": e.sha256,
-                "error": e.error,
-                "content": e.content,
-            }))
-            .map_err(json_err("evidence"))?;
-            let path = evidence_path(id);
-            bundle.file(&path, &bytes)?;
-            oscal::write_observation(&mut obs_w, &mut first_obs, id, &e, &path)?;
-            summary.evidence_files += 1;
-        }
-    }
-    obs_w.flush()?;
-    drop(obs_w);
+    let evidence::Written {
+        observations,
+        files,
+    } = evidence::write(&mut bundle, store, &ids).await?;
+    summary.evidence_files = files;
+    tracing::debug!(
+        seconds = timer.elapsed().as_secs_f64(),
+        files,
+        "export: evidence written"
+    );
 
     // OSCAL and the summary, then the manifest that lists every file.
+    let timer = std::time::Instant::now();
     let oscal_doc = oscal::document(request, &controls, &figures, observations, &runs)?;
     let summary_html = summary_page(request, &controls, &figures, &runs)?;
     let mut listed = bundle.files.clone();
@@ -582,58 +462,16 @@ pub async fn export<W: Write + Seek>(
     bundle.file("summary.html", summary_html.as_bytes())?;
     summary.files = manifest.files.len() + 2;
     let out = bundle.zip.finish()?;
+    tracing::debug!(
+        seconds = timer.elapsed().as_secs_f64(),
+        "export: oscal, summary and manifest written"
+    );
     Ok((out, summary))
 }
 
 /// `evidence/000000000042.json`: zero-padded, so path order is id order.
 pub fn evidence_path(id: i64) -> String {
     format!("evidence/{id:012}.json")
-}
-
-fn write_json_row(
-    w: &mut impl Write,
-    first: &mut bool,
-    r: &crate::store::ExportResult,
-    at: &str,
-    control_id: &str,
-    f: Option<&crate::store::ExportFinding>,
-) -> Result<(), ExportError> {
-    #[derive(Serialize)]
-    struct Row<'a> {
-        run_id: &'a str,
-        evaluated_at: &'a str,
-        control_id: &'a str,
-        result_status: &'a str,
-        check: Option<i32>,
-        resource: Option<&'a str>,
-        status: &'a str,
-        message: &'a str,
-        /// The stored JSON, embedded as is.
-        actual: Option<&'a serde_json::value::RawValue>,
-        definition_sha256: &'a str,
-    }
-    let actual = match f {
-        Some(f) => Some(
-            serde_json::from_str::<&serde_json::value::RawValue>(&f.actual)
-                .map_err(json_err("actual values"))?,
-        ),
-        None => None,
-    };
-    let row = Row {
-        run_id: &r.run_id,
-        evaluated_at: at,
-        control_id,
-        result_status: r.status.as_str(),
-        check: f.map(|f| f.check),
-        resource: f.map(|f| f.resource.as_str()),
-        status: f.map_or(r.status.as_str(), |f| f.status.as_str()),
-        message: f.map_or(r.summary.as_str(), |f| f.message.as_str()),
-        actual,
-        definition_sha256: &r.definition_sha256,
-    };
-    w.write_all(if *first { b"\n" } else { b",\n" })?;
-    *first = false;
-    serde_json::to_writer(w, &row).map_err(json_err("population"))
 }
 
 fn summary_page(

@@ -1,15 +1,14 @@
 //! What an export bundle reads: a period's runs, a control's results, their findings and
 //! evidence — in pages, so a year of data is streamed, never held whole.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::entities::{control_results, evidence, findings, runs};
-use super::{QueryContext, RunSummary, Store, StoreError, StoredFinding, db_time, from_json};
+use super::entities::{evidence, runs};
+use super::{QueryContext, RunSummary, Store, StoreError, db_time, from_json};
 use crate::model::Evidence;
-use crate::store::dashboard::ResultDetail;
 
 /// A result as an export needs it (no checks, nothing parsed that is not used).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,14 +23,53 @@ pub struct ExportResult {
     pub exceptions: Vec<crate::model::ExceptionUse>,
 }
 
-/// A finding as an export writes it: `actual` stays the stored JSON text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportFinding {
+/// A result of any control, with its control, for the export's single pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodResult {
+    pub control_id: String,
+    pub result: ExportResult,
+}
+
+/// A page of findings as the database returned it: one JSON text, read in place by
+/// [`FindingsPage::rows`] (a year holds millions of findings; no field is copied).
+#[derive(Debug, Clone, Default)]
+pub struct FindingsPage {
+    text: Option<String>,
+}
+
+/// A finding as an export writes it, borrowed from its page. `actual` is the stored JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct FindingRow<'a> {
+    id: i64,
+    pub result_id: i64,
     pub check: i32,
-    pub resource: String,
-    pub status: String,
-    pub message: String,
-    pub actual: String,
+    #[serde(borrow)]
+    pub resource: Cow<'a, str>,
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+    #[serde(borrow)]
+    pub actual: Cow<'a, str>,
+}
+
+impl FindingsPage {
+    /// The findings, by result, each result's in stored order.
+    pub fn rows(&self) -> Result<Vec<FindingRow<'_>>, StoreError> {
+        let Some(text) = &self.text else {
+            return Ok(Vec::new());
+        };
+        let mut rows: Vec<FindingRow<'_>> =
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                table: "findings",
+                id: "range".into(),
+                detail: format!("invalid json: {e}"),
+            })?;
+        // Ordered here: an aggregate's ORDER BY costs SQLite a sort through a temporary
+        // b-tree, while the rows come nearly (in practice exactly) in order.
+        rows.sort_by_key(|r| (r.result_id, r.id));
+        Ok(rows)
+    }
 }
 
 /// A run with its seal (manifest, signature, key id), if signed.
@@ -70,72 +108,81 @@ impl Store {
             .collect()
     }
 
-    /// A control's results evaluated in `[start, end)`, oldest first.
-    pub async fn results_between(
+    /// The first and last result ids evaluated in `[start, end)` (what the export walks).
+    pub async fn period_result_ids(
         &self,
-        control_id: &str,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<Vec<ResultDetail>, StoreError> {
-        control_results::Entity::find()
-            .filter(control_results::Column::ControlId.eq(control_id))
-            .filter(control_results::Column::EvaluatedAt.gte(db_time(start)))
-            .filter(control_results::Column::EvaluatedAt.lt(db_time(end)))
-            .order_by_asc(control_results::Column::EvaluatedAt)
-            .order_by_asc(control_results::Column::Id)
-            .all(&self.db)
-            .await
-            .during("read results of a period")?
-            .into_iter()
-            .map(super::dashboard::result_detail)
-            .collect()
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        use sea_orm::{FromQueryResult, Statement};
+        #[derive(FromQueryResult)]
+        struct Bounds {
+            lo: Option<i64>,
+            hi: Option<i64>,
+        }
+        let b = Bounds::find_by_statement(Statement::from_sql_and_values(
+            self.db.get_database_backend(),
+            "SELECT MIN(id) AS lo, MAX(id) AS hi FROM control_results \
+             WHERE evaluated_at >= $1 AND evaluated_at < $2",
+            [db_time(start).into(), db_time(end).into()],
+        ))
+        .one(&self.db)
+        .await
+        .during("read the period's results")?;
+        Ok(b.and_then(|b| Some((b.lo?, b.hi?))))
     }
 
-    /// A control's results evaluated in `[start, end)`, oldest first, as an export needs them.
-    ///
-    /// One row comes back: the results aggregated as a JSON array in the database, which is
-    /// several times faster than a row each (per-row driver overhead dominates otherwise).
-    pub async fn export_results(
+    /// Up to `limit` results with ids in `(after, last]`, every control, in id order (a
+    /// sequential read of the table); the caller filters the period.
+    pub async fn period_results_page(
         &self,
-        control_id: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<ExportResult>, StoreError> {
-        type Row = (i64, String, String, String, String, String, String, String);
-        let sql = match self.db.get_database_backend() {
+        after: i64,
+        last: i64,
+        limit: u64,
+    ) -> Result<Vec<PeriodResult>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let agg = match self.db.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
-                "SELECT COALESCE(json_agg(json_build_array(id, run_id, status, summary, \
+                "COALESCE(json_agg(json_build_array(id, run_id, control_id, status, summary, \
                    to_char(evaluated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-                   definition_sha256, evidence_ids, exceptions) ORDER BY evaluated_at, id)::text, '[]') AS rows \
-                 FROM control_results WHERE control_id = $1 AND evaluated_at >= $2 AND evaluated_at < $3"
+                   definition_sha256, evidence_ids, exceptions))::text, '[]')"
             }
             _ => {
-                "SELECT COALESCE(json_group_array(json_array(id, run_id, status, summary, evaluated_at, \
-                   definition_sha256, evidence_ids, exceptions) ORDER BY evaluated_at, id), '[]') AS rows \
-                 FROM control_results WHERE control_id = $1 AND evaluated_at >= $2 AND evaluated_at < $3"
+                "COALESCE(json_group_array(json_array(id, run_id, control_id, status, summary, \
+                   evaluated_at, definition_sha256, evidence_ids, exceptions)), '[]')"
             }
         };
+        let sql = format!(
+            "SELECT {agg} AS rows FROM (SELECT * FROM control_results \
+             WHERE id > {after} AND id <= {last} ORDER BY id LIMIT {limit}) page"
+        );
         let text = self
-            .aggregate(
-                sql,
-                vec![
-                    control_id.into(),
-                    db_time(start).into(),
-                    db_time(end).into(),
-                ],
-                "read results of a period",
-            )
+            .aggregate(&sql, Vec::new(), "read results of a period")
             .await?;
-        let rows: Vec<Row> = from_json("control_results", control_id, &text)?;
+        let mut rows: Vec<Row> = from_json("control_results", "page", &text)?;
+        // Ordered here: an aggregate's ORDER BY costs SQLite a sort through a temporary
+        // b-tree, while the rows come nearly (in practice exactly) in order.
+        rows.sort_by_key(|r| r.0);
         rows.into_iter()
             .map(
                 |(
                     id,
                     run_id,
+                    control_id,
                     status,
                     summary,
                     evaluated_at,
-                    definition_sha256,
+                    sha,
                     evidence_ids,
                     exceptions,
                 )| {
@@ -146,65 +193,71 @@ impl Store {
                             detail: format!("evaluated_at {evaluated_at:?}: {e}"),
                         })?
                         .to_utc();
-                    Ok(ExportResult {
-                        status: super::parse_status("control_results", id, &status)?,
-                        evidence_ids: from_json("control_results", id, &evidence_ids)?,
-                        exceptions: if exceptions == "[]" {
-                            Vec::new()
-                        } else {
-                            from_json("control_results", id, &exceptions)?
+                    Ok(PeriodResult {
+                        control_id,
+                        result: ExportResult {
+                            status: super::parse_status("control_results", id, &status)?,
+                            evidence_ids: from_json("control_results", id, &evidence_ids)?,
+                            exceptions: if exceptions == "[]" {
+                                Vec::new()
+                            } else {
+                                from_json("control_results", id, &exceptions)?
+                            },
+                            id,
+                            run_id,
+                            summary,
+                            evaluated_at,
+                            definition_sha256: sha,
                         },
-                        id,
-                        run_id,
-                        summary,
-                        evaluated_at,
-                        definition_sha256,
                     })
                 },
             )
             .collect()
     }
 
-    /// The findings of these results, lean, by result id, in stored order (aggregated as JSON
-    /// in the database, like [`Store::export_results`]).
-    pub async fn export_findings(
+    /// The findings of the results with ids in `[lo, hi]`, read as one range of the findings
+    /// table (findings are stored right after their result).
+    pub async fn findings_of_result_range(
         &self,
-        result_ids: &[i64],
-    ) -> Result<BTreeMap<i64, Vec<ExportFinding>>, StoreError> {
-        type Row = (i64, i32, String, String, String, String);
-        let mut out: BTreeMap<i64, Vec<ExportFinding>> = BTreeMap::new();
-        for chunk in result_ids.chunks(500) {
-            // Integers only: safe to inline, and no bind-parameter limit.
-            let ids = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let sql = match self.db.get_database_backend() {
-                sea_orm::DatabaseBackend::Postgres => format!(
-                    "SELECT COALESCE(json_agg(json_build_array(control_result_id, check_index, resource, \
-                       status, message, actual) ORDER BY id)::text, '[]') AS rows \
-                     FROM findings WHERE control_result_id IN ({ids})"
-                ),
-                _ => format!(
-                    "SELECT COALESCE(json_group_array(json_array(control_result_id, check_index, resource, \
-                       status, message, actual) ORDER BY id), '[]') AS rows \
-                     FROM findings WHERE control_result_id IN ({ids})"
-                ),
-            };
-            let text = self.aggregate(&sql, Vec::new(), "read findings").await?;
-            let rows: Vec<Row> = from_json("findings", "page", &text)?;
-            for (result_id, check, resource, status, message, actual) in rows {
-                out.entry(result_id).or_default().push(ExportFinding {
-                    check,
-                    resource,
-                    status,
-                    message,
-                    actual,
-                });
-            }
+        lo: i64,
+        hi: i64,
+    ) -> Result<FindingsPage, StoreError> {
+        use sea_orm::{FromQueryResult, Statement};
+        #[derive(FromQueryResult)]
+        struct Bounds {
+            lo: Option<i64>,
+            hi: Option<i64>,
         }
-        Ok(out)
+        let b = Bounds::find_by_statement(Statement::from_string(
+            self.db.get_database_backend(),
+            format!(
+                "SELECT MIN(id) AS lo, MAX(id) AS hi FROM findings \
+                 WHERE control_result_id >= {lo} AND control_result_id <= {hi}"
+            ),
+        ))
+        .one(&self.db)
+        .await
+        .during("read findings")?;
+        let Some((flo, fhi)) = b.and_then(|b| Some((b.lo?, b.hi?))) else {
+            return Ok(FindingsPage::default());
+        };
+        let agg = match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                "COALESCE(json_agg(json_build_array(id, control_result_id, check_index, \
+                   resource, status, message, actual))::text, '[]')"
+            }
+            _ => {
+                "COALESCE(json_group_array(json_array(id, control_result_id, check_index, \
+                   resource, status, message, actual)), '[]')"
+            }
+        };
+        // By id: a sequential read of the table, not an index lookup per row.
+        let sql = format!(
+            "SELECT {agg} AS rows FROM findings WHERE id >= {flo} AND id <= {fhi} \
+             AND control_result_id >= {lo} AND control_result_id <= {hi}"
+        );
+        let text = self.aggregate(&sql, Vec::new(), "read findings").await?;
+        Ok(FindingsPage { text: Some(text) })
     }
 
     /// Runs an aggregate query returning one text column `rows`.
@@ -228,27 +281,6 @@ impl Store {
         .await
         .during(op)?;
         Ok(row.and_then(|r| r.rows).unwrap_or_else(|| "[]".to_string()))
-    }
-
-    /// The findings of these results, by result id, in stored order.
-    pub async fn findings_of(
-        &self,
-        result_ids: &[i64],
-    ) -> Result<BTreeMap<i64, Vec<StoredFinding>>, StoreError> {
-        let mut out: BTreeMap<i64, Vec<StoredFinding>> = BTreeMap::new();
-        for chunk in result_ids.chunks(500) {
-            let rows = findings::Entity::find()
-                .filter(findings::Column::ControlResultId.is_in(chunk.to_vec()))
-                .order_by_asc(findings::Column::Id)
-                .all(&self.db)
-                .await
-                .during("read findings")?;
-            for row in rows {
-                let f = super::stored_finding(row)?;
-                out.entry(f.control_result_id).or_default().push(f);
-            }
-        }
-        Ok(out)
     }
 
     /// These evidence rows (at most a few hundred at a time), by id.

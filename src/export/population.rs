@@ -1,0 +1,641 @@
+//! The populations: every selected control's results and findings of the period.
+//!
+//! Two phases, so that a year of data is neither held in memory nor read a control at a time
+//! (a per-control read walks the results' index, a random read per row):
+//!
+//! 1. [`read`]: one pass over the results table in id order, a page at a time (the next page
+//!    is read while this one is formatted), each row formatted as CSV and JSON into a spool
+//!    file, in chunks, by control;
+//! 2. [`write`]: each control's CSV and JSON are hashed and compressed on every core, each
+//!    into a small zip of its own, and copied as they are (raw) into the bundle in path order.
+//!
+//! Memory is a chunk per control and file plus a page of results, whatever the period.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use serde::Serialize;
+
+use super::{Bundle, COLUMNS, ControlFigures, ExportError, FileEntry, Hashing};
+use crate::catalog::Control;
+use crate::store::{FindingRow, FindingsPage, PeriodResult, Store};
+
+/// Results read per page.
+const RESULTS_PER_PAGE: u64 = 2000;
+/// Pages read and formatted ahead of the one being spooled.
+const PAGES_AHEAD: usize = 4;
+/// A control's rows are spooled in chunks of about this size.
+const CHUNK: usize = 64 * 1024;
+
+/// What the pass learned, by control (in the order of `controls`).
+pub(super) struct Pass {
+    pub figures: Vec<ControlFigures>,
+    /// The definitions (SHA-256) each control was evaluated with.
+    pub definitions: Vec<BTreeSet<String>>,
+    /// Evidence read by any exported result.
+    pub evidence_ids: BTreeSet<i64>,
+    pub results: usize,
+    pub rows: u64,
+    spool: Spool,
+}
+
+/// Rows spooled to one temporary file in chunks, by part (part `2i` is control `i`'s CSV,
+/// `2i + 1` its JSON).
+struct Spool {
+    file: tempfile::NamedTempFile,
+    len: u64,
+    pending: Vec<Vec<u8>>,
+    chunks: Vec<Vec<(u64, usize)>>,
+}
+
+impl Spool {
+    fn new(parts: usize) -> std::io::Result<Self> {
+        Ok(Spool {
+            file: tempfile::NamedTempFile::new()?,
+            len: 0,
+            pending: vec![Vec::new(); parts],
+            chunks: vec![Vec::new(); parts],
+        })
+    }
+
+    /// The CSV and JSON buffers of control `i`.
+    fn parts(&mut self, i: usize) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        let (csv, json) = self.pending[2 * i..2 * i + 2].split_at_mut(1);
+        (&mut csv[0], &mut json[0])
+    }
+
+    /// Writes control `i`'s buffers out once they are a chunk.
+    fn settle(&mut self, i: usize) -> std::io::Result<()> {
+        for part in [2 * i, 2 * i + 1] {
+            if self.pending[part].len() >= CHUNK {
+                self.spill(part)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, part: usize) -> std::io::Result<()> {
+        let buf = &mut self.pending[part];
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.file.as_file_mut().write_all(buf)?;
+        self.chunks[part].push((self.len, buf.len()));
+        self.len += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        for part in 0..self.pending.len() {
+            self.spill(part)?;
+        }
+        self.pending = Vec::new();
+        self.file.as_file_mut().flush()
+    }
+
+    /// Copies a part into `w`, reading with `reader` (a handle of the spool's own).
+    fn copy(
+        &self,
+        part: usize,
+        reader: &mut std::fs::File,
+        w: &mut impl Write,
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for &(offset, len) in &self.chunks[part] {
+            buf.resize(len, 0);
+            reader.seek(SeekFrom::Start(offset))?;
+            reader.read_exact(&mut buf)?;
+            w.write_all(&buf)?;
+        }
+        Ok(())
+    }
+}
+
+/// One result as the pass needs it once its rows are formatted.
+struct Seen {
+    control: usize,
+    status: crate::model::Status,
+    evaluated_at: DateTime<Utc>,
+    definition_sha256: String,
+    evidence_ids: Vec<i64>,
+    exceptions: Vec<crate::model::ExceptionUse>,
+    rows: u64,
+}
+
+/// A resource's statuses within a page: whether it failed first and last, and how often it
+/// went from not failing to failing and back in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Changes {
+    first: bool,
+    last: bool,
+    failures: usize,
+    fixes: usize,
+}
+
+/// Each resource's [`Changes`] within a page.
+#[derive(Default)]
+struct PageChanges<'a>(HashMap<&'a str, Changes>);
+
+impl<'a> PageChanges<'a> {
+    fn see(&mut self, resource: &'a str, failing: bool) {
+        self.0
+            .entry(resource)
+            .and_modify(|c| {
+                if failing && !c.last {
+                    c.failures += 1;
+                } else if !failing && c.last {
+                    c.fixes += 1;
+                }
+                c.last = failing;
+            })
+            .or_insert(Changes {
+                first: failing,
+                last: failing,
+                failures: 0,
+                fixes: 0,
+            });
+    }
+
+    fn finish(self) -> Vec<(String, Changes)> {
+        let mut out: Vec<(String, Changes)> = self
+            .0
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Adds a page's changes to a control's figures: the page's own, and each resource's change
+/// from its status before the page (`states`, which then holds its status after).
+fn carry(
+    states: &mut HashMap<String, bool>,
+    fig: &mut ControlFigures,
+    changes: Vec<(String, Changes)>,
+) {
+    for (resource, c) in changes {
+        fig.failures += c.failures;
+        fig.fixes += c.fixes;
+        // A resource not seen before was not failing.
+        let before = match states.get_mut(&resource) {
+            Some(v) => std::mem::replace(v, c.last),
+            None => {
+                states.insert(resource, c.last);
+                false
+            }
+        };
+        if c.first && !before {
+            fig.failures += 1;
+        } else if !c.first && before {
+            fig.fixes += 1;
+        }
+    }
+}
+
+/// What a control's part of a page adds.
+#[derive(Default)]
+struct ControlPage {
+    csv: Vec<u8>,
+    /// Each row preceded by `,\n`.
+    json: Vec<u8>,
+    changes: Vec<(String, Changes)>,
+}
+
+/// A page of results, formatted: by control, then the results in id order.
+struct Formatted {
+    controls: Vec<(usize, ControlPage)>,
+    seen: Vec<Seen>,
+}
+
+/// What every page's task shares.
+struct Shared {
+    store: Store,
+    index: HashMap<String, usize>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// Reads the results with ids in `(after, last]` and their findings (two queries at once),
+/// then formats them on a blocking thread.
+async fn page(
+    shared: std::sync::Arc<Shared>,
+    after: i64,
+    last: i64,
+) -> Result<Formatted, ExportError> {
+    let store = &shared.store;
+    let (results, findings) = tokio::try_join!(
+        store.period_results_page(after, last, RESULTS_PER_PAGE),
+        store.findings_of_result_range(after + 1, last),
+    )?;
+    tokio::task::spawn_blocking(move || format(&shared, results, &findings))
+        .await
+        .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))?
+}
+
+fn format(
+    shared: &Shared,
+    results: Vec<PeriodResult>,
+    findings: &FindingsPage,
+) -> Result<Formatted, ExportError> {
+    struct Building<'a> {
+        csv: csv::Writer<Vec<u8>>,
+        json: Vec<u8>,
+        changes: PageChanges<'a>,
+    }
+    let rows = findings.rows()?;
+    let mut next = 0;
+    let mut building: BTreeMap<usize, Building<'_>> = BTreeMap::new();
+    let mut seen = Vec::with_capacity(results.len());
+    let mut csv_rows = csv::WriterBuilder::new();
+    csv_rows.has_headers(false).buffer_capacity(16 * 1024);
+    for PeriodResult {
+        control_id,
+        result: r,
+    } in results
+    {
+        let Some(&i) = shared.index.get(control_id.as_str()) else {
+            continue;
+        };
+        if r.evaluated_at < shared.start || r.evaluated_at >= shared.end {
+            continue;
+        }
+        // Findings come by result, as results do.
+        while rows.get(next).is_some_and(|f| f.result_id < r.id) {
+            next += 1;
+        }
+        let begin = next;
+        while rows.get(next).is_some_and(|f| f.result_id == r.id) {
+            next += 1;
+        }
+        let found = &rows[begin..next];
+        let at = crate::integrity::time_text(r.evaluated_at);
+        let b = building.entry(i).or_insert_with(|| Building {
+            csv: csv_rows.from_writer(Vec::with_capacity(16 * 1024)),
+            json: Vec::with_capacity(32 * 1024),
+            changes: PageChanges::default(),
+        });
+        if found.is_empty() {
+            // A result without findings (an error, nothing to check) is a row too.
+            b.csv.write_record([
+                r.run_id.as_str(),
+                &at,
+                &control_id,
+                r.status.as_str(),
+                "",
+                "",
+                r.status.as_str(),
+                &r.summary,
+                "",
+                &r.definition_sha256,
+            ])?;
+            write_json_row(&mut b.json, &r, &at, &control_id, None)?;
+        }
+        for f in found {
+            b.csv.write_record([
+                r.run_id.as_str(),
+                &at,
+                &control_id,
+                r.status.as_str(),
+                &f.check.to_string(),
+                &f.resource,
+                &f.status,
+                &f.message,
+                &f.actual,
+                &r.definition_sha256,
+            ])?;
+            write_json_row(&mut b.json, &r, &at, &control_id, Some(f))?;
+            b.changes.see(&f.resource, f.status == "fail");
+        }
+        seen.push(Seen {
+            control: i,
+            status: r.status,
+            evaluated_at: r.evaluated_at,
+            definition_sha256: r.definition_sha256,
+            evidence_ids: r.evidence_ids,
+            exceptions: r.exceptions,
+            rows: found.len().max(1) as u64,
+        });
+    }
+    let controls = building
+        .into_iter()
+        .map(|(i, b)| {
+            let csv = b
+                .csv
+                .into_inner()
+                .map_err(|e| ExportError::Io(e.into_error()))?;
+            Ok((
+                i,
+                ControlPage {
+                    csv,
+                    json: b.json,
+                    changes: b.changes.finish(),
+                },
+            ))
+        })
+        .collect::<Result<_, ExportError>>()?;
+    Ok(Formatted { controls, seen })
+}
+
+/// Writes a population row as `,\n` and its JSON object.
+fn write_json_row(
+    w: &mut impl Write,
+    r: &crate::store::ExportResult,
+    at: &str,
+    control_id: &str,
+    f: Option<&FindingRow<'_>>,
+) -> Result<(), ExportError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        run_id: &'a str,
+        evaluated_at: &'a str,
+        control_id: &'a str,
+        result_status: &'a str,
+        check: Option<i32>,
+        resource: Option<&'a str>,
+        status: &'a str,
+        message: &'a str,
+        /// The stored JSON, embedded as is.
+        actual: Option<&'a serde_json::value::RawValue>,
+        definition_sha256: &'a str,
+    }
+    let actual = match f {
+        Some(f) => Some(
+            serde_json::from_str::<&serde_json::value::RawValue>(&f.actual)
+                .map_err(super::json_err("actual values"))?,
+        ),
+        None => None,
+    };
+    let row = Row {
+        run_id: &r.run_id,
+        evaluated_at: at,
+        control_id,
+        result_status: r.status.as_str(),
+        check: f.map(|f| f.check),
+        resource: f.map(|f| &*f.resource),
+        status: f.map_or(r.status.as_str(), |f| &*f.status),
+        message: f.map_or(r.summary.as_str(), |f| &*f.message),
+        actual,
+        definition_sha256: &r.definition_sha256,
+    };
+    w.write_all(b",\n")?;
+    serde_json::to_writer(w, &row).map_err(super::json_err("population"))
+}
+
+/// Phase 1: reads the period's results of `controls` and spools their populations.
+pub(super) async fn read(
+    store: &Store,
+    controls: &[&Control],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Pass, ExportError> {
+    use futures::StreamExt as _;
+
+    let shared = std::sync::Arc::new(Shared {
+        store: store.clone(),
+        index: controls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect(),
+        start,
+        end,
+    });
+    let mut spool = Spool::new(controls.len() * 2)?;
+    let mut pass = Pass {
+        figures: vec![ControlFigures::default(); controls.len()],
+        definitions: vec![BTreeSet::new(); controls.len()],
+        evidence_ids: BTreeSet::new(),
+        results: 0,
+        rows: 0,
+        spool: Spool::new(0)?,
+    };
+    // Each resource's last status, by control: failures and fixes are changes of it.
+    let mut states: Vec<HashMap<String, bool>> = vec![HashMap::new(); controls.len()];
+    for i in 0..controls.len() {
+        let (csv, json) = spool.parts(i);
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(csv);
+        w.write_record(COLUMNS)?;
+        w.flush()?;
+        json.push(b'[');
+    }
+    let mut first = vec![true; controls.len()];
+
+    if let Some((lo, hi)) = store.period_result_ids(start, end).await? {
+        // Pages are ranges of ids, known in advance: several are read and formatted at
+        // once (on other connections and threads) while this one is spooled, in order.
+        let span = RESULTS_PER_PAGE as i64;
+        let ranges = (0..)
+            .map(move |k: i64| (lo - 1 + k * span, (lo - 1 + (k + 1) * span).min(hi)))
+            .take_while(move |(after, _)| *after < hi);
+        let mut pages = futures::stream::iter(ranges)
+            .map(|(after, last)| tokio::spawn(page(shared.clone(), after, last)))
+            .buffered(PAGES_AHEAD);
+        while let Some(done) = pages.next().await {
+            let formatted =
+                done.map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
+            for (i, part) in formatted.controls {
+                let (c, j) = spool.parts(i);
+                c.extend_from_slice(&part.csv);
+                // Rows come as `,\n{…}`: the control's first row has no comma.
+                let skip = usize::from(std::mem::take(&mut first[i]) && !part.json.is_empty());
+                j.extend_from_slice(&part.json[skip..]);
+                spool.settle(i)?;
+                carry(&mut states[i], &mut pass.figures[i], part.changes);
+            }
+            for s in formatted.seen {
+                let i = s.control;
+                let fig = &mut pass.figures[i];
+                fig.results += 1;
+                *fig.by_status.entry(s.status.as_str()).or_default() += 1;
+                for e in &s.exceptions {
+                    *fig.exceptions
+                        .entry(format!("{} ({})", e.id, e.status))
+                        .or_default() += 1;
+                }
+                if !pass.definitions[i].contains(&s.definition_sha256) {
+                    pass.definitions[i].insert(s.definition_sha256);
+                }
+                pass.evidence_ids.extend(s.evidence_ids.iter().copied());
+                fig.latest_status = Some(s.status);
+                fig.latest_at = Some(s.evaluated_at);
+                fig.latest_evidence = s.evidence_ids;
+                pass.rows += s.rows;
+                pass.results += 1;
+            }
+        }
+    }
+    for (i, state) in states.iter().enumerate() {
+        spool.parts(i).1.extend_from_slice(b"\n]\n");
+        pass.figures[i].failing_at_end = state.values().filter(|failing| **failing).count();
+    }
+    spool.finish()?;
+    pass.spool = spool;
+    Ok(pass)
+}
+
+/// A control's population files, compressed into a zip of their own.
+struct Compressed {
+    zip: std::fs::File,
+    entries: Vec<FileEntry>,
+}
+
+fn compress(
+    spool: &Spool,
+    reader: &mut std::fs::File,
+    i: usize,
+    id: &str,
+    options: zip::write::SimpleFileOptions,
+) -> Result<Compressed, ExportError> {
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tempfile::tempfile()?));
+    let mut entries = Vec::with_capacity(2);
+    for (part, name) in [(2 * i, "population.csv"), (2 * i + 1, "population.json")] {
+        let path = format!("controls/{id}/{name}");
+        zip.start_file(path.as_str(), options)?;
+        let mut w = Hashing::new(&mut zip);
+        spool.copy(part, reader, &mut w)?;
+        let (_, sha256, size) = w.finish();
+        entries.push(FileEntry { path, sha256, size });
+    }
+    let zip = zip
+        .finish()?
+        .into_inner()
+        .map_err(|e| ExportError::Io(e.into_error()))?;
+    Ok(Compressed { zip, entries })
+}
+
+/// Phase 2: writes each control's definitions (`definitions[i]`: SHA-256 and text) and
+/// population into the bundle, in path order, compressing on every core.
+pub(super) fn write<W: Write + Seek>(
+    bundle: &mut Bundle<W>,
+    controls: &[&Control],
+    pass: &Pass,
+    definitions: &[Vec<(String, String)>],
+) -> Result<(), ExportError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let next = AtomicUsize::new(0);
+    let options = bundle.options;
+    let spool = &pass.spool;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compressed, ExportError>)>();
+        for _ in 0..workers.min(controls.len()) {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || {
+                let mut reader = match spool.file.reopen() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send((next.fetch_add(1, Ordering::Relaxed), Err(e.into())));
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(control) = controls.get(i) else {
+                        return;
+                    };
+                    let done = compress(spool, &mut reader, i, &control.id, options);
+                    if tx.send((i, done)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Workers finish in any order; the bundle takes the controls in order.
+        let mut ready: BTreeMap<usize, Result<Compressed, ExportError>> = BTreeMap::new();
+        let mut want = 0;
+        let written = (|| {
+            for (i, done) in &rx {
+                ready.insert(i, done);
+                while let Some(done) = ready.remove(&want) {
+                    let done = done?;
+                    let control = controls[want];
+                    for (sha, text) in &definitions[want] {
+                        bundle.file(
+                            &format!("controls/{}/definitions/{sha}.yaml", control.id),
+                            text.as_bytes(),
+                        )?;
+                    }
+                    let mut archive = zip::ZipArchive::new(done.zip)?;
+                    for k in 0..archive.len() {
+                        bundle.zip.raw_copy_file(archive.by_index_raw(k)?)?;
+                    }
+                    bundle.files.extend(done.entries);
+                    want += 1;
+                }
+            }
+            if want < controls.len() {
+                return Err(ExportError::Io(std::io::Error::other(
+                    "a compression worker stopped",
+                )));
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            // Stops the workers (they take no more controls).
+            next.store(controls.len(), Ordering::Relaxed);
+        }
+        written
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failures and fixes counted a page at a time are those of the whole sequence, wherever
+    /// the pages split it.
+    #[test]
+    fn failures_and_fixes_do_not_depend_on_pages() {
+        fn check(seq: &[(&str, bool)], expect: (usize, usize, usize)) {
+            for cut in 0..=seq.len() {
+                for cut2 in cut..=seq.len() {
+                    let mut states = HashMap::new();
+                    let mut fig = ControlFigures::default();
+                    for page in [&seq[..cut], &seq[cut..cut2], &seq[cut2..]] {
+                        let mut changes = PageChanges::default();
+                        for (resource, failing) in page {
+                            changes.see(resource, *failing);
+                        }
+                        carry(&mut states, &mut fig, changes.finish());
+                    }
+                    let failing = states.values().filter(|f| **f).count();
+                    assert_eq!(
+                        (fig.failures, fig.fixes, failing),
+                        expect,
+                        "{seq:?} cut at {cut} and {cut2}"
+                    );
+                }
+            }
+        }
+        check(&[], (0, 0, 0));
+        check(&[("a", false), ("a", false)], (0, 0, 0));
+        check(&[("a", true)], (1, 0, 1));
+        check(&[("a", true), ("a", true), ("a", true)], (1, 0, 1));
+        check(&[("a", true), ("a", false)], (1, 1, 0));
+        check(
+            &[
+                ("a", false),
+                ("a", true),
+                ("b", true),
+                ("a", false),
+                ("a", true),
+                ("b", false),
+            ],
+            (3, 2, 1),
+        );
+        check(
+            &[("a", true), ("b", true), ("a", false), ("b", true)],
+            (2, 1, 1),
+        );
+    }
+}
