@@ -78,7 +78,32 @@ async fn bundles_are_reproducible_and_verify_offline() {
     let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
     let first = bundle(&app, &request()).await;
     let second = bundle(&app, &request()).await;
-    assert!(first == second, "two exports of the same data differ");
+    if first != second {
+        let (a, b) = (entries(&first), entries(&second));
+        let names = |e: &[(String, Vec<u8>)]| e.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let (na, nb) = (names(&a), names(&b));
+        let only = |x: &[String], y: &[String]| {
+            x.iter()
+                .filter(|n| !y.contains(n))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            na == nb,
+            "two exports of the same data hold different files: only in the first {:?}, only in the second {:?}",
+            only(&na, &nb),
+            only(&nb, &na)
+        );
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(
+                x == y,
+                "two exports of the same data differ in {name}:\n{}\n---\n{}",
+                String::from_utf8_lossy(x),
+                String::from_utf8_lossy(y)
+            );
+        }
+        panic!("two exports of the same data differ in their zip framing");
+    }
 
     let files = entries(&first);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();

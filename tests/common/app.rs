@@ -115,9 +115,17 @@ pub async fn spawn_app_with_clock(
     tokio::spawn(app.run_until_stopped());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // The startup run is over once its results are stored, it is closed and its
+        // manifest is signed (the last thing the runner does).
         let results = store.latest_results().await.unwrap();
         if results.len() == catalog.len() {
-            break;
+            let runs = store.runs(1).await.unwrap();
+            if let Some(run) = runs.first()
+                && run.finished_at.is_some()
+                && store.run_seal(&run.id).await.unwrap().is_some()
+            {
+                break;
+            }
         }
         assert!(Instant::now() < deadline, "startup run did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
