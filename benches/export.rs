@@ -101,6 +101,16 @@ fn cpu_seconds() -> f64 {
     (ticks(14) + ticks(15)) / 100.0
 }
 
+/// Stamps the export's phase events with the process's CPU time, so that a phase's CPU
+/// seconds over its wall seconds shows how many cores it kept busy.
+struct CpuTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for CpuTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "cpu {:.2} s", cpu_seconds())
+    }
+}
+
 fn write_controls(dir: &std::path::Path, n: usize) -> trellis::catalog::Catalog {
     let folder = dir.join("controls/bench");
     std::fs::create_dir_all(&folder).unwrap();
@@ -247,6 +257,7 @@ fn main() {
     // The export's phases and their times (`debug` events of `trellis::export`).
     tracing_subscriber::fmt()
         .with_env_filter("trellis::export=debug")
+        .with_timer(CpuTime)
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -332,8 +343,18 @@ fn main() {
                 .len();
             after = last;
         }
+        let findings = t.elapsed().as_secs_f64();
+        // Evidence: every piece of the period, 500 a page (as the export reads it).
+        let ids: Vec<i64> =
+            (1..=i64::from(size.days) * 24 * size.evidence_per_run as i64).collect();
+        let t = Instant::now();
+        let mut evidence = 0;
+        for page in ids.chunks(500) {
+            evidence += store.evidence_rows(page).await.unwrap().len();
+        }
         println!(
-            "reading alone, one page at a time: results {results:.2} s, {n} findings {:.2} s",
+            "reading alone, one page at a time: results {results:.2} s, {n} findings \
+             {findings:.2} s, {evidence} evidence {:.2} s",
             t.elapsed().as_secs_f64()
         );
     });

@@ -15,7 +15,7 @@ use crate::model::Evidence;
 use crate::store::Store;
 
 /// Evidence rows read per page.
-const PER_PAGE: usize = 200;
+const PER_PAGE: usize = 500;
 /// Pages read and compressed ahead of the one being merged.
 const PAGES_AHEAD: usize = 4;
 /// Smaller files are stored as they are: setting up deflate for a file (zlib-rs zeroes 256 KiB

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::entities::{evidence, runs};
+use super::entities::runs;
 use super::{QueryContext, RunSummary, Store, StoreError, db_time, from_json};
 use crate::model::Evidence;
 
@@ -38,7 +38,7 @@ pub struct FindingsPage {
 }
 
 /// A finding as an export writes it, borrowed from its page. `actual` is the stored JSON text.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct FindingRow<'a> {
     id: i64,
     pub result_id: i64,
@@ -49,8 +49,9 @@ pub struct FindingRow<'a> {
     pub status: Cow<'a, str>,
     #[serde(borrow)]
     pub message: Cow<'a, str>,
+    /// Embedded by the database as JSON, not as a string: read in place, never unescaped.
     #[serde(borrow)]
-    pub actual: Cow<'a, str>,
+    pub actual: &'a serde_json::value::RawValue,
 }
 
 impl FindingsPage {
@@ -244,11 +245,11 @@ impl Store {
         let agg = match self.db.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
                 "COALESCE(json_agg(json_build_array(id, control_result_id, check_index, \
-                   resource, status, message, actual))::text, '[]')"
+                   resource, status, message, actual::json))::text, '[]')"
             }
             _ => {
                 "COALESCE(json_group_array(json_array(id, control_result_id, check_index, \
-                   resource, status, message, actual)), '[]')"
+                   resource, status, message, json(actual))), '[]')"
             }
         };
         // By id: a sequential read of the table, not an index lookup per row.
@@ -283,32 +284,61 @@ impl Store {
         Ok(row.and_then(|r| r.rows).unwrap_or_else(|| "[]".to_string()))
     }
 
-    /// These evidence rows (at most a few hundred at a time), by id.
+    /// These evidence rows (at most a few hundred at a time), by id: one JSON aggregate, the
+    /// content embedded as JSON (a year's export reads tens of thousands of them, and a row at
+    /// a time through the ORM was most of the evidence's share of it).
     pub async fn evidence_rows(&self, ids: &[i64]) -> Result<Vec<(i64, Evidence)>, StoreError> {
-        let rows = evidence::Entity::find()
-            .filter(evidence::Column::Id.is_in(ids.to_vec()))
-            .order_by_asc(evidence::Column::Id)
-            .all(&self.db)
-            .await
-            .during("read evidence")?;
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            serde_json::Value,
+            Option<String>,
+        );
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let agg = match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                "COALESCE(json_agg(json_build_array(id, probe, params, \
+                   to_char(collected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                   sha256, content::json, error))::text, '[]')"
+            }
+            _ => {
+                "COALESCE(json_group_array(json_array(id, probe, params, collected_at, sha256, \
+                   json(content), error)), '[]')"
+            }
+        };
+        let sql = format!("SELECT {agg} AS rows FROM evidence WHERE id IN ({list})");
+        let text = self.aggregate(&sql, Vec::new(), "read evidence").await?;
+        let mut rows: Vec<Row> = from_json("evidence", "page", &text)?;
+        rows.sort_by_key(|r| r.0);
         rows.into_iter()
-            .map(|row| {
-                let content = match &row.content {
-                    Some(text) => from_json("evidence", row.id, text)?,
-                    None => serde_json::Value::Null,
-                };
-                Ok((
-                    row.id,
-                    Evidence {
-                        probe: row.probe,
-                        params: row.params,
-                        collected_at: row.collected_at,
-                        content,
-                        sha256: row.sha256,
-                        error: row.error,
-                    },
-                ))
-            })
+            .map(
+                |(id, probe, params, collected_at, sha256, content, error)| {
+                    let collected_at = DateTime::parse_from_rfc3339(&collected_at)
+                        .map_err(|e| StoreError::Corrupt {
+                            table: "evidence",
+                            id: id.to_string(),
+                            detail: format!("collected_at {collected_at:?}: {e}"),
+                        })?
+                        .to_utc();
+                    Ok((
+                        id,
+                        Evidence {
+                            probe,
+                            params,
+                            collected_at,
+                            content,
+                            sha256,
+                            error,
+                        },
+                    ))
+                },
+            )
             .collect()
     }
 }
