@@ -73,6 +73,22 @@ impl FindingsPage {
     }
 }
 
+/// A timestamp as a JSON aggregate holds it (RFC 3339 text on both databases).
+fn aggregate_time(
+    table: &'static str,
+    id: i64,
+    column: &str,
+    text: &str,
+) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|e| StoreError::Corrupt {
+            table,
+            id: id.to_string(),
+            detail: format!("{column} {text:?}: {e}"),
+        })
+}
+
 /// A run with its seal (manifest, signature, key id), if signed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedRun {
@@ -187,13 +203,8 @@ impl Store {
                     evidence_ids,
                     exceptions,
                 )| {
-                    let evaluated_at = DateTime::parse_from_rfc3339(&evaluated_at)
-                        .map_err(|e| StoreError::Corrupt {
-                            table: "control_results",
-                            id: id.to_string(),
-                            detail: format!("evaluated_at {evaluated_at:?}: {e}"),
-                        })?
-                        .to_utc();
+                    let evaluated_at =
+                        aggregate_time("control_results", id, "evaluated_at", &evaluated_at)?;
                     Ok(PeriodResult {
                         control_id,
                         result: ExportResult {
@@ -319,13 +330,8 @@ impl Store {
         rows.into_iter()
             .map(
                 |(id, probe, params, collected_at, sha256, content, error)| {
-                    let collected_at = DateTime::parse_from_rfc3339(&collected_at)
-                        .map_err(|e| StoreError::Corrupt {
-                            table: "evidence",
-                            id: id.to_string(),
-                            detail: format!("collected_at {collected_at:?}: {e}"),
-                        })?
-                        .to_utc();
+                    let collected_at =
+                        aggregate_time("evidence", id, "collected_at", &collected_at)?;
                     Ok((
                         id,
                         Evidence {
