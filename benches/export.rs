@@ -85,20 +85,26 @@ struct Size {
     evidence_per_run: usize,
 }
 
-/// CPU time the process has used (user + system, seconds).
-fn cpu_seconds() -> f64 {
+/// CPU time the process has used in user and system mode (seconds), and its page faults.
+fn cpu_split() -> (f64, f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    // After the command: state is field 3, utime 14 and stime 15 (clock ticks).
-    let ticks = |n: usize| {
+    // After the command: minflt is field 10, utime 14 and stime 15 (clock ticks).
+    let field = |n: usize| {
         fields
             .get(n - 3)
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(14) + ticks(15)) / 100.0
+    (field(14) / 100.0, field(15) / 100.0, field(10))
+}
+
+/// CPU time the process has used (user + system, seconds).
+fn cpu_seconds() -> f64 {
+    let (user, system, _) = cpu_split();
+    user + system
 }
 
 /// Stamps the export's phase events with the process's CPU time, so that a phase's CPU
@@ -210,6 +216,7 @@ async fn run_export(
         start_counting();
     }
     let cpu = cpu_seconds();
+    let split = cpu_split();
     let t = Instant::now();
     let (mut w, summary) = export(store, catalog, signer, &request, file)
         .await
@@ -217,6 +224,8 @@ async fn run_export(
     std::io::Write::flush(&mut w).unwrap();
     let took = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
+    let after = cpu_split();
+    let (user, system, faults) = (after.0 - split.0, after.1 - split.1, after.2 - split.2);
     let heap = if count {
         format!("; heap high-water {:.0} MiB", stop_counting())
     } else {
@@ -225,7 +234,8 @@ async fn run_export(
     let bytes = std::fs::metadata(&path).unwrap().len();
     println!(
         "export of {days} days: {} controls, {} runs, {} results, {} population rows, \
-         {} evidence files, {} files, {:.1} MiB zip in {took:.2} s ({cpu:.1} s of CPU){heap}",
+         {} evidence files, {} files, {:.1} MiB zip in {took:.2} s ({cpu:.1} s of CPU: {user:.1} user, {system:.1} system; \
+         {faults:.0} page faults){heap}",
         summary.controls,
         summary.runs,
         summary.results,
