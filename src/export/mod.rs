@@ -361,7 +361,7 @@ pub async fn export<W: Write + Seek>(
 
     // Controls: definitions as evaluated, then the population.
     let timer = std::time::Instant::now();
-    let mut pass = population::read(store, &controls, start, end, bundle.options).await?;
+    let mut pass = population::read(store, &controls, start, end).await?;
     tracing::debug!(
         seconds = timer.elapsed().as_secs_f64(),
         rows = pass.rows,
@@ -382,7 +382,7 @@ pub async fn export<W: Write + Seek>(
         definitions.push(texts);
     }
     let timer = std::time::Instant::now();
-    population::write(&mut bundle, &controls, &mut pass, &definitions)?;
+    population::write(&mut bundle, &controls, &pass, &definitions)?;
     tracing::debug!(
         seconds = timer.elapsed().as_secs_f64(),
         "export: populations written"

@@ -3,21 +3,21 @@
 //! Two phases, so that a year of data is neither held in memory nor read a control at a time
 //! (a per-control read walks the results' index, a random read per row):
 //!
-//! 1. [`read`]: one pass over the results table in id order, a page at a time (several pages
-//!    read and formatted at once, taken in order); each control's CSV and JSON rows go to
-//!    compression workers as they come, each file into a small zip of its own in a temporary
-//!    file, hashed on the way ([`Compressors`]);
-//! 2. [`write`]: those small zips are copied as they are (raw) into the bundle in path order.
+//! 1. [`read`]: one pass over the results table in id order, a page at a time (the next page
+//!    is read while this one is formatted), each row formatted as CSV and JSON into a spool
+//!    file, in chunks, by control;
+//! 2. [`write`]: each control's CSV and JSON are hashed and compressed on every core, each
+//!    into a small zip of its own, and copied as they are (raw) into the bundle in path order.
 //!
-//! Memory is a few pages of results plus a deflate state per file being written (two per
-//! control), whatever the period.
+//! Memory is a chunk per control and file plus a page of results, whatever the period.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use super::{Bundle, COLUMNS, ControlFigures, ExportError, FileEntry};
+use super::{Bundle, COLUMNS, ControlFigures, ExportError, FileEntry, Hashing};
 use crate::catalog::Control;
 use crate::store::{FindingRow, FindingsPage, PeriodResult, Store};
 
@@ -25,6 +25,8 @@ use crate::store::{FindingRow, FindingsPage, PeriodResult, Store};
 const RESULTS_PER_PAGE: u64 = 2000;
 /// Pages read and formatted ahead of the one being spooled.
 const PAGES_AHEAD: usize = 4;
+/// A control's rows are spooled in chunks of about this size.
+const CHUNK: usize = 64 * 1024;
 
 /// What the pass learned, by control (in the order of `controls`).
 pub(super) struct Pass {
@@ -35,140 +37,79 @@ pub(super) struct Pass {
     pub evidence_ids: BTreeSet<i64>,
     pub results: usize,
     pub rows: u64,
-    /// Each part's compressed zip and its entry, by part.
-    parts: Vec<(std::fs::File, FileEntry)>,
+    spool: Spool,
 }
 
-/// A part (part `2i` is control `i`'s CSV, `2i + 1` its JSON) compressed as its rows come:
-/// a small zip of its own in a temporary file, with the part's SHA-256 and size.
-struct PartZip {
-    zip: zip::ZipWriter<std::io::BufWriter<std::fs::File>>,
-    hasher: sha2::Sha256,
-    size: u64,
-    path: String,
+/// Rows spooled to one temporary file in chunks, by part (part `2i` is control `i`'s CSV,
+/// `2i + 1` its JSON).
+struct Spool {
+    file: tempfile::NamedTempFile,
+    len: u64,
+    pending: Vec<Vec<u8>>,
+    chunks: Vec<Vec<(u64, usize)>>,
 }
 
-impl PartZip {
-    fn new(path: String, options: zip::write::SimpleFileOptions) -> Result<Self, ExportError> {
-        use sha2::Digest as _;
-        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tempfile::tempfile()?));
-        zip.start_file(path.as_str(), options)?;
-        Ok(PartZip {
-            zip,
-            hasher: sha2::Sha256::new(),
-            size: 0,
-            path,
+impl Spool {
+    fn new(parts: usize) -> std::io::Result<Self> {
+        Ok(Spool {
+            file: tempfile::NamedTempFile::new()?,
+            len: 0,
+            pending: vec![Vec::new(); parts],
+            chunks: vec![Vec::new(); parts],
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
-        use sha2::Digest as _;
-        self.zip.write_all(bytes)?;
-        self.hasher.update(bytes);
-        self.size += bytes.len() as u64;
-        Ok(())
+    /// The CSV and JSON buffers of control `i`.
+    fn parts(&mut self, i: usize) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        let (csv, json) = self.pending[2 * i..2 * i + 2].split_at_mut(1);
+        (&mut csv[0], &mut json[0])
     }
 
-    fn finish(self) -> Result<(std::fs::File, FileEntry), ExportError> {
-        use sha2::Digest as _;
-        let file = self
-            .zip
-            .finish()?
-            .into_inner()
-            .map_err(|e| ExportError::Io(e.into_error()))?;
-        let entry = FileEntry {
-            path: self.path,
-            sha256: hex::encode(self.hasher.finalize()),
-            size: self.size,
-        };
-        Ok((file, entry))
-    }
-}
-
-/// A worker's parts, finished: each part's zip and entry.
-type PartsDone =
-    std::thread::JoinHandle<Result<Vec<(usize, (std::fs::File, FileEntry))>, ExportError>>;
-
-/// Bytes for a part, to the worker that compresses it.
-type PartBytes = (usize, Vec<u8>);
-
-/// Compresses parts on threads of their own while the pass reads: part `p` always goes to
-/// worker `(p / 2) % workers` (a control's two files to the same one), and a channel keeps
-/// order, so each part's bytes arrive in the order they were sent.
-struct Compressors {
-    senders: Vec<tokio::sync::mpsc::Sender<PartBytes>>,
-    workers: Vec<PartsDone>,
-}
-
-impl Compressors {
-    fn start(paths: Vec<String>, options: zip::write::SimpleFileOptions) -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 8)
-            .min(paths.len().div_ceil(2).max(1));
-        let paths = std::sync::Arc::new(paths);
-        let (mut senders, mut workers) = (Vec::new(), Vec::new());
-        for _ in 0..n {
-            // A few pages' worth of chunks in flight per worker: memory stays bounded.
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<PartBytes>(256);
-            let paths = paths.clone();
-            senders.push(tx);
-            workers.push(std::thread::spawn(move || {
-                let mut zips: BTreeMap<usize, PartZip> = BTreeMap::new();
-                while let Some((part, bytes)) = rx.blocking_recv() {
-                    let zip = match zips.entry(part) {
-                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(e) => {
-                            let path = paths.get(part).cloned().unwrap_or_default();
-                            e.insert(PartZip::new(path, options)?)
-                        }
-                    };
-                    zip.write(&bytes)?;
-                }
-                zips.into_iter()
-                    .map(|(part, zip)| Ok((part, zip.finish()?)))
-                    .collect()
-            }));
-        }
-        Compressors { senders, workers }
-    }
-
-    async fn send(&self, part: usize, bytes: Vec<u8>) -> Result<(), ExportError> {
-        let worker = (part / 2) % self.senders.len();
-        if self.senders[worker].send((part, bytes)).await.is_err() {
-            // The worker stopped: its error is what `finish` returns.
-            return Err(ExportError::Io(std::io::Error::other(
-                "a compression worker stopped",
-            )));
-        }
-        Ok(())
-    }
-
-    /// Waits for the workers; every part's zip and entry, by part.
-    async fn finish(self) -> Result<Vec<(std::fs::File, FileEntry)>, ExportError> {
-        drop(self.senders);
-        let workers = self.workers;
-        let zips = tokio::task::spawn_blocking(move || {
-            let mut all = BTreeMap::new();
-            for w in workers {
-                let done = w.join().map_err(|_| {
-                    ExportError::Io(std::io::Error::other("a compression worker panicked"))
-                })??;
-                all.extend(done);
+    /// Writes control `i`'s buffers out once they are a chunk.
+    fn settle(&mut self, i: usize) -> std::io::Result<()> {
+        for part in [2 * i, 2 * i + 1] {
+            if self.pending[part].len() >= CHUNK {
+                self.spill(part)?;
             }
-            Ok::<_, ExportError>(all)
-        })
-        .await
-        .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
-        Ok(zips.into_values().collect())
+        }
+        Ok(())
     }
 
-    /// Stops the workers after a failure, and returns theirs if one failed first.
-    async fn abandon(self, error: ExportError) -> ExportError {
-        match self.finish().await {
-            Err(first) => first,
-            Ok(_) => error,
+    fn spill(&mut self, part: usize) -> std::io::Result<()> {
+        let buf = &mut self.pending[part];
+        if buf.is_empty() {
+            return Ok(());
         }
+        self.file.as_file_mut().write_all(buf)?;
+        self.chunks[part].push((self.len, buf.len()));
+        self.len += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        for part in 0..self.pending.len() {
+            self.spill(part)?;
+        }
+        self.pending = Vec::new();
+        self.file.as_file_mut().flush()
+    }
+
+    /// Copies a part into `w`, reading with `reader` (a handle of the spool's own).
+    fn copy(
+        &self,
+        part: usize,
+        reader: &mut std::fs::File,
+        w: &mut impl Write,
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for &(offset, len) in &self.chunks[part] {
+            buf.resize(len, 0);
+            reader.seek(SeekFrom::Start(offset))?;
+            reader.read_exact(&mut buf)?;
+            w.write_all(&buf)?;
+        }
+        Ok(())
     }
 }
 
@@ -495,50 +436,13 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Phase 1: reads the period's results of `controls`, formats their populations and
-/// compresses them as they come (see [`Compressors`]).
+/// Phase 1: reads the period's results of `controls` and spools their populations.
 pub(super) async fn read(
     store: &Store,
     controls: &[&Control],
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    options: zip::write::SimpleFileOptions,
 ) -> Result<Pass, ExportError> {
-    let paths = controls
-        .iter()
-        .flat_map(|c| {
-            [
-                format!("controls/{}/population.csv", c.id),
-                format!("controls/{}/population.json", c.id),
-            ]
-        })
-        .collect();
-    let compressors = Compressors::start(paths, options);
-    let mut pass = Pass {
-        figures: vec![ControlFigures::default(); controls.len()],
-        definitions: vec![BTreeSet::new(); controls.len()],
-        evidence_ids: BTreeSet::new(),
-        results: 0,
-        rows: 0,
-        parts: Vec::new(),
-    };
-    match walk(store, controls, start, end, &compressors, &mut pass).await {
-        Ok(()) => {
-            pass.parts = compressors.finish().await?;
-            Ok(pass)
-        }
-        Err(e) => Err(compressors.abandon(e).await),
-    }
-}
-
-async fn walk(
-    store: &Store,
-    controls: &[&Control],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    compressors: &Compressors,
-    pass: &mut Pass,
-) -> Result<(), ExportError> {
     use futures::StreamExt as _;
 
     let shared = std::sync::Arc::new(Shared {
@@ -551,24 +455,31 @@ async fn walk(
         start,
         end,
     });
+    let mut spool = Spool::new(controls.len() * 2)?;
+    let mut pass = Pass {
+        figures: vec![ControlFigures::default(); controls.len()],
+        definitions: vec![BTreeSet::new(); controls.len()],
+        evidence_ids: BTreeSet::new(),
+        results: 0,
+        rows: 0,
+        spool: Spool::new(0)?,
+    };
     // Each resource's last status, by control: failures and fixes are changes of it.
     let mut states: Vec<HashMap<String, bool>> = vec![HashMap::new(); controls.len()];
     for i in 0..controls.len() {
+        let (csv, json) = spool.parts(i);
         let mut w = csv::WriterBuilder::new()
             .has_headers(false)
-            .from_writer(Vec::new());
+            .from_writer(csv);
         w.write_record(COLUMNS)?;
-        let header = w
-            .into_inner()
-            .map_err(|e| ExportError::Io(e.into_error()))?;
-        compressors.send(2 * i, header).await?;
-        compressors.send(2 * i + 1, b"[".to_vec()).await?;
+        w.flush()?;
+        json.push(b'[');
     }
     let mut first = vec![true; controls.len()];
 
     if let Some((lo, hi)) = store.period_result_ids(start, end).await? {
         // Pages are ranges of ids, known in advance: several are read and formatted at
-        // once (on other connections and threads) while this one is compressed, in order.
+        // once (on other connections and threads) while this one is spooled, in order.
         let span = RESULTS_PER_PAGE as i64;
         let ranges = (0..)
             .map(move |k: i64| (lo - 1 + k * span, (lo - 1 + (k + 1) * span).min(hi)))
@@ -580,22 +491,13 @@ async fn walk(
             let formatted =
                 done.map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
             for (i, part) in formatted.controls {
-                let ControlPage {
-                    csv,
-                    mut json,
-                    changes,
-                } = part;
+                let (c, j) = spool.parts(i);
+                c.extend_from_slice(&part.csv);
                 // Rows come as `,\n{…}`: the control's first row has no comma.
-                if std::mem::take(&mut first[i]) && !json.is_empty() {
-                    json.remove(0);
-                }
-                if !csv.is_empty() {
-                    compressors.send(2 * i, csv).await?;
-                }
-                if !json.is_empty() {
-                    compressors.send(2 * i + 1, json).await?;
-                }
-                carry(&mut states[i], &mut pass.figures[i], changes);
+                let skip = usize::from(std::mem::take(&mut first[i]) && !part.json.is_empty());
+                j.extend_from_slice(&part.json[skip..]);
+                spool.settle(i)?;
+                carry(&mut states[i], &mut pass.figures[i], part.changes);
             }
             for s in formatted.seen {
                 let i = s.control;
@@ -620,43 +522,120 @@ async fn walk(
         }
     }
     for (i, state) in states.iter().enumerate() {
-        compressors.send(2 * i + 1, b"\n]\n".to_vec()).await?;
+        spool.parts(i).1.extend_from_slice(b"\n]\n");
         pass.figures[i].failing_at_end = state.values().filter(|failing| **failing).count();
     }
-    Ok(())
+    spool.finish()?;
+    pass.spool = spool;
+    Ok(pass)
 }
 
-/// Phase 2: writes each control's definitions (`definitions[i]`: SHA-256 and text) and its
-/// compressed population files into the bundle, in path order, copied as they are (raw).
+/// A control's population files, compressed into a zip of their own.
+struct Compressed {
+    zip: std::fs::File,
+    entries: Vec<FileEntry>,
+}
+
+fn compress(
+    spool: &Spool,
+    reader: &mut std::fs::File,
+    i: usize,
+    id: &str,
+    options: zip::write::SimpleFileOptions,
+) -> Result<Compressed, ExportError> {
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tempfile::tempfile()?));
+    let mut entries = Vec::with_capacity(2);
+    for (part, name) in [(2 * i, "population.csv"), (2 * i + 1, "population.json")] {
+        let path = format!("controls/{id}/{name}");
+        zip.start_file(path.as_str(), options)?;
+        let mut w = Hashing::new(&mut zip);
+        spool.copy(part, reader, &mut w)?;
+        let (_, sha256, size) = w.finish();
+        entries.push(FileEntry { path, sha256, size });
+    }
+    let zip = zip
+        .finish()?
+        .into_inner()
+        .map_err(|e| ExportError::Io(e.into_error()))?;
+    Ok(Compressed { zip, entries })
+}
+
+/// Phase 2: writes each control's definitions (`definitions[i]`: SHA-256 and text) and
+/// population into the bundle, in path order, compressing on every core.
 pub(super) fn write<W: Write + Seek>(
     bundle: &mut Bundle<W>,
     controls: &[&Control],
-    pass: &mut Pass,
+    pass: &Pass,
     definitions: &[Vec<(String, String)>],
 ) -> Result<(), ExportError> {
-    let mut parts = std::mem::take(&mut pass.parts).into_iter();
-    for (control, texts) in controls.iter().zip(definitions) {
-        for (sha, text) in texts {
-            bundle.file(
-                &format!("controls/{}/definitions/{sha}.yaml", control.id),
-                text.as_bytes(),
-            )?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let next = AtomicUsize::new(0);
+    let options = bundle.options;
+    let spool = &pass.spool;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compressed, ExportError>)>();
+        for _ in 0..workers.min(controls.len()) {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || {
+                let mut reader = match spool.file.reopen() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send((next.fetch_add(1, Ordering::Relaxed), Err(e.into())));
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(control) = controls.get(i) else {
+                        return;
+                    };
+                    let done = compress(spool, &mut reader, i, &control.id, options);
+                    if tx.send((i, done)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        for _ in 0..2 {
-            let Some((mut file, entry)) = parts.next() else {
-                return Err(ExportError::Io(std::io::Error::other(
-                    "a population file is missing",
-                )));
-            };
-            file.seek(SeekFrom::Start(0))?;
-            let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))?;
-            for k in 0..archive.len() {
-                bundle.zip.raw_copy_file(archive.by_index_raw(k)?)?;
+        drop(tx);
+        // Workers finish in any order; the bundle takes the controls in order.
+        let mut ready: BTreeMap<usize, Result<Compressed, ExportError>> = BTreeMap::new();
+        let mut want = 0;
+        let written = (|| {
+            for (i, done) in &rx {
+                ready.insert(i, done);
+                while let Some(done) = ready.remove(&want) {
+                    let done = done?;
+                    let control = controls[want];
+                    for (sha, text) in &definitions[want] {
+                        bundle.file(
+                            &format!("controls/{}/definitions/{sha}.yaml", control.id),
+                            text.as_bytes(),
+                        )?;
+                    }
+                    let mut archive = zip::ZipArchive::new(done.zip)?;
+                    for k in 0..archive.len() {
+                        bundle.zip.raw_copy_file(archive.by_index_raw(k)?)?;
+                    }
+                    bundle.files.extend(done.entries);
+                    want += 1;
+                }
             }
-            bundle.files.push(entry);
+            if want < controls.len() {
+                return Err(ExportError::Io(std::io::Error::other(
+                    "a compression worker stopped",
+                )));
+            }
+            Ok(())
+        })();
+        if written.is_err() {
+            // Stops the workers (they take no more controls).
+            next.store(controls.len(), Ordering::Relaxed);
         }
-    }
-    Ok(())
+        written
+    })
 }
 
 #[cfg(test)]
