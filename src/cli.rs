@@ -210,6 +210,7 @@ async fn run(cli: Cli) -> u8 {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
             };
+            crate::export::keep_freed_memory();
             let request = crate::export::ExportRequest {
                 from,
                 to,
@@ -218,7 +219,10 @@ async fn run(cli: Cli) -> u8 {
             };
             export(&loaded, &request, &out).await
         }
-        Command::VerifyBundle { bundle, key } => verify_bundle(&bundle, key.as_deref()),
+        Command::VerifyBundle { bundle, key } => {
+            crate::export::keep_freed_memory();
+            verify_bundle(&bundle, key.as_deref())
+        }
         Command::Verify { format } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
@@ -438,6 +442,12 @@ async fn export(
         summary.evidence_files,
         summary.key_id
     );
+    if summary.missing_evidence > 0 {
+        eprintln!(
+            "warning: evidence missing from the store: {} of the files the period's results read (listed under missing_evidence in the bundle's manifest; `trellis verify` names how they went missing)",
+            summary.missing_evidence
+        );
+    }
     EXIT_OK
 }
 
@@ -481,6 +491,12 @@ fn verify_bundle(bundle: &std::path::Path, key: Option<&str>) -> u8 {
                     ""
                 }
             );
+            if v.missing_evidence > 0 {
+                println!(
+                    "note: evidence missing: {} of the files the period's results read were no longer stored when the bundle was made (missing_evidence in manifest.json)",
+                    v.missing_evidence
+                );
+            }
             EXIT_OK
         }
         Err(problem) => {

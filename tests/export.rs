@@ -460,3 +460,74 @@ async fn trellis_verify_names_a_tampered_row() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_gone_from_the_store_is_listed_as_missing_not_left_out_silently() {
+    let app = app_with_two_runs().await;
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let complete = bundle(&app, &request()).await;
+    let evidence_files = |bytes: &[u8]| -> Vec<String> {
+        entries(bytes)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("evidence/"))
+            .collect()
+    };
+    let manifest_of = |bytes: &[u8]| -> trellis::export::BundleManifest {
+        let (_, m) = entries(bytes)
+            .into_iter()
+            .find(|(n, _)| n == "manifest.json")
+            .unwrap();
+        serde_json::from_slice(&m).unwrap()
+    };
+    assert!(manifest_of(&complete).missing_evidence.is_empty());
+    let summary_of = |bytes: &[u8]| -> String {
+        let (_, s) = entries(bytes)
+            .into_iter()
+            .find(|(n, _)| n == "summary.html")
+            .unwrap();
+        String::from_utf8(s).unwrap()
+    };
+    assert!(!summary_of(&complete).contains("Evidence missing"));
+    let before = evidence_files(&complete);
+    let gone = &before[before.len() / 2];
+    let id: i64 = gone
+        .trim_start_matches("evidence/")
+        .trim_end_matches(".json")
+        .parse()
+        .unwrap();
+
+    // Someone deletes a piece of evidence straight from the database.
+    let n = trellis::store::testing::execute_sql(
+        &app.store,
+        &format!("DELETE FROM evidence WHERE id = {id}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+
+    let (out, summary) = export(
+        &app.store,
+        &app.catalog,
+        &signer,
+        &request(),
+        Cursor::new(Vec::new()),
+    )
+    .await
+    .unwrap();
+    let partial = out.into_inner();
+    assert_eq!(summary.missing_evidence, 1);
+    let after = evidence_files(&partial);
+    assert_eq!(after.len(), before.len() - 1);
+    assert!(!after.contains(gone));
+    // The gap is stated where the auditor looks: the signed manifest and the summary.
+    assert_eq!(manifest_of(&partial).missing_evidence, vec![id]);
+    let page = summary_of(&partial);
+    assert!(
+        page.contains(&format!("Evidence missing from the store: 1 (ids {id})")),
+        "{page}"
+    );
+    // The bundle is intact as made, and says what it lacks.
+    let ok = verify_bundle(Cursor::new(partial), Some(&signer.public_key()), &[]).unwrap();
+    assert_eq!(ok.missing_evidence, 1);
+}

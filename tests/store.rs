@@ -155,6 +155,7 @@ backends! {
     a_forged_manifest_is_found();
     rows_from_before_the_chains_are_sealed(url);
     export_reads_walk_a_period_in_id_order();
+    a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1922,4 +1923,61 @@ async fn export_reads_walk_a_period_in_id_order(store: &Store) {
             .expect("rows")
             .is_empty()
     );
+}
+
+/// The export's runs: listed without their manifests (the key id only for signed runs), the
+/// manifests and signatures read a page at a time, exactly as sealed, in the order asked.
+async fn a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time(store: &Store) {
+    let signer = sealed_fixture(store).await;
+    // A third run, finished but not signed.
+    let unsigned = store
+        .begin_run(Trigger::Manual, 0, base_time() + TimeDelta::minutes(120))
+        .await
+        .expect("run");
+    store
+        .finish_run(&unsigned, base_time() + TimeDelta::minutes(121), None)
+        .await
+        .expect("finish");
+    let runs = store
+        .runs_between(
+            base_time() - TimeDelta::hours(1),
+            base_time() + TimeDelta::hours(3),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 3);
+    assert!(
+        runs.windows(2)
+            .all(|w| w[0].run.started_at <= w[1].run.started_at)
+    );
+    assert_eq!(runs[0].signed_by.as_deref(), Some(signer.key_id().as_str()));
+    assert_eq!(runs[1].signed_by.as_deref(), Some(signer.key_id().as_str()));
+    assert_eq!(runs[2].signed_by, None);
+    assert_eq!(runs[2].run.id, unsigned);
+    assert_eq!(runs[2].run.trigger, Trigger::Manual);
+    // Only the first hour.
+    let first = store
+        .runs_between(base_time(), base_time() + TimeDelta::minutes(30))
+        .await
+        .expect("runs");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].run.id, runs[0].run.id);
+
+    // Asked newest first, with the unsigned run and an unknown id: the signed ones, in order.
+    let ids: Vec<String> = vec![
+        runs[1].run.id.clone(),
+        unsigned.clone(),
+        "no-such-run".into(),
+        runs[0].run.id.clone(),
+    ];
+    let seals = store.run_seals(&ids).await.expect("seals");
+    assert_eq!(seals.len(), 2);
+    for ((id, manifest, signature), run) in seals.iter().zip([&runs[1], &runs[0]]) {
+        assert_eq!(id, &run.run.id);
+        let (m, sig, key) = store.run_seal(id).await.expect("seal").expect("signed");
+        assert_eq!((manifest, signature), (&m, &sig));
+        assert_eq!(Some(key), run.signed_by);
+        assert!(signer.public_key().verify(manifest.as_bytes(), signature));
+    }
+    assert!(store.run_seals(&[]).await.expect("none").is_empty());
 }

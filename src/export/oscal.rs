@@ -8,10 +8,11 @@
 //! version 5, derived from the bundle's period and content, so the document is reproducible.
 
 use std::collections::BTreeMap;
-use std::io::{Seek, Write};
+use std::io::Write;
 
 use serde::Serialize;
 
+use super::deflate::{self, Piece};
 use super::{ControlFigures, ExportError, ExportRequest, json_err};
 use crate::catalog::Control;
 use crate::model::{Evidence, Status};
@@ -143,14 +144,53 @@ struct Finding {
     remarks: String,
 }
 
-/// The whole document, in a temporary file: its SHA-256 and size.
+/// The document as it is written: everything but the observations is known before the
+/// evidence is read; the observations (made and compressed with each page of evidence) go in
+/// between, in order.
+pub(super) struct Document {
+    member: deflate::Member,
+    /// Everything after the observations.
+    tail: Vec<u8>,
+    observations: bool,
+}
+
+impl Document {
+    /// Adds a page's observations (`raw`, each preceded by `,\n`; `piece`, them compressed).
+    pub fn observations(
+        &mut self,
+        spool: &mut deflate::Spool,
+        raw: &[u8],
+        piece: Piece,
+    ) -> Result<(), ExportError> {
+        if raw.is_empty() {
+            return Ok(());
+        }
+        if self.observations {
+            self.member.add(spool, raw, Some(piece))?;
+        } else {
+            // The array, opened only if there is an observation; its first has no comma.
+            self.observations = true;
+            self.member.prefix(b",\"observations\":[");
+            self.member.add(spool, &raw[2..], None)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self, spool: &mut deflate::Spool) -> Result<deflate::Done, ExportError> {
+        if self.observations {
+            self.member.prefix(b"\n]");
+        }
+        Ok(self.member.finish(spool, &self.tail)?)
+    }
+}
+
+/// Begins the document: all of it but the observations.
 pub(super) fn document(
     request: &ExportRequest,
     controls: &[&Control],
     figures: &BTreeMap<String, ControlFigures>,
-    mut observations: std::fs::File,
     runs: &[crate::store::SealedRun],
-) -> Result<(std::fs::File, String, u64), ExportError> {
+) -> Result<Document, ExportError> {
     let key = format!(
         "{}|{}|{}|{}",
         request.from,
@@ -232,8 +272,7 @@ pub(super) fn document(
         })
         .collect();
 
-    let mut out = tempfile::tempfile()?;
-    let mut hashing = super::Hashing::new(std::io::BufWriter::new(&mut out));
+    let mut member = deflate::Member::new();
     let head = serde_json::json!({
         "uuid": uuid_of(&format!("assessment-results|{key}")),
         "metadata": {
@@ -249,8 +288,8 @@ pub(super) fn document(
     });
     let head_text = serde_json::to_string(&head).map_err(json_err("oscal"))?;
     // `{"assessment-results": {...head, "results": [{... "observations": [` … `]}]}}`
-    hashing.write_all(b"{\"assessment-results\":")?;
-    hashing.write_all(&head_text.as_bytes()[..head_text.len() - 1])?;
+    member.prefix(b"{\"assessment-results\":");
+    member.prefix(&head_text.as_bytes()[..head_text.len() - 1]);
     let include: Vec<serde_json::Value> = objectives
         .keys()
         .map(|id| serde_json::json!({"control-id": id}))
@@ -266,23 +305,19 @@ pub(super) fn document(
         ]},
     });
     let result_text = serde_json::to_string(&result_head).map_err(json_err("oscal"))?;
-    hashing.write_all(b",\"results\":[")?;
-    hashing.write_all(&result_text.as_bytes()[..result_text.len() - 1])?;
-    let has_observations = observations.stream_position()? > 0;
-    if has_observations {
-        hashing.write_all(b",\"observations\":[")?;
-        observations.seek(std::io::SeekFrom::Start(0))?;
-        std::io::copy(&mut observations, &mut hashing)?;
-        hashing.write_all(b"\n]")?;
-    }
+    member.prefix(b",\"results\":[");
+    member.prefix(&result_text.as_bytes()[..result_text.len() - 1]);
+    let mut tail = Vec::new();
     if !findings.is_empty() {
-        hashing.write_all(b",\"findings\":")?;
-        serde_json::to_writer(&mut hashing, &findings).map_err(json_err("oscal findings"))?;
+        tail.extend_from_slice(b",\"findings\":");
+        serde_json::to_writer(&mut tail, &findings).map_err(json_err("oscal findings"))?;
     }
-    hashing.write_all(b"}]}}\n")?;
-    hashing.flush()?;
-    let (_, sha256, size) = hashing.finish();
-    Ok((out, sha256, size))
+    tail.extend_from_slice(b"}]}}\n");
+    Ok(Document {
+        member,
+        tail,
+        observations: false,
+    })
 }
 
 #[cfg(test)]

@@ -3,21 +3,24 @@
 //! Two phases, so that a year of data is neither held in memory nor read a control at a time
 //! (a per-control read walks the results' index, a random read per row):
 //!
-//! 1. [`read`]: one pass over the results table in id order, a page at a time (the next page
-//!    is read while this one is formatted), each row formatted as CSV and JSON into a spool
-//!    file, in chunks, by control;
-//! 2. [`write`]: each control's CSV and JSON are hashed and compressed on every core, each
-//!    into a small zip of its own, and copied as they are (raw) into the bundle in path order.
+//! 1. [`read`]: one pass over the results table in id order, a page at a time (several pages
+//!    are read and formatted at once, on other connections and threads). Each page's rows are
+//!    formatted as CSV and JSON by control and compressed there, each control's share of a
+//!    page a separate piece of its files' deflate streams (`deflate.rs`); the pass hashes the
+//!    rows in order and spools the compressed pieces, by control, to a temporary file;
+//! 2. [`write`]: each control's two files are copied from the spool into the bundle, in path
+//!    order, as they are (already compressed).
 //!
-//! Memory is a chunk per control and file plus a page of results, whatever the period.
+//! Memory is a few pages plus a chunk of compressed bytes per control and file, whatever the
+//! period; the spool holds the compressed populations (a tenth of their size).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{Seek, Write};
 
 use chrono::{DateTime, Utc};
 
-use super::{Bundle, COLUMNS, ControlFigures, ExportError, FileEntry, Hashing};
+use super::deflate::{self, Piece};
+use super::{Bundle, COLUMNS, ControlFigures, ExportError};
 use crate::catalog::Control;
 use crate::store::{FindingRow, FindingsPage, PeriodResult, Store};
 
@@ -25,8 +28,6 @@ use crate::store::{FindingRow, FindingsPage, PeriodResult, Store};
 const RESULTS_PER_PAGE: u64 = 2000;
 /// Pages read and formatted ahead of the one being spooled.
 const PAGES_AHEAD: usize = 4;
-/// A control's rows are spooled in chunks of about this size.
-const CHUNK: usize = 64 * 1024;
 
 /// What the pass learned, by control (in the order of `controls`).
 pub(super) struct Pass {
@@ -37,80 +38,20 @@ pub(super) struct Pass {
     pub evidence_ids: BTreeSet<i64>,
     pub results: usize,
     pub rows: u64,
-    spool: Spool,
+    spool: Option<Finished>,
 }
 
-/// Rows spooled to one temporary file in chunks, by part (part `2i` is control `i`'s CSV,
-/// `2i + 1` its JSON).
+/// The populations as they are made: by part (part `2i` is control `i`'s CSV, `2i + 1` its
+/// JSON), each part a member of one spool.
 struct Spool {
-    file: tempfile::NamedTempFile,
-    len: u64,
-    pending: Vec<Vec<u8>>,
-    chunks: Vec<Vec<(u64, usize)>>,
+    spool: deflate::Spool,
+    parts: Vec<deflate::Member>,
 }
 
-impl Spool {
-    fn new(parts: usize) -> std::io::Result<Self> {
-        Ok(Spool {
-            file: tempfile::NamedTempFile::new()?,
-            len: 0,
-            pending: vec![Vec::new(); parts],
-            chunks: vec![Vec::new(); parts],
-        })
-    }
-
-    /// The CSV and JSON buffers of control `i`.
-    fn parts(&mut self, i: usize) -> (&mut Vec<u8>, &mut Vec<u8>) {
-        let (csv, json) = self.pending[2 * i..2 * i + 2].split_at_mut(1);
-        (&mut csv[0], &mut json[0])
-    }
-
-    /// Writes control `i`'s buffers out once they are a chunk.
-    fn settle(&mut self, i: usize) -> std::io::Result<()> {
-        for part in [2 * i, 2 * i + 1] {
-            if self.pending[part].len() >= CHUNK {
-                self.spill(part)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn spill(&mut self, part: usize) -> std::io::Result<()> {
-        let buf = &mut self.pending[part];
-        if buf.is_empty() {
-            return Ok(());
-        }
-        self.file.as_file_mut().write_all(buf)?;
-        self.chunks[part].push((self.len, buf.len()));
-        self.len += buf.len() as u64;
-        buf.clear();
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        for part in 0..self.pending.len() {
-            self.spill(part)?;
-        }
-        self.pending = Vec::new();
-        self.file.as_file_mut().flush()
-    }
-
-    /// Copies a part into `w`, reading with `reader` (a handle of the spool's own).
-    fn copy(
-        &self,
-        part: usize,
-        reader: &mut std::fs::File,
-        w: &mut impl Write,
-    ) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        for &(offset, len) in &self.chunks[part] {
-            buf.resize(len, 0);
-            reader.seek(SeekFrom::Start(offset))?;
-            reader.read_exact(&mut buf)?;
-            w.write_all(&buf)?;
-        }
-        Ok(())
-    }
+/// The spool once every part is finished.
+pub(super) struct Finished {
+    spool: deflate::Spool,
+    parts: Vec<deflate::Done>,
 }
 
 /// One result as the pass needs it once its rows are formatted.
@@ -196,11 +137,13 @@ fn carry(
 }
 
 /// What a control's part of a page adds.
-#[derive(Default)]
 struct ControlPage {
     csv: Vec<u8>,
     /// Each row preceded by `,\n`.
     json: Vec<u8>,
+    /// The two, compressed.
+    csv_piece: Piece,
+    json_piece: Piece,
     changes: Vec<(String, Changes)>,
 }
 
@@ -297,16 +240,18 @@ fn format(
     let controls = building
         .into_iter()
         .map(|(i, b)| {
-            (
+            Ok((
                 i,
                 ControlPage {
+                    csv_piece: deflate::piece_here(&b.csv)?,
+                    json_piece: deflate::piece_here(&b.json)?,
                     csv: b.csv,
                     json: b.json,
                     changes: b.changes.finish(),
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<Vec<_>, std::io::Error>>()?;
     Ok(Formatted { controls, seen })
 }
 
@@ -455,26 +400,34 @@ pub(super) async fn read(
         start,
         end,
     });
-    let mut spool = Spool::new(controls.len() * 2)?;
+    let mut header = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    header.write_record(COLUMNS)?;
+    let header = header
+        .into_inner()
+        .map_err(|e| ExportError::Io(e.into_error()))?;
+    let mut spool = Spool {
+        spool: deflate::Spool::new()?,
+        parts: Vec::with_capacity(controls.len() * 2),
+    };
+    for _ in controls {
+        for head in [&header[..], b"["] {
+            let mut part = deflate::Member::new();
+            part.prefix(head);
+            spool.parts.push(part);
+        }
+    }
     let mut pass = Pass {
         figures: vec![ControlFigures::default(); controls.len()],
         definitions: vec![BTreeSet::new(); controls.len()],
         evidence_ids: BTreeSet::new(),
         results: 0,
         rows: 0,
-        spool: Spool::new(0)?,
+        spool: None,
     };
     // Each resource's last status, by control: failures and fixes are changes of it.
     let mut states: Vec<HashMap<String, bool>> = vec![HashMap::new(); controls.len()];
-    for i in 0..controls.len() {
-        let (csv, json) = spool.parts(i);
-        let mut w = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(csv);
-        w.write_record(COLUMNS)?;
-        w.flush()?;
-        json.push(b'[');
-    }
     let mut first = vec![true; controls.len()];
 
     if let Some((lo, hi)) = store.period_result_ids(start, end).await? {
@@ -491,12 +444,15 @@ pub(super) async fn read(
             let formatted =
                 done.map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
             for (i, part) in formatted.controls {
-                let (c, j) = spool.parts(i);
-                c.extend_from_slice(&part.csv);
-                // Rows come as `,\n{…}`: the control's first row has no comma.
-                let skip = usize::from(std::mem::take(&mut first[i]) && !part.json.is_empty());
-                j.extend_from_slice(&part.json[skip..]);
-                spool.settle(i)?;
+                let Spool { spool, parts } = &mut spool;
+                parts[2 * i].add(spool, &part.csv, Some(part.csv_piece))?;
+                // Rows come as `,\n{…}`: the control's first row has no comma (and its
+                // piece is made again without).
+                if std::mem::take(&mut first[i]) && !part.json.is_empty() {
+                    parts[2 * i + 1].add(spool, &part.json[2..], None)?;
+                } else {
+                    parts[2 * i + 1].add(spool, &part.json, Some(part.json_piece))?;
+                }
                 carry(&mut states[i], &mut pass.figures[i], part.changes);
             }
             for s in formatted.seen {
@@ -522,120 +478,45 @@ pub(super) async fn read(
         }
     }
     for (i, state) in states.iter().enumerate() {
-        spool.parts(i).1.extend_from_slice(b"\n]\n");
         pass.figures[i].failing_at_end = state.values().filter(|failing| **failing).count();
     }
-    spool.finish()?;
-    pass.spool = spool;
+    let Spool { mut spool, parts } = spool;
+    let parts = parts
+        .into_iter()
+        .enumerate()
+        .map(|(k, part)| part.finish(&mut spool, if k % 2 == 0 { b"" } else { b"\n]\n" }))
+        .collect::<Result<_, _>>()?;
+    pass.spool = Some(Finished { spool, parts });
     Ok(pass)
 }
 
-/// A control's population files, compressed into a zip of their own.
-struct Compressed {
-    zip: std::fs::File,
-    entries: Vec<FileEntry>,
-}
-
-fn compress(
-    spool: &Spool,
-    reader: &mut std::fs::File,
-    i: usize,
-    id: &str,
-    options: zip::write::SimpleFileOptions,
-) -> Result<Compressed, ExportError> {
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tempfile::tempfile()?));
-    let mut entries = Vec::with_capacity(2);
-    for (part, name) in [(2 * i, "population.csv"), (2 * i + 1, "population.json")] {
-        let path = format!("controls/{id}/{name}");
-        zip.start_file(path.as_str(), options)?;
-        let mut w = Hashing::new(&mut zip);
-        spool.copy(part, reader, &mut w)?;
-        let (_, sha256, size) = w.finish();
-        entries.push(FileEntry { path, sha256, size });
-    }
-    let zip = zip
-        .finish()?
-        .into_inner()
-        .map_err(|e| ExportError::Io(e.into_error()))?;
-    Ok(Compressed { zip, entries })
-}
-
 /// Phase 2: writes each control's definitions (`definitions[i]`: SHA-256 and text) and
-/// population into the bundle, in path order, compressing on every core.
+/// population into the bundle, in path order, copying the compressed populations from the
+/// spool as they are (each through a zip of one entry, which the bundle copies raw).
 pub(super) fn write<W: Write + Seek>(
     bundle: &mut Bundle<W>,
     controls: &[&Control],
-    pass: &Pass,
+    pass: &mut Pass,
     definitions: &[Vec<(String, String)>],
 ) -> Result<(), ExportError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let next = AtomicUsize::new(0);
-    let options = bundle.options;
-    let spool = &pass.spool;
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Compressed, ExportError>)>();
-        for _ in 0..workers.min(controls.len()) {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || {
-                let mut reader = match spool.file.reopen() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send((next.fetch_add(1, Ordering::Relaxed), Err(e.into())));
-                        return;
-                    }
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(control) = controls.get(i) else {
-                        return;
-                    };
-                    let done = compress(spool, &mut reader, i, &control.id, options);
-                    if tx.send((i, done)).is_err() {
-                        return;
-                    }
-                }
-            });
+    let Some(spool) = pass.spool.as_mut() else {
+        return Err(ExportError::Io(std::io::Error::other(
+            "the populations were not read",
+        )));
+    };
+    for (i, control) in controls.iter().enumerate() {
+        for (sha, text) in &definitions[i] {
+            bundle.file(
+                &format!("controls/{}/definitions/{sha}.yaml", control.id),
+                text.as_bytes(),
+            )?;
         }
-        drop(tx);
-        // Workers finish in any order; the bundle takes the controls in order.
-        let mut ready: BTreeMap<usize, Result<Compressed, ExportError>> = BTreeMap::new();
-        let mut want = 0;
-        let written = (|| {
-            for (i, done) in &rx {
-                ready.insert(i, done);
-                while let Some(done) = ready.remove(&want) {
-                    let done = done?;
-                    let control = controls[want];
-                    for (sha, text) in &definitions[want] {
-                        bundle.file(
-                            &format!("controls/{}/definitions/{sha}.yaml", control.id),
-                            text.as_bytes(),
-                        )?;
-                    }
-                    let mut archive = zip::ZipArchive::new(done.zip)?;
-                    for k in 0..archive.len() {
-                        bundle.zip.raw_copy_file(archive.by_index_raw(k)?)?;
-                    }
-                    bundle.files.extend(done.entries);
-                    want += 1;
-                }
-            }
-            if want < controls.len() {
-                return Err(ExportError::Io(std::io::Error::other(
-                    "a compression worker stopped",
-                )));
-            }
-            Ok(())
-        })();
-        if written.is_err() {
-            // Stops the workers (they take no more controls).
-            next.store(controls.len(), Ordering::Relaxed);
+        for (part, name) in [(2 * i, "population.csv"), (2 * i + 1, "population.json")] {
+            let path = format!("controls/{}/{name}", control.id);
+            bundle.deflated(&path, &mut spool.spool, &spool.parts[part])?;
         }
-        written
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]

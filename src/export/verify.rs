@@ -45,6 +45,8 @@ pub struct Verified {
     pub attestations: usize,
     pub from: chrono::NaiveDate,
     pub to: chrono::NaiveDate,
+    /// Evidence the manifest says was missing from the store when the bundle was made.
+    pub missing_evidence: usize,
 }
 
 /// Checks a bundle. With `key`, the bundle must be signed by it (get it from the trust page);
@@ -146,5 +148,6 @@ pub fn verify_bundle<R: Read + Seek>(
         attestations,
         from: manifest.period.from,
         to: manifest.period.to,
+        missing_evidence: manifest.missing_evidence.len(),
     })
 }

@@ -89,11 +89,12 @@ fn aggregate_time(
         })
 }
 
-/// A run with its seal (manifest, signature, key id), if signed.
+/// A run of a period, and the key that signed its manifest if it is signed (the manifest
+/// itself is read with [`Store::run_seals`], a page at a time: a year holds thousands).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedRun {
     pub run: RunSummary,
-    pub seal: Option<(String, String, String)>,
+    pub signed_by: Option<String>,
 }
 
 impl Store {
@@ -103,28 +104,75 @@ impl Store {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<SealedRun>, StoreError> {
+        use runs::Column as C;
+        use sea_orm::QuerySelect;
+        use sea_orm::sea_query::Expr;
+        // Everything but the manifests and signatures; the key id only if the run is signed.
         let rows = runs::Entity::find()
-            .filter(runs::Column::StartedAt.gte(db_time(start)))
-            .filter(runs::Column::StartedAt.lt(db_time(end)))
-            .order_by_asc(runs::Column::StartedAt)
-            .order_by_asc(runs::Column::Id)
+            .select_only()
+            .columns([
+                C::Id,
+                C::Trigger,
+                C::State,
+                C::StartedAt,
+                C::FinishedAt,
+                C::ControlsTotal,
+                C::ControlsDone,
+                C::Error,
+            ])
+            .column_as(Expr::cust("CAST(NULL AS TEXT)"), "manifest")
+            .column_as(Expr::cust("CAST(NULL AS TEXT)"), "signature")
+            .column_as(
+                Expr::cust(
+                    "CASE WHEN manifest IS NOT NULL AND signature IS NOT NULL THEN key_id END",
+                ),
+                "key_id",
+            )
+            .filter(C::StartedAt.gte(db_time(start)))
+            .filter(C::StartedAt.lt(db_time(end)))
+            .order_by_asc(C::StartedAt)
+            .order_by_asc(C::Id)
+            .into_model::<runs::Model>()
             .all(&self.db)
             .await
             .during("list runs of a period")?;
         rows.into_iter()
-            .map(|r| {
-                let seal = match (&r.manifest, &r.signature, &r.key_id) {
-                    (Some(m), Some(s), Some(k)) => Some((m.clone(), s.clone(), k.clone())),
-                    _ => None,
-                };
+            .map(|mut r| {
+                let signed_by = r.key_id.take();
                 Ok(SealedRun {
                     run: super::run_summary(r)?,
-                    seal,
+                    signed_by,
                 })
             })
             .collect()
     }
 
+    /// The signed manifests and signatures of these runs (at most a few hundred at a time),
+    /// in the order of `ids`; unsigned runs are left out.
+    pub async fn run_seals(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = runs::Entity::find()
+            .filter(runs::Column::Id.is_in(ids.iter().cloned()))
+            .all(&self.db)
+            .await
+            .during("read run seals")?;
+        let mut by_id: std::collections::HashMap<String, (String, String)> = rows
+            .into_iter()
+            .filter_map(|r| Some((r.id, (r.manifest?, r.signature?))))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let (manifest, signature) = by_id.remove(id)?;
+                Some((id.clone(), manifest, signature))
+            })
+            .collect())
+    }
+}
+
+impl Store {
     /// The first and last result ids evaluated in `[start, end)` (what the export walks).
     pub async fn period_result_ids(
         &self,
