@@ -1,33 +1,36 @@
 //! Each signed run's manifest and signature (`attestations/<run>.json`, `.sig`), as stored.
 //!
 //! A year of hourly runs is thousands of manifests of tens of KiB each: they are read a page
-//! at a time and compressed, each page into a small zip of its own in a temporary file, while
-//! the populations are read (the bundle takes them first, as they sort first).
+//! at a time and compressed on the blocking pool, each page into a small zip of its own in a
+//! temporary file, and merged into the bundle in order — all while the populations are read
+//! (they sort first, so the bundle can take them before anything else).
 
 use std::io::Write;
 
 use futures::StreamExt as _;
 use sha2::{Digest, Sha256};
 
-use super::{ExportError, FileEntry, options_for};
+use super::{Bundle, ExportError, FileEntry, options_for};
 use crate::store::Store;
 
 /// Runs read per page.
 const PER_PAGE: usize = 250;
 
 /// A page of attestations, compressed.
-pub(super) struct Page {
-    pub zip: std::fs::File,
-    pub entries: Vec<FileEntry>,
+struct Page {
+    zip: std::fs::File,
+    entries: Vec<FileEntry>,
 }
 
-/// The attestations of these runs (signed ones, in bundle order), compressed page by page.
-pub(super) async fn prepare(
+/// Writes the attestations of these runs (signed ones, in bundle order) into the bundle,
+/// which must not have taken any other file yet.
+pub(super) async fn write<W: Write + std::io::Seek>(
+    bundle: &mut Bundle<W>,
     store: &Store,
     runs: &[String],
-    options: zip::write::SimpleFileOptions,
-) -> Result<Vec<Page>, ExportError> {
-    futures::stream::iter(runs.chunks(PER_PAGE))
+) -> Result<(), ExportError> {
+    let options = bundle.options;
+    let mut pages = futures::stream::iter(runs.chunks(PER_PAGE))
         .map(|ids| {
             let store = store.clone();
             let ids = ids.to_vec();
@@ -38,11 +41,13 @@ pub(super) async fn prepare(
                     .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))?
             }
         })
-        .buffered(2)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
+        .buffered(2);
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        bundle.zip.merge_archive(zip::ZipArchive::new(page.zip)?)?;
+        bundle.files.extend(page.entries);
+    }
+    Ok(())
 }
 
 fn compress(

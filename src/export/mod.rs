@@ -342,19 +342,16 @@ pub async fn export<W: Write + Seek>(
     let timer = std::time::Instant::now();
     let (pass, attested) = tokio::join!(
         population::read(store, &controls, start, end),
-        attestations::prepare(store, &signed, bundle.options),
+        attestations::write(&mut bundle, store, &signed),
     );
     let mut pass = pass?;
+    attested?;
     tracing::debug!(
         seconds = timer.elapsed().as_secs_f64(),
         rows = pass.rows,
         attestations = signed.len(),
-        "export: populations read, attestations compressed"
+        "export: populations read, attestations written"
     );
-    for page in attested? {
-        bundle.zip.merge_archive(zip::ZipArchive::new(page.zip)?)?;
-        bundle.files.extend(page.entries);
-    }
 
     // Controls: definitions as evaluated, then the population.
     let mut definitions = Vec::with_capacity(controls.len());
