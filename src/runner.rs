@@ -216,6 +216,20 @@ fn to_evidence(
     }
 }
 
+/// Who follows a stored run as it goes: told its id once it is recorded (before any probe
+/// runs), then `(done, total)` after each control. Any `Fn(usize, usize)` is a watcher that only
+/// follows progress.
+pub trait RunWatcher: Send + Sync {
+    fn begun(&self, _run_id: &str) {}
+    fn progress(&self, _done: usize, _total: usize) {}
+}
+
+impl<F: Fn(usize, usize) + Send + Sync> RunWatcher for F {
+    fn progress(&self, done: usize, total: usize) {
+        self(done, total);
+    }
+}
+
 /// Runs `controls` and stores everything in `store` as one run of `trigger`.
 pub async fn run_and_store(
     store: &Store,
@@ -224,7 +238,7 @@ pub async fn run_and_store(
     concurrency: usize,
     trigger: Trigger,
     signer: Option<&crate::integrity::Signer>,
-    progress: &(dyn Fn(usize, usize) + Send + Sync),
+    watcher: &dyn RunWatcher,
 ) -> anyhow::Result<RunReport> {
     // Each definition is kept by its hash, so any run's controls can be shown as they were.
     for c in controls {
@@ -233,11 +247,13 @@ pub async fn run_and_store(
             .await?;
     }
     let run_id = store.begin_run(trigger, controls.len(), ctx.now).await?;
+    watcher.begun(&run_id);
     let sink = StoreSink {
         store: store.clone(),
         run_id: run_id.clone(),
     };
-    let outcome = execute(ctx, controls, concurrency, &sink, progress).await;
+    let progress = |done, total| watcher.progress(done, total);
+    let outcome = execute(ctx, controls, concurrency, &sink, &progress).await;
     let (finished_at, error) = match &outcome {
         Ok(report) => (report.finished_at, None),
         Err(e) => (Utc::now(), Some(format!("{e:#}"))),

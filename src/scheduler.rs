@@ -53,10 +53,35 @@ pub struct ScheduledControl {
 /// A boxed, sendable future borrowing the executor.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Where an executor says which run it began, once the run is recorded (so whoever asked for
+/// it can show it). Dropping it unsent means the run never began.
+#[derive(Debug, Default)]
+pub struct Begun(Option<oneshot::Sender<String>>);
+
+impl Begun {
+    /// Nobody is waiting (scheduled and startup runs).
+    pub fn unwatched() -> Begun {
+        Begun(None)
+    }
+
+    /// Reports the run's id; a requester that went away is no error.
+    pub fn report(self, run_id: &str) {
+        if let Some(tx) = self.0 {
+            let _ = tx.send(run_id.to_string());
+        }
+    }
+}
+
 /// What the scheduler drives; implemented elsewhere (runner + store). Object-safe.
 pub trait Executor: Send + Sync + 'static {
     /// Runs these controls as one run (shared fetch cache); resolves when the run is stored.
-    fn run(&self, controls: Vec<String>, trigger: Trigger) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// Calls `begun.report` as soon as the run is recorded, before any probe runs.
+    fn run(
+        &self,
+        controls: Vec<String>,
+        trigger: Trigger,
+        begun: Begun,
+    ) -> BoxFuture<'_, anyhow::Result<()>>;
     /// Newest successful evaluation time per control (for "on start, run what is stale").
     fn last_success(&self) -> BoxFuture<'_, anyhow::Result<HashMap<String, DateTime<Utc>>>>;
     /// Marks runs cut off by a crash as interrupted; called once at start, before any run.
@@ -98,7 +123,13 @@ pub struct RunNowAccepted {
     pub already_running: Vec<String>,
     /// Skipped: no such control.
     pub unknown: Vec<String>,
+    /// The id of the run that was started, once it is recorded; `None` if nothing was queued
+    /// or the run failed before it was recorded (the log says why).
+    pub run_id: Option<String>,
 }
+
+/// How long "run now" waits for a started run to be recorded before answering without its id.
+const BEGIN_WAIT: StdDuration = StdDuration::from_secs(10);
 
 /// The scheduler has shut down (or is shutting down) and takes no more requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +141,7 @@ enum Command {
     RunNow {
         controls: Vec<String>,
         reply: oneshot::Sender<RunNowAccepted>,
+        begun: Begun,
     },
 }
 
@@ -123,14 +155,28 @@ impl SchedulerHandle {
     /// Asks for an immediate run of these controls (empty = all), as one run with trigger
     /// `Manual`. Controls already running are not started twice: the answer says which were
     /// queued, which were already running and which are unknown. Resolves once the run is
-    /// started, not when it finishes. Err if the scheduler stopped.
+    /// recorded (its id in the answer, so it can be shown at once), not when it finishes.
+    /// Err if the scheduler stopped.
     pub async fn run_now(&self, controls: Vec<String>) -> Result<RunNowAccepted, SchedulerStopped> {
         let (reply, answer) = oneshot::channel();
+        let (begun, run_id) = oneshot::channel();
         self.tx
-            .send(Command::RunNow { controls, reply })
+            .send(Command::RunNow {
+                controls,
+                reply,
+                begun: Begun(Some(begun)),
+            })
             .await
             .map_err(|_| SchedulerStopped)?;
-        answer.await.map_err(|_| SchedulerStopped)
+        let mut accepted = answer.await.map_err(|_| SchedulerStopped)?;
+        if !accepted.queued.is_empty() {
+            accepted.run_id = match tokio::time::timeout(BEGIN_WAIT, run_id).await {
+                Ok(Ok(id)) => Some(id),
+                // Failed before it was recorded, or the store is slow: the run's own log says.
+                Ok(Err(_)) | Err(_) => None,
+            };
+        }
+        Ok(accepted)
     }
 }
 
@@ -287,7 +333,7 @@ impl Scheduler {
             info!("startup: every control is fresh");
         } else {
             info!(controls = ?stale, "startup: running stale or never-evaluated controls");
-            self.start_run(stale, Trigger::Startup);
+            self.start_run(stale, Trigger::Startup, Begun::unwatched());
         }
         true
     }
@@ -309,7 +355,7 @@ impl Scheduler {
             entry.next = entry.control.schedule.next_after(now);
         }
         if !due.is_empty() {
-            self.start_run(due, Trigger::Schedule);
+            self.start_run(due, Trigger::Schedule, Begun::unwatched());
         }
     }
 
@@ -327,7 +373,12 @@ impl Scheduler {
     }
 
     /// Starts one run of `controls` minus those already running; returns (started, skipped).
-    fn start_run(&mut self, controls: Vec<String>, trigger: Trigger) -> (Vec<String>, Vec<String>) {
+    fn start_run(
+        &mut self,
+        controls: Vec<String>,
+        trigger: Trigger,
+        begun: Begun,
+    ) -> (Vec<String>, Vec<String>) {
         let (busy, free): (Vec<String>, Vec<String>) =
             controls.into_iter().partition(|c| self.running.contains(c));
         for control in &busy {
@@ -342,7 +393,7 @@ impl Scheduler {
         let abort = self.tasks.spawn(async move {
             info!(controls = ?controls, trigger = trigger.as_str(), "run starting");
             let started = tokio::time::Instant::now();
-            match executor.run(controls.clone(), trigger).await {
+            match executor.run(controls.clone(), trigger, begun).await {
                 Ok(()) => info!(
                     controls = ?controls,
                     trigger = trigger.as_str(),
@@ -381,7 +432,11 @@ impl Scheduler {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::RunNow { controls, reply } => {
+            Command::RunNow {
+                controls,
+                reply,
+                begun,
+            } => {
                 let requested: Vec<String> = if controls.is_empty() {
                     self.entries.iter().map(|e| e.control.id.clone()).collect()
                 } else {
@@ -400,13 +455,14 @@ impl Scheduler {
                 let (queued, already_running) = if known.is_empty() {
                     (Vec::new(), Vec::new())
                 } else {
-                    self.start_run(known, Trigger::Manual)
+                    self.start_run(known, Trigger::Manual, begun)
                 };
                 // The requester may have gone away; the run goes ahead regardless.
                 let _ = reply.send(RunNowAccepted {
                     queued,
                     already_running,
                     unknown,
+                    run_id: None,
                 });
             }
         }
@@ -471,6 +527,8 @@ mod tests {
         blocking: HashSet<String>,
         fail: bool,
         panic: bool,
+        /// Runs fail before they are recorded (`begun` dropped unsent).
+        never_begin: bool,
     }
 
     struct FakeExecutor {
@@ -488,9 +546,14 @@ mod tests {
             &self,
             controls: Vec<String>,
             trigger: Trigger,
+            begun: Begun,
         ) -> BoxFuture<'_, anyhow::Result<()>> {
             Box::pin(async move {
                 self.log.lock().unwrap().push("run");
+                if self.behaviour.never_begin {
+                    anyhow::bail!("store is down");
+                }
+                begun.report(&format!("run-{}", controls.join("+")));
                 let blocks = controls.iter().any(|c| self.behaviour.blocking.contains(c));
                 let call = Call {
                     controls,
@@ -790,6 +853,7 @@ mod tests {
         );
         let answer = h.handle.run_now(ids(&["a"])).await.unwrap();
         assert_eq!(answer.queued, ids(&["a"]));
+        assert_eq!(answer.run_id.as_deref(), Some("run-a"));
         assert_eq!(h.next_call().await, call(&["a"], Trigger::Manual, BASE));
 
         let answer = h.handle.run_now(vec![]).await.unwrap();
@@ -799,6 +863,7 @@ mod tests {
                 queued: ids(&["b"]),
                 already_running: ids(&["a"]),
                 unknown: vec![],
+                run_id: Some("run-b".into()),
             }
         );
         assert_eq!(h.next_call().await, call(&["b"], Trigger::Manual, BASE));
@@ -810,8 +875,29 @@ mod tests {
                 queued: vec![],
                 already_running: ids(&["a"]),
                 unknown: ids(&["nope"]),
+                run_id: None,
             }
         );
+        assert_eq!(h.stop().await, []);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_now_answers_without_an_id_when_the_run_fails_before_it_is_recorded() {
+        let controls = vec![control("a", "0 0 1 1 *")];
+        let last_success = fresh(&controls);
+        let h = start(
+            controls,
+            Behaviour {
+                last_success,
+                never_begin: true,
+                ..Behaviour::default()
+            },
+        );
+        let answer = h.handle.run_now(ids(&["a"])).await.unwrap();
+        assert_eq!(answer.queued, ids(&["a"]));
+        assert_eq!(answer.run_id, None);
+        // Answered as soon as the run gave up, not after the wait for a slow store.
+        assert!(h.start.elapsed() < BEGIN_WAIT);
         assert_eq!(h.stop().await, []);
     }
 

@@ -15,7 +15,9 @@ use crate::catalog::{self, Catalog, Control};
 use crate::config::Loaded;
 use crate::model::Trigger;
 use crate::probes::BoxFuture;
-use crate::scheduler::{self, Clock, Executor, ScheduledControl, SchedulerHandle, SystemClock};
+use crate::scheduler::{
+    self, Begun, Clock, Executor, ScheduledControl, SchedulerHandle, SystemClock,
+};
 use crate::store::Store;
 use crate::web::{self, WebState};
 
@@ -240,6 +242,21 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .await
 }
 
+/// Tells the scheduler's requester which run began.
+struct ReportBegun(std::sync::Mutex<Option<Begun>>);
+
+impl crate::runner::RunWatcher for ReportBegun {
+    fn begun(&self, run_id: &str) {
+        let begun = match self.0.lock() {
+            Ok(mut b) => b.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(b) = begun {
+            b.report(run_id);
+        }
+    }
+}
+
 /// Runs controls for the scheduler: collect → evaluate → store.
 struct PipelineExecutor {
     signer: crate::integrity::Signer,
@@ -250,7 +267,12 @@ struct PipelineExecutor {
 }
 
 impl Executor for PipelineExecutor {
-    fn run(&self, controls: Vec<String>, trigger: Trigger) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn run(
+        &self,
+        controls: Vec<String>,
+        trigger: Trigger,
+        begun: Begun,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             let selected: Vec<&Control> = if controls.is_empty() {
                 self.catalog.controls().iter().collect()
@@ -273,7 +295,7 @@ impl Executor for PipelineExecutor {
                 self.loaded.config.limits.concurrency,
                 trigger,
                 Some(&self.signer),
-                &|_, _| {},
+                &ReportBegun(std::sync::Mutex::new(Some(begun))),
             )
             .await?;
             tracing::info!(

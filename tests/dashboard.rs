@@ -192,18 +192,7 @@ async fn every_internal_route_refuses_anonymous_access_and_lower_roles() {
     ];
     for (role, browser) in &browsers {
         // API tokens, created through the dashboard like a user would.
-        let page = browser
-            .post("/dashboard/account/tokens", &[("name", "route test")])
-            .await
-            .text()
-            .await
-            .unwrap();
-        let token = page
-            .split("<code class=\"dash-secret\">")
-            .nth(1)
-            .and_then(|s| s.split('<').next())
-            .expect("the new token is shown once")
-            .to_string();
+        let token = new_api_token(browser, "route test").await;
         for r in ROUTES {
             let Access::Role(permission) = r.access else {
                 continue;
@@ -700,7 +689,29 @@ async fn exceptions_need_a_second_person_and_apply_at_the_next_run() {
         b.post("/dashboard/controls/background-checks/run", &[])
             .await
     };
-    assert_eq!(run_now(sam.clone()).await.status(), StatusCode::SEE_OTHER);
+    let started = run_now(sam.clone()).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    // Straight to the run, which is recorded by the time the answer comes.
+    let to = started.headers()["location"].to_str().unwrap().to_string();
+    let run_id = to
+        .strip_prefix("/dashboard/runs/")
+        .unwrap_or_else(|| panic!("run now went to {to}"));
+    let run = app
+        .store
+        .run(run_id)
+        .await
+        .unwrap()
+        .expect("the run is recorded");
+    assert_eq!(run.trigger, trellis::model::Trigger::Manual);
+    let page = sam.get(&to).await.text().await.unwrap();
+    assert!(page.contains("manual"), "{page}");
+    let busy = sam.get("/dashboard/runs?done=already-running").await;
+    assert!(
+        busy.text()
+            .await
+            .unwrap()
+            .contains("no second run was started")
+    );
     wait_for_results(&app, "background-checks", 2).await;
     let result = app
         .store
@@ -783,22 +794,57 @@ async fn wait_for_results(app: &TestApp, control: &str, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_uses_tokens_that_can_be_revoked_and_is_documented() {
-    let (app, _) = spawn().await;
-    let aud = login(&app, "aud").await;
-    let page = aud
-        .post("/dashboard/account/tokens", &[("name", "export job")])
+/// Creates an API token on the account page; the page shows it once.
+async fn new_api_token(browser: &Browser, name: &str) -> String {
+    let page = browser
+        .post("/dashboard/account/tokens", &[("name", name)])
         .await
         .text()
         .await
         .unwrap();
-    let token = page
-        .split("<code class=\"dash-secret\">")
+    page.split("<code class=\"dash-secret\">")
         .nth(1)
         .and_then(|s| s.split('<').next())
+        .expect("the new token is shown once")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_through_the_api_answers_with_the_recorded_run() {
+    let (app, _) = spawn().await;
+    let sam = login(&app, "sam").await;
+    let token = new_api_token(&sam, "ci").await;
+    let answer = client()
+        .post(format!(
+            "{}/api/v1/controls/background-checks/run",
+            app.address
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["queued"], serde_json::json!(["background-checks"]));
+    let run_id = answer["run_id"].as_str().expect("the run's id");
+    let run: serde_json::Value = client()
+        .get(format!("{}/api/v1/runs/{run_id}", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
         .unwrap()
-        .to_string();
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["trigger"], "manual", "{run}");
+    wait_for_results(&app, "background-checks", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_uses_tokens_that_can_be_revoked_and_is_documented() {
+    let (app, _) = spawn().await;
+    let aud = login(&app, "aud").await;
+    let token = new_api_token(&aud, "export job").await;
     assert!(token.starts_with("trellis_"));
     let api = |path: &str| {
         client()

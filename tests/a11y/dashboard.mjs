@@ -151,7 +151,12 @@ async function main() {
   }));
   ok.push(await step('run the control now and watch the run', page, async () => {
     await page.goto(`${base}/dashboard/controls/background-checks`);
-    await Promise.all([page.waitForURL(/\/dashboard\/runs$/), page.getByRole('button', { name: 'Run now' }).click()]);
+    // "Run now" answers once the run is recorded, with the run's own page.
+    await Promise.all([page.waitForURL(/\/dashboard\/runs\/[0-9a-f-]{36}$/), page.getByRole('button', { name: 'Run now' }).click()]);
+    const head = await page.locator('main p.dash-muted').first().innerText();
+    if (!/^manual · /.test(head)) throw new Error(`not a manual run: ${head}`);
+    const nav = page.getByRole('navigation', { name: 'Dashboard' });
+    await Promise.all([page.waitForURL(/\/dashboard\/runs$/), nav.getByRole('link', { name: 'Runs', exact: true }).click()]);
     const rows = await page.locator('table tbody tr').allInnerTexts();
     if (!rows.some((r) => /manual/.test(r))) throw new Error(`no manual run listed: ${rows.slice(0, 3).join(' | ')}`);
   }));

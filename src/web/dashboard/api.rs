@@ -188,6 +188,9 @@ pub struct NewException {
 pub struct RunNowAnswer {
     pub queued: Vec<String>,
     pub already_running: Vec<String>,
+    /// The started run (see `/api/v1/runs/{id}`); null if nothing was queued or the run
+    /// failed before it was recorded.
+    pub run_id: Option<String>,
 }
 
 fn api_control(
@@ -596,13 +599,14 @@ pub async fn run_now(
                     &staff.actor(),
                     "control.run",
                     &format!("control:{path}"),
-                    serde_json::json!({"queued": a.queued, "via": "api"}),
+                    serde_json::json!({"queued": a.queued, "run": a.run_id, "via": "api"}),
                     state.clock.now(),
                 )
                 .await;
             Ok(HttpResponse::Accepted().json(RunNowAnswer {
                 queued: a.queued,
                 already_running: a.already_running,
+                run_id: a.run_id,
             }))
         }
         Err(_) => Ok(error(

@@ -716,8 +716,28 @@ fn run_row(r: &crate::store::RunSummary, now: DateTime<Utc>) -> RunRow {
     }
 }
 
-pub async fn runs(state: web::Data<WebState>, staff: Staff) -> Result<HttpResponse, AuthError> {
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    /// What a "run now" that did not start a run ran into.
+    done: Option<String>,
+}
+
+pub async fn runs(
+    state: web::Data<WebState>,
+    staff: Staff,
+    query: web::Query<RunsQuery>,
+) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Read)?;
+    let flash = match query.done.as_deref() {
+        Some("already-running") => Some(
+            "That control is being evaluated already (a run is in progress), so no second run was started."
+                .to_string(),
+        ),
+        Some("not-recorded") => Some(
+            "The run was not recorded within 10 seconds: it is still starting, or it failed before it was recorded (the server log says why).".to_string(),
+        ),
+        _ => None,
+    };
     let now = state.clock.now();
     let list = match state.store.runs(100).await {
         Ok(l) => l,
@@ -744,7 +764,7 @@ pub async fn runs(state: web::Data<WebState>, staff: Staff) -> Result<HttpRespon
     };
     // No automatic refresh (timing the reader does not control fails WCAG 2.2.1): the page
     // says a run is in progress and offers to refresh.
-    let page = Page::staff(&staff, "runs", "Runs", body);
+    let page = Page::staff(&staff, "runs", "Runs", body).flash(flash);
     Ok(render(&state, "dashboard/runs", &page, StatusCode::OK))
 }
 

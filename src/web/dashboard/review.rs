@@ -53,9 +53,16 @@ pub async fn run_now(
         Ok(accepted) => {
             let _ = state
                 .store
-                .audit(&staff.actor(), "control.run", &format!("control:{id}"), serde_json::json!({"queued": accepted.queued, "already_running": accepted.already_running}), now)
+                .audit(&staff.actor(), "control.run", &format!("control:{id}"), serde_json::json!({"queued": accepted.queued, "already_running": accepted.already_running, "run": accepted.run_id}), now)
                 .await;
-            Ok(see_other("/dashboard/runs"))
+            // Straight to the run, so it can be watched; otherwise the runs say why not.
+            Ok(see_other(
+                &match (&accepted.run_id, accepted.queued.is_empty()) {
+                    (Some(run), _) => format!("/dashboard/runs/{run}"),
+                    (None, true) => "/dashboard/runs?done=already-running".to_string(),
+                    (None, false) => "/dashboard/runs?done=not-recorded".to_string(),
+                },
+            ))
         }
         Err(_) => Ok(message(
             &state,
