@@ -156,7 +156,7 @@ fn write_controls(dir: &std::path::Path, n: usize) -> trellis::catalog::Catalog 
         let id = format!("bench-control-{i:03}");
         let yaml = format!(
             "id: {id}\ntitle: Bench Control {i:03}\ncategory: Bench\ndescription: Generated.\n\
-             public: true\nowner: bench\nseverity: medium\n\
+             claim: procedure\npublic: true\nowner: bench\nseverity: medium\n\
              frameworks:\n  - {{framework: soc2, version: \"2017\", id: \"CC{}.{}\"}}\n\
              checks:\n  - probe: hr.people\n    assert: background_check_date != null\n",
             1 + i % 9,

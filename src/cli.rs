@@ -601,7 +601,13 @@ fn schema(of: &str, out: Option<PathBuf>) -> u8 {
 
 fn print_probes() {
     for p in probes::REGISTRY {
-        println!("{} (source: {})\n  {}", p.name(), p.source(), p.summary());
+        println!(
+            "{} (source: {}, evidence: {})\n  {}",
+            p.name(),
+            p.source(),
+            p.kind(),
+            p.summary()
+        );
         let schema = serde_json::to_value(p.params_schema()).unwrap_or_default();
         if let Some(params) = schema["properties"].as_object().filter(|m| !m.is_empty()) {
             println!("  parameters (with:):");

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::catalog::{Check, Control, Expect, Expr, expr::ENV};
 use crate::exceptions::Exception;
-use crate::model::{CheckOutcome, ControlOutcome, ExceptionUse, Finding, Status};
+use crate::model::{
+    CheckBasis, CheckOutcome, ControlOutcome, EvidenceKind, ExceptionUse, Finding, Status,
+};
 use crate::probes::{AttrKind, Collected, ProbeError, Resource};
 
 /// What the runner collected for one check.
@@ -42,6 +44,7 @@ pub fn evaluate_control(
                 summary: "no evidence was collected for this check".into(),
                 error: Some("internal: missing check input".into()),
                 evidence: None,
+                basis: Some(CheckBasis::of(check.probe.kind())),
             },
         };
         checks.push(outcome);
@@ -144,13 +147,18 @@ fn evaluate_check(
                 summary: format!("could not collect evidence: {e}"),
                 error: Some(e.to_string()),
                 evidence: input.evidence,
+                basis: Some(CheckBasis::of(check.probe.kind())),
             };
         }
     };
     let kinds = check.probe.attributes();
+    let mut basis = CheckBasis::of(check.probe.kind());
     let (mut pass, mut fail, mut error, mut waived) = (0u64, 0u64, 0u64, 0u64);
     for resource in &collected.resources {
         let mut finding = evaluate_resource(index, check, kinds, resource, now);
+        if !matches!(finding.status, Status::NotApplicable | Status::Error) {
+            note_basis(&mut basis, check, kinds, resource, now);
+        }
         waive(&mut finding);
         match finding.status {
             Status::Pass => pass += 1,
@@ -214,6 +222,53 @@ fn evaluate_check(
         summary,
         error: None,
         evidence: input.evidence,
+        basis: Some(basis),
+    }
+}
+
+/// Notes what an applicable resource of a record or document check says about how current
+/// the evidence is: the dates the assertion read (newest and oldest; never one after `now`,
+/// which is no evidence of anything done) and a document's review interval. System evidence
+/// is current by construction: it was read in this run.
+fn note_basis(
+    basis: &mut CheckBasis,
+    check: &Check,
+    kinds: &[crate::probes::Attribute],
+    resource: &Resource,
+    now: DateTime<Utc>,
+) {
+    if basis.kind == EvidenceKind::System {
+        return;
+    }
+    let today = now.date_naive();
+    for name in &check.assert.attributes {
+        let dated = kinds.iter().any(|a| {
+            a.name == name.as_str() && matches!(a.kind, AttrKind::Date | AttrKind::Timestamp)
+        });
+        if !dated || resource.unknown.contains_key(name) {
+            continue;
+        }
+        let Some(day) = resource
+            .attributes
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| s.get(..10))
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .filter(|d| *d <= today)
+        else {
+            continue;
+        };
+        basis.newest = basis.newest.max(Some(day));
+        basis.oldest = Some(basis.oldest.map_or(day, |o| o.min(day)));
+    }
+    if basis.kind == EvidenceKind::Document
+        && let Some(days) = resource
+            .attributes
+            .get("review_interval_days")
+            .and_then(Value::as_i64)
+            .filter(|_| !resource.unknown.contains_key("review_interval_days"))
+    {
+        basis.review_days = Some(basis.review_days.map_or(days, |d| d.min(days)));
     }
 }
 
@@ -423,7 +478,7 @@ mod tests {
 
     fn control(checks: &str) -> Control {
         let text = format!(
-            "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n{checks}"
+            "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n{checks}"
         );
         compile_file(Path::new("t.yaml"), &text)
             .map_err(|d| format!("{d:?}"))

@@ -99,6 +99,85 @@ pub struct Finding {
     pub actual: serde_json::Value,
 }
 
+/// What a probe's evidence is, and so what a green result built on it can honestly claim.
+///
+/// - `system`: read from the system the claim is about (AWS, GitHub, public endpoints, the
+///   identity join of those accounts with the roster). A pass means the system was checked.
+/// - `record`: what people recorded (the HR roster, the registers). A pass means the records
+///   say it was done.
+/// - `document`: what a document says (policies). A pass means the document exists, is
+///   approved and current — never that a system behaves as it says.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    System,
+    Record,
+    Document,
+}
+
+impl EvidenceKind {
+    pub const ALL: [EvidenceKind; 3] = [
+        EvidenceKind::System,
+        EvidenceKind::Record,
+        EvidenceKind::Document,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::System => "system",
+            EvidenceKind::Record => "record",
+            EvidenceKind::Document => "document",
+        }
+    }
+}
+
+impl std::fmt::Display for EvidenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What backed one check's verdict, kept with the result so pages can say it without
+/// reading evidence: the kind of evidence, and for records and documents the dates that tell
+/// how current it is. Dates after the run are never counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckBasis {
+    pub kind: EvidenceKind,
+    /// The newest date among those the check read (records: the latest entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<chrono::NaiveDate>,
+    /// The oldest date among those the check read (documents: the oldest approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<chrono::NaiveDate>,
+    /// The shortest review interval of the documents read, in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_days: Option<i64>,
+}
+
+impl CheckBasis {
+    /// The basis of a check of this kind, before any date is known.
+    pub fn of(kind: EvidenceKind) -> CheckBasis {
+        CheckBasis {
+            kind,
+            newest: None,
+            oldest: None,
+            review_days: None,
+        }
+    }
+}
+
 /// The outcome of one check of a control.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutcome {
@@ -109,6 +188,9 @@ pub struct CheckOutcome {
     pub error: Option<String>,
     /// Index into the run's evidence list of the evidence this check read.
     pub evidence: Option<usize>,
+    /// What backed the verdict (absent in results stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<CheckBasis>,
 }
 
 /// How a control's evaluation used an exception (kept with the result).

@@ -81,6 +81,57 @@ impl CronSchedule {
             .min()
     }
 
+    /// How often the schedule fires, in words for visitors: `hourly`, `daily`, `weekly`,
+    /// `every 15 minutes`, `4 times a day`, `5 times a week`, `monthly`, `yearly`. Counted over
+    /// a fixed reference span (from Monday 1 January 2001), so the words never depend on when
+    /// they are asked for.
+    pub fn cadence(&self) -> String {
+        let start = chrono::NaiveDate::from_ymd_opt(2001, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        // Fires in [start, start + days), at most `cap` counted.
+        let count = |days: i64, cap: u32| -> u32 {
+            let end = start + chrono::Duration::days(days);
+            let mut n = 0;
+            let mut t = start - chrono::Duration::seconds(1);
+            while n < cap {
+                match self.next_after(t) {
+                    Some(next) if next < end => {
+                        n += 1;
+                        t = next;
+                    }
+                    _ => break,
+                }
+            }
+            n
+        };
+        const WEEKS: u32 = 4;
+        let cap = WEEKS * 7 * 24 * 60 + 1;
+        let n = count(i64::from(WEEKS) * 7, cap);
+        let days = WEEKS * 7;
+        match n {
+            0..=3 => match count(365, 400) {
+                0 => "never".into(),
+                1 => "yearly".into(),
+                2 => "twice a year".into(),
+                4 => "quarterly".into(),
+                12 => "monthly".into(),
+                k => format!("{k} times a year"),
+            },
+            n if n == days * 24 => "hourly".into(),
+            n if n == days => "daily".into(),
+            n if n == WEEKS => "weekly".into(),
+            n if n == days * 1440 => "every minute".into(),
+            n if n > days * 24 && n % days == 0 && 1440 % (n / days) == 0 => {
+                format!("every {} minutes", 1440 / (n / days))
+            }
+            n if n % days == 0 => format!("{} times a day", n / days),
+            n if n % WEEKS == 0 => format!("{} times a week", n / WEEKS),
+            n => format!("{n} times every {WEEKS} weeks"),
+        }
+    }
+
     /// The expression as written (trimmed).
     pub fn source(&self) -> &str {
         &self.source
@@ -386,6 +437,26 @@ fn value(field: Field, token: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cadence_in_words() {
+        let check = |expr: &str, expect: &str| {
+            let s = CronSchedule::parse(expr).unwrap();
+            assert_eq!(s.cadence(), expect, "{expr}");
+        };
+        check("0 * * * *", "hourly");
+        check("@hourly", "hourly");
+        check("0 7 * * *", "daily");
+        check("15 5 * * *", "daily");
+        check("0 7 * * 1", "weekly");
+        check("*/15 * * * *", "every 15 minutes");
+        check("* * * * *", "every minute");
+        check("0 */6 * * *", "4 times a day");
+        check("0 9 * * 1-5", "5 times a week");
+        check("0 0 1 * *", "monthly");
+        check("0 0 1 1,4,7,10 *", "quarterly");
+        check("@yearly", "yearly");
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)

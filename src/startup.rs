@@ -196,6 +196,7 @@ pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web
         trust: trust.clone(),
         narrative: Arc::new(narrative),
         default_freshness: loaded.config.default_freshness.get(),
+        default_schedule: loaded.config.default_schedule.clone(),
         templates: Arc::new(web::templates()?),
     })
 }

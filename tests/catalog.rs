@@ -114,3 +114,133 @@ fn no_control_is_a_constant_pass() {
         }
     }
 }
+
+/// Evidence kinds of a control's checks.
+fn kinds(c: &trellis::catalog::Control) -> Vec<trellis::probes::EvidenceKind> {
+    c.checks.iter().map(|ch| ch.probe.kind()).collect()
+}
+
+/// Every `claim: system` control reads the system itself; a policy's wording (`mentions`) is
+/// never the only evidence of one. The controls the seed words as facts about systems claim
+/// them.
+#[test]
+fn every_system_claim_has_a_system_check() {
+    use trellis::catalog::Claim;
+    use trellis::probes::EvidenceKind;
+    let catalog = trellis::catalog::load(&repo().join("controls")).unwrap();
+    let mut claims = std::collections::BTreeMap::new();
+    for c in catalog.controls() {
+        *claims.entry(c.claim.as_str()).or_insert(0) += 1;
+        let kinds = kinds(c);
+        match c.claim {
+            Claim::System => {
+                assert!(
+                    kinds.contains(&EvidenceKind::System),
+                    "{}: a system claim without a system check ({kinds:?})",
+                    c.id
+                );
+            }
+            Claim::Document => assert!(kinds.contains(&EvidenceKind::Document), "{}", c.id),
+            Claim::Procedure => {}
+        }
+    }
+    for id in [
+        "encryption-in-transit",
+        "high-availability-configuration",
+        "uptime-and-availability-monitoring",
+        "segregation-of-environments",
+        "logging-and-monitoring-for-threats",
+        "automated-alerting-for-security-events",
+        "privacy-policy",
+        "terms-of-service",
+        "restricted-port-configurations",
+        "encryption-at-rest",
+    ] {
+        let c = catalog.get(id).unwrap();
+        assert_eq!(c.claim, Claim::System, "{id}");
+    }
+    // Every claim kind is used; each control declared one (a missing claim does not parse).
+    assert_eq!(claims.values().sum::<i32>(), 73);
+    assert_eq!(claims.len(), 3, "{claims:?}");
+}
+
+/// `check(claim, probes, expect)`: a control claiming `claim` with one check per probe is
+/// accepted (`None`) or refused with a message at the claim's position containing `expect`.
+#[test]
+fn claims_are_held_to_their_checks() {
+    fn check(claim: &str, probes: &[&str], expect: Option<&str>) {
+        let checks: String = probes
+            .iter()
+            .map(|p| {
+                let (with, assert) = match *p {
+                    "documents.policies" => (
+                        "\n    with: {title: P, mentions: [tls]}",
+                        "approved_on != null",
+                    ),
+                    "hr.people" => ("", "background_check_date != null"),
+                    "aws.iam.password_policy" => ("", "present"),
+                    "http.tls" => ("", "!accepts_tls10"),
+                    "registers.devices" => ("", "disk_encrypted"),
+                    other => panic!("no fixture for {other}"),
+                };
+                format!("  - probe: {p}{with}\n    assert: \"{assert}\"\n")
+            })
+            .collect();
+        let text = format!(
+            "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: {claim}\nowner: o\n\
+             severity: low\nchecks:\n{checks}"
+        );
+        let got = trellis::catalog::compile_file(std::path::Path::new("t.yaml"), &text);
+        match (expect, got) {
+            (None, Ok(_)) => {}
+            (None, Err(d)) => panic!("{claim} {probes:?}: refused: {d:?}"),
+            (Some(_), Ok(_)) => panic!("{claim} {probes:?}: accepted"),
+            (Some(e), Err(d)) => {
+                let text: Vec<String> = d.iter().map(ToString::to_string).collect();
+                assert_eq!(text.len(), 1, "{text:?}");
+                assert!(text[0].starts_with("t.yaml:5:8: claim: "), "{text:?}");
+                assert!(text[0].contains(e), "{claim} {probes:?}: {text:?}");
+            }
+        }
+    }
+    let needs_system = Some("a `system` claim needs at least one check on a `system` probe");
+    check("system", &["documents.policies"], needs_system);
+    check("system", &["hr.people", "documents.policies"], needs_system);
+    check("system", &["registers.devices"], needs_system);
+    check("system", &["aws.iam.password_policy"], None);
+    check("system", &["http.tls", "documents.policies"], None);
+    check("document", &["documents.policies"], None);
+    check(
+        "document",
+        &["hr.people"],
+        Some("a `document` claim needs at least one check on a `document` probe"),
+    );
+    check("procedure", &["hr.people"], None);
+    check("procedure", &["documents.policies"], None);
+    check(
+        "procedure",
+        &["registers.devices", "aws.iam.password_policy"],
+        None,
+    );
+    // The message names what the checks do read.
+    check(
+        "system",
+        &["documents.policies"],
+        Some("documents.policies (document)"),
+    );
+    // A claim is required, and only the three kinds exist.
+    let missing = "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\n\
+                   checks:\n  - probe: hr.people\n    assert: \"background_check_date != null\"\n";
+    let err = trellis::catalog::compile_file(std::path::Path::new("t.yaml"), missing).unwrap_err()
+        [0]
+    .to_string();
+    assert!(err.contains("missing field `claim`"), "{err}");
+    let wrong = missing.replace("owner: o", "claim: vibes\nowner: o");
+    let err = trellis::catalog::compile_file(std::path::Path::new("t.yaml"), &wrong).unwrap_err()
+        [0]
+    .to_string();
+    assert!(
+        err.starts_with("t.yaml:5:8: claim: unknown variant `vibes`"),
+        "{err}"
+    );
+}

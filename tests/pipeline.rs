@@ -18,7 +18,7 @@ E3,Old Timer,old@x.io,2020-01-01,2025-01-31,,\n";
 
 fn write_control(dir: &Path, id: &str, check: &str) {
     let text = format!(
-        "id: {id}\ntitle: {id}\ncategory: Test\ndescription: d\nowner: o\nseverity: low\nchecks:\n{check}"
+        "id: {id}\ntitle: {id}\ncategory: Test\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n{check}"
     );
     std::fs::write(dir.join(format!("{id}.yaml")), text).unwrap();
 }

@@ -206,6 +206,7 @@ fn outcome(control_id: &str, status: Status, evaluated_at: DateTime<Utc>) -> Con
             summary: "1 resource".into(),
             error: (status == Status::Error).then(|| "probe failed".to_string()),
             evidence: None,
+            basis: None,
         }],
         findings: vec![],
         exceptions: vec![],
@@ -1278,6 +1279,7 @@ async fn result_with_findings_round_trips(store: &Store) {
                 summary: "3 of 10 users lack MFA".into(),
                 error: None,
                 evidence: Some(1),
+                basis: None,
             },
             CheckOutcome {
                 probe: "hr.employees".into(),
@@ -1285,6 +1287,7 @@ async fn result_with_findings_round_trips(store: &Store) {
                 summary: "could not evaluate".into(),
                 error: Some("field `mfa` missing".into()),
                 evidence: Some(0),
+                basis: None,
             },
         ],
         findings: findings.clone(),

@@ -630,3 +630,106 @@ async fn results_stored_by_another_process_show_within_the_refresh_interval() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Every public control says what backs its status, in the page, the JSON and so the static
+/// export: a control with no check on the systems themselves is never presented as monitored,
+/// the summary counts monitored controls apart, and a system claim that no probe reads yet
+/// (TLS endpoints) is not verified rather than green on its policy's wording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_says_what_backs_its_status() {
+    use trellis::probes::EvidenceKind;
+    let app = spawn_app().await;
+    let view = json(&app).await;
+    let html = text(&app, "/").await;
+    let mut counted: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut seen = 0;
+    for category in view["categories"].as_array().unwrap() {
+        for c in category["controls"].as_array().unwrap() {
+            seen += 1;
+            let id = c["id"].as_str().unwrap();
+            let control = app.catalog.get(id).unwrap();
+            let kinds: Vec<EvidenceKind> =
+                control.checks.iter().map(|ch| ch.probe.kind()).collect();
+            let basis = &c["basis"];
+            let kind = basis["kind"].as_str().unwrap();
+            *counted.entry(kind.to_string()).or_default() += 1;
+            assert_eq!(basis["claim"], control.claim.as_str(), "{id}");
+            let statements: Vec<&str> = basis["statements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            assert!(!statements.is_empty(), "{id}");
+            let monitored = statements.iter().any(|s| s.starts_with("Monitored"));
+            if kinds.contains(&EvidenceKind::System) {
+                assert_eq!(kind, "monitored", "{id}");
+                assert!(
+                    statements[0].starts_with("Monitored automatically ("),
+                    "{id}"
+                );
+                assert!(statements[0].contains(", checked "), "{id}: {statements:?}");
+            } else {
+                assert_ne!(kind, "monitored", "{id} has no system check");
+                assert!(!monitored, "{id}: {statements:?}");
+            }
+            if kinds.iter().all(|k| *k == EvidenceKind::Document) {
+                assert_eq!(kind, "documented", "{id}");
+            }
+            for s in &statements {
+                assert!(html.contains(s), "{id}: the page lacks {s:?}");
+            }
+        }
+    }
+    assert_eq!(seen, 73);
+    for kind in ["monitored", "recorded", "documented"] {
+        assert_eq!(
+            view["summary"]["basis"][kind]["controls"].as_u64().unwrap() as usize,
+            counted[kind],
+            "{kind}"
+        );
+    }
+    let control = |id: &str| -> &Value {
+        view["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["controls"].as_array().unwrap())
+            .find(|c| c["id"] == id)
+            .unwrap()
+    };
+    // Encryption in transit claims a fact about endpoints; nothing reads them yet.
+    let eit = control("encryption-in-transit");
+    assert_eq!(eit["status"], "not_verified");
+    assert_eq!(
+        eit["basis"]["systems"],
+        serde_json::json!(["public endpoints"])
+    );
+    let statements = eit["basis"]["statements"].to_string();
+    assert!(
+        statements.contains("Documented: policy approved ")
+            && statements.contains("reviewed yearly"),
+        "{statements}"
+    );
+    // Records say when the last entry was made; documents when they were approved.
+    let training = control("security-awareness-training")["basis"]["statements"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        training.starts_with("Recorded by the team (HR roster): last entry "),
+        "{training}"
+    );
+    let isp = control("information-security-policy")["basis"]["statements"][0]
+        .as_str()
+        .unwrap();
+    assert!(isp.starts_with("Documented: policy approved "), "{isp}");
+    // The page says until when it holds.
+    let until = view["summary"]["valid_until"].as_str().unwrap();
+    assert!(
+        html.contains(&format!(
+            "This page is valid until <time datetime=\"{until}\">"
+        )),
+        "no validity line for {until}"
+    );
+    assert!(html.contains("after that, treat every status as stale"));
+}

@@ -80,7 +80,7 @@ fn write_controls(dir: &Path, specs: &[Spec]) {
             .unwrap_or_default();
         let yaml = format!(
             "id: {id}\ntitle: {title}\ncategory: {category}\ndescription: {description}\n\
-             public: {public}\nowner: zz-owner-marker\nseverity: high\n\
+             claim: procedure\npublic: {public}\nowner: zz-owner-marker\nseverity: high\n\
              remediation: zz-remediation-marker\n{freshness}\
              checks:\n  - probe: hr.people\n    assert: background_check_date != null\n    \
              description: zz-check-description-marker\n",
@@ -125,6 +125,7 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
             summary: "zz-check-summary-marker".into(),
             error: (status == Status::Error).then(|| "zz-check-error-marker".to_string()),
             evidence: Some(0),
+            basis: None,
         }],
         findings: vec![
             Finding {
@@ -320,6 +321,7 @@ async fn fixture() -> Fixture {
         trust,
         narrative,
         default_freshness: Duration::days(1),
+        default_schedule: "0 * * * *".parse().unwrap(),
         templates: Arc::new(web::templates().unwrap()),
     };
     let state = WebState::new(
@@ -525,7 +527,14 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
     }
     assert_eq!(
         keys(&api["summary"]),
-        ["counts", "last_checked", "passing", "total", "valid_until"]
+        [
+            "basis",
+            "counts",
+            "last_checked",
+            "passing",
+            "total",
+            "valid_until"
+        ]
     );
     for c in api["categories"].as_array().unwrap() {
         assert_eq!(keys(c), ["controls", "counts", "name"]);
@@ -540,6 +549,7 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
             assert_eq!(
                 control_keys,
                 [
+                    "basis",
                     "days_monitored",
                     "days_passing",
                     "description",
@@ -554,6 +564,20 @@ async fn public_side_lists_public_controls_and_leaks_nothing() {
             for run in control["history"].as_array().unwrap() {
                 assert_eq!(keys(run), ["from", "status", "to"]);
             }
+            // What backs the status: kinds of systems, cadence and dates — no resource.
+            assert_eq!(
+                keys(&control["basis"]),
+                [
+                    "approved_on",
+                    "checked",
+                    "claim",
+                    "kind",
+                    "last_entry",
+                    "reviewed",
+                    "statements",
+                    "systems"
+                ]
+            );
         }
     }
 }
@@ -594,7 +618,9 @@ async fn trust_view_is_a_pure_function_of_its_inputs() {
             trust: &inputs.trust,
             narrative: &inputs.narrative,
             history: &history,
+            basis: &Default::default(),
             default_freshness: freshness,
+            default_schedule: &"0 * * * *".parse().unwrap(),
             now,
         })
     };
@@ -737,7 +763,7 @@ async fn badges_are_honest_end_to_end() {
         api["summary"]["last_checked"],
         iso(f.now - Duration::hours(1)).as_str()
     );
-    assert!(page.body.contains("3 of 7 monitored controls passing"));
+    assert!(page.body.contains("3 of 7 controls passing"));
 
     // Categories: configured order first, then alphabetical; per-category counts.
     let names: Vec<&str> = api["categories"]
@@ -962,7 +988,7 @@ async fn empty_store_shows_every_control_as_not_verified() {
     assert_eq!(api["summary"]["passing"], 0);
     assert_eq!(api["summary"]["counts"]["not_verified"], 7);
     assert_eq!(api["summary"]["last_checked"], Value::Null);
-    assert!(page.body.contains("0 of 7 monitored controls passing"));
+    assert!(page.body.contains("0 of 7 controls passing"));
     assert!(page.body.contains("No control has been checked yet."));
     assert!(
         !page

@@ -22,6 +22,12 @@ pub struct ControlFile {
     /// Public description of the promise, shown on the trust page.
     #[schemars(with = "String")]
     pub description: Spanned<String>,
+    /// What kind of promise this is, and so what must back a green result: `system` (a
+    /// property of systems: at least one check must read the system itself — a document's
+    /// wording is never enough), `procedure` (something people do, evidenced by what they
+    /// record), or `document` (a document exists, is approved and current).
+    #[schemars(with = "Claim")]
+    pub claim: Spanned<Claim>,
     /// Whether the control appears on the public trust page (default: false, so nothing is
     /// published by omission).
     #[serde(default)]
@@ -65,6 +71,28 @@ impl Severity {
             Severity::Medium => "medium",
             Severity::High => "high",
             Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What a control claims (see `claim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Claim {
+    /// A property of systems ("data in transit is encrypted"): needs a `system` check.
+    System,
+    /// Something people do ("access is reviewed quarterly"): evidenced by records.
+    Procedure,
+    /// A document exists and is current ("an Incident Response Plan is in place").
+    Document,
+}
+
+impl Claim {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Claim::System => "system",
+            Claim::Procedure => "procedure",
+            Claim::Document => "document",
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use expr::Expr;
-pub use file::{CheckFile, ControlFile, Expect, FrameworkRef, Severity};
+pub use file::{CheckFile, Claim, ControlFile, Expect, FrameworkRef, Severity};
 
 use crate::diag::{self, Diagnostic, Diagnostics};
 use crate::probes::{self, DynProbe, PlannedProbe};
@@ -29,6 +29,8 @@ pub struct Control {
     pub category: String,
     /// Public wording, shown on the trust page.
     pub description: String,
+    /// What the control claims; its checks are held to it (see [`check_claim`]).
+    pub claim: Claim,
     pub public: bool,
     pub owner: String,
     pub severity: Severity,
@@ -288,6 +290,11 @@ pub fn compile_file(path: &Path, text: &str) -> Result<(Control, (u64, u64)), Ve
             Err(mut ds) => diags.append(&mut ds),
         }
     }
+    if checks.len() == raw.checks.len()
+        && let Err(msg) = check_claim(raw.claim.value, &checks)
+    {
+        diags.push(at(&raw.claim.referenced, format!("claim: {msg}")));
+    }
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -297,6 +304,7 @@ pub fn compile_file(path: &Path, text: &str) -> Result<(Control, (u64, u64)), Ve
         title: raw.title.value.trim().to_string(),
         category: raw.category.value.trim().to_string(),
         description: raw.description.value.trim().to_string(),
+        claim: raw.claim.value,
         public: raw.public,
         owner: raw.owner.value,
         severity: raw.severity,
@@ -391,6 +399,39 @@ fn compile_check(path: &Path, index: usize, raw: &CheckFile) -> Result<Check, Ve
             description: raw.description.clone(),
         }),
         _ => Err(diags),
+    }
+}
+
+/// Holds a control's checks to its claim: a `system` claim needs at least one check that reads
+/// the system itself (a policy that mentions the right words is not evidence of a system); a
+/// `document` claim needs a document check. A `procedure` may be backed by records, documents
+/// or systems; the trust page says which.
+pub fn check_claim(claim: Claim, checks: &[Check]) -> Result<(), String> {
+    use crate::probes::EvidenceKind;
+    let has = |kind: EvidenceKind| checks.iter().any(|c| c.probe.kind() == kind);
+    let described = || {
+        let mut probes: Vec<String> = checks
+            .iter()
+            .map(|c| format!("{} ({})", c.probe.name(), c.probe.kind()))
+            .collect();
+        probes.dedup();
+        probes.join(", ")
+    };
+    match claim {
+        Claim::System if !has(EvidenceKind::System) => Err(format!(
+            "a `system` claim needs at least one check on a `system` probe, which reads the \
+             system itself (aws.*, github.*, http.*, identity.accounts); these checks read only \
+             {}. A document's wording or a record is not evidence that a system is configured: \
+             add a system check, or declare the claim `procedure` or `document` if that is what \
+             it is",
+            described()
+        )),
+        Claim::Document if !has(EvidenceKind::Document) => Err(format!(
+            "a `document` claim needs at least one check on a `document` probe \
+             (documents.policies); these checks read {}",
+            described()
+        )),
+        _ => Ok(()),
     }
 }
 

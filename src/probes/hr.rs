@@ -103,6 +103,7 @@ pub(crate) async fn roster(ctx: &ProbeContext) -> Result<std::sync::Arc<Vec<Pers
 impl Probe for People {
     const NAME: &'static str = "hr.people";
     const SOURCE: &'static str = "hr";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str =
         "People in the HR roster (CSV export of the HRIS), one resource per person.";
     const ATTRIBUTES: &'static [Attribute] = &[

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod github;
 pub mod hr;
 pub mod identity;
+pub mod planned;
 pub mod policies;
 pub mod registers;
 
@@ -85,6 +86,11 @@ pub enum ProbeError {
     Unavailable(String),
     #[error("{0}")]
     Io(String),
+    /// A planned probe (see [`planned`]): nothing in this version reads that system yet.
+    #[error(
+        "probe `{0}` is not available in this version of Trellis: nothing reads this system yet, so the check is not verified"
+    )]
+    NotAvailable(&'static str),
 }
 
 impl ProbeError {
@@ -93,6 +99,8 @@ impl ProbeError {
         matches!(self, ProbeError::NotConfigured(_))
     }
 }
+
+pub use crate::model::EvidenceKind;
 
 /// The type of an attribute, used to convert values for CEL (dates become timestamps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,6 +167,8 @@ pub trait Probe: Send + Sync + 'static {
     const NAME: &'static str;
     /// The configuration source the probe reads (`hr`, `policies`, `aws`, `github`).
     const SOURCE: &'static str;
+    /// What kind of evidence the probe collects (see [`EvidenceKind`]).
+    const KIND: EvidenceKind;
     const SUMMARY: &'static str;
     const ATTRIBUTES: &'static [Attribute];
     /// A complete, working `checks:` entry using this probe (YAML), shown in docs and tested.
@@ -184,6 +194,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait DynProbe: Send + Sync {
     fn name(&self) -> &'static str;
     fn source(&self) -> &'static str;
+    fn kind(&self) -> EvidenceKind;
     fn summary(&self) -> &'static str;
     fn attributes(&self) -> &'static [Attribute];
     fn example(&self) -> &'static str;
@@ -242,6 +253,9 @@ impl<P: Probe> DynProbe for Registered<P> {
     }
     fn source(&self) -> &'static str {
         P::SOURCE
+    }
+    fn kind(&self) -> EvidenceKind {
+        P::KIND
     }
     fn summary(&self) -> &'static str {
         P::SUMMARY
@@ -310,6 +324,11 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<registers::AccessReviews>::NEW,
     &Registered::<registers::Devices>::NEW,
     &Registered::<identity::Accounts>::NEW,
+    &Registered::<planned::Tls>::NEW,
+    &Registered::<planned::Pages>::NEW,
+    &Registered::<planned::LoadBalancers>::NEW,
+    &Registered::<planned::MonitoringTargets>::NEW,
+    &Registered::<planned::Accounts>::NEW,
 ];
 
 /// A `Timestamp` attribute: RFC 3339 (seconds), or null.
@@ -381,7 +400,7 @@ mod tests {
                 })
                 .collect();
             let text = format!(
-                "id: example\ntitle: Example\ncategory: Examples\ndescription: d\nowner: o\nseverity: low\nchecks:\n{indented}"
+                "id: example\ntitle: Example\ncategory: Examples\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n{indented}"
             );
             let compiled =
                 crate::catalog::compile_file(std::path::Path::new("example.yaml"), &text);

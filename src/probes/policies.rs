@@ -121,6 +121,7 @@ fn plain(text: &str) -> String {
 impl Probe for Policies {
     const NAME: &'static str = "documents.policies";
     const SOURCE: &'static str = "policies";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Document;
     const SUMMARY: &'static str =
         "Policy documents (Markdown with YAML front matter), one resource per document.";
     const ATTRIBUTES: &'static [Attribute] = &[

@@ -112,6 +112,7 @@ pub struct Vendors;
 impl Probe for Vendors {
     const NAME: &'static str = "registers.vendors";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "The vendor register (vendors.yaml), one resource per vendor: subprocessor or not, risk tier, SOC 2 review and risk assessment dates.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("name", String, "vendor name"),
@@ -186,6 +187,7 @@ pub struct Risks;
 impl Probe for Risks {
     const NAME: &'static str = "registers.risks";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "The risk register (risks.yaml), one resource per risk: owner, likelihood, impact, treatment and when it was last assessed.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("id", String, "risk id"),
@@ -266,6 +268,7 @@ pub struct Incidents;
 impl Probe for Incidents {
     const NAME: &'static str = "registers.incidents";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "The incident register (incidents.yaml), one resource per security incident: tracking, resolution and lessons learned.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("id", String, "incident id"),
@@ -345,6 +348,7 @@ pub struct Exercises;
 impl Probe for Exercises {
     const NAME: &'static str = "registers.exercises";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "The exercise register (exercises.yaml), one resource per kind of exercise — bcdr_test, ir_tabletop, backup_restore — with the latest one held (null when never held; planned ones do not count).";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!(
@@ -432,6 +436,7 @@ pub struct Meetings;
 impl Probe for Meetings {
     const NAME: &'static str = "registers.meetings";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "The meeting register (meetings.yaml), one resource per kind of meeting — board_security_review, security_team — with the latest one.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("kind", String, "`board_security_review` or `security_team`"),
@@ -510,6 +515,7 @@ pub struct InsurancePolicies;
 impl Probe for InsurancePolicies {
     const NAME: &'static str = "registers.insurance";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "The insurance register (insurance.yaml), one resource per policy, with whether it is in force today.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("carrier", String, "insurer"),
@@ -564,6 +570,7 @@ pub struct AccessReviews;
 impl Probe for AccessReviews {
     const NAME: &'static str = "registers.access_reviews";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "User access reviews (access_reviews.yaml), one resource per system that needs them: every configured AWS account (aws:<name>) and GitHub organisation (github:<org>), sources.registers.systems, and any system reviewed.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!(
@@ -643,6 +650,7 @@ pub struct Devices;
 impl Probe for Devices {
     const NAME: &'static str = "registers.devices";
     const SOURCE: &'static str = "registers";
+    const KIND: super::EvidenceKind = super::EvidenceKind::Record;
     const SUMMARY: &'static str = "Company endpoints (devices.yaml, an MDM export), one resource per device: disk encryption, anti-virus, screen lock, last check-in.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("id", String, "serial number or MDM id"),

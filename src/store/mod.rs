@@ -193,6 +193,9 @@ impl StoredFinding {
 /// in time order)`, controls sorted by id.
 pub type ResultHistory = Vec<crate::model::ControlHistory>;
 
+/// Per control id, what backed its newest result (see [`Store::latest_basis`]).
+pub type ResultBasis = BTreeMap<String, Vec<crate::model::CheckBasis>>;
+
 /// Handle on the database. Cheap to clone: clones share one connection pool and the
 /// in-process change counter.
 #[derive(Clone)]
@@ -685,6 +688,45 @@ impl Store {
                     evaluated_at: r.evaluated_at,
                     last_success_at: r.last_success_at,
                 })
+            })
+            .collect()
+    }
+
+    /// What backed each control's newest result, check by check (see
+    /// [`crate::model::CheckBasis`]): the evidence kinds, and the dates of the records and
+    /// documents read. Results stored before bases were recorded give empty lists.
+    pub async fn latest_basis(&self) -> Result<ResultBasis, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: i64,
+            control_id: String,
+            checks: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct CheckRow {
+            #[serde(default)]
+            basis: Option<crate::model::CheckBasis>,
+        }
+        let sql = "SELECT cr.id, cr.control_id, cr.checks FROM control_results cr \
+             WHERE cr.id IN ( \
+               SELECT (SELECT n.id FROM control_results n \
+                        WHERE n.control_id = c.control_id \
+                        ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
+               FROM (SELECT DISTINCT control_id FROM control_results) c)";
+        let rows = Row::find_by_statement(Statement::from_string(
+            self.db.get_database_backend(),
+            sql.to_string(),
+        ))
+        .all(&self.db)
+        .await
+        .during("read latest basis")?;
+        rows.into_iter()
+            .map(|r| {
+                let checks: Vec<CheckRow> = from_json("control_results", r.id, &r.checks)?;
+                Ok((
+                    r.control_id,
+                    checks.into_iter().filter_map(|c| c.basis).collect(),
+                ))
             })
             .collect()
     }

@@ -62,6 +62,7 @@ pub struct SiteInputs {
     pub trust: TrustPageConfig,
     pub narrative: Arc<super::Narrative>,
     pub default_freshness: Duration,
+    pub default_schedule: crate::schedule::CronSchedule,
     pub templates: Arc<handlebars::Handlebars<'static>>,
 }
 
@@ -72,6 +73,7 @@ impl SiteInputs {
             trust: &self.trust,
             narrative: &self.narrative,
             default_freshness: self.default_freshness,
+            default_schedule: &self.default_schedule,
             templates: &self.templates,
         }
     }

@@ -48,8 +48,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use view::{
-    Badge, CategoryView, ControlView, Counts, DocumentView, FrameworkView, HISTORY_DAYS, Summary,
-    TrustInputs, TrustView, badge_for, framework_name, history_start, iso, trust_view,
+    Badge, BasisCount, BasisCounts, BasisKind, BasisView, CategoryView, ControlView, Counts,
+    DocumentView, FrameworkView, HISTORY_DAYS, Summary, TrustInputs, TrustView, badge_for,
+    basis_view, framework_name, history_start, iso, trust_view,
 };
 
 use crate::config::ServerConfig;
@@ -461,6 +462,7 @@ mod tests {
                 counts: Counts::default(),
                 last_checked: None,
                 valid_until: None,
+                basis: Default::default(),
             },
             frameworks: Vec::new(),
             failing_display: FailingDisplay::Detail,
@@ -486,7 +488,7 @@ mod tests {
         assert!(html.contains("<h1>Acme &lt;Widgets&gt;</h1>"), "{html}");
         assert!(html.contains("No controls published yet"));
         assert!(html.contains("No controls are published yet"));
-        assert!(html.contains("0 of 0 monitored controls passing"));
+        assert!(html.contains("0 of 0 controls passing"));
         assert!(!html.contains("mailto:"));
         assert!(!html.contains("<nav"));
         assert!(!html.contains("rel=\"canonical\""));
@@ -514,6 +516,16 @@ mod tests {
             history: Vec::new(),
             days_monitored: 0,
             days_passing: 0,
+            basis: super::view::BasisView {
+                kind: super::view::BasisKind::Monitored,
+                claim: crate::catalog::Claim::System,
+                systems: vec!["AWS".into()],
+                checked: "daily".into(),
+                approved_on: None,
+                reviewed: None,
+                last_entry: None,
+                statements: vec!["Monitored automatically (AWS), checked daily".into()],
+            },
         }
     }
 
@@ -530,7 +542,7 @@ mod tests {
         });
         let page = page::trust_page(&view, links(), today());
         assert_eq!(page.overall, "passing");
-        assert_eq!(page.headline, "1 of 1 monitored control passing");
+        assert_eq!(page.headline, "1 of 1 control passing");
         for (badge, display, expect) in [
             (
                 Badge::NeedsAttention,

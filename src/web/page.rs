@@ -9,7 +9,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::history::{DayRun, DayStatus};
-use super::view::{Badge, Counts, DocumentView, FrameworkView, TrustView, iso};
+use super::view::{
+    Badge, BasisKind, BasisView, Counts, DocumentView, FrameworkView, TrustView, iso,
+};
 
 /// Links of the page, relative to it (so a static export works under any path).
 #[derive(Debug, Clone, Serialize)]
@@ -30,13 +32,18 @@ pub struct TrustPage {
     pub intro: Option<String>,
     pub contact_email: Option<String>,
     pub links: Links,
-    /// "N of M monitored controls passing".
+    /// "N of M controls passing".
     pub headline: String,
     /// Badge key colouring the overall banner: `passing` only when every control passes.
     pub overall: &'static str,
     pub overall_label: &'static str,
     pub counts: Vec<CountView>,
+    /// How many controls each basis backs: "30 monitored automatically (25 passing)".
+    pub basis: Vec<BasisCountView>,
     pub last_checked: Option<TimeView>,
+    /// Until when every status shown holds (the earliest moment one goes stale); a copy of
+    /// the page read later must be taken as stale.
+    pub valid_until: Option<TimeView>,
     pub frameworks: Vec<FrameworkView>,
     pub history_days: u32,
     pub categories: Vec<CategoryPage>,
@@ -47,6 +54,40 @@ pub struct TrustPage {
     pub documents: Vec<DocumentView>,
     pub signing_key: Option<super::SigningKeyView>,
     pub legend: Vec<LegendEntry>,
+    /// What each basis means.
+    pub basis_legend: Vec<BasisLegendEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BasisCountView {
+    /// `monitored`, `recorded` or `documented`.
+    pub key: &'static str,
+    /// "30 monitored automatically, 25 passing".
+    pub text: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BasisLegendEntry {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub meaning: &'static str,
+}
+
+/// What backs one control's status, as shown beside it.
+#[derive(Debug, Serialize)]
+pub struct BasisPage {
+    pub key: &'static str,
+    pub label: &'static str,
+    /// "Monitored automatically (AWS, GitHub), checked daily", …
+    pub statements: Vec<String>,
+}
+
+fn basis_page(b: &BasisView) -> BasisPage {
+    BasisPage {
+        key: b.kind.as_str(),
+        label: b.kind.label(),
+        statements: b.statements.clone(),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -92,6 +133,7 @@ pub struct ControlPage {
     /// "since 2026-11-20" (or "for more than 90 days") for a failing control, in detail mode.
     pub since: Option<String>,
     pub strip: Strip,
+    pub basis: BasisPage,
 }
 
 /// The history strip: one SVG rectangle per run of equal days, one unit wide per day.
@@ -214,7 +256,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
     };
     let overall_label = match overall {
         _ if s.total == 0 => "No controls are published yet",
-        Badge::Passing => "All monitored controls are passing",
+        Badge::Passing => "All controls are passing",
         Badge::NeedsAttention => "Some controls need attention",
         Badge::InRemediation => "Some controls are in remediation",
         Badge::Stale => "Some results are out of date",
@@ -248,6 +290,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
                         }
                     }),
                     strip: strip(&ctl.history, view.history_days, ctl.days_passing, today),
+                    basis: basis_page(&ctl.basis),
                 })
                 .collect(),
         })
@@ -261,7 +304,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
         contact_email: view.contact_email.clone(),
         links,
         headline: format!(
-            "{} of {} monitored {} passing",
+            "{} of {} {} passing",
             s.passing,
             s.total,
             if s.total == 1 { "control" } else { "controls" }
@@ -275,7 +318,27 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
                 count: s.counts.get(b),
             })
             .collect(),
+        basis: BasisKind::ALL
+            .iter()
+            .map(|&k| {
+                let c = match k {
+                    BasisKind::Monitored => s.basis.monitored,
+                    BasisKind::Recorded => s.basis.recorded,
+                    BasisKind::Documented => s.basis.documented,
+                };
+                let what = match k {
+                    BasisKind::Monitored => "monitored automatically",
+                    BasisKind::Recorded => "recorded by the team",
+                    BasisKind::Documented => "documented only",
+                };
+                BasisCountView {
+                    key: k.as_str(),
+                    text: format!("{} {what}, {} passing", c.controls, c.passing),
+                }
+            })
+            .collect(),
         last_checked: s.last_checked.map(time),
+        valid_until: s.valid_until.map(time),
         frameworks: view.frameworks.clone(),
         history_days: view.history_days,
         categories,
@@ -289,6 +352,14 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
             .map(|&b| LegendEntry {
                 badge: badge(b),
                 meaning: b.meaning(),
+            })
+            .collect(),
+        basis_legend: BasisKind::ALL
+            .iter()
+            .map(|&k| BasisLegendEntry {
+                key: k.as_str(),
+                label: k.label(),
+                meaning: k.meaning(),
             })
             .collect(),
     }

@@ -15,7 +15,7 @@ use super::{CSS_FILE, TRUST_CSS, TRUST_TEMPLATE, css_version, feed, security_txt
 use crate::catalog::Catalog;
 use crate::config::TrustPageConfig;
 use crate::model::ControlHistory;
-use crate::store::{ResultHistory, Store, StoreError};
+use crate::store::{ResultBasis, ResultHistory, Store, StoreError};
 
 /// The page.
 pub const INDEX: &str = "index.html";
@@ -53,6 +53,7 @@ pub struct SiteSources<'a> {
     pub trust: &'a TrustPageConfig,
     pub narrative: &'a Narrative,
     pub default_freshness: Duration,
+    pub default_schedule: &'a crate::schedule::CronSchedule,
     pub templates: &'a Handlebars<'static>,
 }
 
@@ -87,18 +88,26 @@ impl SiteSources<'_> {
         now: DateTime<Utc>,
     ) -> Result<Site, RenderError> {
         let history = store.result_history(self.history_since(now)).await?;
-        self.render(&history, now)
+        let basis = store.latest_basis().await?;
+        self.render(&history, &basis, now)
     }
 
     /// Renders every file from the evaluations `history`.
-    pub fn render(&self, history: &ResultHistory, now: DateTime<Utc>) -> Result<Site, RenderError> {
+    pub fn render(
+        &self,
+        history: &ResultHistory,
+        basis: &ResultBasis,
+        now: DateTime<Utc>,
+    ) -> Result<Site, RenderError> {
         let history: &[ControlHistory] = history;
         let view = trust_view(&TrustInputs {
             catalog: self.catalog,
             trust: self.trust,
             narrative: self.narrative,
             history,
+            basis,
             default_freshness: self.default_freshness,
+            default_schedule: self.default_schedule,
             now,
         });
         let links = Links {

@@ -13,9 +13,11 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Claim, Control};
 use crate::config::{FailingDisplay, TrustPageConfig};
-use crate::model::{ControlHistory, Status};
+use crate::model::{CheckBasis, ControlHistory, EvidenceKind, Status};
+use crate::schedule::CronSchedule;
+use crate::store::ResultBasis;
 
 use super::history::{self, DayRun};
 use super::narrative::{Narrative, SectionView, SubprocessorView};
@@ -181,6 +183,255 @@ pub struct Summary {
     /// When some control's status will change (go stale) unless it is checked again.
     #[serde(serialize_with = "ser_opt_time")]
     pub valid_until: Option<DateTime<Utc>>,
+    /// The public controls by what backs their status: monitored controls are counted apart
+    /// from documented and recorded ones.
+    pub basis: BasisCounts,
+}
+
+/// How many public controls each basis backs, and how many of those pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BasisCounts {
+    pub monitored: BasisCount,
+    pub recorded: BasisCount,
+    pub documented: BasisCount,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BasisCount {
+    pub controls: usize,
+    pub passing: usize,
+}
+
+impl BasisCounts {
+    fn add(&mut self, kind: BasisKind, badge: Badge) {
+        let count = match kind {
+            BasisKind::Monitored => &mut self.monitored,
+            BasisKind::Recorded => &mut self.recorded,
+            BasisKind::Documented => &mut self.documented,
+        };
+        count.controls += 1;
+        if badge == Badge::Passing {
+            count.passing += 1;
+        }
+    }
+}
+
+/// What backs a control's status, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BasisKind {
+    /// At least one check reads the systems themselves (AWS, GitHub, public endpoints).
+    Monitored,
+    /// No system check; at least one check reads what the team recorded (roster, registers).
+    Recorded,
+    /// Only documents (policies) back it.
+    Documented,
+}
+
+impl BasisKind {
+    pub const ALL: [BasisKind; 3] = [
+        BasisKind::Monitored,
+        BasisKind::Recorded,
+        BasisKind::Documented,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BasisKind::Monitored => "monitored",
+            BasisKind::Recorded => "recorded",
+            BasisKind::Documented => "documented",
+        }
+    }
+
+    /// The short label shown beside a status.
+    pub fn label(self) -> &'static str {
+        match self {
+            BasisKind::Monitored => "Monitored",
+            BasisKind::Recorded => "Recorded",
+            BasisKind::Documented => "Documented",
+        }
+    }
+
+    /// What it means, for the page's legend.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            BasisKind::Monitored => {
+                "Checked automatically by reading the systems themselves (cloud accounts, code hosting, public endpoints)."
+            }
+            BasisKind::Recorded => {
+                "Checked automatically against the records the team keeps (HR roster, registers of reviews, tests and vendors); the records say it was done."
+            }
+            BasisKind::Documented => {
+                "Checked automatically against the company's policy documents: the document exists, is approved and current. It does not show how systems behave."
+            }
+        }
+    }
+
+    /// The strongest basis the evidence kinds of a control's checks give.
+    pub fn of(kinds: impl IntoIterator<Item = EvidenceKind>) -> BasisKind {
+        kinds
+            .into_iter()
+            .map(|k| match k {
+                EvidenceKind::System => BasisKind::Monitored,
+                EvidenceKind::Record => BasisKind::Recorded,
+                EvidenceKind::Document => BasisKind::Documented,
+            })
+            .min_by_key(|b| *b as u8)
+            .unwrap_or(BasisKind::Documented)
+    }
+}
+
+/// What backs one control's status, in words a visitor understands. Public: it names kinds of
+/// systems and dates, never a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasisView {
+    /// The strongest evidence behind the status. `monitored` only when a check reads the
+    /// systems themselves.
+    pub kind: BasisKind,
+    /// What the control claims: `system`, `procedure` or `document`.
+    pub claim: Claim,
+    /// The systems read (`AWS`, `GitHub`, `public endpoints`); empty unless monitored.
+    pub systems: Vec<String>,
+    /// How often the control is checked: `hourly`, `daily`…
+    pub checked: String,
+    /// Documents: the oldest approval among the documents read by its newest evaluation.
+    pub approved_on: Option<chrono::NaiveDate>,
+    /// Documents: how often they must be reviewed (`yearly`).
+    pub reviewed: Option<String>,
+    /// Records: the newest entry read by its newest evaluation.
+    pub last_entry: Option<chrono::NaiveDate>,
+    /// One sentence per kind of evidence, strongest first: "Monitored automatically (AWS,
+    /// GitHub), checked daily", "Recorded by the team: last entry 12 Nov 2026",
+    /// "Documented: policy approved 2 Feb 2026, reviewed yearly".
+    pub statements: Vec<String>,
+}
+
+/// The systems a system probe reads, as a visitor knows them. Every system probe of the
+/// registry has an entry (tested).
+pub fn probe_systems(probe: &str) -> &'static [&'static str] {
+    match probe.split('.').next() {
+        Some("aws") => &["AWS"],
+        Some("github") => &["GitHub"],
+        Some("http") => &["public endpoints"],
+        Some("identity") => &["AWS", "GitHub"],
+        _ => &[],
+    }
+}
+
+/// The records a record probe reads, as a visitor knows them. Every record probe of the
+/// registry has an entry (tested).
+pub fn probe_records(probe: &str) -> Option<&'static str> {
+    Some(match probe {
+        "hr.people" => "HR roster",
+        "registers.vendors" => "vendor register",
+        "registers.risks" => "risk register",
+        "registers.incidents" => "incident register",
+        "registers.exercises" => "exercise log",
+        "registers.meetings" => "meeting records",
+        "registers.insurance" => "insurance register",
+        "registers.access_reviews" => "access review log",
+        "registers.devices" => "device inventory",
+        _ => return None,
+    })
+}
+
+/// `2 Feb 2026`.
+pub fn day_text(d: chrono::NaiveDate) -> String {
+    d.format("%-d %b %Y").to_string()
+}
+
+/// A review interval in words: `yearly`, `every six months`, `quarterly`, `monthly`, or
+/// `every N days`.
+fn review_words(days: i64) -> String {
+    match days {
+        365 | 366 => "yearly".into(),
+        180..=184 => "every six months".into(),
+        90..=92 => "quarterly".into(),
+        28..=31 => "monthly".into(),
+        7 => "weekly".into(),
+        d => format!("every {d} days"),
+    }
+}
+
+/// The basis of `control`, from its checks and what its newest evaluation recorded.
+pub fn basis_view(
+    control: &Control,
+    recorded: &[CheckBasis],
+    schedule: &CronSchedule,
+) -> BasisView {
+    let kinds: Vec<EvidenceKind> = control.checks.iter().map(|c| c.probe.kind()).collect();
+    let kind = BasisKind::of(kinds.iter().copied());
+    let mut systems: Vec<String> = Vec::new();
+    let mut records: Vec<&str> = Vec::new();
+    for check in &control.checks {
+        let name = check.probe.name();
+        match check.probe.kind() {
+            EvidenceKind::System => {
+                for s in probe_systems(name) {
+                    if !systems.iter().any(|x| x == s) {
+                        systems.push((*s).to_string());
+                    }
+                }
+            }
+            EvidenceKind::Record => {
+                if let Some(r) = probe_records(name)
+                    && !records.contains(&r)
+                {
+                    records.push(r);
+                }
+            }
+            EvidenceKind::Document => {}
+        }
+    }
+    let of_kind = |k: EvidenceKind| recorded.iter().filter(move |b| b.kind == k);
+    let last_entry = of_kind(EvidenceKind::Record).filter_map(|b| b.newest).max();
+    let approved_on = of_kind(EvidenceKind::Document)
+        .filter_map(|b| b.oldest)
+        .min();
+    let reviewed = of_kind(EvidenceKind::Document)
+        .filter_map(|b| b.review_days)
+        .min()
+        .map(review_words);
+    let checked = schedule.cadence();
+    let mut statements = Vec::new();
+    if kinds.contains(&EvidenceKind::System) {
+        statements.push(format!(
+            "Monitored automatically ({}), checked {checked}",
+            systems.join(", ")
+        ));
+    }
+    if kinds.contains(&EvidenceKind::Record) {
+        let mut s = format!("Recorded by the team ({})", records.join(", "));
+        if let Some(d) = last_entry {
+            s.push_str(&format!(": last entry {}", day_text(d)));
+        }
+        statements.push(s);
+    }
+    if kinds.contains(&EvidenceKind::Document) {
+        let mut s = String::from("Documented");
+        match (approved_on, &reviewed) {
+            (Some(d), Some(r)) => {
+                s.push_str(&format!(": policy approved {}, reviewed {r}", day_text(d)))
+            }
+            (Some(d), None) => s.push_str(&format!(": policy approved {}", day_text(d))),
+            (None, Some(r)) => s.push_str(&format!(" in policy, reviewed {r}")),
+            (None, None) => s.push_str(" in policy"),
+        }
+        statements.push(s);
+    }
+    if kind != BasisKind::Monitored {
+        statements.push(format!("Checked {checked}"));
+    }
+    BasisView {
+        kind,
+        claim: control.claim,
+        systems,
+        checked,
+        approved_on,
+        reviewed,
+        last_entry,
+        statements,
+    }
 }
 
 /// How many controls carry each badge.
@@ -269,6 +520,8 @@ pub struct ControlView {
     /// Days of the history with any status, and of those, days passing all day.
     pub days_monitored: u32,
     pub days_passing: u32,
+    /// What backs the status.
+    pub basis: BasisView,
 }
 
 /// A document shared on request.
@@ -288,7 +541,10 @@ pub struct TrustInputs<'a> {
     pub narrative: &'a Narrative,
     /// Every control's evaluations from [`history_start`] on, with the one before it.
     pub history: &'a [ControlHistory],
+    /// What backed each control's newest evaluation.
+    pub basis: &'a ResultBasis,
     pub default_freshness: Duration,
+    pub default_schedule: &'a CronSchedule,
     pub now: DateTime<Utc>,
 }
 
@@ -306,7 +562,9 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
         trust,
         narrative,
         history,
+        basis,
         default_freshness,
+        default_schedule,
         now,
     } = *input;
     let display = trust.failing_display;
@@ -316,6 +574,7 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
         .collect();
 
     let mut summary_counts = Counts::default();
+    let mut basis_counts = BasisCounts::default();
     let mut last_checked: Option<DateTime<Utc>> = None;
     let mut valid_until: Option<DateTime<Utc>> = None;
     let mut frameworks: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -367,6 +626,12 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
                 .collect();
             counts.add(status);
             summary_counts.add(status);
+            let basis = basis_view(
+                control,
+                basis.get(&control.id).map_or(&[], Vec::as_slice),
+                control.schedule.as_ref().unwrap_or(default_schedule),
+            );
+            basis_counts.add(basis.kind, status);
             views.push(ControlView {
                 id: control.id.clone(),
                 title: control.title.clone(),
@@ -377,6 +642,7 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
                 history: runs,
                 days_monitored: u32::try_from(days_monitored).unwrap_or(u32::MAX),
                 days_passing: u32::try_from(days_passing).unwrap_or(u32::MAX),
+                basis,
             });
         }
         if !views.is_empty() {
@@ -415,6 +681,7 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
             counts: summary_counts,
             last_checked,
             valid_until,
+            basis: basis_counts,
         },
         frameworks: {
             let mut list: Vec<FrameworkView> = frameworks

@@ -96,6 +96,7 @@ pub struct SecurityGroupRules;
 impl Probe for SecurityGroupRules {
     const NAME: &'static str = "aws.ec2.security_group_rules";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "Security group ingress rules, one resource per rule and source (IPv4 or IPv6 range, group, prefix list), per account and region.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -219,6 +220,7 @@ pub struct SecurityGroups;
 impl Probe for SecurityGroups {
     const NAME: &'static str = "aws.ec2.security_groups";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "Security groups, one resource per group, per account and region: in use or not, rule counts, world-open ingress.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -291,6 +293,7 @@ pub struct EbsEncryption;
 impl Probe for EbsEncryption {
     const NAME: &'static str = "aws.ec2.ebs_encryption";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "EBS encryption by default, one resource per account and region, with whether the region is in use (has volumes or instances).";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -361,6 +364,7 @@ fn yes() -> bool {
 impl Probe for Volumes {
     const NAME: &'static str = "aws.ec2.volumes";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "EBS volumes, one resource per volume, per account and region: encryption, attachment, newest completed snapshot.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -471,6 +475,7 @@ pub struct Snapshots;
 impl Probe for Snapshots {
     const NAME: &'static str = "aws.ec2.snapshots";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "EBS snapshots the account owns, one resource per snapshot, per account and region: age, encryption, public or not.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -533,6 +538,7 @@ pub struct Vpcs;
 impl Probe for Vpcs {
     const NAME: &'static str = "aws.ec2.vpcs";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str =
         "VPCs, one resource per VPC, per account and region, with their active flow logs.";
     const ATTRIBUTES: &'static [Attribute] = &[
@@ -615,6 +621,7 @@ pub struct Instances;
 impl Probe for Instances {
     const NAME: &'static str = "aws.ec2.instances";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "EC2 instances that are not terminated, one resource per instance, per account and region: metadata service settings, tags, network.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),

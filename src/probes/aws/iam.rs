@@ -201,6 +201,7 @@ fn credential_row(
 impl Probe for Credentials {
     const NAME: &'static str = "aws.iam.credentials";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "IAM credential report: one resource per IAM user (and the root account's row when AWS includes it), per account. Generated once per run and shared by every check.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -339,6 +340,7 @@ pub struct Users;
 impl Probe for Users {
     const NAME: &'static str = "aws.iam.users";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "IAM users with their groups and the policies that reach them (attached, inline, through groups), per account; full administrators detected.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -464,6 +466,7 @@ pub struct Policies;
 impl Probe for Policies {
     const NAME: &'static str = "aws.iam.policies";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "IAM policies with documents, per account: every inline policy (of users, groups and roles) and every customer-managed policy; `*` on `*` detected.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -585,6 +588,7 @@ pub struct PasswordPolicy;
 impl Probe for PasswordPolicy {
     const NAME: &'static str = "aws.iam.password_policy";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "The IAM account password policy, one resource per account (an account without one is `present: false`).";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),
@@ -676,6 +680,7 @@ pub struct AccountSummary;
 impl Probe for AccountSummary {
     const NAME: &'static str = "aws.iam.account";
     const SOURCE: &'static str = "aws";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "The IAM account summary, one resource per account: root MFA and root access keys, and identity counts.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("account", String, "account name from sources.aws.accounts"),

@@ -122,6 +122,7 @@ pub struct Org;
 impl Probe for Org {
     const NAME: &'static str = "github.org";
     const SOURCE: &'static str = "github";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "GitHub organisations, one resource per organisation: the two-factor requirement, members, owners and outside collaborators, and how many lack 2FA.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("org", String, "organisation login"),
@@ -195,6 +196,7 @@ pub struct Members;
 impl Probe for Members {
     const NAME: &'static str = "github.members";
     const SOURCE: &'static str = "github";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "GitHub organisation members and outside collaborators, one resource per account: role and whether 2FA is disabled (owner credentials needed).";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("org", String, "organisation login"),
@@ -401,6 +403,7 @@ pub struct BranchProtection;
 impl Probe for BranchProtection {
     const NAME: &'static str = "github.branch_protection";
     const SOURCE: &'static str = "github";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "The default branch of each selected repository, one resource per repository: classic branch protection and the rulesets in force, combined.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("org", String, "organisation login"),
@@ -545,6 +548,7 @@ pub struct RepoSecurity;
 impl Probe for RepoSecurity {
     const NAME: &'static str = "github.repo_security";
     const SOURCE: &'static str = "github";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "Security features of each selected repository, one resource per repository: secret scanning, push protection, Dependabot alerts and security updates.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("org", String, "organisation login"),
@@ -636,6 +640,7 @@ pub struct DependabotAlerts;
 impl Probe for DependabotAlerts {
     const NAME: &'static str = "github.dependabot_alerts";
     const SOURCE: &'static str = "github";
+    const KIND: crate::probes::EvidenceKind = crate::probes::EvidenceKind::System;
     const SUMMARY: &'static str = "Open Dependabot alerts of each selected repository, one resource per alert, with severity and age. A repository whose alerts cannot be read (or are disabled) is an error.";
     const ATTRIBUTES: &'static [Attribute] = &[
         attr!("org", String, "organisation login"),

@@ -89,6 +89,13 @@ pub struct ApiControl {
     pub category: String,
     pub severity: String,
     pub public: bool,
+    /// What the control claims: `system`, `procedure` or `document`.
+    pub claim: String,
+    /// What backs its status: `monitored` (a check reads the systems), `recorded` (the
+    /// team's records) or `documented` (documents only).
+    pub basis: String,
+    /// The evidence kind of each check, in order: `system`, `record` or `document`.
+    pub check_kinds: Vec<String>,
     /// `pass`, `fail`, `error`, `not_applicable`, `waived`, or null if never evaluated.
     pub status: Option<String>,
     /// Whether the newest successful evaluation is older than the control's freshness.
@@ -206,6 +213,15 @@ fn api_control(
         category: c.category.clone(),
         severity: format!("{:?}", c.severity).to_lowercase(),
         public: c.public,
+        claim: c.claim.as_str().to_string(),
+        basis: crate::web::BasisKind::of(c.checks.iter().map(|ch| ch.probe.kind()))
+            .as_str()
+            .to_string(),
+        check_kinds: c
+            .checks
+            .iter()
+            .map(|ch| ch.probe.kind().as_str().to_string())
+            .collect(),
         status: latest.map(|l| l.status.as_str().to_string()),
         stale: latest
             .and_then(|l| l.last_success_at)

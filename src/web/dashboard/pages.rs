@@ -287,6 +287,8 @@ struct FindingRow {
 struct CheckRow {
     index: usize,
     probe: String,
+    /// `system`, `record` or `document`.
+    kind: &'static str,
     status: String,
     summary: String,
     error: Option<String>,
@@ -317,6 +319,9 @@ struct ControlPage {
     definition: String,
     definition_path: String,
     state: StateView,
+    /// What the control claims and what backs its status (as the trust page says it).
+    claim: &'static str,
+    basis: crate::web::BasisView,
     summary: String,
     checked: Option<Time>,
     run_id: Option<String>,
@@ -553,6 +558,22 @@ pub async fn control(
         definition,
         definition_path: c.path.display().to_string(),
         state: state_view(s),
+        claim: c.claim.as_str(),
+        basis: crate::web::basis_view(
+            c,
+            &latest
+                .as_ref()
+                .map(|l| {
+                    l.checks
+                        .iter()
+                        .filter_map(|ch| ch.basis.clone())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+            c.schedule
+                .as_ref()
+                .unwrap_or(&state.site.inputs().default_schedule),
+        ),
         summary: latest
             .as_ref()
             .map(|l| l.summary.clone())
@@ -567,6 +588,8 @@ pub async fn control(
                     .enumerate()
                     .map(|(i, ch)| CheckRow {
                         index: i,
+                        kind: crate::probes::find(&ch.probe)
+                            .map_or("unknown", |p| p.kind().as_str()),
                         probe: ch.probe.clone(),
                         status: ch.status.as_str().to_string(),
                         summary: ch.summary.clone(),
