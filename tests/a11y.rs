@@ -102,6 +102,16 @@ async fn public_pages_have_no_wcag_violations() {
         .iter()
         .map(|p| format!("{}{p}", app.address))
         .collect();
+    // The trust page checked says what backs each status (monitored, recorded, documented)
+    // and until when it holds.
+    let page = reqwest::get(&urls[0]).await.unwrap().text().await.unwrap();
+    for kind in ["monitored", "recorded", "documented"] {
+        assert!(
+            page.contains(&format!("class=\"basis basis--{kind}\"")),
+            "no {kind} control on the page"
+        );
+    }
+    assert!(page.contains("This page is valid until"));
     let report = run_axe(&urls);
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), urls.len() * 3, "three viewports per page");

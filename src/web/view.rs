@@ -792,6 +792,55 @@ mod tests {
         }
     }
 
+    /// Every probe of the registry can be named on the public page by what it reads.
+    #[test]
+    fn every_probe_has_public_words_for_what_it_reads() {
+        for p in crate::probes::REGISTRY {
+            match p.kind() {
+                EvidenceKind::System => {
+                    assert!(!probe_systems(p.name()).is_empty(), "{}", p.name())
+                }
+                EvidenceKind::Record => assert!(probe_records(p.name()).is_some(), "{}", p.name()),
+                EvidenceKind::Document => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_basis_is_the_strongest_evidence_kind() {
+        use EvidenceKind::*;
+        let check = |kinds: &[EvidenceKind], expect: BasisKind| {
+            assert_eq!(BasisKind::of(kinds.iter().copied()), expect, "{kinds:?}");
+        };
+        check(&[Document], BasisKind::Documented);
+        check(&[Document, Document], BasisKind::Documented);
+        check(&[Record, Document], BasisKind::Recorded);
+        check(&[Document, System], BasisKind::Monitored);
+        check(&[Record, System, Document], BasisKind::Monitored);
+        // Never monitored without a system check.
+        for kinds in [&[Document][..], &[Record], &[Record, Document]] {
+            assert_ne!(BasisKind::of(kinds.iter().copied()), BasisKind::Monitored);
+        }
+    }
+
+    #[test]
+    fn review_intervals_in_words() {
+        for (days, words) in [
+            (365, "yearly"),
+            (366, "yearly"),
+            (182, "every six months"),
+            (91, "quarterly"),
+            (30, "monthly"),
+            (45, "every 45 days"),
+        ] {
+            assert_eq!(review_words(days), words);
+        }
+        assert_eq!(
+            day_text(chrono::NaiveDate::from_ymd_opt(2026, 2, 2).unwrap()),
+            "2 Feb 2026"
+        );
+    }
+
     #[test]
     fn badge_strings_match_json() {
         for b in Badge::ALL {
