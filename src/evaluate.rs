@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde_json::Value;
 
-use crate::catalog::{Check, Control, Expect, Expr, expr::ENV};
+use crate::catalog::{Check, Claim, Control, Expect, Expr, expr::ENV};
 use crate::exceptions::Exception;
 use crate::model::{
     CheckBasis, CheckOutcome, ControlOutcome, EvidenceKind, ExceptionUse, Finding, Status,
@@ -62,8 +62,31 @@ pub fn evaluate_control(
             uses.insert((e.id.clone(), status), ExceptionUse::of(e, status));
         }
     }
-    let status = Status::combine(checks.iter().map(|c| c.status));
-    let summary = control_summary(status, &checks);
+    let mut status = Status::combine(checks.iter().map(|c| c.status));
+    let mut summary = control_summary(status, &checks);
+    // A system claim is green only if the systems were checked: when every system check found
+    // nothing applicable, a passing record or document does not make it pass.
+    if control.claim == Claim::System && status == Status::Pass {
+        let system: Vec<&CheckOutcome> = control
+            .checks
+            .iter()
+            .zip(&checks)
+            .filter(|(c, _)| c.probe.kind() == EvidenceKind::System)
+            .map(|(_, o)| o)
+            .collect();
+        if system.iter().all(|o| o.status == Status::NotApplicable) {
+            status = Status::NotApplicable;
+            summary = format!(
+                "no system check found anything to check ({}): the other checks alone do not \
+                 show the system property this control claims",
+                system
+                    .iter()
+                    .map(|o| o.probe.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     ControlOutcome {
         control_id: control.id.clone(),
         status,
@@ -477,8 +500,12 @@ mod tests {
     use std::path::Path;
 
     fn control(checks: &str) -> Control {
+        claimed("procedure", checks)
+    }
+
+    fn claimed(claim: &str, checks: &str) -> Control {
         let text = format!(
-            "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n{checks}"
+            "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: {claim}\nowner: o\nseverity: low\nchecks:\n{checks}"
         );
         compile_file(Path::new("t.yaml"), &text)
             .map_err(|d| format!("{d:?}"))
@@ -510,6 +537,66 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
             .unwrap()
             .to_utc()
+    }
+
+    /// `check(system, document, expect)`: a system claim with one system check and one
+    /// document check ending `system` and `document` is `expect` — never a pass whose system
+    /// check found nothing to check.
+    #[test]
+    fn a_system_claim_passes_only_if_the_system_was_checked() {
+        use Status::*;
+        let c = claimed(
+            "system",
+            "  - probe: aws.iam.password_policy\n    where: account == \"prod\"\n    assert: present\n  - probe: documents.policies\n    assert: approved_on != null\n",
+        );
+        let account =
+            |name: &str, present: bool| person(name, json!({"account": name, "present": present}));
+        let policy = |approved: bool| {
+            person(
+                "p",
+                json!({"approved_on": if approved { json!("2026-01-01") } else { Value::Null }}),
+            )
+        };
+        let check = |accounts: Vec<Resource>, approved: bool, expect: Status| {
+            let out = evaluate_control(
+                &c,
+                &[input(accounts.clone()), input(vec![policy(approved)])],
+                now(),
+            );
+            assert_eq!(
+                out.status, expect,
+                "{accounts:?} approved={approved}: {}",
+                out.summary
+            );
+            out
+        };
+        check(vec![account("prod", true)], true, Pass);
+        check(vec![account("prod", false)], true, Fail);
+        check(vec![account("prod", true)], false, Fail);
+        // Nothing applicable on the system side: the policy alone is no pass.
+        let out = check(vec![account("staging", true)], true, NotApplicable);
+        assert!(
+            out.summary
+                .starts_with("no system check found anything to check (aws.iam.password_policy)"),
+            "{}",
+            out.summary
+        );
+        check(vec![], true, NotApplicable);
+        check(vec![], false, Fail);
+        // A procedure may pass on records and documents alone.
+        let p = claimed(
+            "procedure",
+            "  - probe: aws.iam.password_policy\n    where: account == \"prod\"\n    assert: present\n  - probe: documents.policies\n    assert: approved_on != null\n",
+        );
+        let out = evaluate_control(
+            &p,
+            &[
+                input(vec![account("staging", true)]),
+                input(vec![policy(true)]),
+            ],
+            now(),
+        );
+        assert_eq!(out.status, Pass);
     }
 
     const TRAINED: &str = "  - probe: hr.people\n    where: days_employed >= 30\n    assert: security_training_date != null && days_since(security_training_date) <= 365\n";

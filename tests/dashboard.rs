@@ -280,6 +280,25 @@ async fn every_page_renders_for_an_admin() {
         .unwrap();
     assert!(html.contains("id: background-checks"));
     assert!(html.contains("Run now"));
+    // What backs the verdict, as the trust page says it, and each check's evidence kind.
+    assert!(
+        html.contains("Claim: <strong>procedure</strong> · Basis: <strong>recorded</strong> — Recorded by the team (HR roster)"),
+        "no basis on the control page"
+    );
+    assert!(html.contains("<td><code>hr.people</code></td><td>record</td>"));
+    let html = ada
+        .get("/dashboard/controls/encryption-in-transit")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(
+        "Basis: <strong>monitored</strong> — Monitored automatically (public endpoints)"
+    ));
+    assert!(html.contains("<td><code>http.tls</code></td><td>system</td>"));
+    assert!(html.contains("is not available in this version"));
+    let overview = ada.get("/dashboard").await.text().await.unwrap();
+    assert!(overview.contains("<th scope=\"col\">Basis</th>"));
     let evidence_page = ada
         .get(&format!("/dashboard/evidence/{evidence}"))
         .await

@@ -119,6 +119,8 @@ struct ControlRow {
     category: String,
     severity: String,
     state: StateView,
+    /// `monitored`, `recorded` or `documented`: what backs the status.
+    basis: &'static str,
     summary: String,
     checked: Option<Time>,
 }
@@ -234,6 +236,8 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
                 category: category.to_string(),
                 severity: format!("{:?}", c.severity).to_lowercase(),
                 state: state_view(s),
+                basis: crate::web::BasisKind::of(c.checks.iter().map(|ch| ch.probe.kind()))
+                    .as_str(),
                 summary: l.map(|r| r.summary.clone()).unwrap_or_default(),
                 checked: l.map(|r| time(r.evaluated_at)),
             });
