@@ -204,6 +204,7 @@ assert: "!all_ports && !([22, 3389].exists(p, from_port <= p && p <= to_port))"
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     });
                 }
             }
@@ -275,6 +276,7 @@ assert: ingress_rules == 0 && egress_rules == 0
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect())
@@ -328,6 +330,7 @@ assert: enabled
                 attributes: a,
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             }])
         })
         .await
@@ -457,6 +460,7 @@ assert: hours_since_snapshot != null && hours_since_snapshot <= 48
                         attributes: a,
                         error: None,
                         unknown,
+                        scope: false,
                     }
                 })
                 .collect())
@@ -517,6 +521,7 @@ assert: "!public && encrypted"
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect())
@@ -601,6 +606,7 @@ assert: active_flow_logs > 0
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect())
@@ -707,6 +713,7 @@ assert: imdsv2_required && "Owner" in tags
                         attributes: a,
                         error: None,
                         unknown,
+                        scope: false,
                     }
                 })
                 .collect())

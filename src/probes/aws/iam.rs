@@ -195,6 +195,7 @@ fn credential_row(
         })),
         error,
         unknown: Default::default(),
+        scope: false,
     }
 }
 
@@ -445,6 +446,7 @@ assert: "!admin_attached_directly && direct_policies == 0"
                     })),
                     error: None,
                     unknown: Default::default(),
+                    scope: false,
                 });
             }
             Ok((
@@ -543,6 +545,7 @@ assert: "!full_admin"
                         })),
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     });
                 }
             }
@@ -563,6 +566,7 @@ assert: "!full_admin"
                     })),
                     error: None,
                     unknown: Default::default(),
+                    scope: false,
                 });
             }
             let evidence = Value::Array(
@@ -658,6 +662,7 @@ assert: present && minimum_length >= 14 && reuse_prevention != null && reuse_pre
                 attributes: object(attributes),
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             };
             Ok((
                 vec![resource],
@@ -717,6 +722,7 @@ assert: root_mfa_enabled && !root_access_keys_present
                 })),
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             };
             Ok((
                 vec![resource],
