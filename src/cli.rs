@@ -304,12 +304,60 @@ fn validate(loaded: &Loaded) -> u8 {
         match crate::registers::load(&dir) {
             Err(diags) => problems.extend(diags.iter().map(ToString::to_string)),
             Ok(r) => {
-                registers_checked = true;
+                let missing = r.missing_files(&dir);
+                registers_checked = missing.is_empty();
+                problems.extend(missing.iter().map(ToString::to_string));
                 // Without a catalog, unknown controls cannot be told apart: not reported.
                 let is_control = |id: &str| catalog.as_ref().map_or(true, |c| c.get(id).is_some());
                 let review = crate::registers::review(&dir, &r, today, &is_control);
                 problems.extend(review.errors.iter().map(ToString::to_string));
                 warnings.extend(review.warnings.iter().map(ToString::to_string));
+            }
+        }
+    }
+    // The roster and the policies, read by the probes' own parsers: every problem (which would
+    // make every check reading them `error`), and every recorded date ahead (the date rule).
+    let mut sources_checked = Vec::new();
+    if let Some(source) = &loaded.config.sources.hr {
+        let path = loaded.resolve(&source.path);
+        match std::fs::read(&path) {
+            Err(e) => problems.push(format!(
+                "{}: cannot read the HR roster: {e}",
+                path.display()
+            )),
+            Ok(bytes) => {
+                let mapping = source.columns.to_map();
+                let (people, diags) = crate::probes::hr::parse_roster(&path, &bytes, &mapping);
+                if diags.is_empty() {
+                    let n = people.len();
+                    let who = if n == 1 { "person" } else { "people" };
+                    sources_checked.push(format!("roster valid ({n} {who})"));
+                }
+                problems.extend(diags.iter().map(ToString::to_string));
+                warnings.extend(
+                    crate::probes::hr::warnings(&path, &people, &mapping, today)
+                        .iter()
+                        .map(ToString::to_string),
+                );
+            }
+        }
+    }
+    if let Some(source) = &loaded.config.sources.policies {
+        let dir = loaded.resolve(&source.path);
+        match crate::probes::policies::read_folder(&dir) {
+            Err(e) => problems.push(format!(
+                "{}: cannot read the policies folder: {e}",
+                dir.display()
+            )),
+            Ok(docs) => {
+                let (diags, dates) = crate::probes::policies::review(&docs, today);
+                if diags.is_empty() {
+                    let n = docs.len();
+                    let s = if n == 1 { "" } else { "s" };
+                    sources_checked.push(format!("policies valid ({n} document{s})"));
+                }
+                problems.extend(diags.iter().map(ToString::to_string));
+                warnings.extend(dates.iter().map(ToString::to_string));
             }
         }
     }
@@ -348,8 +396,9 @@ fn validate(loaded: &Loaded) -> u8 {
         } else {
             ""
         };
+        let sources: String = sources_checked.iter().map(|s| format!(", {s}")).collect();
         println!(
-            "{n} controls valid ({}), {exceptions} exception(s){registers}",
+            "{n} controls valid ({}), {exceptions} exception(s){registers}{sources}",
             loaded.controls_dir().display()
         );
         EXIT_OK

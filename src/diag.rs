@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 /// One problem in one input file, with the position it was found at (1-based; 0 when the
-/// position is unknown, e.g. a file that could not be read).
+/// position is unknown, e.g. a file that could not be read; a column of 0 with a line is a
+/// whole line, e.g. a CSV row: `roster.csv:37: message`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Diagnostic {
     pub path: PathBuf,
@@ -40,6 +41,9 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
             write!(f, "{}: {}", self.path.display(), self.message)
+        } else if self.column == 0 {
+            // A line of a file without columns worth naming (a CSV row).
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
         } else {
             write!(
                 f,

@@ -177,6 +177,8 @@ fn evaluate_check(
     let kinds = check.probe.attributes();
     let mut basis = CheckBasis::of(check.probe.kind());
     let (mut pass, mut fail, mut error, mut waived) = (0u64, 0u64, 0u64, 0u64);
+    // Accounts, regions, organisations… that could not be read and are in the check's scope.
+    let mut unread_scopes: Vec<&str> = Vec::new();
     for resource in &collected.resources {
         let mut finding = evaluate_resource(index, check, kinds, resource, now);
         if !matches!(finding.status, Status::NotApplicable | Status::Error) {
@@ -186,7 +188,12 @@ fn evaluate_check(
         match finding.status {
             Status::Pass => pass += 1,
             Status::Fail => fail += 1,
-            Status::Error => error += 1,
+            Status::Error => {
+                error += 1;
+                if resource.scope {
+                    unread_scopes.push(&resource.name);
+                }
+            }
             Status::Waived => waived += 1,
             Status::NotApplicable => {}
         }
@@ -212,14 +219,37 @@ fn evaluate_check(
                 Expect::Percent(p) => (passing as f64) * 100.0 >= p * (applicable as f64),
             }
         };
-        // Pass only if the rule holds even if every unevaluable resource failed; waived if it
-        // holds only thanks to exceptions; fail only if it fails even if every unevaluable
-        // resource passed; otherwise we cannot know.
-        let status = if satisfied(pass) {
+        // A scope that could not be read stands for any number of resources, each of any
+        // status. The rule holds whatever it holds only if it counts passes (more resources,
+        // all failing, take no pass away); it fails whatever it holds only if failures already
+        // seen are enough (more resources, all passing, can make up any count or share).
+        let scopes = !unread_scopes.is_empty();
+        let holds_whatever_scopes_hold = |passing: u64| -> bool {
+            satisfied(passing)
+                && (!scopes
+                    || match check.expect {
+                        Expect::AtLeastOne | Expect::AtLeast(_) => true,
+                        Expect::All | Expect::AtMostFailing(_) => false,
+                        Expect::Percent(p) => p <= 0.0,
+                    })
+        };
+        let may_hold = |passing: u64| -> bool {
+            satisfied(passing)
+                || (scopes
+                    && match check.expect {
+                        Expect::AtLeastOne | Expect::AtLeast(_) | Expect::Percent(_) => true,
+                        Expect::All | Expect::AtMostFailing(_) => false,
+                    })
+        };
+        // Pass only if the rule holds even if every unevaluable resource failed (and every
+        // unread scope held failures); waived if it holds only thanks to exceptions; fail only
+        // if it fails even if every unevaluable resource passed (and every unread scope held
+        // passes); otherwise we cannot know.
+        let status = if holds_whatever_scopes_hold(pass) {
             Status::Pass
-        } else if satisfied(pass + waived) {
+        } else if holds_whatever_scopes_hold(pass + waived) {
             Status::Waived
-        } else if !satisfied(pass + waived + error) {
+        } else if !may_hold(pass + waived + error) {
             Status::Fail
         } else {
             Status::Error
@@ -236,6 +266,12 @@ fn evaluate_check(
         }
         if check.expect != Expect::All {
             summary.push_str(&format!(" (expected: {})", describe_expect(check.expect)));
+            if scopes {
+                summary.push_str(&format!(
+                    "; {} could not be read and may hold any number of resources",
+                    unread_scopes.join(", ")
+                ));
+            }
         }
         (status, summary)
     };
@@ -520,6 +556,7 @@ mod tests {
             attributes: attrs.as_object().cloned().unwrap_or_default(),
             error: None,
             unknown: Default::default(),
+            scope: false,
         }
     }
 
@@ -720,6 +757,97 @@ mod tests {
         check("{at_least: 2}", 2, 5, 0, Status::Pass);
         check("{at_most_failing: 1}", 5, 1, 0, Status::Pass);
         check("{at_most_failing: 1}", 5, 2, 0, Status::Fail);
+    }
+
+    /// An account, region or organisation that could not be read may hold any number of
+    /// resources: a rule counting resources is never satisfied by its absence, and fails for
+    /// certain only on what was seen.
+    #[test]
+    fn unread_scopes_count_as_any_number_of_resources() {
+        // (expect, passes, fails, unreadable resources, unread scopes) -> status
+        let check = |expect: &str, p: usize, f: usize, e: usize, s: usize, want: Status| {
+            let c = control(&format!(
+                "  - probe: hr.people\n    assert: name == 'ok'\n    expect: {expect}\n"
+            ));
+            let mut rs = Vec::new();
+            for i in 0..p {
+                rs.push(person(&format!("p{i}"), json!({"name": "ok"})));
+            }
+            for i in 0..f {
+                rs.push(person(&format!("f{i}"), json!({"name": "no"})));
+            }
+            for i in 0..e {
+                let mut r = person(&format!("e{i}"), json!({}));
+                r.error = Some("unreadable".into());
+                rs.push(r);
+            }
+            for i in 0..s {
+                let mut r = person(&format!("s{i}"), json!({}));
+                r.name = format!("AWS acme/region-{i}");
+                r.error = Some("access denied to DescribeVpcs".into());
+                r.scope = true;
+                rs.push(r);
+            }
+            let out = evaluate_control(&c, &[input(rs)], now());
+            assert_eq!(
+                out.status, want,
+                "{expect} p={p} f={f} e={e} s={s}: {}",
+                out.summary
+            );
+            out.summary
+        };
+        // Without the unread region, 2 of 3 would be 66%: it might hold 100 failures.
+        let summary = check("{percent: 50}", 2, 0, 0, 1, Status::Error);
+        assert!(
+            summary.ends_with(
+                "(expected: at least 50%); AWS acme/region-0 could not be read and may hold any number of resources"
+            ),
+            "{summary}"
+        );
+        check("{percent: 50}", 2, 0, 0, 0, Status::Pass);
+        check("{percent: 50}", 2, 0, 1, 0, Status::Pass);
+        // ... or 100 passes: not a certain failure either.
+        check("{percent: 50}", 1, 5, 0, 1, Status::Error);
+        check("{percent: 50}", 1, 5, 0, 0, Status::Fail);
+        check("{percent: 0}", 0, 3, 0, 1, Status::Pass);
+        // At most one failing: the region may hold two; failures seen stay.
+        check("{at_most_failing: 1}", 5, 0, 0, 1, Status::Error);
+        check("{at_most_failing: 1}", 5, 1, 0, 1, Status::Error);
+        check("{at_most_failing: 1}", 5, 2, 0, 1, Status::Fail);
+        check("{at_most_failing: 1}", 5, 0, 1, 0, Status::Pass);
+        // At least: passes seen stay passes, and the region may hold the missing ones.
+        check("at_least_one", 1, 0, 0, 1, Status::Pass);
+        check("at_least_one", 0, 3, 0, 1, Status::Error);
+        check("{at_least: 3}", 3, 4, 0, 2, Status::Pass);
+        check("{at_least: 3}", 1, 0, 0, 1, Status::Error);
+        check("{at_least: 3}", 1, 0, 1, 0, Status::Fail);
+        // All: unchanged (the scope is an error finding like any other).
+        check("all", 3, 0, 0, 1, Status::Error);
+        check("all", 3, 1, 0, 1, Status::Fail);
+    }
+
+    #[test]
+    fn an_unread_scope_out_of_the_checks_scope_does_not_count() {
+        let c = control(
+            "  - probe: hr.people\n    where: department == 'eng'\n    assert: name == 'ok'\n    expect: {percent: 50}\n",
+        );
+        let mut other = person("s", json!({"department": "sales"}));
+        other.error = Some("access denied".into());
+        other.scope = true;
+        let rs = vec![
+            person("1", json!({"name": "ok", "department": "eng"})),
+            other.clone(),
+        ];
+        let out = evaluate_control(&c, &[input(rs)], now());
+        assert_eq!(out.status, Status::Pass, "{}", out.summary);
+        // In scope, or not known to be out of it: it counts.
+        other.attributes = json!({}).as_object().cloned().unwrap_or_default();
+        let rs = vec![
+            person("1", json!({"name": "ok", "department": "eng"})),
+            other,
+        ];
+        let out = evaluate_control(&c, &[input(rs)], now());
+        assert_eq!(out.status, Status::Error, "{}", out.summary);
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //!
 //! Each file is a mapping with one key, the register's name, holding a list of entries; the
 //! structs below (with `deny_unknown_fields`) are the documented schema, and
-//! `schemas/registers/<name>.json` their JSON Schema for editors. A file that is absent is an
-//! empty register (controls that need entries say so with `require_resources`); a file that
-//! does not parse is reported as `path:line:col: field: problem`.
+//! `schemas/registers/<name>.json` their JSON Schema for editors. A register with nothing in it
+//! is written as an empty list (`incidents: []`); a file that is absent is *missing*, not
+//! empty: the checks reading that register are errors naming the file (and `validate` reports
+//! it), so a forgotten or misplaced file never reads as "no incidents". A file that does not
+//! parse is reported as `path:line:col: field: problem`.
 
 use std::path::{Path, PathBuf};
 
@@ -255,6 +257,9 @@ pub struct ServiceAccount {
 /// Every register of a folder.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Registers {
+    /// The registers whose file is absent, with why it could not be read: not empty, unknown.
+    #[serde(skip)]
+    pub missing: std::collections::BTreeMap<&'static str, String>,
     pub vendors: Vec<Vendor>,
     pub risks: Vec<Risk>,
     pub incidents: Vec<Incident>,
@@ -288,7 +293,10 @@ macro_rules! registers {
             let mut diags = strays(dir, &[$(stringify!($field)),*]);
             $(
                 match read::<$ty>(dir, &[stringify!($field)]) {
-                    Ok(entries) => out.$field = entries,
+                    Ok(Some(entries)) => out.$field = entries,
+                    Ok(None) => {
+                        out.missing.insert(stringify!($field), missing(dir, stringify!($field)));
+                    }
                     Err(d) => diags.push(d),
                 }
             )*
@@ -549,19 +557,54 @@ fn schema_named(name: &str, mut schema: serde_json::Value) -> serde_json::Value 
     schema
 }
 
+/// Why register `name` of `dir` is missing, naming its file and how an empty one is written.
+fn missing(dir: &Path, name: &str) -> String {
+    format!(
+        "register {} not found: a register with nothing in it is written `{name}: []`",
+        path(dir, name).display()
+    )
+}
+
+impl Registers {
+    /// Register `name`'s entries are known: its file was read (empty or not). Otherwise why
+    /// not, naming the file.
+    pub fn require(&self, name: &str) -> Result<(), String> {
+        match self.missing.get(name) {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// What `validate` reports for the missing registers: one problem per file.
+    pub fn missing_files(&self, dir: &Path) -> Vec<Diagnostic> {
+        self.missing
+            .keys()
+            .map(|name| {
+                Diagnostic::file(
+                    &path(dir, name),
+                    format!(
+                        "register file not found (the checks reading `{name}` are errors until it exists): a register with nothing in it is written `{name}: []`"
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
 /// The path of register `name` in `dir`.
 pub fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.yaml"))
 }
 
+/// Reads one register file: its entries, `None` when the file does not exist.
 fn read<T: DeserializeOwned>(
     dir: &Path,
     name: &'static [&'static str; 1],
-) -> Result<Vec<T>, Diagnostic> {
+) -> Result<Option<Vec<T>>, Diagnostic> {
     let path = path(dir, name[0]);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Diagnostic::file(&path, format!("cannot read: {e}"))),
     };
     diag::parse_yaml_seed(
@@ -581,6 +624,7 @@ fn read<T: DeserializeOwned>(
         }
         d
     })
+    .map(Some)
 }
 
 /// YAML files in the registers folder that are no register (`vendor.yaml`, `vendors.yml`):
@@ -669,13 +713,42 @@ mod tests {
             "{text:?}"
         );
         assert_eq!(diags.len(), 3, "{text:?}");
-        // Fixed, it loads; absent files are empty registers.
+        // Fixed, it loads; absent files are missing registers, not empty ones.
         write(dir.path(), "insurance", "insurance: []\n");
         write(dir.path(), "risks", "risks: []\n");
         write(dir.path(), "devices", "devices: []\n");
         let r = load(dir.path()).unwrap();
         assert_eq!(r.vendors[0].name, "Mailgun");
-        assert!(r.incidents.is_empty());
+        assert!(r.require("vendors").is_ok());
+        assert!(r.require("risks").is_ok(), "empty, and written as such");
+        let missing: Vec<&str> = r.missing.keys().copied().collect();
+        assert_eq!(
+            missing,
+            [
+                "access_reviews",
+                "exercises",
+                "incidents",
+                "meetings",
+                "service_accounts"
+            ]
+        );
+        assert_eq!(
+            r.require("incidents").unwrap_err(),
+            format!(
+                "register {} not found: a register with nothing in it is written `incidents: []`",
+                path(dir.path(), "incidents").display()
+            )
+        );
+        let files: Vec<String> = r
+            .missing_files(dir.path())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(files.len(), 5);
+        assert!(
+            files[2].ends_with("incidents.yaml: register file not found (the checks reading `incidents` are errors until it exists): a register with nothing in it is written `incidents: []`"),
+            "{files:?}"
+        );
 
         // A byte-order mark (Windows editors) and an empty key are fine; notes are ignored.
         write(dir.path(), "risks", "\u{feff}risks:\n");

@@ -180,6 +180,11 @@ pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web
                     tracing::error!("registers: {p}; the trust page omits subprocessors");
                 }
             })
+            .inspect(|r| {
+                if let Err(why) = r.require("vendors") {
+                    tracing::error!("{why}; the trust page omits subprocessors");
+                }
+            })
             .ok()
     });
     let trust = &loaded.config.trust_page;

@@ -702,6 +702,72 @@ async fn one_failing_region_does_not_hide_the_others() {
     );
 }
 
+/// A region that could not be read may hold any number of VPCs: a check expecting a share of
+/// them is not satisfied by leaving it out (2 of the 3 resources would be 66%).
+#[tokio::test]
+async fn an_unreadable_region_never_makes_up_a_percentage() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(is("DescribeVpcs"))
+        .and(|r: &Request| {
+            r.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("/eu-west-1/ec2/"))
+        })
+        .respond_with(xml(403, fixture("ec2_error_unauthorized_operation.xml")))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    healthy(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n  - probe: aws.ec2.vpcs\n    assert: cidr != ''\n    expect: {percent: 50}\n";
+    let (control, _) =
+        trellis::catalog::compile_file(std::path::Path::new("t.yaml"), text).unwrap();
+    let evaluate = |regions: &'static [&'static str]| {
+        let loaded = loaded(dir.path(), &server.uri(), regions, QUICK);
+        let control = control.clone();
+        async move {
+            let ctx = trellis::probes::ProbeContext::for_run(&loaded, at(NOW));
+            trellis::runner::execute(&ctx, &[&control], 2, &trellis::runner::NoSink, &|_, _| {})
+                .await
+                .unwrap()
+                .outcomes
+                .remove(0)
+        }
+    };
+    // Both us-east-1 VPCs pass; eu-west-1 is denied.
+    let o = evaluate(&["us-east-1", "eu-west-1"]).await;
+    let verdicts: Vec<(&str, Status)> = o
+        .findings
+        .iter()
+        .map(|f| (f.resource.as_str(), f.status))
+        .collect();
+    assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|(r, s)| r.contains("us-east-1") && *s == Status::Pass)
+            .count(),
+        2,
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts
+            .iter()
+            .any(|(r, s)| r.contains("acme/eu-west-1") && *s == Status::Error),
+        "{verdicts:?}"
+    );
+    assert_eq!(o.status, Status::Error, "{}", o.summary);
+    assert_eq!(
+        o.summary,
+        "2 of 3 pass, 1 could not be evaluated (expected: at least 50%); AWS acme/eu-west-1 could not be read and may hold any number of resources"
+    );
+    // Every region read: the same VPCs pass.
+    let o = evaluate(&["us-east-1"]).await;
+    assert_eq!(o.status, Status::Pass, "{}", o.summary);
+}
+
 #[tokio::test]
 async fn an_account_without_a_password_policy_fails_rather_than_errors() {
     let server = MockServer::start().await;

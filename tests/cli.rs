@@ -355,7 +355,7 @@ fn a_malformed_roster_row_is_an_error_naming_row_and_column() {
         c["summary"]
             .as_str()
             .unwrap()
-            .contains("row 3, column start_date: invalid date `2024-31-01`"),
+            .contains("roster.csv:3: start_date: invalid date `2024-31-01`"),
         "{c}"
     );
 }
@@ -530,4 +530,161 @@ fn validate_reports_broken_exceptions_and_registers_with_locations() {
         "{}",
         stdout(&out)
     );
+}
+
+/// `validate` reads the roster and the policies with the probes' parsers: every bad row and
+/// field, located; every recorded date ahead of today, a warning that does not fail it; every
+/// register file missing, a problem.
+#[test]
+fn validate_reports_every_bad_roster_row_and_policy_field_and_warns_about_dates_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let today = chrono::Utc::now().date_naive();
+    let ahead = today + chrono::Days::new(30);
+    let header =
+        "employee_id,name,email,start_date,end_date,security_training_date,policy_ack_date";
+    let good = format!(
+        "{header}\nE1,Ann,ann@x.io,2024-01-01,,2026-01-05,2026-01-05\nE2,Bo,bo@x.io,2024-01-01,{ahead},{ahead},2026-01-05\n"
+    );
+    let bad = format!(
+        "{good}E3,Cy,cy@x.io,2024-01-01\nE4,,di@x.io,2024-01-01,,,\nE5,Ed,ed@x.io,2024-31-01,,,soon\nE1,Fay,fay@x.io,2024-01-01,,,\n"
+    );
+    std::fs::write(d.join("roster.csv"), &bad).unwrap();
+    std::fs::create_dir(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("policies/current.md"),
+        format!("---\ntitle: Current\napproved_by: CEO\napproved_on: {ahead}\nreview_interval: 1y\n---\nbody\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("policies/broken.md"),
+        "---\ntitle: Broken\napproved_on: 2026-02-30\nreview_interval: 1y\n---\nbody\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("policies/unknown.md"),
+        "---\ntitle: Unknown\nreview_interval: 1y\napprover: CEO\n---\nbody\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("registers")).unwrap();
+    for name in [
+        "vendors",
+        "risks",
+        "incidents",
+        "exercises",
+        "meetings",
+        "insurance",
+        "access_reviews",
+        "service_accounts",
+    ] {
+        std::fs::write(
+            d.join(format!("registers/{name}.yaml")),
+            format!("{name}: []\n"),
+        )
+        .unwrap();
+    }
+    let cfg = d.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "controls_dir: {}\nexceptions_dir: none\nsources:\n  hr:\n    path: roster.csv\n  policies:\n    path: policies\n  registers:\n    path: registers\n",
+            repo().join("controls").display()
+        ),
+    )
+    .unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let prefix = format!("{}/", d.display());
+    let text = stdout(&out).replace(&prefix, "");
+    let lines: Vec<&str> = text.lines().collect();
+    let expected = [
+        "registers/devices.yaml: register file not found (the checks reading `devices` are errors until it exists): a register with nothing in it is written `devices: []`",
+        "roster.csv:4: expected 7 fields, found 4",
+        "roster.csv:5: name: required value is empty",
+        "roster.csv:6: start_date: invalid date `2024-31-01` (expected YYYY-MM-DD)",
+        "roster.csv:6: policy_ack_date: invalid date `soon` (expected YYYY-MM-DD)",
+        "roster.csv:7: employee_id: duplicate id `E1` (first on line 2)",
+        "policies/broken.md:3:",
+        "policies/unknown.md:4:1: unknown field `approver`",
+    ];
+    assert_eq!(lines.len(), expected.len(), "one line per problem:\n{text}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert!(line.starts_with(want), "expected `{want}`…, got: {line}");
+    }
+    assert!(lines[6].contains("approved_on"), "{}", lines[6]);
+    let warnings = stderr(&out).replace(&prefix, "");
+    for want in [
+        format!(
+            "warning: roster.csv:3: security_training_date: {ahead} is after today ({today}): until then it is unknown, and the checks reading it are errors"
+        ),
+        format!("warning: policies/current.md:4:14: approved_on: {ahead} is after today ({today})"),
+    ] {
+        assert!(
+            warnings.contains(&want),
+            "expected `{want}` in:\n{warnings}"
+        );
+    }
+    // A leaving date ahead is a schedule, not a record: no warning.
+    assert!(!warnings.contains("end_date"), "{warnings}");
+    assert!(warnings.contains("8 problem(s) found"), "{warnings}");
+
+    // Fixed, it passes: the dates ahead are warnings, not problems.
+    std::fs::write(d.join("roster.csv"), &good).unwrap();
+    std::fs::remove_file(d.join("policies/broken.md")).unwrap();
+    std::fs::remove_file(d.join("policies/unknown.md")).unwrap();
+    std::fs::write(d.join("registers/devices.yaml"), "devices: []\n").unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out)
+            .contains("registers valid, roster valid (2 people), policies valid (1 document)"),
+        "{}",
+        stdout(&out)
+    );
+    let warnings = stderr(&out).replace(&prefix, "");
+    assert_eq!(warnings.matches("is after today").count(), 2, "{warnings}");
+}
+
+/// `validate` names a roster or policies folder that the configuration names but that is
+/// missing.
+#[test]
+fn validate_reports_a_missing_roster_and_policies_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "controls_dir: {}\nexceptions_dir: none\nsources:\n  hr:\n    path: roster.csv\n  policies:\n    path: policies\n",
+            repo().join("controls").display()
+        ),
+    )
+    .unwrap();
+    let out = trellis(&["validate"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        format!(
+            "{}: cannot read the HR roster: ",
+            d.join("roster.csv").display()
+        ),
+        format!(
+            "{}: cannot read the policies folder: ",
+            d.join("policies").display()
+        ),
+    ] {
+        assert!(text.contains(&want), "expected `{want}` in:\n{text}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Registers and policy documents as evidence: records dated after today are never evidence,
 //! planned exercises do not count until held, a register with nothing in it fails what needs
-//! it, and policy mentions are whole words.
+//! it, a source that is missing is an error (never an empty population), and policy mentions
+//! are whole words.
 
 #[path = "common/aws.rs"]
 mod common;
@@ -10,6 +11,8 @@ use std::path::Path;
 use common::{at, findings, outcome, run};
 use trellis::config::Loaded;
 use trellis::model::Status;
+use trellis::probes::ProbeContext;
+use trellis::runner::{self, NoSink};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -55,6 +58,8 @@ async fn register_dates_after_today_are_never_evidence() {
         "incidents:\n  - {id: INC-1, title: t, severity: low, owner: o, opened: 2026-11-01, resolved: 2026-12-01}\n  - {id: INC-2, title: t, severity: low, owner: o, opened: 2026-08-01, resolved: 2026-08-03, lessons_learned_link: https://wiki.example/inc-2, lessons_learned_on: 2026-08-20}\n",
     )
     .unwrap();
+    // No meetings held yet: an empty register, written as one.
+    std::fs::write(d.join("registers/meetings.yaml"), "meetings: []\n").unwrap();
     let loaded = loaded(d);
     let report = run(
         &loaded,
@@ -85,7 +90,7 @@ async fn register_dates_after_today_are_never_evidence() {
     );
     assert!(
         vendors.findings[0].message.ends_with(
-            "soc2_report_reviewed_on is unknown: vendors.yaml dates it 2027-01-10, after today"
+            "soc2_report_reviewed_on is unknown: soc2_report_reviewed_on 2027-01-10 is after the run (2026-11-23)"
         ),
         "{}",
         vendors.findings[0].message
@@ -209,5 +214,157 @@ async fn policy_mentions_are_whole_words() {
                 serde_json::json!(["incident ticket"])
             ),
         ]
+    );
+}
+
+const REGISTERS: &[&str] = &[
+    "vendors",
+    "risks",
+    "incidents",
+    "exercises",
+    "meetings",
+    "insurance",
+    "access_reviews",
+    "devices",
+    "service_accounts",
+];
+
+/// A roster, a policies folder and every register, all present and empty (but the roster's
+/// header), read by a configuration in `d`.
+fn empty_sources(d: &Path) -> Loaded {
+    std::fs::write(d.join("roster.csv"), "employee_id,name,email,start_date\n").unwrap();
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::create_dir_all(d.join("registers")).unwrap();
+    for name in REGISTERS {
+        std::fs::write(
+            d.join(format!("registers/{name}.yaml")),
+            format!("{name}: []\n"),
+        )
+        .unwrap();
+    }
+    let config = d.join("trellis.yaml");
+    std::fs::write(
+        &config,
+        "sources:\n  hr:\n    path: roster.csv\n  policies:\n    path: policies\n  registers:\n    path: registers\n",
+    )
+    .unwrap();
+    trellis::config::load(Some(&config)).unwrap()
+}
+
+/// The one check of a control reading `probe`, evaluated on the sources of `loaded`.
+async fn check_of(loaded: &Loaded, probe: &str) -> trellis::model::ControlOutcome {
+    let text = format!(
+        "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n  - probe: {probe}\n    assert: \"true\"\n"
+    );
+    let (control, _) = trellis::catalog::compile_file(Path::new("t.yaml"), &text)
+        .unwrap_or_else(|d| panic!("{d:?}"));
+    let ctx = ProbeContext::for_run(loaded, at("2026-12-03T12:00:00Z"));
+    let report = runner::execute(&ctx, &[&control], 2, &NoSink, &|_, _| {})
+        .await
+        .unwrap();
+    report.outcomes.into_iter().next().unwrap()
+}
+
+/// A source the configuration names but that is missing is an `error` naming its path for
+/// every check reading it; the same source present and empty is an empty population.
+#[tokio::test]
+async fn a_missing_source_is_an_error_naming_it_never_an_empty_population() {
+    // (what is removed, the probe reading it, the error naming it, the verdict when present
+    // and empty, and what that verdict's summary says)
+    let mut rows: Vec<(String, String, &str, Status, &str)> = vec![
+        (
+            "roster.csv".into(),
+            "hr.people".into(),
+            "cannot read HR roster {path}: ",
+            Status::NotApplicable,
+            "no applicable resources",
+        ),
+        (
+            "policies".into(),
+            "documents.policies".into(),
+            "cannot read policies folder {path}: ",
+            Status::NotApplicable,
+            "no applicable resources",
+        ),
+    ];
+    for name in REGISTERS {
+        let (probe, empty, summary) = match *name {
+            // One resource per kind of exercise or meeting, held or not.
+            "exercises" => (
+                "registers.exercises".to_string(),
+                Status::Pass,
+                "3 of 3 pass",
+            ),
+            "meetings" => (
+                "registers.meetings".to_string(),
+                Status::Pass,
+                "2 of 2 pass",
+            ),
+            // Declared service accounts are joined to AWS and GitHub, not configured here.
+            "service_accounts" => (
+                "identity.accounts".to_string(),
+                Status::Error,
+                "source `aws or github` is not configured",
+            ),
+            other => (
+                format!("registers.{other}"),
+                Status::NotApplicable,
+                "no applicable resources",
+            ),
+        };
+        rows.push((
+            format!("registers/{name}.yaml"),
+            probe,
+            "register {path} not found: a register with nothing in it is written",
+            empty,
+            summary,
+        ));
+    }
+    for (removed, probe, error, empty, summary) in rows {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let loaded = empty_sources(d);
+        let present = check_of(&loaded, &probe).await;
+        assert_eq!(present.status, empty, "{probe}: {}", present.summary);
+        assert!(
+            present.summary.contains(summary),
+            "{probe}: {}",
+            present.summary
+        );
+        let path = d.join(&removed);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        let missing = check_of(&loaded, &probe).await;
+        assert_eq!(
+            missing.status,
+            Status::Error,
+            "{probe}: {}",
+            missing.summary
+        );
+        let want = error.replace("{path}", &path.display().to_string());
+        assert!(
+            missing.summary.contains(&want),
+            "{probe} without {removed}: expected `{want}` in `{}`",
+            missing.summary
+        );
+    }
+}
+
+/// A register file missing affects only the checks reading that register.
+#[tokio::test]
+async fn a_missing_register_leaves_the_other_registers_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = empty_sources(dir.path());
+    std::fs::remove_file(dir.path().join("registers/incidents.yaml")).unwrap();
+    assert_eq!(
+        check_of(&loaded, "registers.incidents").await.status,
+        Status::Error
+    );
+    assert_eq!(
+        check_of(&loaded, "registers.vendors").await.status,
+        Status::NotApplicable
     );
 }

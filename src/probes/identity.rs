@@ -173,7 +173,10 @@ assert: "!person_terminated || days_since_termination <= 1"
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
         let people = super::hr::roster(ctx).await?;
         let declared_accounts: Vec<ServiceAccount> = if ctx.sources.registers.is_some() {
-            super::registers::load(ctx).await?.service_accounts.clone()
+            super::registers::register(ctx, "service_accounts")
+                .await?
+                .service_accounts
+                .clone()
         } else {
             Vec::new()
         };
@@ -280,6 +283,7 @@ assert: "!person_terminated || days_since_termination <= 1"
                 })),
                 error: None,
                 unknown,
+                scope: false,
             });
         }
         Ok(Collected {
@@ -370,7 +374,8 @@ async fn accounts_in_systems(
 }
 
 /// The accounts of a system that could not be listed: an error, still saying which system
-/// (so a check scoped to the other system is not affected).
+/// (so a check scoped to the other system is not affected), and a scope (it may hold any
+/// number of accounts).
 fn unreadable(system: &str, kind: &str, e: &ProbeError) -> Resource {
     Resource {
         id: format!("identity:{system}"),
@@ -378,5 +383,6 @@ fn unreadable(system: &str, kind: &str, e: &ProbeError) -> Resource {
         attributes: object(json!({"system": system, "kind": kind})),
         error: Some(e.to_string()),
         unknown: Default::default(),
+        scope: true,
     }
 }

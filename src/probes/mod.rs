@@ -20,6 +20,7 @@ macro_rules! attr {
 
 pub mod aws;
 pub mod cache;
+pub mod dates;
 pub mod github;
 pub mod hr;
 pub mod identity;
@@ -59,6 +60,12 @@ pub struct Resource {
     /// without admin access"). A check that needs one is `error` naming that cause; checks
     /// that do not are evaluated as usual.
     pub unknown: std::collections::BTreeMap<String, String>,
+    /// Set on an `error` resource that stands for a whole account, region, organisation or
+    /// repository that could not be read, and so for any number of resources: a check whose
+    /// `expect` counts resources (`percent`, `at_most_failing`…) is never satisfied by its
+    /// absence (see `evaluate`). Unset on a resource that is one resource, readable or not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub scope: bool,
 }
 
 /// What a successful collection returns.

@@ -13,16 +13,21 @@
 //! ...
 //! ```
 //! A document whose front matter is malformed is an `error` finding naming file:line:col; the
-//! other documents are still evaluated.
+//! other documents are still evaluated. A folder that is missing or unreadable is an `error`
+//! for every check reading it (an empty folder is no documents). An `approved_on` after the
+//! run is unknown, and so are `next_review_due` and `overdue` (the date rule,
+//! [`super::dates`]): a policy approved next month is not current. `trellis validate` reads
+//! the folder with the same code ([`read_folder`], [`review`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, dates};
+use crate::diag::{Diagnostic, YamlIndex};
 
 pub struct Policies;
 
@@ -56,9 +61,21 @@ struct FrontMatter {
 }
 
 #[derive(Debug, Clone)]
-struct Document {
+pub(crate) struct Document {
+    /// The file's path.
+    path: PathBuf,
+    /// Its name within the folder.
     file: String,
-    result: Result<(FrontMatter, Body), String>,
+    result: Result<Parsed, Diagnostic>,
+}
+
+/// A document whose front matter parsed.
+#[derive(Debug, Clone)]
+struct Parsed {
+    front: FrontMatter,
+    body: Body,
+    /// Where `approved_on` is in the file (line, column), for `validate`.
+    approved_on_at: (u64, u64),
 }
 
 /// A document's body, as far as checks go.
@@ -174,22 +191,31 @@ assert: approved_by != null && !overdue && word_count >= 150
         let dir = ctx.resolve_path(&source.path);
         let docs = ctx
             .cache
-            .get_or_fetch(
-                &format!("policies:{}", dir.display()),
-                read_folder(dir.clone()),
-            )
+            .get_or_fetch(&format!("policies:{}", dir.display()), async {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    read_folder(&dir).map_err(|e| {
+                        ProbeError::Io(format!(
+                            "cannot read policies folder {}: {e}",
+                            dir.display()
+                        ))
+                    })
+                })
+                .await
+                .map_err(|e| ProbeError::Io(format!("internal: {e}")))?
+            })
             .await?;
         let today = ctx.now.date_naive();
         let mut resources = Vec::new();
         for doc in docs.iter() {
             let resource = match &doc.result {
-                Ok((fm, body)) => {
+                Ok(parsed) => {
                     if let Some(want) = &params.title
-                        && !fm.title.trim().eq_ignore_ascii_case(want.trim())
+                        && !parsed.front.title.trim().eq_ignore_ascii_case(want.trim())
                     {
                         continue;
                     }
-                    describe(doc, fm, body, &params.mentions, today)
+                    describe(doc, &parsed.front, &parsed.body, &params.mentions, today)
                 }
                 Err(e) => {
                     // Malformed documents can't be matched by title; they count for every
@@ -198,8 +224,9 @@ assert: approved_by != null && !overdue && word_count >= 150
                         id: format!("policy:{}", doc.file),
                         name: format!("policy document {}", doc.file),
                         attributes: serde_json::Map::new(),
-                        error: Some(e.clone()),
+                        error: Some(e.to_string()),
                         unknown: Default::default(),
+                        scope: false,
                     }
                 }
             };
@@ -250,27 +277,30 @@ fn describe(
         .map(|m| Value::String(m.clone()))
         .collect();
     attributes.insert("missing_mentions".into(), Value::Array(missing));
-    Resource {
+    let mut resource = Resource {
         id: format!("policy:{}", doc.file),
         name: format!("{} ({})", fm.title.trim(), doc.file),
         attributes,
         error: None,
         unknown: Default::default(),
-    }
+        scope: false,
+    };
+    dates::apply(
+        &mut resource,
+        today,
+        "approved_on",
+        fm.approved_on,
+        &["approved_on", "next_review_due", "overdue"],
+    );
+    resource
 }
 
-async fn read_folder(dir: std::path::PathBuf) -> Result<Vec<Document>, ProbeError> {
-    let display = dir.display().to_string();
-    let mut entries = tokio::fs::read_dir(&dir)
-        .await
-        .map_err(|e| ProbeError::Io(format!("cannot read policies folder {display}: {e}")))?;
+/// Reads every Markdown document of the policies folder `dir`, each parsed or with its
+/// located problem. A folder that is missing or unreadable is an error.
+pub(crate) fn read_folder(dir: &Path) -> std::io::Result<Vec<Document>> {
     let mut paths = Vec::new();
-    while let Some(entry) = entries
-        .next_entry()
-        .await
-        .map_err(|e| ProbeError::Io(format!("cannot read policies folder {display}: {e}")))?
-    {
-        let path = entry.path();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if path
             .extension()
             .is_some_and(|e| e == "md" || e == "markdown")
@@ -285,46 +315,74 @@ async fn read_folder(dir: std::path::PathBuf) -> Result<Vec<Document>, ProbeErro
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let result = match tokio::fs::read_to_string(&path).await {
+        let result = match std::fs::read_to_string(&path) {
             Ok(text) => parse_document(&path, &text),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(Diagnostic::file(&path, format!("cannot read: {e}"))),
         };
-        docs.push(Document { file, result });
+        docs.push(Document { path, file, result });
     }
     Ok(docs)
 }
 
-/// Splits front matter from body and parses it; errors are `path:line:col: message`.
-fn parse_document(path: &Path, text: &str) -> Result<(FrontMatter, Body), String> {
+/// What `trellis validate` reports about a policies folder that could be read: every
+/// document's front-matter problem (errors), and every `approved_on` after `today` (warnings,
+/// the date rule).
+pub(crate) fn review(docs: &[Document], today: NaiveDate) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for doc in docs {
+        match &doc.result {
+            Err(d) => problems.push(d.clone()),
+            Ok(parsed) => {
+                if let Some(message) =
+                    dates::warning("approved_on", parsed.front.approved_on, today)
+                {
+                    let (line, column) = parsed.approved_on_at;
+                    warnings.push(Diagnostic::new(&doc.path, line, column, message));
+                }
+            }
+        }
+    }
+    (problems, warnings)
+}
+
+/// Splits front matter from body and parses it; problems are located `path:line:col`.
+fn parse_document(path: &Path, text: &str) -> Result<Parsed, Diagnostic> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let rest = text
         .strip_prefix("---\n")
         .or_else(|| text.strip_prefix("---\r\n"))
         .ok_or_else(|| {
-            format!(
-                "{}:1:1: missing YAML front matter (a first line `---`)",
-                path.display()
-            )
+            Diagnostic::new(path, 1, 1, "missing YAML front matter (a first line `---`)")
         })?;
-    let end = rest.find("\n---").ok_or_else(|| {
-        format!(
-            "{}: front matter is not closed by a `---` line",
-            path.display()
-        )
-    })?;
+    let end = rest
+        .find("\n---")
+        .ok_or_else(|| Diagnostic::new(path, 1, 1, "front matter is not closed by a `---` line"))?;
     let yaml = &rest[..end + 1];
     let body = rest[end + 4..].trim_start_matches(['-', '\r', '\n']);
     // Front matter starts on line 2 of the file.
-    let fm: FrontMatter = crate::diag::parse_yaml(path, yaml).map_err(|mut d| {
-        if d.line > 0 {
-            d.line += 1;
-        }
-        d.to_string()
+    let below_fence = |(line, column): (u64, u64)| {
+        if line > 0 { (line + 1, column) } else { (0, 0) }
+    };
+    let front: FrontMatter = crate::diag::parse_yaml(path, yaml).map_err(|mut d| {
+        (d.line, d.column) = below_fence((d.line, d.column));
+        d
     })?;
-    if let Err(e) = crate::duration::parse(&fm.review_interval) {
-        return Err(format!("{}: review_interval: {e}", path.display()));
+    let index = YamlIndex::new(yaml);
+    if let Err(e) = crate::duration::parse(&front.review_interval) {
+        let (line, column) = below_fence(index.locate("review_interval"));
+        return Err(Diagnostic::new(
+            path,
+            line,
+            column,
+            format!("review_interval: {e}"),
+        ));
     }
-    Ok((fm, Body::new(body)))
+    Ok(Parsed {
+        front,
+        body: Body::new(body),
+        approved_on_at: below_fence(index.locate("approved_on")),
+    })
 }
 
 #[cfg(test)]
@@ -334,7 +392,12 @@ mod tests {
     #[test]
     fn parses_front_matter_and_counts_words() {
         let doc = "---\ntitle: Acceptable Use Policy\nversion: \"2\"\napproved_by: CEO\napproved_on: 2026-01-10\nreview_interval: 1y\n---\n# Acceptable Use\n\nUse company systems responsibly.\n";
-        let (fm, body) = parse_document(Path::new("aup.md"), doc).unwrap();
+        let Parsed {
+            front: fm,
+            body,
+            approved_on_at,
+        } = parse_document(Path::new("aup.md"), doc).unwrap();
+        assert_eq!(approved_on_at, (5, 14));
         let words = body.words;
         assert!(body.text.contains(" use company systems responsibly "));
         assert!(
@@ -378,11 +441,13 @@ mod tests {
     #[test]
     fn malformed_front_matter_is_located() {
         let check = |doc: &str, want: &str| {
-            let err = parse_document(Path::new("p.md"), doc).unwrap_err();
-            assert!(err.contains(want), "{err}");
+            let err = parse_document(Path::new("p.md"), doc)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(want), "{err}");
         };
         check("# no front matter", "p.md:1:1: missing YAML front matter");
-        check("---\ntitle: X\n", "not closed");
+        check("---\ntitle: X\n", "p.md:1:1: front matter is not closed");
         check(
             "---\ntitle: X\napproved_on: 2026-02-30\nreview_interval: 1y\n---\n",
             "p.md:3:",
@@ -393,7 +458,57 @@ mod tests {
         );
         check(
             "---\ntitle: X\nreview_interval: soon\n---\n",
-            "review_interval: invalid duration",
+            "p.md:3:18: review_interval: invalid duration",
         );
+    }
+
+    /// `validate` reads the folder with the probe's code: every document's problem, located,
+    /// and an `approved_on` after today as a warning at its position.
+    #[test]
+    fn review_reports_every_document_and_dates_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "a.md",
+            "---\ntitle: A\napproved_on: 2027-01-05\nreview_interval: 1y\n---\nbody\n",
+        );
+        write(
+            "b.md",
+            "---\ntitle: B\napproved_on: 2026-12-03\nreview_interval: 1y\n---\nbody\n",
+        );
+        write(
+            "c.md",
+            "---\ntitle: C\napproved_on: 2026-13-01\nreview_interval: 1y\n---\n",
+        );
+        write("d.md", "no front matter\n");
+        write("notes.txt", "not a policy\n");
+        let docs = read_folder(dir.path()).unwrap();
+        assert_eq!(docs.len(), 4);
+        let today = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        let (problems, warnings) = review(&docs, today);
+        let text = |d: &[Diagnostic]| -> Vec<String> {
+            d.iter()
+                .map(|d| {
+                    let s = d.to_string();
+                    s.rsplit_once('/').map(|(_, f)| f.to_string()).unwrap_or(s)
+                })
+                .collect()
+        };
+        let problems = text(&problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("c.md:3:"), "{problems:?}");
+        assert!(problems[0].contains("approved_on"), "{problems:?}");
+        assert!(
+            problems[1].starts_with("d.md:1:1: missing YAML front matter"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            text(&warnings),
+            [
+                "a.md:3:14: approved_on: 2027-01-05 is after today (2026-12-03): until then it is unknown, and the checks reading it are errors"
+            ]
+        );
+        let missing = read_folder(&dir.path().join("nope")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -12,7 +12,11 @@
 //! - `registers.devices` — one per endpoint.
 //!
 //! The folder is read once per run. A register file that does not parse makes every check
-//! reading the registers `error`, naming `file:line:col` and the field.
+//! reading the registers `error`, naming `file:line:col` and the field; a register file that
+//! is missing makes every check reading *that* register `error`, naming the file (an empty
+//! register is written `vendors: []`). A recorded date after the run is unknown (the date rule,
+//! [`super::dates`]); exercises, meetings and access reviews dated ahead are planned and do not
+//! count until held.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, object};
+use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, dates, object};
 use crate::registers::{self, ExerciseKind, MeetingKind, Registers};
 
 /// Register probes take no parameters.
@@ -30,8 +34,15 @@ use crate::registers::{self, ExerciseKind, MeetingKind, Registers};
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+/// The registers of the run, with register `name`'s file known to exist.
+pub(crate) async fn register(ctx: &ProbeContext, name: &str) -> Result<Arc<Registers>, ProbeError> {
+    let r = load(ctx).await?;
+    r.require(name).map_err(ProbeError::Io)?;
+    Ok(r)
+}
+
 /// The registers of the run, read once.
-pub(crate) async fn load(ctx: &ProbeContext) -> Result<Arc<Registers>, ProbeError> {
+async fn load(ctx: &ProbeContext) -> Result<Arc<Registers>, ProbeError> {
     let source = ctx
         .sources
         .registers
@@ -68,26 +79,20 @@ fn resource(id: String, name: String, attributes: Value) -> Resource {
         attributes: object(attributes),
         error: None,
         unknown: Default::default(),
+        scope: false,
     }
 }
 
-/// A record dated after today cannot be evidence of anything done: the attributes that come
-/// from such a date are unknown, naming why, so checks reading them are errors (never a pass
-/// on a review "done" next month). `validate` reports the same dates with their location.
-fn future_dates(
+/// The date rule ([`super::dates`]) for the recorded dates of one entry: each date with the
+/// attributes that come from it, the first being its own field.
+fn recorded(
     mut r: Resource,
     today: NaiveDate,
-    register: &str,
-    dates: &[(Option<NaiveDate>, &[&str])],
+    recorded: &[(Option<NaiveDate>, &[&str])],
 ) -> Resource {
-    for (d, attrs) in dates {
-        if let Some(d) = d.filter(|d| *d > today) {
-            for a in *attrs {
-                r.unknown.insert(
-                    a.to_string(),
-                    format!("{register}.yaml dates it {d}, after today"),
-                );
-            }
+    for (date, attributes) in recorded {
+        if let Some(field) = attributes.first() {
+            dates::apply(&mut r, today, field, *date, attributes);
         }
     }
     r
@@ -145,7 +150,7 @@ assert: soc2_report_reviewed_on != null && days_since(soc2_report_reviewed_on) <
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "vendors").await?;
         let today = ctx.now.date_naive();
         let resources = r
             .vendors
@@ -166,10 +171,9 @@ assert: soc2_report_reviewed_on != null && days_since(soc2_report_reviewed_on) <
                         "owner": v.owner,
                     }),
                 );
-                future_dates(
+                recorded(
                     r,
                     today,
-                    "vendors",
                     &[
                         (v.soc2_report_reviewed_on, &["soc2_report_reviewed_on"]),
                         (v.assessed_on, &["assessed_on"]),
@@ -222,7 +226,7 @@ assert: days_since(reviewed_on) <= 365 && (treatment != "mitigate" || size(contr
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "risks").await?;
         let level = |l: registers::Level| match l {
             registers::Level::Low => 1,
             registers::Level::Medium => 2,
@@ -250,12 +254,7 @@ assert: days_since(reviewed_on) <= 365 && (treatment != "mitigate" || size(contr
                         "closed": k.closed,
                     }),
                 );
-                future_dates(
-                    r,
-                    today,
-                    "risks",
-                    &[(Some(k.reviewed_on), &["reviewed_on"])],
-                )
+                recorded(r, today, &[(Some(k.reviewed_on), &["reviewed_on"])])
             })
             .collect();
         Ok(collected("risks", resources, json!(r.risks)))
@@ -303,7 +302,7 @@ assert: lessons_learned_on != null && lessons_learned_link != null
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "incidents").await?;
         let today = ctx.now.date_naive();
         let resources = r
             .incidents
@@ -326,10 +325,9 @@ assert: lessons_learned_on != null && lessons_learned_link != null
                         "days_since_resolved": i.resolved.map(|d| (today - d).num_days()),
                     }),
                 );
-                future_dates(
+                recorded(
                     r,
                     today,
-                    "incidents",
                     &[
                         (Some(i.opened), &["opened"]),
                         (i.resolved, &["resolved", "open", "days_since_resolved"]),
@@ -385,7 +383,7 @@ assert: last_date != null && days_since(last_date) <= 365 && last_outcome != "fa
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "exercises").await?;
         let today = ctx.now.date_naive();
         let kinds = [
             (
@@ -469,7 +467,7 @@ assert: last_date != null && days_since(last_date) <= 365
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "meetings").await?;
         let today = ctx.now.date_naive();
         let kinds = [
             (
@@ -534,7 +532,7 @@ assert: in_force
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "insurance").await?;
         let today = ctx.now.date_naive();
         let resources = r
             .insurance
@@ -602,7 +600,7 @@ assert: last_reviewed_on != null && days_since(last_reviewed_on) <= 90
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "access_reviews").await?;
         let today = ctx.now.date_naive();
         let mut systems: BTreeSet<String> = BTreeSet::new();
         if let Some(aws) = &ctx.sources.aws {
@@ -673,7 +671,7 @@ assert: disk_encrypted && antivirus && screen_lock
     type Params = NoParams;
 
     async fn collect(ctx: &ProbeContext, _: &NoParams) -> Result<Collected, ProbeError> {
-        let r = load(ctx).await?;
+        let r = register(ctx, "devices").await?;
         let today = ctx.now.date_naive();
         let resources = r
             .devices
@@ -692,12 +690,7 @@ assert: disk_encrypted && antivirus && screen_lock
                         "last_check_in": d.last_check_in.to_string(),
                     }),
                 );
-                future_dates(
-                    r,
-                    today,
-                    "devices",
-                    &[(Some(d.last_check_in), &["last_check_in"])],
-                )
+                recorded(r, today, &[(Some(d.last_check_in), &["last_check_in"])])
             })
             .collect();
         Ok(collected("devices", resources, json!(r.devices)))

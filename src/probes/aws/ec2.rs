@@ -205,6 +205,7 @@ assert: "!all_ports && !([22, 3389].exists(p, from_port <= p && p <= to_port))"
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     });
                 }
             }
@@ -277,6 +278,7 @@ assert: ingress_rules == 0 && egress_rules == 0
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect())
@@ -331,6 +333,7 @@ assert: enabled
                 attributes: a,
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             }])
         })
         .await
@@ -461,6 +464,7 @@ assert: hours_since_snapshot != null && hours_since_snapshot <= 48
                         attributes: a,
                         error: None,
                         unknown,
+                        scope: false,
                     }
                 })
                 .collect())
@@ -522,6 +526,7 @@ assert: "!public && encrypted"
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect())
@@ -607,6 +612,7 @@ assert: active_flow_logs > 0
                         attributes: a,
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect())
@@ -714,6 +720,7 @@ assert: imdsv2_required && "Owner" in tags
                         attributes: a,
                         error: None,
                         unknown,
+                        scope: false,
                     }
                 })
                 .collect())

@@ -195,6 +195,7 @@ fn credential_row(
         })),
         error,
         unknown: Default::default(),
+        scope: false,
     }
 }
 
@@ -447,6 +448,7 @@ assert: "!admin_attached_directly && direct_policies == 0"
                     })),
                     error: None,
                     unknown: Default::default(),
+                    scope: false,
                 });
             }
             Ok((
@@ -546,6 +548,7 @@ assert: "!full_admin"
                         })),
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     });
                 }
             }
@@ -566,6 +569,7 @@ assert: "!full_admin"
                     })),
                     error: None,
                     unknown: Default::default(),
+                    scope: false,
                 });
             }
             let evidence = Value::Array(
@@ -662,6 +666,7 @@ assert: present && minimum_length >= 14 && reuse_prevention != null && reuse_pre
                 attributes: object(attributes),
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             };
             Ok((
                 vec![resource],
@@ -722,6 +727,7 @@ assert: root_mfa_enabled && !root_access_keys_present
                 })),
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             };
             Ok((
                 vec![resource],

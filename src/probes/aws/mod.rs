@@ -315,7 +315,17 @@ pub(crate) async fn scopes(
     Ok(out)
 }
 
-/// An `error` resource standing for a whole account or region that could not be read.
+/// The AWS probes whose population has exactly one resource per account or region: for them,
+/// an account or region that could not be read is that one resource, not a scope.
+const ONE_PER_SCOPE: &[&str] = &[
+    <iam::PasswordPolicy as crate::probes::Probe>::NAME,
+    <iam::AccountSummary as crate::probes::Probe>::NAME,
+    <ec2::EbsEncryption as crate::probes::Probe>::NAME,
+];
+
+/// An `error` resource standing for a whole account or region that could not be read: a
+/// scope, which may hold any number of the probe's resources (unless the probe has one
+/// resource per account or region).
 pub(crate) fn scope_error(probe: &str, label: &str, error: &ProbeError) -> Resource {
     Resource {
         id: format!("aws:{label}:{probe}"),
@@ -323,6 +333,7 @@ pub(crate) fn scope_error(probe: &str, label: &str, error: &ProbeError) -> Resou
         attributes: serde_json::Map::new(),
         error: Some(error.to_string()),
         unknown: Default::default(),
+        scope: !ONE_PER_SCOPE.contains(&probe),
     }
 }
 

@@ -602,14 +602,16 @@ fn relative(url: &str) -> String {
     }
 }
 
-/// An `error` resource standing for a whole organisation or repository that could not be read.
-pub(crate) fn unreadable(probe: &str, what: &str, error: &ProbeError) -> Resource {
+/// An `error` resource standing for a whole organisation or repository that could not be read;
+/// `scope` when it may hold any number of the probe's resources (see [`Resource::scope`]).
+pub(crate) fn unreadable(probe: &str, what: &str, error: &ProbeError, scope: bool) -> Resource {
     Resource {
         id: format!("github:{what}:{probe}"),
         name: format!("GitHub {what}"),
         attributes: serde_json::Map::new(),
         error: Some(error.to_string()),
         unknown: Default::default(),
+        scope,
     }
 }
 

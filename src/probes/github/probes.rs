@@ -55,7 +55,9 @@ where
                 raw.insert(org, evidence);
             }
             Err(e) => {
-                resources.push(unreadable(probe, &org, &e));
+                // `github.org` has one resource per organisation; for the others an
+                // organisation holds any number of them.
+                resources.push(unreadable(probe, &org, &e, probe != Org::NAME));
                 raw.insert(org, json!({"error": e.to_string()}));
             }
         }
@@ -98,7 +100,9 @@ where
                     raw.insert(repo, evidence);
                 }
                 Err(e) => {
-                    resources.push(unreadable(probe, &repo, &e));
+                    // One resource per repository, but for its Dependabot alerts.
+                    let scope = probe == DependabotAlerts::NAME;
+                    resources.push(unreadable(probe, &repo, &e, scope));
                     raw.insert(repo, json!({"error": e.to_string()}));
                 }
             }
@@ -175,6 +179,7 @@ assert: two_factor_required && members_without_2fa == 0
                 })),
                 error: None,
                 unknown: Default::default(),
+                scope: false,
             };
             let evidence = json!({
                 "org": details.1,
@@ -276,6 +281,7 @@ assert: "!two_factor_disabled"
                     })),
                     error: None,
                     unknown: Default::default(),
+                    scope: false,
                 });
             }
             let evidence = json!({
@@ -530,6 +536,7 @@ assert: required_approving_reviews >= 1 && reviews_enforced_for_admins
                 attributes: a,
                 error: None,
                 unknown,
+                scope: false,
             };
             let evidence = json!({
                 "protection": protection.1,
@@ -622,6 +629,7 @@ assert: secret_scanning && push_protection && dependabot_alerts
                 attributes: a,
                 error: None,
                 unknown,
+                scope: false,
             };
             let raw_repo = fetch::raw_repo(ctx, &org, &repo.full_name).await;
             let evidence = json!({
@@ -709,6 +717,7 @@ assert: "!(severity == 'critical' && age_days > 15) && !(severity == 'high' && a
                         })),
                         error: None,
                         unknown: Default::default(),
+                        scope: false,
                     }
                 })
                 .collect();
