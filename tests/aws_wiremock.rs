@@ -721,7 +721,7 @@ async fn an_unreadable_region_never_makes_up_a_percentage() {
         .await;
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n  - probe: aws.ec2.vpcs\n    assert: cidr != ''\n    expect: {percent: 50}\n";
+    let text = "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: system\nowner: o\nseverity: low\nchecks:\n  - probe: aws.ec2.vpcs\n    assert: cidr != ''\n    expect: {percent: 50}\n";
     let (control, _) =
         trellis::catalog::compile_file(std::path::Path::new("t.yaml"), text).unwrap();
     let evaluate = |regions: &'static [&'static str]| {

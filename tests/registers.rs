@@ -254,7 +254,7 @@ fn empty_sources(d: &Path) -> Loaded {
 /// The one check of a control reading `probe`, evaluated on the sources of `loaded`.
 async fn check_of(loaded: &Loaded, probe: &str) -> trellis::model::ControlOutcome {
     let text = format!(
-        "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n  - probe: {probe}\n    assert: \"true\"\n"
+        "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n  - probe: {probe}\n    assert: \"true\"\n"
     );
     let (control, _) = trellis::catalog::compile_file(Path::new("t.yaml"), &text)
         .unwrap_or_else(|d| panic!("{d:?}"));

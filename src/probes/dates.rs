@@ -309,7 +309,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{} {}: {e}", row.probe, row.field));
         let text = format!(
-            "id: t\ntitle: T\ncategory: C\ndescription: d\nowner: o\nseverity: low\nchecks:\n  - probe: {}\n    assert: '{}'\n",
+            "id: t\ntitle: T\ncategory: C\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n  - probe: {}\n    assert: '{}'\n",
             row.probe, row.assert
         );
         let (control, _) = crate::catalog::compile_file(Path::new("t.yaml"), &text).unwrap();
