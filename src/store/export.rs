@@ -128,6 +128,9 @@ impl Store {
                 ),
                 "key_id",
             )
+            .column_as(Expr::cust("''"), "row_hash")
+            .column_as(Expr::cust("''"), "chain_hash")
+            .column_as(Expr::cust("CAST(NULL AS BIGINT)"), "chain_seq")
             .filter(C::StartedAt.gte(db_time(start)))
             .filter(C::StartedAt.lt(db_time(end)))
             .order_by_asc(C::StartedAt)
