@@ -291,6 +291,8 @@ async fn run_export(
             + chrono::Duration::days(i64::from(days) - 1),
         controls: Vec::new(),
         framework: None,
+        // Runs are hourly.
+        default_freshness: chrono::Duration::hours(2),
     };
     let path = dir.join(format!("bundle-{days}.zip"));
     let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());

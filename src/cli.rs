@@ -216,6 +216,7 @@ async fn run(cli: Cli) -> u8 {
                 to,
                 controls,
                 framework,
+                default_freshness: loaded.config.default_freshness.get(),
             };
             export(&loaded, &request, &out).await
         }

@@ -157,6 +157,7 @@ backends! {
     runs_closed_before_the_runs_chain_are_its_legacy(url);
     rows_from_before_the_chains_are_sealed(url);
     export_reads_walk_a_period_in_id_order();
+    a_period_s_evaluations_read_in_time_order_and_the_one_before_it();
     a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time();
 }
 
@@ -2405,6 +2406,64 @@ async fn export_reads_walk_a_period_in_id_order(store: &Store) {
             .expect("rows")
             .is_empty()
     );
+}
+
+/// What OSCAL coverage reads besides the export's pass: each control's newest evaluation
+/// before a period, and a control's evaluations of a period in time order (ties in id
+/// order), a page at a time — also when they were stored out of time order.
+async fn a_period_s_evaluations_read_in_time_order_and_the_one_before_it(store: &Store) {
+    let h = |n: i64| base_time() + TimeDelta::hours(n);
+    // Stored in this order (ids), not in time order.
+    run_with_results(
+        store,
+        &[
+            outcome("a.one", Status::Pass, h(5)),
+            outcome("a.one", Status::Fail, h(-2)),
+            outcome("a.one", Status::Pass, h(1)),
+            outcome("a.one", Status::Error, h(3)),
+            outcome("b.two", Status::Pass, h(-1)),
+            outcome("a.one", Status::Waived, h(3)),
+            outcome("a.one", Status::Pass, h(-5)),
+            outcome("a.one", Status::Pass, h(9)),
+        ],
+    )
+    .await;
+    let ids: Vec<String> = ["a.one", "b.two", "c.none"].map(String::from).to_vec();
+    let before = store.evaluations_before(&ids, h(0)).await.expect("before");
+    assert_eq!(before.len(), 2);
+    assert_eq!(
+        (before["a.one"].0, before["a.one"].2),
+        (h(-2), Status::Fail)
+    );
+    assert_eq!(
+        (before["b.two"].0, before["b.two"].2),
+        (h(-1), Status::Pass)
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .control_evaluations("a.one", h(0), h(9), after, 2)
+            .await
+            .expect("page");
+        assert!(page.len() <= 2);
+        let Some(&(t, id, _)) = page.last() else {
+            break;
+        };
+        after = Some((t, id));
+        seen.extend(page);
+    }
+    let times: Vec<(DateTime<Utc>, Status)> = seen.iter().map(|&(t, _, s)| (t, s)).collect();
+    assert_eq!(
+        times,
+        [
+            (h(1), Status::Pass),
+            (h(3), Status::Error),
+            (h(3), Status::Waived),
+            (h(5), Status::Pass),
+        ]
+    );
+    assert!(seen[1].1 < seen[2].1, "ties in id order");
 }
 
 /// The export's runs: listed without their manifests (the key id only for signed runs), the

@@ -27,7 +27,7 @@ pub use dashboard::{
     DatedFinding, EvidenceMeta, FindingChanges, FindingsAt, ManagedError, ManagedException,
     ManagedState, ResultDetail, finding_changes,
 };
-pub use export::{ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
+pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
