@@ -267,10 +267,10 @@ async fn seal(store: &Store, signer: &trellis::integrity::Signer, size: &Size) {
                 last_id: (n + 1) * controls,
                 chain_hash: hash(format!("results chain {n}")),
             },
+            closed: None,
         };
         let signature = signer.sign(&manifest.to_bytes());
-        store
-            .seal_run(&manifest.run_id, &manifest, &signature, &signer.key_id())
+        testing::seal_run(store, &manifest, &signature, &signer.key_id())
             .await
             .unwrap();
     }
@@ -291,6 +291,8 @@ async fn run_export(
             + chrono::Duration::days(i64::from(days) - 1),
         controls: Vec::new(),
         framework: None,
+        // Runs are hourly.
+        default_freshness: chrono::Duration::hours(2),
     };
     let path = dir.join(format!("bundle-{days}.zip"));
     let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());

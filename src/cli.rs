@@ -216,6 +216,7 @@ async fn run(cli: Cli) -> u8 {
                 to,
                 controls,
                 framework,
+                default_freshness: loaded.config.default_freshness.get(),
             };
             export(&loaded, &request, &out).await
         }
@@ -556,8 +557,16 @@ fn verify_bundle(bundle: &std::path::Path, key: Option<&str>) -> u8 {
 }
 
 async fn verify(loaded: &Loaded, format: Format) -> u8 {
-    let keys = match crate::startup::signing(loaded) {
-        Ok((_, keys)) => keys,
+    let keys = match crate::startup::verifying_keys(loaded) {
+        Ok((true, keys)) => keys,
+        Ok((false, keys)) => {
+            eprintln!(
+                "warning: the signing key {} does not exist: only signing.previous_public_keys are trusted ({} key(s)), so runs signed by it do not verify",
+                loaded.resolve(&loaded.config.signing.key_file).display(),
+                keys.len()
+            );
+            keys
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             return EXIT_USAGE;
@@ -584,14 +593,27 @@ async fn verify(loaded: &Loaded, format: Format) -> u8 {
         ),
         Format::Table => {
             println!(
-                "checked {} evidence rows, {} result rows, {} signed runs ({} unsigned)",
-                report.evidence_rows, report.result_rows, report.runs_signed, report.runs_unsigned
+                "checked {} evidence rows, {} result rows, {} closed runs ({} signed, {} legacy unsigned), {} running",
+                report.evidence_rows,
+                report.result_rows,
+                report.runs_closed,
+                report.runs_signed,
+                report.runs_legacy,
+                report.runs_running
             );
+            if report.runs_legacy > 0 {
+                println!(
+                    "note: {} run(s) were closed without a signature before runs were chained; they are chained, and every later signature covers them",
+                    report.runs_legacy
+                );
+            }
             for p in &report.problems {
                 println!("TAMPERED: {p}");
             }
             if report.problems.is_empty() {
-                println!("ok: the chains are intact and every signed manifest matches");
+                println!(
+                    "ok: the chains are intact and every closed run's signed manifest matches"
+                );
             }
         }
     }
@@ -759,7 +781,7 @@ async fn check(
                     &selected,
                     concurrency,
                     Trigger::Cli,
-                    Some(&signer),
+                    &signer,
                     &progress,
                 )
                 .await

@@ -78,7 +78,7 @@ pub fn evidence_digest(
             params,
             &time_text(collected_at),
             content_sha256,
-            error.unwrap_or("\u{0}none"),
+            error.unwrap_or(NONE),
         ],
     )
 }
@@ -163,6 +163,10 @@ pub struct ChainHead {
 }
 
 /// What a run's signature covers.
+///
+/// Version 1 (runs closed before runs were chained) stops at `results_chain`; version 2 adds
+/// `closed`: the run row as closed, the runs chain before it and the legacy boundary. Both
+/// are read back from the stored text, so a version 1 manifest still parses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunManifest {
     pub version: u32,
@@ -175,6 +179,130 @@ pub struct RunManifest {
     /// The chains' heads when the run finished.
     pub evidence_chain: ChainHead,
     pub results_chain: ChainHead,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ClosedRun>,
+}
+
+/// The manifest version that [`RunManifest::closed`] is part of.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// A run as it was closed (version 2 manifests): the rest of its row, and where it sits in
+/// the runs chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedRun {
+    /// `completed` or `interrupted`.
+    pub state: String,
+    pub error: Option<String>,
+    pub controls_total: i32,
+    pub controls_done: i32,
+    /// The runs chain's head before this run was appended to it: the run's own chain hash
+    /// covers this manifest, so the manifest covers the chain up to the run before it.
+    pub runs_chain: RunChainHead,
+    /// The runs chained when runs chains began (they may be unsigned); see
+    /// `Store::verify`.
+    pub legacy: RunChainHead,
+}
+
+/// A position in the runs chain: the run at `seq` (1, 2, …; 0: none yet) and its chain hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunChainHead {
+    pub seq: i64,
+    pub run_id: String,
+    pub chain_hash: String,
+}
+
+impl RunChainHead {
+    pub fn genesis() -> RunChainHead {
+        RunChainHead {
+            seq: 0,
+            run_id: String::new(),
+            chain_hash: GENESIS.to_string(),
+        }
+    }
+}
+
+/// The columns of a closed run, as stored, that its digest covers.
+pub struct RunFields<'a> {
+    pub id: &'a str,
+    pub trigger: &'a str,
+    pub state: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub controls_total: i32,
+    pub controls_done: i32,
+    pub error: Option<&'a str>,
+    pub manifest: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub key_id: Option<&'a str>,
+    pub chain_seq: i64,
+}
+
+const NONE: &str = "\u{0}none";
+
+pub fn run_digest(r: &RunFields<'_>) -> String {
+    digest_fields(
+        "run/1",
+        &[
+            r.id,
+            r.trigger,
+            r.state,
+            &time_text(r.started_at),
+            &r.finished_at.map_or_else(|| NONE.to_string(), time_text),
+            &r.controls_total.to_string(),
+            &r.controls_done.to_string(),
+            r.error.unwrap_or(NONE),
+            r.manifest.unwrap_or(NONE),
+            r.signature.unwrap_or(NONE),
+            r.key_id.unwrap_or(NONE),
+            &r.chain_seq.to_string(),
+        ],
+    )
+}
+
+/// Where a run row differs from what its (signature-checked) manifest says: the names of the
+/// differing fields, with both values. A version 1 manifest was only ever signed for a
+/// `completed` run and does not hold the rest of the row.
+pub fn run_differences(manifest: &RunManifest, row: &RunFields<'_>) -> Vec<String> {
+    fn differ(out: &mut Vec<String>, field: &str, signed: &str, stored: &str) {
+        if signed != stored {
+            out.push(format!("{field} is {stored:?}, signed as {signed:?}"));
+        }
+    }
+    let mut out = Vec::new();
+    differ(&mut out, "id", &manifest.run_id, row.id);
+    differ(&mut out, "trigger", &manifest.trigger, row.trigger);
+    differ(
+        &mut out,
+        "started_at",
+        &manifest.started_at,
+        &time_text(row.started_at),
+    );
+    differ(
+        &mut out,
+        "finished_at",
+        &manifest.finished_at,
+        &row.finished_at.map(time_text).unwrap_or_default(),
+    );
+    let Some(c) = &manifest.closed else {
+        differ(&mut out, "state", "completed", row.state);
+        return out;
+    };
+    differ(&mut out, "state", &c.state, row.state);
+    if c.error.as_deref() != row.error {
+        let show = |e: Option<&str>| e.map_or("none".to_string(), |e| format!("{e:?}"));
+        out.push(format!(
+            "error is {}, signed as {}",
+            show(row.error),
+            show(c.error.as_deref())
+        ));
+    }
+    for (field, signed, stored) in [
+        ("controls_total", c.controls_total, row.controls_total),
+        ("controls_done", c.controls_done, row.controls_done),
+    ] {
+        differ(&mut out, field, &signed.to_string(), &stored.to_string());
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,9 +396,8 @@ impl Signer {
         }
     }
 
-    /// Reads the key file (the 32-byte seed, hex), or creates it (mode 0600, folder created)
-    /// when it does not exist.
-    pub fn load_or_create(path: &Path) -> anyhow::Result<Signer> {
+    /// Reads the key file (the 32-byte seed, hex); `None` when it does not exist.
+    pub fn load(path: &Path) -> anyhow::Result<Option<Signer>> {
         use anyhow::Context as _;
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -283,23 +410,31 @@ impl Signer {
                             path.display()
                         )
                     })?;
-                Ok(Signer::from_seed(seed))
+                Ok(Some(Signer::from_seed(seed)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let seed = crate::auth::random_bytes::<32>()
-                    .map_err(|e| anyhow::anyhow!("cannot generate a signing key: {e}"))?;
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                }
-                crate::access::write_private(path, hex::encode(seed).as_bytes())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                let signer = Signer::from_seed(seed);
-                tracing::info!(path = %path.display(), key = %signer.key_id(), "created the evidence signing key");
-                Ok(signer)
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
+    }
+
+    /// Reads the key file (the 32-byte seed, hex), or creates it (mode 0600, folder created)
+    /// when it does not exist.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Signer> {
+        use anyhow::Context as _;
+        if let Some(signer) = Signer::load(path)? {
+            return Ok(signer);
+        }
+        let seed = crate::auth::random_bytes::<32>()
+            .map_err(|e| anyhow::anyhow!("cannot generate a signing key: {e}"))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        crate::access::write_private(path, hex::encode(seed).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let signer = Signer::from_seed(seed);
+        tracing::info!(path = %path.display(), key = %signer.key_id(), "created the evidence signing key");
+        Ok(signer)
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -377,6 +512,141 @@ mod tests {
         let c1 = chain(GENESIS, &base);
         assert_ne!(chain(GENESIS, &base), chain(&c1, &base));
         assert_eq!(c1.len(), 64);
+    }
+
+    fn closed_row<'a>(manifest: &'a str) -> RunFields<'a> {
+        RunFields {
+            id: "r1",
+            trigger: "schedule",
+            state: "completed",
+            started_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            finished_at: DateTime::from_timestamp(1_800_000_060, 0),
+            controls_total: 2,
+            controls_done: 2,
+            error: None,
+            manifest: Some(manifest),
+            signature: Some("sig"),
+            key_id: Some("SHA256:k"),
+            chain_seq: 4,
+        }
+    }
+
+    #[test]
+    fn a_run_digest_covers_every_column() {
+        let base = run_digest(&closed_row("{}"));
+        let t = DateTime::from_timestamp(1_800_000_001, 0).unwrap();
+        let edits: [fn(&mut RunFields<'_>); 12] = [
+            |r| r.id = "r2",
+            |r| r.trigger = "manual",
+            |r| r.state = "interrupted",
+            |r| r.started_at += chrono::Duration::microseconds(1),
+            |r| r.finished_at = None,
+            |r| r.controls_total = 3,
+            |r| r.controls_done = 1,
+            |r| r.error = Some(""),
+            |r| r.manifest = None,
+            |r| r.signature = None,
+            |r| r.key_id = None,
+            |r| r.chain_seq = 5,
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut row = closed_row("{}");
+            edit(&mut row);
+            assert_ne!(run_digest(&row), base, "edit {i}");
+        }
+        let mut moved = closed_row("{}");
+        moved.finished_at = Some(t);
+        assert_ne!(run_digest(&moved), base);
+    }
+
+    #[test]
+    fn run_differences_name_each_field_that_is_not_as_signed() {
+        let head = RunChainHead::genesis();
+        let manifest = |closed: Option<ClosedRun>| RunManifest {
+            version: if closed.is_some() { 2 } else { 1 },
+            run_id: "r1".into(),
+            trigger: "schedule".into(),
+            started_at: "2027-01-15T08:00:00.000000Z".into(),
+            finished_at: "2027-01-15T08:01:00.000000Z".into(),
+            controls: vec![],
+            evidence: vec![],
+            evidence_chain: ChainHead {
+                last_id: 0,
+                chain_hash: GENESIS.into(),
+            },
+            results_chain: ChainHead {
+                last_id: 0,
+                chain_hash: GENESIS.into(),
+            },
+            closed,
+        };
+        let v2 = manifest(Some(ClosedRun {
+            state: "completed".into(),
+            error: None,
+            controls_total: 2,
+            controls_done: 2,
+            runs_chain: head.clone(),
+            legacy: head,
+        }));
+        let v1 = manifest(None);
+        type Edit = fn(&mut RunFields<'_>);
+        let cases: [(&str, &RunManifest, Edit, &[&str]); 7] = [
+            ("as signed", &v2, |_| {}, &[]),
+            ("as signed, version 1", &v1, |_| {}, &[]),
+            (
+                "another end",
+                &v2,
+                |r| r.finished_at = DateTime::from_timestamp(1_800_000_000, 0),
+                &[
+                    "finished_at is \"2027-01-15T08:00:00.000000Z\", signed as \"2027-01-15T08:01:00.000000Z\"",
+                ],
+            ),
+            (
+                "another state and error",
+                &v2,
+                |r| {
+                    r.state = "interrupted";
+                    r.error = Some("boom");
+                },
+                &[
+                    "state is \"interrupted\", signed as \"completed\"",
+                    "error is \"boom\", signed as none",
+                ],
+            ),
+            (
+                "a version 1 manifest was signed for a completed run",
+                &v1,
+                |r| r.state = "interrupted",
+                &["state is \"interrupted\", signed as \"completed\""],
+            ),
+            (
+                "another trigger and count",
+                &v2,
+                |r| {
+                    r.trigger = "manual";
+                    r.controls_done = 1;
+                },
+                &[
+                    "trigger is \"manual\", signed as \"schedule\"",
+                    "controls_done is \"1\", signed as \"2\"",
+                ],
+            ),
+            (
+                "another run's manifest",
+                &v2,
+                |r| r.id = "r9",
+                &["id is \"r9\", signed as \"r1\""],
+            ),
+        ];
+        for (name, manifest, edit, expect) in cases {
+            let mut row = closed_row("{}");
+            edit(&mut row);
+            assert_eq!(run_differences(manifest, &row), expect, "{name}");
+        }
+        // A version 1 manifest reads back as it was written (its bytes are what was signed).
+        let text = String::from_utf8(v1.to_bytes()).unwrap();
+        assert!(!text.contains("closed"));
+        assert_eq!(serde_json::from_str::<RunManifest>(&text).unwrap(), v1);
     }
 
     #[test]

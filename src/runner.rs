@@ -230,14 +230,16 @@ impl<F: Fn(usize, usize) + Send + Sync> RunWatcher for F {
     }
 }
 
-/// Runs `controls` and stores everything in `store` as one run of `trigger`.
+/// Runs `controls` and stores everything in `store` as one run of `trigger`, closed with its
+/// manifest signed by `signer` (in the transaction that closes it). A run that cannot be
+/// closed stays `running` and is closed as `interrupted`, signed, at the next start.
 pub async fn run_and_store(
     store: &Store,
     ctx: &ProbeContext,
     controls: &[&Control],
     concurrency: usize,
     trigger: Trigger,
-    signer: Option<&crate::integrity::Signer>,
+    signer: &crate::integrity::Signer,
     watcher: &dyn RunWatcher,
 ) -> anyhow::Result<RunReport> {
     // Each definition is kept by its hash, so any run's controls can be shown as they were.
@@ -258,23 +260,16 @@ pub async fn run_and_store(
         Ok(report) => (report.finished_at, None),
         Err(e) => (Utc::now(), Some(format!("{e:#}"))),
     };
+    // Closed, signed and chained at once: the manifest lists the definitions, evidence and
+    // verdict hashes, and the chains' heads.
     if let Err(e) = store
-        .finish_run(&run_id, finished_at, error.as_deref())
+        .finish_run(&run_id, finished_at, error.as_deref(), signer)
         .await
     {
-        tracing::error!(error = %e, "cannot mark run as finished");
+        tracing::error!(error = %e, run = %run_id, "cannot close the run");
         if outcome.is_ok() {
             return Err(e.into());
         }
-    }
-    // The run's manifest (definitions, evidence and verdict hashes, the chains' heads) is
-    // signed once the run is closed.
-    if let Some(signer) = signer {
-        let manifest = store.run_manifest(&run_id).await?;
-        let signature = signer.sign(&manifest.to_bytes());
-        store
-            .seal_run(&run_id, &manifest, &signature, &signer.key_id())
-            .await?;
     }
     outcome
 }

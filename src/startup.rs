@@ -240,6 +240,22 @@ pub fn signing(
     Ok((signer, keys))
 }
 
+/// The public keys `trellis verify` accepts signatures from: the key file's, read but never
+/// created (a new key would verify nothing), and the configured former ones. `false` when the
+/// key file does not exist.
+pub fn verifying_keys(loaded: &Loaded) -> anyhow::Result<(bool, Vec<crate::integrity::PublicKey>)> {
+    let current = crate::integrity::Signer::load(&loaded.resolve(&loaded.config.signing.key_file))?;
+    let found = current.is_some();
+    let mut keys: Vec<_> = current.iter().map(|s| s.public_key()).collect();
+    for text in &loaded.config.signing.previous_public_keys {
+        keys.push(
+            crate::integrity::PublicKey::parse(text)
+                .map_err(|e| anyhow::anyhow!("signing.previous_public_keys: {e}"))?,
+        );
+    }
+    Ok((found, keys))
+}
+
 /// `trellis serve`.
 pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
     Application::build(loaded, BuildOptions::default())
@@ -300,7 +316,7 @@ impl Executor for PipelineExecutor {
                 &selected,
                 self.loaded.config.limits.concurrency,
                 trigger,
-                Some(&self.signer),
+                &self.signer,
                 &ReportBegun(std::sync::Mutex::new(Some(begun))),
             )
             .await?;
@@ -327,6 +343,11 @@ impl Executor for PipelineExecutor {
     }
 
     fn mark_interrupted(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
-        Box::pin(async move { Ok(self.store.mark_interrupted_runs(self.clock.now()).await?) })
+        Box::pin(async move {
+            Ok(self
+                .store
+                .mark_interrupted_runs(self.clock.now(), &self.signer)
+                .await?)
+        })
     }
 }

@@ -688,3 +688,94 @@ fn validate_reports_a_missing_roster_and_policies_folder() {
         assert!(text.contains(&want), "expected `{want}` in:\n{text}");
     }
 }
+
+/// `trellis verify` on a store where a closed run lost its signature: exit 1, naming the run.
+/// A run is signed as it closes, so only a run still running may lack a signature; and a
+/// verify without the signing key does not make one up (which would verify nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_naming_a_closed_run_without_its_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo();
+    let key = dir.path().join("keys/signing.key");
+    let cfg = config_with_sources(
+        dir.path(),
+        &format!(
+            "  hr:\n    path: {}\n  policies:\n    path: {}\nsigning:\n  key_file: {}",
+            r.join("examples/roster.csv").display(),
+            r.join("examples/policies").display(),
+            key.display()
+        ),
+    );
+    for _ in 0..2 {
+        let out = trellis(&["check", "--control", "background-checks"], Some(&cfg));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    }
+    let out = trellis(&["verify"], Some(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("2 closed runs (2 signed, 0 legacy unsigned), 0 running"),
+        "{}",
+        stdout(&out)
+    );
+
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = trellis::store::Store::connect(&url).await.unwrap();
+    let oldest = store.runs(10).await.unwrap()[1].id.clone();
+    let stripped = trellis::store::testing::execute_sql(
+        &store,
+        &format!(
+            "UPDATE runs SET manifest = NULL, signature = NULL, key_id = NULL WHERE id = '{oldest}'"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stripped, 1);
+    let out = trellis(&["verify"], Some(&cfg));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "TAMPERED: runs {oldest}: it is completed without a signed manifest: only a running run may lack one"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = trellis(&["verify", "--format", "json"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["table"] == "runs" && p["id"] == oldest.as_str()),
+        "{report:#}"
+    );
+
+    // Without the key file, nothing verifies, and no key is made.
+    std::fs::rename(&key, dir.path().join("moved.key")).unwrap();
+    let out = trellis(&["verify"], Some(&cfg));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(!key.exists(), "verify created a signing key");
+    assert!(
+        stderr(&out).contains("does not exist: only signing.previous_public_keys are trusted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("does not verify with any known key"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -100,5 +100,14 @@ async fn a_killed_run_is_marked_interrupted_at_next_start() {
         }
     })
     .await;
+    // Closed as interrupted, it is signed and chained like a finished run: the store verifies.
+    let (manifest, _, _) = store.run_seal(&running.id).await.unwrap().expect("signed");
+    assert!(manifest.contains("\"state\":\"interrupted\""), "{manifest}");
+    let key = trellis::integrity::Signer::load(&dir.path().join(".trellis/signing.key"))
+        .unwrap()
+        .expect("the service made its key");
+    let report = store.verify(&[key.public_key()]).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.runs_signed >= 2 && report.runs_legacy == 0);
     server.abort();
 }

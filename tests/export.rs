@@ -18,6 +18,7 @@ fn request() -> ExportRequest {
         to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
         controls: Vec::new(),
         framework: None,
+        default_freshness: Duration::days(1),
     }
 }
 
@@ -272,6 +273,213 @@ async fn oscal_is_valid_against_nist_schema() {
     broken["assessment-results"]["results"][0]["findings"][0]["target"]["status"]["state"] =
         "maybe".into();
     assert!(!validator.is_valid(&broken));
+}
+
+/// OSCAL's *satisfied* means fresh and passing through the whole period; otherwise the
+/// finding says why and when. One control (background checks: freshness 2 days, SOC 2
+/// CC1.4), a period of 31 days per case with 31 empty days between (so one case's
+/// evaluations are stale by the next one's start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oscal_says_why_an_objective_is_not_satisfied() {
+    struct Case {
+        name: &'static str,
+        /// (day of the month, hour, status); day 0 is the last day of the month before.
+        plants: Vec<(i64, i64, Status)>,
+        state: &'static str,
+        reason: &'static str,
+        /// The reason token, and a part of the remarks.
+        token: Option<&'static str>,
+        remarks: &'static str,
+    }
+    use Status::*;
+    let daily = |from: i64, to: i64| (from..=to).map(|d| (d, 0, Pass)).collect::<Vec<_>>();
+    let cases = [
+        Case {
+            name: "a healthy month",
+            plants: daily(1, 31),
+            state: "satisfied",
+            reason: "pass",
+            token: None,
+            remarks: "evaluated, fresh and passing, throughout the period",
+        },
+        Case {
+            name: "the only evaluation on the first day",
+            plants: vec![(1, 0, Pass)],
+            state: "not-satisfied",
+            reason: "other",
+            token: Some("gap"),
+            remarks: "gap: not evaluated from {1T00} to {end} (",
+        },
+        Case {
+            name: "a late start",
+            plants: daily(4, 31),
+            state: "not-satisfied",
+            reason: "other",
+            token: Some("late-start"),
+            remarks: "late start: nothing fresh (within 2d) at the period's start; first evaluated at {4T00}",
+        },
+        Case {
+            name: "a failure",
+            plants: daily(1, 31)
+                .into_iter()
+                .map(|(d, h, s)| (d, h, if d == 10 { Fail } else { s }))
+                .collect(),
+            state: "not-satisfied",
+            reason: "fail",
+            token: Some("failure"),
+            remarks: "failure: evaluated fail at {10T00}",
+        },
+        Case {
+            name: "a failure stored after later passes (a run as of an earlier time)",
+            plants: daily(1, 31)
+                .into_iter()
+                .chain(std::iter::once((10, 12, Fail)))
+                .collect(),
+            state: "not-satisfied",
+            reason: "fail",
+            token: Some("failure"),
+            remarks: "failure: evaluated fail at {10T12}",
+        },
+        Case {
+            name: "a gap",
+            plants: daily(1, 11).into_iter().chain(daily(16, 31)).collect(),
+            state: "not-satisfied",
+            reason: "other",
+            token: Some("gap"),
+            remarks: "gap: not evaluated from {11T00} to {16T00} (5d, longer than its freshness of 2d)",
+        },
+        Case {
+            name: "no data",
+            plants: vec![],
+            state: "not-satisfied",
+            reason: "other",
+            token: Some("no-data"),
+            remarks: "no data: not evaluated in the period",
+        },
+        Case {
+            name: "a pass before the period, still fresh at its start, counts",
+            plants: std::iter::once((0, 12, Pass))
+                .chain((1..=31).map(|d| (d, 10, Pass)))
+                .collect(),
+            state: "satisfied",
+            reason: "pass",
+            token: None,
+            remarks: "throughout the period",
+        },
+    ];
+    let app = spawn_app().await;
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo().join("tests/fixtures/oscal/oscal_assessment-results_schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    for (i, case) in cases.iter().enumerate() {
+        // 31 days each, 31 days apart, from 2027-01-01.
+        let from = NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + Duration::days(62 * i as i64);
+        let to = from + Duration::days(30);
+        let start = from.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        for &(day, hour, status) in &case.plants {
+            let at = start + Duration::days(day - 1) + Duration::hours(hour);
+            app::plant(&app, "background-checks", status, at).await;
+        }
+        let req = ExportRequest {
+            from,
+            to,
+            controls: vec!["background-checks".into()],
+            ..request()
+        };
+        let (out, _) = export(
+            &app.store,
+            &app.catalog,
+            &signer,
+            &req,
+            Cursor::new(Vec::new()),
+        )
+        .await
+        .unwrap();
+        let files = entries(&out.into_inner());
+        let oscal: serde_json::Value = serde_json::from_slice(
+            &files
+                .iter()
+                .find(|(n, _)| n == "oscal/assessment-results.json")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&oscal)
+            .take(5)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{}: {}", case.name, errors.join("\n"));
+        let finding = oscal["assessment-results"]["results"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["target"]["target-id"] == "soc2_2017_CC1.4")
+            .unwrap_or_else(|| panic!("{}: no finding for CC1.4", case.name))
+            .clone();
+        let status = &finding["target"]["status"];
+        assert_eq!(status["state"], case.state, "{}: {finding:#}", case.name);
+        assert_eq!(status["reason"], case.reason, "{}: {finding:#}", case.name);
+        let tokens: Vec<&str> = finding["target"]["props"]
+            .as_array()
+            .map(|props| {
+                props
+                    .iter()
+                    .filter(|p| p["name"] == "not-satisfied-reason")
+                    .filter_map(|p| p["value"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            tokens,
+            case.token.into_iter().collect::<Vec<_>>(),
+            "{}",
+            case.name
+        );
+        // `{dThh}` is that day and hour of the case's period; `{end}` the period's end.
+        let mut expected = case.remarks.to_string();
+        for day in 1..=31 {
+            for hour in [0, 12] {
+                let t = start + Duration::days(day - 1) + Duration::hours(hour);
+                expected = expected.replace(
+                    &format!("{{{day}T{hour:02}}}"),
+                    &t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                );
+            }
+        }
+        expected = expected.replace(
+            "{end}",
+            &(start + Duration::days(31))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        );
+        let remarks = status["remarks"].as_str().unwrap_or_default();
+        assert!(
+            remarks.contains(&expected),
+            "{}: {expected:?} not in {remarks:?}",
+            case.name
+        );
+        if case.state == "not-satisfied" {
+            assert!(
+                remarks.starts_with("background-checks: not satisfied, "),
+                "{remarks}"
+            );
+            assert!(
+                finding["description"].as_str().unwrap().contains(&expected),
+                "{}: the description says it too",
+                case.name
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,8 +153,11 @@ backends! {
     a_moved_row_is_named();
     deleting_the_newest_rows_is_found();
     a_forged_manifest_is_found();
+    tampered_runs_are_named();
+    runs_closed_before_the_runs_chain_are_its_legacy(url);
     rows_from_before_the_chains_are_sealed(url);
     export_reads_walk_a_period_in_id_order();
+    a_period_s_evaluations_read_in_time_order_and_the_one_before_it();
     a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time();
 }
 
@@ -211,6 +214,11 @@ fn outcome(control_id: &str, status: Status, evaluated_at: DateTime<Utc>) -> Con
         findings: vec![],
         exceptions: vec![],
     }
+}
+
+/// The key the tests' runs are signed with.
+fn signer() -> trellis::integrity::Signer {
+    trellis::integrity::Signer::from_seed([3; 32])
 }
 
 /// A run with one control evaluated at each given time, in that order.
@@ -860,7 +868,7 @@ async fn dashboard_reads_and_managed_exceptions(store: &Store) {
 
 /// Two runs, each with evidence and results with findings, signed.
 async fn sealed_fixture(store: &Store) -> trellis::integrity::Signer {
-    let signer = trellis::integrity::Signer::from_seed([3; 32]);
+    let signer = signer();
     for (r, minutes) in [(0, 0), (1, 60)] {
         let at = base_time() + TimeDelta::minutes(minutes);
         let run = store
@@ -891,17 +899,10 @@ async fn sealed_fixture(store: &Store) -> trellis::integrity::Signer {
             o.checks[0].evidence = Some(i % 2);
             store.record_result(&run, &o, &ev).await.expect("result");
         }
-        store.finish_run(&run, at, None).await.expect("finish");
-        let manifest = store.run_manifest(&run).await.expect("manifest");
         store
-            .seal_run(
-                &run,
-                &manifest,
-                &signer.sign(&manifest.to_bytes()),
-                &signer.key_id(),
-            )
+            .finish_run(&run, at, None, &signer)
             .await
-            .expect("seal");
+            .expect("finish");
     }
     signer
 }
@@ -1067,10 +1068,431 @@ async fn a_forged_manifest_is_found(store: &Store) {
     let signer = sealed_fixture(store).await;
     sql(store, "UPDATE runs SET manifest = REPLACE(manifest, '\"status\":\"fail\"', '\"status\":\"pass\"')").await;
     let p = problems(store, &signer).await;
-    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p.iter().all(|m| m.starts_with("runs ")), "{p:?}");
+    // Both signatures fail; the rows no longer match their digests either.
+    assert_eq!(
+        p.iter()
+            .filter(|m| m.contains("signature does not verify"))
+            .count(),
+        2,
+        "{p:?}"
+    );
     assert!(
         p.iter()
-            .all(|m| m.starts_with("runs ") && m.contains("signature does not verify")),
+            .any(|m| m.ends_with("the run was edited: its row does not match its digest")),
+        "{p:?}"
+    );
+}
+
+/// The runs of [`runs_fixture`]: `a`, `b`, `c` closed (signed) in that order, `d` running.
+struct Runs {
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+}
+
+/// A step of tampering with the database.
+enum Step {
+    Sql(String),
+    /// Every digest, chain hash and head recomputed, as anyone can without the key.
+    RewriteChains,
+}
+
+/// Three closed runs (two from [`sealed_fixture`], then a third with one result) and one
+/// still running with a result stored.
+async fn runs_fixture(store: &Store) -> (trellis::integrity::Signer, Runs) {
+    let signer = sealed_fixture(store).await;
+    let mut done = store.runs(10).await.expect("runs");
+    done.reverse();
+    let at = base_time() + TimeDelta::minutes(120);
+    let c = run_with_results(store, &[outcome("a.one", Status::Pass, at)]).await;
+    store
+        .finish_run(&c, at, None, &signer)
+        .await
+        .expect("finish");
+    let d = run_with_results(store, &[outcome("b.two", Status::Pass, at)]).await;
+    let runs = Runs {
+        a: done[0].id.clone(),
+        b: done[1].id.clone(),
+        c,
+        d,
+    };
+    (signer, runs)
+}
+
+/// What someone with database access but without the signing key can do to the runs, and
+/// what `verify` must say (each a part of some problem). A run still running may lack a
+/// manifest; every closed one (completed or interrupted) is signed and chained.
+async fn tampered_runs_are_named(store: &Store) {
+    struct Case {
+        name: &'static str,
+        steps: fn(&Runs) -> Vec<Step>,
+        expect: fn(&Runs) -> Vec<String>,
+    }
+    use Step::*;
+    let cases = [
+        Case {
+            name: "a healthy store, with a running run that has no manifest",
+            steps: |_| vec![],
+            expect: |_| vec![],
+        },
+        Case {
+            name: "a stripped signature",
+            steps: |r| {
+                vec![Sql(format!(
+                    "UPDATE runs SET manifest = NULL, signature = NULL, key_id = NULL WHERE id = '{}'",
+                    r.b
+                ))]
+            },
+            expect: |r| {
+                vec![
+                    format!("runs {}: the run was edited", r.b),
+                    format!(
+                        "runs {}: it is completed without a signed manifest: only a running run may lack one",
+                        r.b
+                    ),
+                ]
+            },
+        },
+        Case {
+            name: "a stripped signature, the chains rewritten",
+            steps: |r| {
+                vec![
+                    Sql(format!(
+                        "UPDATE runs SET manifest = NULL, signature = NULL, key_id = NULL WHERE id = '{}'",
+                        r.b
+                    )),
+                    RewriteChains,
+                ]
+            },
+            expect: |r| {
+                vec![
+                    format!("runs {}: it is completed without a signed manifest", r.b),
+                    format!(
+                        "runs {}: the runs chain before it differs from what its manifest signed: run {} (number 2) was changed",
+                        r.c, r.b
+                    ),
+                ]
+            },
+        },
+        Case {
+            name: "a stripped signature, the run reopened as running, the chains rewritten",
+            steps: |r| {
+                vec![
+                    Sql(format!(
+                        "UPDATE runs SET state = 'running', finished_at = NULL, manifest = NULL, signature = NULL, key_id = NULL, row_hash = '', chain_hash = '', chain_seq = NULL WHERE id = '{}'",
+                        r.b
+                    )),
+                    RewriteChains,
+                ]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: its manifest signs run {} (number 2) as the run before it in the runs chain, but the chain holds run {} (number 1) there: run {} was deleted or taken out of the chain",
+                    r.c, r.b, r.a, r.b
+                )]
+            },
+        },
+        Case {
+            name: "a deleted run",
+            steps: |r| vec![Sql(format!("DELETE FROM runs WHERE id = '{}'", r.b))],
+            expect: |r| {
+                vec![
+                    format!(
+                        "runs {}: the runs chain goes from run {} (number 1) to this run, number 3: a closed run between them was deleted",
+                        r.c, r.a
+                    ),
+                    format!("run {} was deleted or taken out of the chain", r.b),
+                ]
+            },
+        },
+        Case {
+            name: "a deleted run, the chains rewritten",
+            steps: |r| {
+                vec![
+                    Sql(format!("DELETE FROM runs WHERE id = '{}'", r.b)),
+                    RewriteChains,
+                ]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: its manifest signs run {} (number 2) as the run before it in the runs chain, but the chain holds run {} (number 1) there",
+                    r.c, r.b, r.a
+                )]
+            },
+        },
+        Case {
+            name: "the newest closed run deleted",
+            steps: |r| vec![Sql(format!("DELETE FROM runs WHERE id = '{}'", r.c))],
+            expect: |r| {
+                vec![format!(
+                    "runs {}: the runs chain ends at number 2, but its head records this run as number 3: the newest closed runs were deleted",
+                    r.c
+                )]
+            },
+        },
+        Case {
+            name: "an edited end",
+            steps: |r| {
+                vec![Sql(format!(
+                    "UPDATE runs SET finished_at = started_at WHERE id = '{}'",
+                    r.c
+                ))]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: the run was edited: its row does not match its digest",
+                    r.c
+                )]
+            },
+        },
+        Case {
+            name: "an edited end, the chains rewritten",
+            steps: |r| {
+                vec![
+                    Sql(format!(
+                        "UPDATE runs SET finished_at = (SELECT started_at FROM runs WHERE id = '{}') WHERE id = '{}'",
+                        r.a, r.b
+                    )),
+                    RewriteChains,
+                ]
+            },
+            expect: |r| {
+                vec![
+                    format!(
+                        "runs {}: the run differs from its signed manifest: finished_at is",
+                        r.b
+                    ),
+                    format!("runs {}: the runs chain before it differs", r.c),
+                ]
+            },
+        },
+        Case {
+            name: "an edited state, the chains rewritten",
+            steps: |r| {
+                vec![
+                    Sql(format!(
+                        "UPDATE runs SET state = 'interrupted', error = 'crashed' WHERE id = '{}'",
+                        r.c
+                    )),
+                    RewriteChains,
+                ]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: the run differs from its signed manifest: state is \"interrupted\", signed as \"completed\"; error is \"crashed\", signed as none",
+                    r.c
+                )]
+            },
+        },
+        Case {
+            name: "a stripped signature hidden behind a moved legacy boundary",
+            steps: |r| {
+                vec![
+                    Sql(format!(
+                        "UPDATE runs SET manifest = NULL, signature = NULL, key_id = NULL WHERE id = '{}'",
+                        r.b
+                    )),
+                    RewriteChains,
+                    Sql(format!(
+                        "UPDATE chain_heads SET last_id = 2, last_key = '{b}', chain_hash = (SELECT chain_hash FROM runs WHERE id = '{b}') WHERE name = 'runs_legacy'",
+                        b = r.b
+                    )),
+                ]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: its manifest signs the legacy boundary as number 0 of the runs chain, but the store records number 2: the boundary was moved",
+                    r.c
+                )]
+            },
+        },
+        Case {
+            name: "a result added to a closed run, the chains rewritten",
+            steps: |r| {
+                vec![
+                    Sql(format!(
+                        "INSERT INTO control_results (run_id, control_id, status, summary, evaluated_at, definition_sha256, checks, evidence_ids, finding_counts, exceptions, row_hash, chain_hash) \
+                         SELECT run_id, 'z.forged', 'pass', summary, evaluated_at, definition_sha256, checks, evidence_ids, finding_counts, exceptions, '', '' FROM control_results WHERE run_id = '{}'",
+                        r.c
+                    )),
+                    RewriteChains,
+                ]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: 2 result row(s) name this run, but its manifest lists 1: rows were added to it after it was signed",
+                    r.c
+                )]
+            },
+        },
+        Case {
+            name: "a running run marked completed without a signature",
+            steps: |r| {
+                vec![Sql(format!(
+                    "UPDATE runs SET state = 'completed', finished_at = started_at WHERE id = '{}'",
+                    r.d
+                ))]
+            },
+            expect: |r| {
+                vec![format!(
+                    "runs {}: it is completed but not in the runs chain and has no signed manifest",
+                    r.d
+                )]
+            },
+        },
+        Case {
+            name: "a closed run inserted outside Trellis",
+            steps: |_| {
+                vec![Sql("INSERT INTO runs (id, trigger, state, started_at, finished_at, controls_total, controls_done) SELECT 'forged', trigger, 'completed', started_at, finished_at, 0, 0 FROM runs LIMIT 1".into())]
+            },
+            expect: |_| {
+                vec!["runs forged: it is completed but not in the runs chain and has no signed manifest".into()]
+            },
+        },
+    ];
+    for case in &cases {
+        // A fresh database of the same backend for each case.
+        let db = if store.backend_name() == "sqlite" {
+            TestDb::sqlite().await
+        } else {
+            TestDb::postgres().await.expect("postgres")
+        };
+        let (signer, runs) = runs_fixture(&db.store).await;
+        for step in (case.steps)(&runs) {
+            match step {
+                Sql(text) => sql(&db.store, &text).await,
+                RewriteChains => testing::rewrite_chains(&db.store).await.expect("rewrite"),
+            }
+        }
+        let report = db
+            .store
+            .verify(&[signer.public_key()])
+            .await
+            .expect("verify");
+        let found: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        let expected = (case.expect)(&runs);
+        if expected.is_empty() {
+            assert!(found.is_empty(), "{}: {found:#?}", case.name);
+            assert_eq!(
+                (
+                    report.runs_closed,
+                    report.runs_signed,
+                    report.runs_legacy,
+                    report.runs_running
+                ),
+                (3, 3, 0, 1),
+                "{}",
+                case.name
+            );
+        }
+        for e in &expected {
+            assert!(
+                found.iter().any(|f| f.contains(e.as_str())),
+                "{}: no problem says {e:?}; found {found:#?}",
+                case.name
+            );
+        }
+        db.cleanup().await;
+    }
+}
+
+/// A database from before runs were chained: a completed run signed with a version 1
+/// manifest and an interrupted run that was never signed. At the next connection they are
+/// chained once, as the legacy runs; runs closed later are signed and carry that boundary,
+/// so the legacy runs cannot be changed unseen afterwards.
+async fn runs_closed_before_the_runs_chain_are_its_legacy(store: &Store, url: &str) {
+    let signer = signer();
+    let old_signed = store
+        .begin_run(Trigger::Schedule, 0, base_time())
+        .await
+        .expect("run");
+    let old_interrupted = store
+        .begin_run(Trigger::Startup, 2, base_time() + TimeDelta::minutes(5))
+        .await
+        .expect("run");
+    // Closed as the version before runs chains did: state and end only, then a version 1
+    // manifest for the completed one.
+    sql(store, &format!("UPDATE runs SET state = 'completed', finished_at = started_at WHERE id = '{old_signed}'")).await;
+    sql(store, &format!("UPDATE runs SET state = 'interrupted', finished_at = started_at WHERE id = '{old_interrupted}'")).await;
+    let genesis = || trellis::integrity::ChainHead {
+        last_id: 0,
+        chain_hash: trellis::integrity::GENESIS.to_string(),
+    };
+    let v1 = trellis::integrity::RunManifest {
+        version: 1,
+        run_id: old_signed.clone(),
+        trigger: "schedule".into(),
+        started_at: trellis::integrity::time_text(base_time()),
+        finished_at: trellis::integrity::time_text(base_time()),
+        controls: vec![],
+        evidence: vec![],
+        evidence_chain: genesis(),
+        results_chain: genesis(),
+        closed: None,
+    };
+    testing::seal_run(store, &v1, &signer.sign(&v1.to_bytes()), &signer.key_id())
+        .await
+        .expect("seal");
+    // What the migration leaves: the boundary pending.
+    sql(
+        store,
+        "UPDATE chain_heads SET last_id = -1 WHERE name = 'runs_legacy'",
+    )
+    .await;
+
+    let store = Store::connect(url).await.expect("reconnect");
+    let new = run_with_results(&store, &[outcome("a.one", Status::Pass, base_time())]).await;
+    store
+        .finish_run(&new, base_time() + TimeDelta::hours(1), None, &signer)
+        .await
+        .expect("finish");
+    let report = store.verify(&[signer.public_key()]).await.expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        (report.runs_closed, report.runs_signed, report.runs_legacy),
+        (3, 2, 1)
+    );
+    // Connecting again chains nothing more: the boundary is set once.
+    let again = Store::connect(url).await.expect("reconnect");
+    assert!(problems(&again, &signer).await.is_empty());
+
+    // The unsigned legacy run edited, its chain rewritten: the newer signature holds it.
+    sql(
+        &store,
+        &format!("UPDATE runs SET state = 'completed' WHERE id = '{old_interrupted}'"),
+    )
+    .await;
+    testing::rewrite_chains(&store).await.expect("rewrite");
+    let p = problems(&store, &signer).await;
+    for expected in [
+        format!(
+            "runs {new}: the runs chain before it differs from what its manifest signed: run {old_interrupted} (number 2) was changed, or a run before it was"
+        ),
+        format!(
+            "runs {old_interrupted}: the legacy boundary records run {old_interrupted} (number 2) but the chain holds this run there, or holds it changed"
+        ),
+    ] {
+        assert!(p.contains(&expected), "{expected:?} not in {p:#?}");
+    }
+    // The version 1 signature holds its run's end too.
+    sql(
+        &store,
+        &format!("UPDATE runs SET state = 'interrupted' WHERE id = '{old_interrupted}'"),
+    )
+    .await;
+    sql(
+        &store,
+        &format!("UPDATE runs SET trigger = 'manual' WHERE id = '{old_signed}'"),
+    )
+    .await;
+    testing::rewrite_chains(&store).await.expect("rewrite");
+    let p = problems(&store, &signer).await;
+    assert!(
+        p.contains(&format!(
+            "runs {old_signed}: the run differs from its signed manifest: trigger is \"manual\", signed as \"schedule\""
+        )),
         "{p:?}"
     );
 }
@@ -1079,7 +1501,7 @@ async fn rows_from_before_the_chains_are_sealed(store: &Store, url: &str) {
     let signer = sealed_fixture(store).await;
     // Rows whose hashes are empty (stored by a version without chains) are sealed at the next
     // connection, after the rows already chained.
-    sql(store, "INSERT INTO runs (id, trigger, state, started_at, controls_total, controls_done) SELECT 'legacy', trigger, state, started_at, 0, 0 FROM runs LIMIT 1").await;
+    sql(store, "INSERT INTO runs (id, trigger, state, started_at, controls_total, controls_done) SELECT 'legacy', trigger, 'running', started_at, 0, 0 FROM runs LIMIT 1").await;
     sql(store, "INSERT INTO control_results (run_id, control_id, status, summary, evaluated_at, definition_sha256, checks, evidence_ids, finding_counts, exceptions, row_hash, chain_hash) SELECT 'legacy', control_id, status, summary, evaluated_at, definition_sha256, checks, evidence_ids, finding_counts, exceptions, '', '' FROM control_results LIMIT 1").await;
     let p = problems(store, &signer).await;
     assert!(
@@ -1129,7 +1551,7 @@ async fn run_lifecycle(store: &Store) {
     }
     let finished = started + TimeDelta::seconds(90);
     store
-        .finish_run(&run, finished, None)
+        .finish_run(&run, finished, None, &signer())
         .await
         .expect("finish");
     let done = store.run(&run).await.expect("read").expect("exists");
@@ -1146,7 +1568,7 @@ async fn run_lifecycle(store: &Store) {
         let at = started + TimeDelta::minutes(i as i64 + 1);
         let id = store.begin_run(trigger, 5, at).await.expect("begin run");
         store
-            .finish_run(&id, at, Some("catalog failed to load"))
+            .finish_run(&id, at, Some("catalog failed to load"), &signer())
             .await
             .expect("finish");
         let r = store.run(&id).await.expect("read").expect("exists");
@@ -1171,7 +1593,7 @@ async fn run_lifecycle(store: &Store) {
     // Unknown runs.
     assert_eq!(store.run("no-such-run").await.expect("read"), None);
     let err = store
-        .finish_run("no-such-run", finished, None)
+        .finish_run("no-such-run", finished, None, &signer())
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
@@ -1513,7 +1935,7 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
         .await
         .expect("run");
     store
-        .finish_run(&completed, finished, None)
+        .finish_run(&completed, finished, None, &signer())
         .await
         .expect("finish");
     let failed = store
@@ -1521,7 +1943,7 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
         .await
         .expect("run");
     store
-        .finish_run(&failed, finished, Some("boom"))
+        .finish_run(&failed, finished, Some("boom"), &signer())
         .await
         .expect("finish");
     let running_a = store
@@ -1537,7 +1959,13 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
         .await
         .expect("record");
 
-    assert_eq!(store.mark_interrupted_runs(now).await.expect("mark"), 2);
+    assert_eq!(
+        store
+            .mark_interrupted_runs(now, &signer())
+            .await
+            .expect("mark"),
+        2
+    );
 
     // (run, state, finished_at, error, controls_done)
     let expected = [
@@ -1556,9 +1984,58 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
 
     // Already interrupted runs are not touched again.
     let later = now + TimeDelta::hours(1);
-    assert_eq!(store.mark_interrupted_runs(later).await.expect("mark"), 0);
+    assert_eq!(
+        store
+            .mark_interrupted_runs(later, &signer())
+            .await
+            .expect("mark"),
+        0
+    );
     let r = store.run(&running_a).await.expect("read").expect("exists");
     assert_eq!(r.finished_at, Some(now));
+
+    // Interrupted runs are closed like finished ones: signed, with what they stored.
+    for id in [&running_a, &running_b] {
+        let (manifest, signature, key) = store.run_seal(id).await.expect("seal").expect("signed");
+        assert!(
+            signer()
+                .public_key()
+                .verify(manifest.as_bytes(), &signature)
+        );
+        assert_eq!(key, signer().key_id());
+        let m: trellis::integrity::RunManifest = serde_json::from_str(&manifest).expect("manifest");
+        let closed = m.closed.expect("version 2");
+        assert_eq!(closed.state, "interrupted");
+        assert_eq!(m.controls.len(), if id == &running_b { 1 } else { 0 });
+    }
+    let report = store
+        .verify(&[signer().public_key()])
+        .await
+        .expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        (report.runs_closed, report.runs_signed, report.runs_running),
+        (4, 4, 0)
+    );
+    // Nothing more is recorded in a closed run, and it is not closed again.
+    let err = store
+        .record_result(&running_a, &outcome("a.late", Status::Pass, later), &[])
+        .await
+        .expect_err("closed");
+    assert_eq!(
+        err.to_string(),
+        format!("run {running_a} is interrupted already: nothing more is recorded in a closed run")
+    );
+    assert!(matches!(
+        store
+            .record_evidence(&completed, &[evidence("p", json!(1))])
+            .await,
+        Err(StoreError::RunClosed { .. })
+    ));
+    assert!(matches!(
+        store.finish_run(&completed, later, None, &signer()).await,
+        Err(StoreError::RunClosed { .. })
+    ));
 }
 
 async fn timestamps_round_trip_exactly(store: &Store) {
@@ -1595,7 +2072,10 @@ async fn timestamps_round_trip_exactly(store: &Store) {
             .record_result(&run, &outcome(&control, Status::Pass, ts), &[])
             .await
             .expect("result");
-        store.finish_run(&run, ts, None).await.expect("finish");
+        store
+            .finish_run(&run, ts, None, &signer())
+            .await
+            .expect("finish");
 
         let r = store.run(&run).await.expect("read").expect("exists");
         assert_eq!((r.started_at, r.finished_at), (ts, Some(ts)), "{s}");
@@ -1676,7 +2156,7 @@ async fn concurrent_writers(store: &Store, url: &str) {
                 handle.record_result(&run, &o, &ids).await.expect("record");
             }
             handle
-                .finish_run(&run, base_time(), None)
+                .finish_run(&run, base_time(), None, &signer())
                 .await
                 .expect("finish");
             run
@@ -1689,7 +2169,10 @@ async fn concurrent_writers(store: &Store, url: &str) {
     }
     assert_eq!(store.latest_results().await.expect("latest").len(), 80);
     // Four writers appended to the hash chains at once: the chains are still whole.
-    let report = store.verify(&[]).await.expect("verify");
+    let report = store
+        .verify(&[signer().public_key()])
+        .await
+        .expect("verify");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!((report.evidence_rows, report.result_rows), (4, 80));
 }
@@ -1767,7 +2250,7 @@ async fn crashed_writer_leaves_database_readable(store: &Store, url: &str) {
     }
     assert_eq!(
         restarted
-            .mark_interrupted_runs(Utc::now())
+            .mark_interrupted_runs(Utc::now(), &signer())
             .await
             .expect("mark"),
         1
@@ -1928,19 +2411,73 @@ async fn export_reads_walk_a_period_in_id_order(store: &Store) {
     );
 }
 
+/// What OSCAL coverage reads besides the export's pass: each control's newest evaluation
+/// before a period, and a control's evaluations of a period in time order (ties in id
+/// order), a page at a time — also when they were stored out of time order.
+async fn a_period_s_evaluations_read_in_time_order_and_the_one_before_it(store: &Store) {
+    let h = |n: i64| base_time() + TimeDelta::hours(n);
+    // Stored in this order (ids), not in time order.
+    run_with_results(
+        store,
+        &[
+            outcome("a.one", Status::Pass, h(5)),
+            outcome("a.one", Status::Fail, h(-2)),
+            outcome("a.one", Status::Pass, h(1)),
+            outcome("a.one", Status::Error, h(3)),
+            outcome("b.two", Status::Pass, h(-1)),
+            outcome("a.one", Status::Waived, h(3)),
+            outcome("a.one", Status::Pass, h(-5)),
+            outcome("a.one", Status::Pass, h(9)),
+        ],
+    )
+    .await;
+    let ids: Vec<String> = ["a.one", "b.two", "c.none"].map(String::from).to_vec();
+    let before = store.evaluations_before(&ids, h(0)).await.expect("before");
+    assert_eq!(before.len(), 2);
+    assert_eq!(
+        (before["a.one"].0, before["a.one"].2),
+        (h(-2), Status::Fail)
+    );
+    assert_eq!(
+        (before["b.two"].0, before["b.two"].2),
+        (h(-1), Status::Pass)
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .control_evaluations("a.one", h(0), h(9), after, 2)
+            .await
+            .expect("page");
+        assert!(page.len() <= 2);
+        let Some(&(t, id, _)) = page.last() else {
+            break;
+        };
+        after = Some((t, id));
+        seen.extend(page);
+    }
+    let times: Vec<(DateTime<Utc>, Status)> = seen.iter().map(|&(t, _, s)| (t, s)).collect();
+    assert_eq!(
+        times,
+        [
+            (h(1), Status::Pass),
+            (h(3), Status::Error),
+            (h(3), Status::Waived),
+            (h(5), Status::Pass),
+        ]
+    );
+    assert!(seen[1].1 < seen[2].1, "ties in id order");
+}
+
 /// The export's runs: listed without their manifests (the key id only for signed runs), the
 /// manifests and signatures read a page at a time, exactly as sealed, in the order asked.
 async fn a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time(store: &Store) {
     let signer = sealed_fixture(store).await;
-    // A third run, finished but not signed.
+    // A third run, still running: not signed yet.
     let unsigned = store
         .begin_run(Trigger::Manual, 0, base_time() + TimeDelta::minutes(120))
         .await
         .expect("run");
-    store
-        .finish_run(&unsigned, base_time() + TimeDelta::minutes(121), None)
-        .await
-        .expect("finish");
     let runs = store
         .runs_between(
             base_time() - TimeDelta::hours(1),

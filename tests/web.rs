@@ -159,7 +159,15 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
         .record_result(&run, &outcome, &evidence_ids)
         .await
         .unwrap();
-    store.finish_run(&run, evaluated_at, None).await.unwrap();
+    store
+        .finish_run(
+            &run,
+            evaluated_at,
+            None,
+            &trellis::integrity::Signer::from_seed([5; 32]),
+        )
+        .await
+        .unwrap();
 }
 
 struct Fixture {

@@ -11,6 +11,7 @@ mod m20261124_000001_exception_uses;
 mod m20261201_000001_trust_page;
 mod m20261202_000001_staff;
 mod m20261203_000001_integrity;
+mod m20261204_000001_run_chain;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_trust_page::Migration),
             Box::new(m20261202_000001_staff::Migration),
             Box::new(m20261203_000001_integrity::Migration),
+            Box::new(m20261204_000001_run_chain::Migration),
         ]
     }
 }

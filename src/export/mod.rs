@@ -23,6 +23,7 @@
 //! content; the same data and arguments give the same bytes.
 
 mod attestations;
+pub mod coverage;
 mod deflate;
 mod evidence;
 mod oscal;
@@ -68,6 +69,9 @@ pub struct ExportRequest {
     pub controls: Vec<String>,
     /// Only controls mapped to this framework (`soc2`, `cis-aws`…).
     pub framework: Option<String>,
+    /// The freshness of controls without their own (`default_freshness`): OSCAL's
+    /// *satisfied* needs every control fresh through the period.
+    pub default_freshness: chrono::Duration,
 }
 
 impl ExportRequest {
@@ -271,6 +275,10 @@ pub(crate) struct ControlFigures {
     pub fixes: usize,
     /// Exceptions used by the period's results (id → times).
     pub exceptions: BTreeMap<String, usize>,
+    /// Whether the control was freshly evaluated and passing through the period, and its
+    /// freshness.
+    pub coverage: Option<coverage::Verdict>,
+    pub freshness: chrono::Duration,
 }
 
 fn json_err(what: &'static str) -> impl Fn(serde_json::Error) -> ExportError {
@@ -339,13 +347,51 @@ pub async fn export<W: Write + Seek>(
         .filter(|r| r.signed_by.is_some())
         .map(|r| r.run.id.clone())
         .collect();
+    // What was known at the period's start, for each control's coverage of the period.
+    let ids: Vec<String> = controls.iter().map(|c| c.id.clone()).collect();
+    let before = store.evaluations_before(&ids, start).await?;
+    let freshness: Vec<chrono::Duration> = controls
+        .iter()
+        .map(|c| c.freshness.unwrap_or(request.default_freshness))
+        .collect();
+    let coverage = controls
+        .iter()
+        .zip(&freshness)
+        .map(|(c, f)| {
+            let known = before.get(&c.id).map(|&(t, _, s)| (t, s));
+            coverage::Coverage::new(start, end, *f, known)
+        })
+        .collect();
     let timer = std::time::Instant::now();
     let (pass, attested) = tokio::join!(
-        population::read(store, &controls, start, end),
+        population::read(store, &controls, start, end, coverage),
         attestations::write(&mut bundle, store, &signed),
     );
     let mut pass = pass?;
     attested?;
+    // Results stored out of time order (a run `--as-of` an earlier time) are read again for
+    // their control, in time order.
+    for (i, control) in controls.iter().enumerate() {
+        let mut c = pass.coverage[i].clone();
+        if c.unordered() {
+            c = c.restart(before.get(&control.id).map(|&(t, _, s)| (t, s)));
+            let mut after = None;
+            loop {
+                let page = store
+                    .control_evaluations(&control.id, start, end, after, 5000)
+                    .await?;
+                let Some(&(t, id, _)) = page.last() else {
+                    break;
+                };
+                after = Some((t, id));
+                for (t, _, s) in page {
+                    c.see(t, s);
+                }
+            }
+        }
+        pass.figures[i].coverage = Some(c.finish());
+        pass.figures[i].freshness = freshness[i];
+    }
     tracing::debug!(
         seconds = timer.elapsed().as_secs_f64(),
         rows = pass.rows,

@@ -1,7 +1,8 @@
 //! `oscal/assessment-results.json`: the period as OSCAL 1.2.1 assessment results — one result
 //! for the period, an observation per piece of evidence, and a finding per control objective
-//! (each framework criterion a control maps to) that is satisfied only if every evaluation of
-//! the control in the period passed.
+//! (each framework criterion a control maps to) that is satisfied only if every control mapped
+//! to it was freshly evaluated and passing through the whole period (`coverage.rs`); otherwise
+//! it is not satisfied, with the reason: a gap, a failure, no data or a late start, and when.
 //!
 //! Control and objective ids are `<framework>_<version>_<criterion>` (`soc2_2017_CC6.1`,
 //! `cis-aws_3.0.0_1.12`): OSCAL tokens cannot start with a digit or hold a colon. UUIDs are
@@ -12,6 +13,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::coverage::{Problem, Verdict};
 use super::deflate::{self, Piece};
 use super::{ControlFigures, ExportError, ExportRequest, json_err};
 use crate::catalog::Control;
@@ -118,13 +120,25 @@ struct Target {
     kind: &'static str,
     #[serde(rename = "target-id")]
     target_id: String,
+    /// `not-satisfied-reason`: one per reason a mapped control was not satisfied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    props: Vec<TargetProp>,
     status: TargetStatus,
+}
+
+#[derive(Serialize)]
+struct TargetProp {
+    name: &'static str,
+    ns: &'static str,
+    value: &'static str,
 }
 
 #[derive(Serialize)]
 struct TargetStatus {
     state: &'static str,
+    /// `pass`; `fail` when a control failed; `other` for a gap, a late start or no data.
     reason: &'static str,
+    remarks: String,
 }
 
 #[derive(Serialize)]
@@ -224,17 +238,34 @@ pub(super) fn document(
         .iter()
         .map(|(objective, cs)| {
             let mut satisfied = true;
+            let mut failed = false;
             let mut lines = Vec::new();
+            let mut reasons = Vec::new();
+            let mut tokens: Vec<&'static str> = Vec::new();
             let mut related = Vec::new();
             for c in cs {
                 let f = figures.get(&c.id).cloned().unwrap_or_default();
                 let pass = f.by_status.get("pass").copied().unwrap_or(0);
-                let all_pass = f.results > 0 && pass == f.results;
-                satisfied &= all_pass;
+                let verdict = f.coverage.clone().unwrap_or(Verdict::NotSatisfied {
+                    first: Problem::NoData,
+                    failures: 0,
+                    gaps: 0,
+                    evaluations: 0,
+                });
+                let covered = verdict.describe(f.freshness);
+                if let Verdict::NotSatisfied { first, .. } = &verdict {
+                    satisfied = false;
+                    failed |= matches!(first, Problem::Failure { .. });
+                    if !tokens.contains(&first.token()) {
+                        tokens.push(first.token());
+                    }
+                    reasons.push(format!("{}: {covered}.", c.id));
+                }
                 lines.push(format!(
-                    "{} ({}): {} of {} evaluations passed; latest {}; {} failures, {} fixes.",
+                    "{} ({}): {}; {} of {} evaluations passed; latest {}; {} failures, {} fixes.",
                     c.title,
                     c.id,
+                    covered,
                     pass,
                     f.results,
                     f.latest_status.map_or("none", Status::as_str),
@@ -254,19 +285,42 @@ pub(super) fn document(
                 target: Target {
                     kind: "objective-id",
                     target_id: objective.clone(),
+                    props: tokens
+                        .into_iter()
+                        .map(|value| TargetProp {
+                            name: "not-satisfied-reason",
+                            ns: "https://trellis.dev/ns/oscal",
+                            value,
+                        })
+                        .collect(),
                     status: TargetStatus {
                         state: if satisfied {
                             "satisfied"
                         } else {
                             "not-satisfied"
                         },
-                        reason: if satisfied { "pass" } else { "fail" },
+                        reason: match (satisfied, failed) {
+                            (true, _) => "pass",
+                            (false, true) => "fail",
+                            (false, false) => "other",
+                        },
+                        remarks: if satisfied {
+                            "Every control mapped to the objective was evaluated, fresh and \
+                             passing, throughout the period."
+                                .into()
+                        } else {
+                            reasons.join(" ")
+                        },
                     },
                 },
                 related_observations: related,
-                remarks: "Satisfied only if every evaluation of every control mapped to the \
-                          objective passed during the period; related observations are the \
-                          evidence of each control's latest evaluation."
+                remarks: "Satisfied only if every control mapped to the objective was freshly \
+                          evaluated and passing through the whole period: evaluated at or \
+                          before its start (a passing evaluation before it counts while still \
+                          fresh), never longer than the control's freshness between \
+                          evaluations or before the period's end, and every evaluation passed. \
+                          Related observations are the evidence of each control's latest \
+                          evaluation."
                     .into(),
             }
         })

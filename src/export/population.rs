@@ -32,6 +32,8 @@ const PAGES_AHEAD: usize = 4;
 /// What the pass learned, by control (in the order of `controls`).
 pub(super) struct Pass {
     pub figures: Vec<ControlFigures>,
+    /// Whether each control was fresh and passing through the period, as far as seen.
+    pub coverage: Vec<super::coverage::Coverage>,
     /// The definitions (SHA-256) each control was evaluated with.
     pub definitions: Vec<BTreeSet<String>>,
     /// Evidence read by any exported result.
@@ -381,12 +383,14 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Phase 1: reads the period's results of `controls` and spools their populations.
+/// Phase 1: reads the period's results of `controls` and spools their populations; each
+/// control's evaluations go through its `coverage` as they come (in id order).
 pub(super) async fn read(
     store: &Store,
     controls: &[&Control],
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    coverage: Vec<super::coverage::Coverage>,
 ) -> Result<Pass, ExportError> {
     use futures::StreamExt as _;
 
@@ -420,6 +424,7 @@ pub(super) async fn read(
     }
     let mut pass = Pass {
         figures: vec![ControlFigures::default(); controls.len()],
+        coverage,
         definitions: vec![BTreeSet::new(); controls.len()],
         evidence_ids: BTreeSet::new(),
         results: 0,
@@ -469,6 +474,7 @@ pub(super) async fn read(
                     pass.definitions[i].insert(s.definition_sha256);
                 }
                 pass.evidence_ids.extend(s.evidence_ids.iter().copied());
+                pass.coverage[i].see(s.evaluated_at, s.status);
                 fig.latest_status = Some(s.status);
                 fig.latest_at = Some(s.evaluated_at);
                 fig.latest_evidence = s.evidence_ids;

@@ -128,6 +128,9 @@ impl Store {
                 ),
                 "key_id",
             )
+            .column_as(Expr::cust("''"), "row_hash")
+            .column_as(Expr::cust("''"), "chain_hash")
+            .column_as(Expr::cust("CAST(NULL AS BIGINT)"), "chain_seq")
             .filter(C::StartedAt.gte(db_time(start)))
             .filter(C::StartedAt.lt(db_time(end)))
             .order_by_asc(C::StartedAt)
@@ -169,6 +172,83 @@ impl Store {
                 Some((id.clone(), manifest, signature))
             })
             .collect())
+    }
+}
+
+/// An evaluation of a control: when, with which status (its result id breaks ties).
+pub type Evaluation = (DateTime<Utc>, i64, crate::model::Status);
+
+impl Store {
+    /// Each control's newest evaluation before `before` (one index lookup each): what was
+    /// known at a period's start.
+    pub async fn evaluations_before(
+        &self,
+        control_ids: &[String],
+        before: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, Evaluation>, StoreError> {
+        use super::entities::control_results::Column as C;
+        use sea_orm::QuerySelect;
+        const OP: &str = "read the evaluations before a period";
+        let mut out = std::collections::HashMap::new();
+        for id in control_ids {
+            let row = super::entities::control_results::Entity::find()
+                .select_only()
+                .columns([C::EvaluatedAt, C::Id, C::Status])
+                .filter(C::ControlId.eq(id.as_str()))
+                .filter(C::EvaluatedAt.lt(db_time(before)))
+                .order_by_desc(C::EvaluatedAt)
+                .order_by_desc(C::Id)
+                .into_tuple::<(DateTime<Utc>, i64, String)>()
+                .one(&self.db)
+                .await
+                .during(OP)?;
+            if let Some((at, rid, status)) = row {
+                let status = super::parse_status("control_results", rid, &status)?;
+                out.insert(id.clone(), (at, rid, status));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` evaluations of a control in `[start, end)`, in time order (ties in id
+    /// order), after `after`: a period's evaluations read again in time order, a page at a
+    /// time, when they were not stored in it.
+    pub async fn control_evaluations(
+        &self,
+        control_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, i64)>,
+        limit: u64,
+    ) -> Result<Vec<Evaluation>, StoreError> {
+        use super::entities::control_results::Column as C;
+        use sea_orm::{Condition, QuerySelect};
+        let mut q = super::entities::control_results::Entity::find()
+            .select_only()
+            .columns([C::EvaluatedAt, C::Id, C::Status])
+            .filter(C::ControlId.eq(control_id))
+            .filter(C::EvaluatedAt.gte(db_time(start)))
+            .filter(C::EvaluatedAt.lt(db_time(end)));
+        if let Some((t, id)) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(C::EvaluatedAt.gt(t))
+                    .add(Condition::all().add(C::EvaluatedAt.eq(t)).add(C::Id.gt(id))),
+            );
+        }
+        let rows = q
+            .order_by_asc(C::EvaluatedAt)
+            .order_by_asc(C::Id)
+            .limit(limit)
+            .into_tuple::<(DateTime<Utc>, i64, String)>()
+            .all(&self.db)
+            .await
+            .during("read a control's evaluations")?;
+        rows.into_iter()
+            .map(|(at, id, status)| {
+                Ok((at, id, super::parse_status("control_results", id, &status)?))
+            })
+            .collect()
     }
 }
 

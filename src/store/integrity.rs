@@ -1,7 +1,7 @@
 //! The hash chains of evidence and results, run manifests, control definitions, and the
 //! verification that walks it all (`trellis verify`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -14,12 +14,19 @@ use serde::Serialize;
 use super::entities::{chain_heads, control_results, definitions, evidence, findings, runs};
 use super::{QueryContext, Store, StoreError, db_time};
 use crate::integrity::{
-    self as rules, ChainHead, FindingFields, GENESIS, ManifestEvidence, ManifestResult,
-    ResultFields, RunManifest,
+    self as rules, ChainHead, ClosedRun, FindingFields, GENESIS, ManifestEvidence, ManifestResult,
+    ResultFields, RunChainHead, RunFields, RunManifest, Signer,
 };
+use crate::model::RunState;
 
 pub(super) const EVIDENCE_CHAIN: &str = "evidence";
 pub(super) const RESULTS_CHAIN: &str = "control_results";
+pub(super) const RUNS_CHAIN: &str = "runs";
+/// The runs chained when runs chains began (`last_id` -1: not yet).
+pub(super) const LEGACY_RUNS: &str = "runs_legacy";
+
+/// Runs read per query while verifying (each holds its manifest: tens of KiB).
+const RUNS_PAGE: u64 = 100;
 
 /// Rows read per query while verifying (memory stays bounded).
 const PAGE: u64 = 500;
@@ -45,6 +52,7 @@ pub(super) async fn lock_head(
                 name: Set(name.to_string()),
                 last_id: Set(0),
                 chain_hash: Set(GENESIS.to_string()),
+                last_key: Set(None),
             })
             .exec_without_returning(txn)
             .await
@@ -116,6 +124,197 @@ pub(super) async fn save_head(
     Ok(())
 }
 
+/// The runs chain's head, locked for this transaction (as [`lock_head`]).
+async fn lock_runs_head(
+    txn: &DatabaseTransaction,
+    op: &'static str,
+) -> Result<RunChainHead, StoreError> {
+    let mut q = chain_heads::Entity::find_by_id(RUNS_CHAIN.to_string());
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        q = q.lock_exclusive();
+    }
+    match q.one(txn).await.during(op)? {
+        Some(row) => Ok(run_head(row)),
+        None => {
+            chain_heads::Entity::insert(chain_heads::ActiveModel {
+                name: Set(RUNS_CHAIN.to_string()),
+                last_id: Set(0),
+                chain_hash: Set(GENESIS.to_string()),
+                last_key: Set(None),
+            })
+            .exec_without_returning(txn)
+            .await
+            .during(op)?;
+            Ok(RunChainHead::genesis())
+        }
+    }
+}
+
+fn run_head(row: chain_heads::Model) -> RunChainHead {
+    RunChainHead {
+        seq: row.last_id,
+        run_id: row.last_key.unwrap_or_default(),
+        chain_hash: row.chain_hash,
+    }
+}
+
+async fn save_runs_head(
+    txn: &DatabaseTransaction,
+    name: &str,
+    head: &RunChainHead,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    chain_heads::Entity::update_many()
+        .col_expr(chain_heads::Column::LastId, Expr::value(head.seq))
+        .col_expr(
+            chain_heads::Column::ChainHash,
+            Expr::value(head.chain_hash.clone()),
+        )
+        .col_expr(
+            chain_heads::Column::LastKey,
+            Expr::value(Some(head.run_id.clone())),
+        )
+        .filter(chain_heads::Column::Name.eq(name))
+        .exec(txn)
+        .await
+        .during(op)?;
+    Ok(())
+}
+
+/// The boundary of the runs chained when runs chains began.
+enum Legacy {
+    /// Not chained yet (the migration's mark): done at the next connection.
+    Pending,
+    /// The row is gone.
+    Missing,
+    At(RunChainHead),
+}
+
+async fn legacy_boundary(
+    db: &impl ConnectionTrait,
+    op: &'static str,
+) -> Result<Legacy, StoreError> {
+    Ok(
+        match chain_heads::Entity::find_by_id(LEGACY_RUNS.to_string())
+            .one(db)
+            .await
+            .during(op)?
+        {
+            None => Legacy::Missing,
+            Some(row) if row.last_id < 0 => Legacy::Pending,
+            Some(row) => Legacy::At(run_head(row)),
+        },
+    )
+}
+
+/// A run's row as its digest covers it, at place `chain_seq` of the runs chain.
+fn run_fields(row: &runs::Model, chain_seq: i64) -> RunFields<'_> {
+    RunFields {
+        id: &row.id,
+        trigger: &row.trigger,
+        state: &row.state,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        controls_total: row.controls_total,
+        controls_done: row.controls_done,
+        error: row.error.as_deref(),
+        manifest: row.manifest.as_deref(),
+        signature: row.signature.as_deref(),
+        key_id: row.key_id.as_deref(),
+        chain_seq,
+    }
+}
+
+/// The version 1 part of a run's manifest, from its stored rows: its results and evidence
+/// with their digests, and the evidence and results chains' heads.
+async fn manifest_of(
+    db: &impl ConnectionTrait,
+    run: &runs::Model,
+    op: &'static str,
+) -> Result<RunManifest, StoreError> {
+    let results = control_results::Entity::find()
+        .select_only()
+        .columns([
+            control_results::Column::Id,
+            control_results::Column::ControlId,
+            control_results::Column::DefinitionSha256,
+            control_results::Column::Status,
+            control_results::Column::RowHash,
+        ])
+        .filter(control_results::Column::RunId.eq(run.id.as_str()))
+        .order_by_asc(control_results::Column::Id)
+        .into_tuple::<(i64, String, String, String, String)>()
+        .all(db)
+        .await
+        .during(op)?;
+    let evidence = evidence::Entity::find()
+        .select_only()
+        .columns([
+            evidence::Column::Id,
+            evidence::Column::Probe,
+            evidence::Column::Sha256,
+            evidence::Column::RowHash,
+        ])
+        .filter(evidence::Column::RunId.eq(run.id.as_str()))
+        .order_by_asc(evidence::Column::Id)
+        .into_tuple::<(i64, String, String, String)>()
+        .all(db)
+        .await
+        .during(op)?;
+    let mut heads = HashMap::new();
+    for h in chain_heads::Entity::find()
+        .filter(chain_heads::Column::Name.is_in([EVIDENCE_CHAIN, RESULTS_CHAIN]))
+        .all(db)
+        .await
+        .during(op)?
+    {
+        heads.insert(
+            h.name,
+            ChainHead {
+                last_id: h.last_id,
+                chain_hash: h.chain_hash,
+            },
+        );
+    }
+    let mut head = |name: &str| {
+        heads.remove(name).unwrap_or_else(|| ChainHead {
+            last_id: 0,
+            chain_hash: GENESIS.to_string(),
+        })
+    };
+    Ok(RunManifest {
+        version: 1,
+        run_id: run.id.clone(),
+        trigger: run.trigger.clone(),
+        started_at: rules::time_text(run.started_at),
+        finished_at: run.finished_at.map(rules::time_text).unwrap_or_default(),
+        controls: results
+            .into_iter()
+            .map(
+                |(result_id, control_id, definition_sha256, status, row_hash)| ManifestResult {
+                    result_id,
+                    control_id,
+                    definition_sha256,
+                    status,
+                    row_hash,
+                },
+            )
+            .collect(),
+        evidence: evidence
+            .into_iter()
+            .map(|(id, probe, sha256, row_hash)| ManifestEvidence {
+                evidence_id: id,
+                probe,
+                sha256,
+                row_hash,
+            })
+            .collect(),
+        evidence_chain: head(EVIDENCE_CHAIN),
+        results_chain: head(RESULTS_CHAIN),
+        closed: None,
+    })
+}
+
 fn evidence_row_digest(row: &evidence::Model) -> String {
     rules::evidence_digest(
         row.id,
@@ -173,8 +372,15 @@ impl std::fmt::Display for IntegrityProblem {
 pub struct IntegrityReport {
     pub evidence_rows: u64,
     pub result_rows: u64,
+    /// Runs in the runs chain (closed: completed or interrupted).
+    pub runs_closed: u64,
+    /// Closed runs with a signed manifest.
     pub runs_signed: u64,
-    pub runs_unsigned: u64,
+    /// Closed runs without one, closed before runs were chained (within the legacy
+    /// boundary): covered by the chain and the boundary every later signature carries.
+    pub runs_legacy: u64,
+    /// Runs still running (unsigned, not chained yet).
+    pub runs_running: u64,
     pub problems: Vec<IntegrityProblem>,
 }
 
@@ -248,7 +454,74 @@ impl Store {
             txn.commit().await.during(OP)?;
             sealed += rows.len() as u64;
         }
+        sealed += self.chain_legacy_runs().await?;
         Ok(sealed)
+    }
+
+    /// Once, after the migration that began the runs chain: chains the runs closed before
+    /// it, in the order they were closed (as they are: some were never signed), and records
+    /// where they end (`runs_legacy`), which every run signed later carries in its manifest.
+    /// Later, a closed run outside the chain is not chained here: `verify` names it.
+    async fn chain_legacy_runs(&self) -> Result<u64, StoreError> {
+        const OP: &str = "chain runs closed before runs chains";
+        if !matches!(legacy_boundary(&self.db, OP).await?, Legacy::Pending) {
+            return Ok(0);
+        }
+        let mut chained = 0;
+        loop {
+            let txn = self.begin_write().await.during(OP)?;
+            let mut head = lock_runs_head(&txn, OP).await?;
+            // Another process may have done it meanwhile.
+            if !matches!(legacy_boundary(&txn, OP).await?, Legacy::Pending) {
+                txn.commit().await.during(OP)?;
+                return Ok(chained);
+            }
+            let rows = runs::Entity::find()
+                .filter(runs::Column::ChainSeq.is_null())
+                .filter(runs::Column::State.ne(RunState::Running.as_str()))
+                .order_by_asc(runs::Column::FinishedAt)
+                .order_by_asc(runs::Column::StartedAt)
+                .order_by_asc(runs::Column::Id)
+                .limit(RUNS_PAGE)
+                .all(&txn)
+                .await
+                .during(OP)?;
+            for row in &rows {
+                let seq = head.seq + 1;
+                let digest = rules::run_digest(&run_fields(row, seq));
+                let chain_hash = rules::chain(&head.chain_hash, &digest);
+                runs::Entity::update_many()
+                    .col_expr(runs::Column::RowHash, Expr::value(digest))
+                    .col_expr(runs::Column::ChainHash, Expr::value(chain_hash.clone()))
+                    .col_expr(runs::Column::ChainSeq, Expr::value(seq))
+                    .filter(runs::Column::Id.eq(row.id.as_str()))
+                    .exec(&txn)
+                    .await
+                    .during(OP)?;
+                head = RunChainHead {
+                    seq,
+                    run_id: row.id.clone(),
+                    chain_hash,
+                };
+            }
+            save_runs_head(&txn, RUNS_CHAIN, &head, OP).await?;
+            let last_page = (rows.len() as u64) < RUNS_PAGE;
+            if last_page {
+                save_runs_head(&txn, LEGACY_RUNS, &head, OP).await?;
+            }
+            txn.commit().await.during(OP)?;
+            chained += rows.len() as u64;
+            if last_page {
+                if head.seq > 0 {
+                    tracing::info!(
+                        runs = head.seq,
+                        last = %head.run_id,
+                        "chained the runs closed before runs were chained (the legacy boundary)"
+                    );
+                }
+                return Ok(chained);
+            }
+        }
     }
 
     /// Keeps a control definition's text by its SHA-256 (once).
@@ -298,99 +571,105 @@ impl Store {
             .map(|d| d.text))
     }
 
-    /// The manifest of a finished run, from its stored rows (to sign).
-    pub async fn run_manifest(&self, run_id: &str) -> Result<RunManifest, StoreError> {
-        const OP: &str = "build run manifest";
-        let run = runs::Entity::find_by_id(run_id.to_string())
-            .one(&self.db)
-            .await
-            .during(OP)?
-            .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
-        let results = control_results::Entity::find()
-            .filter(control_results::Column::RunId.eq(run_id))
-            .order_by_asc(control_results::Column::Id)
-            .all(&self.db)
-            .await
-            .during(OP)?;
-        let evidence = evidence::Entity::find()
-            .select_only()
-            .columns([
-                evidence::Column::Id,
-                evidence::Column::Probe,
-                evidence::Column::Sha256,
-                evidence::Column::RowHash,
-            ])
-            .filter(evidence::Column::RunId.eq(run_id))
-            .order_by_asc(evidence::Column::Id)
-            .into_tuple::<(i64, String, String, String)>()
-            .all(&self.db)
-            .await
-            .during(OP)?;
-        let head = |name: &'static str| async move {
-            Ok::<_, StoreError>(
-                chain_heads::Entity::find_by_id(name.to_string())
-                    .one(&self.db)
-                    .await
-                    .during(OP)?
-                    .map_or(
-                        ChainHead {
-                            last_id: 0,
-                            chain_hash: GENESIS.to_string(),
-                        },
-                        |h| ChainHead {
-                            last_id: h.last_id,
-                            chain_hash: h.chain_hash,
-                        },
-                    ),
-            )
-        };
-        Ok(RunManifest {
-            version: 1,
-            run_id: run.id.clone(),
-            trigger: run.trigger.clone(),
-            started_at: rules::time_text(run.started_at),
-            finished_at: run.finished_at.map(rules::time_text).unwrap_or_default(),
-            controls: results
-                .into_iter()
-                .map(|r| ManifestResult {
-                    result_id: r.id,
-                    control_id: r.control_id,
-                    definition_sha256: r.definition_sha256,
-                    status: r.status,
-                    row_hash: r.row_hash,
-                })
-                .collect(),
-            evidence: evidence
-                .into_iter()
-                .map(|(id, probe, sha256, row_hash)| ManifestEvidence {
-                    evidence_id: id,
-                    probe,
-                    sha256,
-                    row_hash,
-                })
-                .collect(),
-            evidence_chain: head(EVIDENCE_CHAIN).await?,
-            results_chain: head(RESULTS_CHAIN).await?,
-        })
-    }
-
-    /// Stores a run's signed manifest.
-    pub async fn seal_run(
+    /// Closes a running run as `state` (`completed`, or `interrupted` when the process died
+    /// during it), in one transaction: its end and error are written, its manifest is built
+    /// from its stored rows and signed, and the run is appended to the runs chain (its head
+    /// locked first). Nothing else closes a run: a closed run is always signed and chained.
+    pub(super) async fn close_run(
         &self,
         run_id: &str,
-        manifest: &RunManifest,
-        signature: &str,
-        key_id: &str,
+        state: RunState,
+        finished_at: DateTime<Utc>,
+        error: Option<&str>,
+        signer: &Signer,
+        op: &'static str,
     ) -> Result<(), StoreError> {
-        let text = String::from_utf8(manifest.to_bytes()).unwrap_or_default();
-        runs::Entity::update_many()
+        let txn = self.begin_write().await.during(op)?;
+        let head = lock_runs_head(&txn, op).await?;
+        let run = runs::Entity::find_by_id(run_id.to_string())
+            .one(&txn)
+            .await
+            .during(op)?
+            .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
+        if run.state != RunState::Running.as_str() {
+            return Err(StoreError::RunClosed {
+                run: run_id.to_string(),
+                state: run.state,
+            });
+        }
+        let Legacy::At(legacy) = legacy_boundary(&txn, op).await? else {
+            return Err(StoreError::Corrupt {
+                table: "chain_heads",
+                id: LEGACY_RUNS.to_string(),
+                detail: "the runs chained when runs chains began are not recorded (they are \
+                         when the store connects): the run is left running"
+                    .into(),
+            });
+        };
+        let finished_at = db_time(finished_at);
+        let mut manifest = manifest_of(&txn, &run, op).await?;
+        manifest.version = rules::MANIFEST_VERSION;
+        manifest.finished_at = rules::time_text(finished_at);
+        manifest.closed = Some(ClosedRun {
+            state: state.as_str().to_string(),
+            error: error.map(str::to_string),
+            controls_total: run.controls_total,
+            controls_done: run.controls_done,
+            runs_chain: head.clone(),
+            legacy,
+        });
+        let text = serde_json::to_string(&manifest).map_err(|error| StoreError::Serialize {
+            what: "run manifest",
+            error,
+        })?;
+        let signature = signer.sign(text.as_bytes());
+        let key_id = signer.key_id();
+        let seq = head.seq + 1;
+        let digest = rules::run_digest(&RunFields {
+            id: &run.id,
+            trigger: &run.trigger,
+            state: state.as_str(),
+            started_at: run.started_at,
+            finished_at: Some(finished_at),
+            controls_total: run.controls_total,
+            controls_done: run.controls_done,
+            error,
+            manifest: Some(&text),
+            signature: Some(&signature),
+            key_id: Some(&key_id),
+            chain_seq: seq,
+        });
+        let chain_hash = rules::chain(&head.chain_hash, &digest);
+        let updated = runs::Entity::update_many()
+            .col_expr(runs::Column::State, Expr::value(state.as_str()))
+            .col_expr(runs::Column::FinishedAt, Expr::value(finished_at))
+            .col_expr(runs::Column::Error, Expr::value(error.map(str::to_string)))
             .col_expr(runs::Column::Manifest, Expr::value(text))
             .col_expr(runs::Column::Signature, Expr::value(signature))
             .col_expr(runs::Column::KeyId, Expr::value(key_id))
+            .col_expr(runs::Column::RowHash, Expr::value(digest))
+            .col_expr(runs::Column::ChainHash, Expr::value(chain_hash.clone()))
+            .col_expr(runs::Column::ChainSeq, Expr::value(seq))
             .filter(runs::Column::Id.eq(run_id))
-            .exec(&self.db)
+            .filter(runs::Column::State.eq(RunState::Running.as_str()))
+            .exec(&txn)
             .await
-            .during("seal run")?;
+            .during(op)?;
+        if updated.rows_affected != 1 {
+            return Err(StoreError::RunNotFound(run_id.to_string()));
+        }
+        save_runs_head(
+            &txn,
+            RUNS_CHAIN,
+            &RunChainHead {
+                seq,
+                run_id: run.id.clone(),
+                chain_hash,
+            },
+            op,
+        )
+        .await?;
+        txn.commit().await.during(op)?;
         Ok(())
     }
 
@@ -513,7 +792,11 @@ impl Store {
         }
         chains.insert(RESULTS_CHAIN, (prev_id.unwrap_or(0), prev.clone()));
         // The heads: the newest rows are still there.
-        let heads = chain_heads::Entity::find().all(&self.db).await.during(OP)?;
+        let heads = chain_heads::Entity::find()
+            .filter(chain_heads::Column::Name.is_in([EVIDENCE_CHAIN, RESULTS_CHAIN]))
+            .all(&self.db)
+            .await
+            .during(OP)?;
         for h in heads {
             let name: &'static str = if h.name == EVIDENCE_CHAIN {
                 EVIDENCE_CHAIN
@@ -534,110 +817,547 @@ impl Store {
                 });
             }
         }
-        // Manifests: signed by a known key, matching the rows they name.
-        let runs = runs::Entity::find()
+        // Runs: the chain of closed runs, each signed, each manifest matching its rows.
+        self.verify_runs(keys, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Walks the runs chain in order: every closed run is in it and signed (but those before
+    /// the legacy boundary, which may be unsigned), its row as signed, its manifest covering
+    /// the chain before it; only a `running` run is outside it and unsigned.
+    async fn verify_runs(
+        &self,
+        keys: &[rules::PublicKey],
+        report: &mut IntegrityReport,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "verify";
+        let boundary = match legacy_boundary(&self.db, OP).await? {
+            Legacy::At(b) => Some(b),
+            Legacy::Pending | Legacy::Missing => {
+                report.problems.push(IntegrityProblem {
+                    table: "chain_heads",
+                    id: LEGACY_RUNS.to_string(),
+                    message: "the boundary of the runs chained when runs chains began is not \
+                              recorded: it was deleted or reset"
+                        .into(),
+                });
+                None
+            }
+        };
+        let rows_by_run = RowsByRun {
+            results: self.count_by_run(RESULTS_CHAIN).await?,
+            evidence: self.count_by_run(EVIDENCE_CHAIN).await?,
+        };
+        let mut all_runs: HashSet<String> = HashSet::new();
+        // The chain as computed from the rows (`walked`), and the previous row as stored.
+        let mut walked = RunChainHead::genesis();
+        let mut previous = RunChainHead::genesis();
+        let mut broken = false;
+        let mut boundary_found = boundary.as_ref().is_none_or(|b| b.seq == 0);
+        let mut after = i64::MIN;
+        loop {
+            let rows = runs::Entity::find()
+                .filter(runs::Column::ChainSeq.gt(after))
+                .order_by_asc(runs::Column::ChainSeq)
+                .limit(RUNS_PAGE)
+                .all(&self.db)
+                .await
+                .during(OP)?;
+            let Some(last) = rows.last() else { break };
+            after = last.chain_seq.unwrap_or(i64::MAX);
+            for run in &rows {
+                let seq = run.chain_seq.unwrap_or_default();
+                all_runs.insert(run.id.clone());
+                report.runs_closed += 1;
+                let problem = |message: String| IntegrityProblem {
+                    table: "runs",
+                    id: run.id.clone(),
+                    message,
+                };
+                if !broken {
+                    if let Some(message) = run_chain_problem(run, seq, &walked) {
+                        report.problems.push(problem(message));
+                        broken = true;
+                    } else {
+                        walked = RunChainHead {
+                            seq,
+                            run_id: run.id.clone(),
+                            chain_hash: run.chain_hash.clone(),
+                        };
+                    }
+                }
+                if run.state == RunState::Running.as_str() {
+                    report.problems.push(problem(format!(
+                        "it is marked running, but it was closed: it is number {seq} of the runs chain"
+                    )));
+                }
+                if let Some(b) = &boundary
+                    && b.seq == seq
+                {
+                    boundary_found = true;
+                    if b.run_id != run.id || b.chain_hash != run.chain_hash {
+                        report.problems.push(problem(format!(
+                            "the legacy boundary records run {} (number {}) but the chain holds this run there, or holds it changed",
+                            b.run_id, b.seq
+                        )));
+                    }
+                }
+                self.verify_run_seal(
+                    run,
+                    seq,
+                    keys,
+                    &previous,
+                    boundary.as_ref(),
+                    &rows_by_run,
+                    report,
+                )
+                .await?;
+                previous = RunChainHead {
+                    seq,
+                    run_id: run.id.clone(),
+                    chain_hash: run.chain_hash.clone(),
+                };
+            }
+        }
+        if let Some(b) = &boundary
+            && !boundary_found
+        {
+            report.problems.push(IntegrityProblem {
+                table: "runs",
+                id: b.run_id.clone(),
+                message: format!(
+                    "the legacy boundary is run number {} of the runs chain, which is not there: it was deleted",
+                    b.seq
+                ),
+            });
+        }
+        // The head: the newest closed runs are still there.
+        let head = chain_heads::Entity::find_by_id(RUNS_CHAIN.to_string())
+            .one(&self.db)
+            .await
+            .during(OP)?
+            .map(run_head);
+        match head {
+            None => report.problems.push(IntegrityProblem {
+                table: "chain_heads",
+                id: RUNS_CHAIN.to_string(),
+                message: "the runs chain's head is missing: it was deleted".into(),
+            }),
+            Some(h) if !broken && (h.seq != walked.seq || h.chain_hash != walked.chain_hash) => {
+                report.problems.push(IntegrityProblem {
+                    table: "runs",
+                    id: h.run_id.clone(),
+                    message: format!(
+                        "the runs chain ends at number {}, but its head records this run as number {}: the newest closed runs were deleted",
+                        walked.seq, h.seq
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        // Outside the chain: only runs still running, unsigned.
+        let unchained = runs::Entity::find()
+            .select_only()
+            .columns([runs::Column::Id, runs::Column::State])
+            .column_as(
+                Expr::cust("manifest IS NOT NULL OR signature IS NOT NULL"),
+                "signed",
+            )
+            .column_as(Expr::cust("finished_at IS NOT NULL"), "finished")
+            .filter(runs::Column::ChainSeq.is_null())
             .order_by_asc(runs::Column::StartedAt)
+            .order_by_asc(runs::Column::Id)
+            .into_tuple::<(String, String, bool, bool)>()
             .all(&self.db)
             .await
             .during(OP)?;
-        for run in runs {
-            let (Some(text), Some(sig)) = (&run.manifest, &run.signature) else {
-                report.runs_unsigned += 1;
+        for (id, state, signed, finished) in unchained {
+            all_runs.insert(id.clone());
+            let message = if state != RunState::Running.as_str() {
+                format!(
+                    "it is {state} but not in the runs chain{}: a run is chained and signed when it is closed, so it was taken out of the chain (its signature stripped) or inserted outside Trellis",
+                    if signed {
+                        ""
+                    } else {
+                        " and has no signed manifest"
+                    }
+                )
+            } else if signed || finished {
+                "it is marked running but has an end or a manifest: it was closed, then reopened"
+                    .to_string()
+            } else {
+                report.runs_running += 1;
                 continue;
             };
-            report.runs_signed += 1;
-            let problem = |message: String| IntegrityProblem {
+            report.problems.push(IntegrityProblem {
                 table: "runs",
-                id: run.id.clone(),
+                id,
                 message,
-            };
-            if !keys.iter().any(|k| k.verify(text.as_bytes(), sig)) {
+            });
+        }
+        // Rows of runs that are gone.
+        for (what, counts) in [
+            ("result", &rows_by_run.results),
+            ("evidence", &rows_by_run.evidence),
+        ] {
+            let mut gone: Vec<(&String, &u64)> = counts
+                .iter()
+                .filter(|(run, _)| !all_runs.contains(*run))
+                .collect();
+            gone.sort();
+            for (run, n) in gone {
+                report.problems.push(IntegrityProblem {
+                    table: "runs",
+                    id: run.clone(),
+                    message: format!("the run was deleted: {n} {what} row(s) still name it"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How many rows of `table` (evidence or results) each run has.
+    async fn count_by_run(&self, table: &'static str) -> Result<HashMap<String, u64>, StoreError> {
+        const OP: &str = "verify";
+        let rows: Vec<(String, i64)> = if table == EVIDENCE_CHAIN {
+            evidence::Entity::find()
+                .select_only()
+                .column(evidence::Column::RunId)
+                .column_as(evidence::Column::Id.count(), "n")
+                .group_by(evidence::Column::RunId)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .during(OP)?
+        } else {
+            control_results::Entity::find()
+                .select_only()
+                .column(control_results::Column::RunId)
+                .column_as(control_results::Column::Id.count(), "n")
+                .group_by(control_results::Column::RunId)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .during(OP)?
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(run, n)| (run, u64::try_from(n).unwrap_or_default()))
+            .collect())
+    }
+
+    /// A chained run's signature: present unless the run is within the legacy boundary,
+    /// by a known key, over a manifest that matches the row, the chain before it (`previous`,
+    /// as stored), the legacy boundary and the rows it lists.
+    #[allow(clippy::too_many_arguments)]
+    async fn verify_run_seal(
+        &self,
+        run: &runs::Model,
+        seq: i64,
+        keys: &[rules::PublicKey],
+        previous: &RunChainHead,
+        boundary: Option<&RunChainHead>,
+        rows_by_run: &RowsByRun,
+        report: &mut IntegrityReport,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "verify";
+        let problem = |message: String| IntegrityProblem {
+            table: "runs",
+            id: run.id.clone(),
+            message,
+        };
+        let legacy_seq = boundary.map_or(0, |b| b.seq);
+        let (Some(text), Some(sig)) = (&run.manifest, &run.signature) else {
+            if seq <= legacy_seq {
+                // Closed before runs were signed when closed (e.g. interrupted), and chained
+                // with the legacy runs: covered by the chain and the signed boundary only.
+                report.runs_legacy += 1;
+            } else {
                 report.problems.push(problem(format!(
-                    "the manifest's signature does not verify with any known key (signed by {})",
-                    run.key_id.as_deref().unwrap_or("an unknown key")
+                    "it is {} without a signed manifest: only a running run may lack one (its signature was stripped)",
+                    run.state
                 )));
-                continue;
             }
-            let Ok(manifest) = serde_json::from_str::<RunManifest>(text) else {
-                report
-                    .problems
-                    .push(problem("the manifest is not readable".into()));
-                continue;
-            };
-            for r in &manifest.controls {
-                let row = control_results::Entity::find_by_id(r.result_id)
-                    .select_only()
-                    .column(control_results::Column::RowHash)
-                    .into_tuple::<String>()
-                    .one(&self.db)
-                    .await
-                    .during(OP)?;
-                match row {
-                    None => report.problems.push(problem(format!(
-                        "result row {} of {} was deleted",
-                        r.result_id, r.control_id
-                    ))),
-                    Some(h) if h != r.row_hash => report.problems.push(problem(format!(
-                        "result row {} of {} differs from what was signed",
-                        r.result_id, r.control_id
-                    ))),
-                    Some(_) => {}
+            return Ok(());
+        };
+        report.runs_signed += 1;
+        if !keys.iter().any(|k| k.verify(text.as_bytes(), sig)) {
+            report.problems.push(problem(format!(
+                "the manifest's signature does not verify with any known key (signed by {})",
+                run.key_id.as_deref().unwrap_or("an unknown key")
+            )));
+            return Ok(());
+        }
+        let Ok(manifest) = serde_json::from_str::<RunManifest>(text) else {
+            report
+                .problems
+                .push(problem("the manifest is not readable".into()));
+            return Ok(());
+        };
+        let differences = rules::run_differences(&manifest, &run_fields(run, seq));
+        if !differences.is_empty() {
+            report.problems.push(problem(format!(
+                "the run differs from its signed manifest: {}",
+                differences.join("; ")
+            )));
+        }
+        match &manifest.closed {
+            Some(closed) => {
+                let signed = &closed.runs_chain;
+                if signed != previous {
+                    let name = |h: &RunChainHead| {
+                        if h.seq == 0 {
+                            "the start of the chain".to_string()
+                        } else {
+                            format!("run {} (number {})", h.run_id, h.seq)
+                        }
+                    };
+                    let message = if signed.run_id == previous.run_id && signed.seq == previous.seq
+                    {
+                        format!(
+                            "the runs chain before it differs from what its manifest signed: {} was changed, or a run before it was",
+                            name(previous)
+                        )
+                    } else {
+                        format!(
+                            "its manifest signs {} as the run before it in the runs chain, but the chain holds {} there: {} was deleted or taken out of the chain",
+                            name(signed),
+                            name(previous),
+                            if signed.seq == 0 {
+                                "a run".to_string()
+                            } else {
+                                format!("run {}", signed.run_id)
+                            }
+                        )
+                    };
+                    report.problems.push(problem(message));
                 }
-            }
-            for e in &manifest.evidence {
-                let row = evidence::Entity::find_by_id(e.evidence_id)
-                    .select_only()
-                    .column(evidence::Column::RowHash)
-                    .into_tuple::<String>()
-                    .one(&self.db)
-                    .await
-                    .during(OP)?;
-                match row {
-                    None => report.problems.push(problem(format!(
-                        "evidence row {} ({}) was deleted",
-                        e.evidence_id, e.probe
-                    ))),
-                    Some(h) if h != e.row_hash => report.problems.push(problem(format!(
-                        "evidence row {} ({}) differs from what was signed",
-                        e.evidence_id, e.probe
-                    ))),
-                    Some(_) => {}
-                }
-            }
-            for (name, head) in [
-                (EVIDENCE_CHAIN, &manifest.evidence_chain),
-                (RESULTS_CHAIN, &manifest.results_chain),
-            ] {
-                if head.last_id == 0 {
-                    continue;
-                }
-                let stored: Option<String> = if name == EVIDENCE_CHAIN {
-                    evidence::Entity::find_by_id(head.last_id)
-                        .select_only()
-                        .column(evidence::Column::ChainHash)
-                        .into_tuple()
-                        .one(&self.db)
-                        .await
-                        .during(OP)?
-                } else {
-                    control_results::Entity::find_by_id(head.last_id)
-                        .select_only()
-                        .column(control_results::Column::ChainHash)
-                        .into_tuple()
-                        .one(&self.db)
-                        .await
-                        .during(OP)?
-                };
-                if stored.as_deref() != Some(head.chain_hash.as_str()) {
+                if let Some(b) = boundary
+                    && closed.legacy != *b
+                {
                     report.problems.push(problem(format!(
-                        "{name} row {} was part of the signed chain and is gone or changed",
-                        head.last_id
+                        "its manifest signs the legacy boundary as number {} of the runs chain, but the store records number {}: the boundary was moved",
+                        closed.legacy.seq, b.seq
                     )));
                 }
             }
+            None if seq > legacy_seq => report.problems.push(problem(
+                "it was signed before runs were chained (manifest version 1), but it is chained after the legacy boundary".into(),
+            )),
+            None => {}
         }
-        Ok(report)
+        // The rows it lists are there, as signed, and no other row names the run.
+        for (what, listed, stored) in [
+            (
+                "result",
+                manifest.controls.len() as u64,
+                rows_by_run.results.get(&run.id).copied().unwrap_or(0),
+            ),
+            (
+                "evidence",
+                manifest.evidence.len() as u64,
+                rows_by_run.evidence.get(&run.id).copied().unwrap_or(0),
+            ),
+        ] {
+            if stored > listed {
+                report.problems.push(problem(format!(
+                    "{stored} {what} row(s) name this run, but its manifest lists {listed}: rows were added to it after it was signed"
+                )));
+            }
+        }
+        for r in &manifest.controls {
+            let row = control_results::Entity::find_by_id(r.result_id)
+                .select_only()
+                .column(control_results::Column::RowHash)
+                .into_tuple::<String>()
+                .one(&self.db)
+                .await
+                .during(OP)?;
+            match row {
+                None => report.problems.push(problem(format!(
+                    "result row {} of {} was deleted",
+                    r.result_id, r.control_id
+                ))),
+                Some(h) if h != r.row_hash => report.problems.push(problem(format!(
+                    "result row {} of {} differs from what was signed",
+                    r.result_id, r.control_id
+                ))),
+                Some(_) => {}
+            }
+        }
+        for e in &manifest.evidence {
+            let row = evidence::Entity::find_by_id(e.evidence_id)
+                .select_only()
+                .column(evidence::Column::RowHash)
+                .into_tuple::<String>()
+                .one(&self.db)
+                .await
+                .during(OP)?;
+            match row {
+                None => report.problems.push(problem(format!(
+                    "evidence row {} ({}) was deleted",
+                    e.evidence_id, e.probe
+                ))),
+                Some(h) if h != e.row_hash => report.problems.push(problem(format!(
+                    "evidence row {} ({}) differs from what was signed",
+                    e.evidence_id, e.probe
+                ))),
+                Some(_) => {}
+            }
+        }
+        for (name, head) in [
+            (EVIDENCE_CHAIN, &manifest.evidence_chain),
+            (RESULTS_CHAIN, &manifest.results_chain),
+        ] {
+            if head.last_id == 0 {
+                continue;
+            }
+            let stored: Option<String> = if name == EVIDENCE_CHAIN {
+                evidence::Entity::find_by_id(head.last_id)
+                    .select_only()
+                    .column(evidence::Column::ChainHash)
+                    .into_tuple()
+                    .one(&self.db)
+                    .await
+                    .during(OP)?
+            } else {
+                control_results::Entity::find_by_id(head.last_id)
+                    .select_only()
+                    .column(control_results::Column::ChainHash)
+                    .into_tuple()
+                    .one(&self.db)
+                    .await
+                    .during(OP)?
+            };
+            if stored.as_deref() != Some(head.chain_hash.as_str()) {
+                report.problems.push(problem(format!(
+                    "{name} row {} was part of the signed chain and is gone or changed",
+                    head.last_id
+                )));
+            }
+        }
+        Ok(())
     }
+}
+
+impl Store {
+    /// What someone with database access but without the signing key can do after editing
+    /// rows: recompute every digest and chain hash (evidence, results, then the closed runs
+    /// in chain order, numbered 1, 2, … again) and the heads. Tests only
+    /// ([`super::testing::rewrite_chains`]); signatures cannot be redone this way.
+    pub(super) async fn rewrite_chains(&self) -> Result<(), StoreError> {
+        const OP: &str = "rewrite chains";
+        let txn = self.begin_write().await.during(OP)?;
+        let mut head = ChainHead {
+            last_id: 0,
+            chain_hash: GENESIS.to_string(),
+        };
+        for row in evidence::Entity::find()
+            .order_by_asc(evidence::Column::Id)
+            .all(&txn)
+            .await
+            .during(OP)?
+        {
+            head = append(
+                &txn,
+                &head,
+                row.id,
+                &evidence_row_digest(&row),
+                EVIDENCE_CHAIN,
+                OP,
+            )
+            .await?;
+        }
+        save_head(&txn, EVIDENCE_CHAIN, &head, OP).await?;
+        let mut head = ChainHead {
+            last_id: 0,
+            chain_hash: GENESIS.to_string(),
+        };
+        for row in control_results::Entity::find()
+            .order_by_asc(control_results::Column::Id)
+            .all(&txn)
+            .await
+            .during(OP)?
+        {
+            let f = findings::Entity::find()
+                .filter(findings::Column::ControlResultId.eq(row.id))
+                .order_by_asc(findings::Column::Id)
+                .all(&txn)
+                .await
+                .during(OP)?;
+            head = append(
+                &txn,
+                &head,
+                row.id,
+                &result_row_digest(&row, &f),
+                RESULTS_CHAIN,
+                OP,
+            )
+            .await?;
+        }
+        save_head(&txn, RESULTS_CHAIN, &head, OP).await?;
+        let mut head = RunChainHead::genesis();
+        for row in runs::Entity::find()
+            .filter(runs::Column::ChainSeq.is_not_null())
+            .order_by_asc(runs::Column::ChainSeq)
+            .all(&txn)
+            .await
+            .during(OP)?
+        {
+            let seq = head.seq + 1;
+            let digest = rules::run_digest(&run_fields(&row, seq));
+            let chain_hash = rules::chain(&head.chain_hash, &digest);
+            runs::Entity::update_many()
+                .col_expr(runs::Column::RowHash, Expr::value(digest))
+                .col_expr(runs::Column::ChainHash, Expr::value(chain_hash.clone()))
+                .col_expr(runs::Column::ChainSeq, Expr::value(seq))
+                .filter(runs::Column::Id.eq(row.id.as_str()))
+                .exec(&txn)
+                .await
+                .during(OP)?;
+            head = RunChainHead {
+                seq,
+                run_id: row.id,
+                chain_hash,
+            };
+        }
+        save_runs_head(&txn, RUNS_CHAIN, &head, OP).await?;
+        txn.commit().await.during(OP)?;
+        Ok(())
+    }
+}
+
+/// How many result and evidence rows name each run.
+struct RowsByRun {
+    results: HashMap<String, u64>,
+    evidence: HashMap<String, u64>,
+}
+
+/// The first thing wrong with a closed run's place in the runs chain, after `walked` (the
+/// chain as computed up to the run before it), if any.
+fn run_chain_problem(run: &runs::Model, seq: i64, walked: &RunChainHead) -> Option<String> {
+    if run.row_hash.is_empty() {
+        return Some("the run is not sealed (no digest): it was inserted outside Trellis".into());
+    }
+    if rules::run_digest(&run_fields(run, seq)) != run.row_hash {
+        return Some("the run was edited: its row does not match its digest".into());
+    }
+    let after = if walked.seq == 0 {
+        "the start of the chain".to_string()
+    } else {
+        format!("run {} (number {})", walked.run_id, walked.seq)
+    };
+    if seq != walked.seq + 1 {
+        return Some(format!(
+            "the runs chain goes from {after} to this run, number {seq}: a closed run between them was deleted"
+        ));
+    }
+    if rules::chain(&walked.chain_hash, &run.row_hash) != run.chain_hash {
+        return Some(format!(
+            "the runs chain breaks between {after} and this run: a run between them was deleted, or runs were reordered"
+        ));
+    }
+    None
 }
 
 /// The first thing wrong with a row of a chain, if any.

@@ -27,7 +27,7 @@ pub use dashboard::{
     DatedFinding, EvidenceMeta, FindingChanges, FindingsAt, ManagedError, ManagedException,
     ManagedState, ResultDetail, finding_changes,
 };
-pub use export::{ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
+pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
@@ -108,6 +108,9 @@ pub enum StoreError {
     InvalidDatabaseName(String),
     #[error("run {0} not found")]
     RunNotFound(String),
+    /// A run is closed (and signed) once; nothing is added to it afterwards.
+    #[error("run {run} is {state} already: nothing more is recorded in a closed run")]
+    RunClosed { run: String, state: String },
     #[error(
         "control {control_id}: check {check} refers to evidence index {index}, \
          but the run stored {available} evidence item(s)"
@@ -318,6 +321,9 @@ impl Store {
             manifest: Set(None),
             signature: Set(None),
             key_id: Set(None),
+            row_hash: Set(String::new()),
+            chain_hash: Set(String::new()),
+            chain_seq: Set(None),
         };
         runs::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -358,7 +364,7 @@ impl Store {
         }
         const OP: &str = "record evidence";
         let txn = self.begin_write().await.during(OP)?;
-        ensure_run_exists(&txn, run_id, OP).await?;
+        ensure_run_is_running(&txn, run_id, OP).await?;
         // The chain's head is locked first, so ids are allocated in chain order.
         let mut head = integrity::lock_head(&txn, integrity::EVIDENCE_CHAIN, OP).await?;
         // One row at a time: the only portable way to learn each generated id. A run's
@@ -477,10 +483,12 @@ impl Store {
                 Expr::col(runs::Column::ControlsDone).add(1),
             )
             .filter(runs::Column::Id.eq(run_id))
+            .filter(runs::Column::State.eq(RunState::Running.as_str()))
             .exec(&txn)
             .await
             .during(OP)?;
         if updated.rows_affected == 0 {
+            ensure_run_is_running(&txn, run_id, OP).await?;
             return Err(StoreError::RunNotFound(run_id.to_string()));
         }
         let fields = result_row.clone();
@@ -604,44 +612,59 @@ impl Store {
             .collect())
     }
 
-    /// Marks a run `completed`, with its end time and the error that ended it early, if any.
+    /// Marks a run `completed`, with its end time and the error that ended it early, if any;
+    /// signs its manifest with `signer` and appends it to the runs chain, in the same
+    /// transaction (a closed run is always signed).
     pub async fn finish_run(
         &self,
         run_id: &str,
         finished_at: DateTime<Utc>,
         error: Option<&str>,
+        signer: &crate::integrity::Signer,
     ) -> Result<(), StoreError> {
-        let updated = runs::Entity::update_many()
-            .col_expr(
-                runs::Column::State,
-                Expr::value(RunState::Completed.as_str()),
-            )
-            .col_expr(runs::Column::FinishedAt, Expr::value(db_time(finished_at)))
-            .col_expr(runs::Column::Error, Expr::value(error.map(str::to_string)))
-            .filter(runs::Column::Id.eq(run_id))
-            .exec(&self.db)
-            .await
-            .during("finish run")?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::RunNotFound(run_id.to_string()));
-        }
-        Ok(())
+        self.close_run(
+            run_id,
+            RunState::Completed,
+            finished_at,
+            error,
+            signer,
+            "finish run",
+        )
+        .await
     }
 
     /// At startup: every run still `running` (the process died mid-run) becomes
-    /// `interrupted`, `finished_at = now`. Returns how many.
-    pub async fn mark_interrupted_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let updated = runs::Entity::update_many()
-            .col_expr(
-                runs::Column::State,
-                Expr::value(RunState::Interrupted.as_str()),
-            )
-            .col_expr(runs::Column::FinishedAt, Expr::value(db_time(now)))
+    /// `interrupted`, `finished_at = now`, signed and chained as a finished run is (its
+    /// manifest lists what it stored before it stopped). Returns how many.
+    pub async fn mark_interrupted_runs(
+        &self,
+        now: DateTime<Utc>,
+        signer: &crate::integrity::Signer,
+    ) -> Result<u64, StoreError> {
+        const OP: &str = "mark interrupted runs";
+        let running: Vec<String> = runs::Entity::find()
+            .select_only()
+            .column(runs::Column::Id)
             .filter(runs::Column::State.eq(RunState::Running.as_str()))
-            .exec(&self.db)
+            .order_by_asc(runs::Column::StartedAt)
+            .order_by_asc(runs::Column::Id)
+            .into_tuple()
+            .all(&self.db)
             .await
-            .during("mark interrupted runs")?;
-        Ok(updated.rows_affected)
+            .during(OP)?;
+        let mut marked = 0;
+        for id in running {
+            match self
+                .close_run(&id, RunState::Interrupted, now, None, signer, OP)
+                .await
+            {
+                Ok(()) => marked += 1,
+                // Closed by its own process meanwhile.
+                Err(StoreError::RunClosed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(marked)
     }
 
     /// The newest result of every control (ties on `evaluated_at` go to the last stored), with
@@ -846,21 +869,28 @@ fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// Fails inside a transaction when the run does not exist (rather than on a foreign key).
-async fn ensure_run_exists(
+/// Fails inside a transaction when the run does not exist (rather than on a foreign key), or
+/// is closed already; the run stays running until the transaction ends.
+async fn ensure_run_is_running(
     txn: &DatabaseTransaction,
     run_id: &str,
     op: &'static str,
 ) -> Result<(), StoreError> {
-    let found = runs::Entity::find_by_id(run_id.to_string())
+    let mut q = runs::Entity::find_by_id(run_id.to_string())
         .select_only()
-        .column(runs::Column::Id)
-        .into_tuple::<String>()
-        .one(txn)
-        .await
-        .during(op)?;
+        .column(runs::Column::State);
+    // Locked, so that the run cannot be closed before this transaction ends (SQLite write
+    // transactions are exclusive already).
+    if sea_orm::ConnectionTrait::get_database_backend(txn) == sea_orm::DatabaseBackend::Postgres {
+        q = q.lock_exclusive();
+    }
+    let found = q.into_tuple::<String>().one(txn).await.during(op)?;
     match found {
-        Some(_) => Ok(()),
+        Some(state) if state == RunState::Running.as_str() => Ok(()),
+        Some(state) => Err(StoreError::RunClosed {
+            run: run_id.to_string(),
+            state,
+        }),
         None => Err(StoreError::RunNotFound(run_id.to_string())),
     }
 }

@@ -172,7 +172,8 @@ pub async fn plant(app: &TestApp, control: &str, status: Status, at: DateTime<Ut
         exceptions: vec![],
     };
     app.store.record_result(&run, &outcome, &[]).await.unwrap();
-    app.store.finish_run(&run, at, None).await.unwrap();
+    let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
+    app.store.finish_run(&run, at, None, &signer).await.unwrap();
 }
 
 /// Every value of the example roster's identifying columns (names, emails, ids, logins).

@@ -1,4 +1,5 @@
-//! `chain_heads`: the newest row of each hash chain (`evidence`, `control_results`).
+//! `chain_heads`: the newest row of each hash chain (`evidence`, `control_results`, `runs`),
+//! and `runs_legacy`, the runs chained when runs chains began.
 
 use sea_orm::entity::prelude::*;
 
@@ -9,6 +10,8 @@ pub struct Model {
     pub name: String,
     pub last_id: i64,
     pub chain_hash: String,
+    /// The run at the head (`runs`, `runs_legacy`): runs are chained by `chain_seq`, not id.
+    pub last_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

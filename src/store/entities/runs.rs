@@ -20,6 +20,11 @@ pub struct Model {
     pub manifest: Option<String>,
     pub signature: Option<String>,
     pub key_id: Option<String>,
+    /// The digest of the closed row and its runs chain hash (empty while `running`).
+    pub row_hash: String,
+    pub chain_hash: String,
+    /// The run's place in the runs chain (1, 2, … in closing order); `None` while `running`.
+    pub chain_seq: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

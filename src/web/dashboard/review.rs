@@ -583,6 +583,7 @@ pub async fn export_bundle(
             .cloned()
             .collect(),
         framework: query.framework.clone().filter(|f| !f.is_empty()),
+        default_freshness: state.site.inputs().default_freshness,
     };
     let catalog = state.site.inputs().catalog.clone();
     let file = match tempfile::tempfile() {
