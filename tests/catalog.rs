@@ -244,3 +244,28 @@ fn claims_are_held_to_their_checks() {
         "{err}"
     );
 }
+
+/// Every probe of the registry can be named on the public page by what it reads.
+#[test]
+fn every_probe_has_public_words_for_what_it_reads() {
+    use trellis::probes::EvidenceKind;
+    for p in trellis::probes::REGISTRY {
+        match p.kind() {
+            EvidenceKind::System => {
+                assert!(
+                    !trellis::web::probe_systems(p.name()).is_empty(),
+                    "{}",
+                    p.name()
+                )
+            }
+            EvidenceKind::Record => {
+                assert!(
+                    trellis::web::probe_records(p.name()).is_some(),
+                    "{}",
+                    p.name()
+                )
+            }
+            EvidenceKind::Document => {}
+        }
+    }
+}

@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 pub use view::{
     Badge, BasisCount, BasisCounts, BasisKind, BasisView, CategoryView, ControlView, Counts,
     DocumentView, FrameworkView, HISTORY_DAYS, Summary, TrustInputs, TrustView, badge_for,
-    basis_view, framework_name, history_start, iso, trust_view,
+    basis_view, framework_name, history_start, iso, probe_records, probe_systems, trust_view,
 };
 
 use crate::config::ServerConfig;

@@ -592,8 +592,12 @@ pub async fn control(
                     .enumerate()
                     .map(|(i, ch)| CheckRow {
                         index: i,
-                        kind: crate::probes::find(&ch.probe)
-                            .map_or("unknown", |p| p.kind().as_str()),
+                        kind: ch
+                            .basis
+                            .as_ref()
+                            .map(|b| b.kind)
+                            .or_else(|| c.checks.get(i).map(|k| k.probe.kind()))
+                            .map_or("unknown", |k| k.as_str()),
                         probe: ch.probe.clone(),
                         status: ch.status.as_str().to_string(),
                         summary: ch.summary.clone(),
