@@ -8,8 +8,7 @@
 //! runner in the repository and fails with what to install if it is missing.
 //! `TRELLIS_A11Y_SCREENSHOTS=DIR` also saves a screenshot of every page checked.
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use app::{example_now, plant, repo, spawn_app_with};
 use chrono::Duration;

@@ -3,8 +3,7 @@
 //! it, a source that is missing is an error (never an empty population), and policy mentions
 //! are whole words.
 
-#[path = "common/aws.rs"]
-mod common;
+use crate::common::aws as common;
 
 use std::path::Path;
 

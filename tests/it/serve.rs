@@ -2,8 +2,7 @@
 //! `serve` builds it (port 0, a fresh database), the scheduler runs what is stale at start,
 //! and the public page and API then list every public control — and nothing about people.
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use app::{repo, roster_identifiers, spawn_app};
 

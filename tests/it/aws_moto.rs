@@ -7,10 +7,8 @@
 //! not apply EBS encryption by default to new volumes (so volumes are created encrypted
 //! explicitly); it ignores page sizes (pagination is tested with wiremock).
 
-#[path = "common/aws.rs"]
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::aws as common;
+use crate::common::moto;
 
 use std::process::Command;
 

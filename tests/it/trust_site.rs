@@ -3,8 +3,7 @@
 //! history and the Atom feed following stored results, security.txt, the failing display, and
 //! no resource-level detail anywhere public.
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use std::io::Read as _;
 use std::path::Path;

@@ -2,8 +2,7 @@
 //! multi-page listings, one request per page per run, and every way a call can fail — each
 //! ending as the right verdict, never a pass.
 
-#[path = "common/aws.rs"]
-mod common;
+use crate::common::aws as common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,8 +4,7 @@
 //! API tokens, exceptions approved by a second person and applied by the next run, and the
 //! audit log of all of it.
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use std::sync::Arc;
 

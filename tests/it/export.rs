@@ -2,8 +2,7 @@
 //! first modified, removed or added file, OSCAL valid against NIST's schema, populations with
 //! the documented columns, and the CLI around it; and `trellis verify` on a live database.
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use std::io::{Cursor, Read, Write};
 

@@ -3,10 +3,8 @@
 //! declared service account, one person with two accounts — with registers fresh and stale, and
 //! one exception in force and one expired.
 
-#[path = "common/aws.rs"]
-mod common;
-#[path = "common/moto.rs"]
-mod moto;
+use crate::common::aws as common;
+use crate::common::moto;
 
 use chrono::{Duration, Utc};
 use common::{findings, outcome, run};

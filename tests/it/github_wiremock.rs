@@ -3,8 +3,7 @@
 //! listings, rate limits, 404 versus 403, a failing repository among good ones, Enterprise
 //! Server's `/api/v3` prefix, and App authentication.
 
-#[path = "common/aws.rs"]
-mod common;
+use crate::common::aws as common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

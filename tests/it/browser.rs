@@ -6,8 +6,7 @@
 //! `tests/a11y/dashboard.mjs` drives the browser (playwright-core and axe-core are installed by
 //! `scripts/test`, with Debian's chromium).
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use app::{repo, spawn_app};
 use trellis::auth::{Role, hash_password};

@@ -2,8 +2,7 @@
 //! rate-limited), the security team approves with `trellis access`, and the signed link opens
 //! the documents until it expires or is revoked.
 
-#[path = "common/app.rs"]
-mod app;
+use crate::common::app;
 
 use app::{TestApp, client, example_now, get, repo, spawn_app, spawn_app_with};
 use chrono::Duration;

@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests.
+
+pub mod app;
+pub mod aws;
+pub mod moto;

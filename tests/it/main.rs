@@ -1,0 +1,24 @@
+//! The integration tests, in one binary: it links once instead of once per file.
+//! Each module was a test binary of its own; `cargo test --test it MODULE::` runs one.
+
+mod common;
+
+mod a11y;
+mod access;
+mod architecture;
+mod aws_moto;
+mod aws_wiremock;
+mod browser;
+mod catalog;
+mod cli;
+mod crash;
+mod dashboard;
+mod export;
+mod github_wiremock;
+mod identity;
+mod pipeline;
+mod registers;
+mod serve;
+mod store;
+mod trust_site;
+mod web;
