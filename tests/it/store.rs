@@ -2220,7 +2220,11 @@ async fn crash_writer_child_process() {
 async fn crashed_writer_leaves_database_readable(store: &Store, url: &str) {
     let exe = std::env::current_exe().expect("test binary");
     let out = tokio::process::Command::new(exe)
-        .args(["store::crash_writer_child_process", "--exact", "--nocapture"])
+        .args([
+            "store::crash_writer_child_process",
+            "--exact",
+            "--nocapture",
+        ])
         .env(CRASH_CHILD_ENV, url)
         .stdin(Stdio::null())
         .output()
