@@ -541,6 +541,9 @@ fn summary_page(
     struct Row {
         id: String,
         title: String,
+        /// `system claim; evidence: system, document`: what the control claims and the
+        /// evidence kinds of its checks.
+        basis: String,
         results: usize,
         pass_rate: String,
         latest: String,
@@ -580,9 +583,13 @@ fn summary_page(
             let pass = f.by_status.get("pass").copied().unwrap_or(0);
             total += f.results;
             passed += pass;
+            let mut kinds: Vec<&str> = c.checks.iter().map(|k| k.probe.kind().as_str()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
             Row {
                 id: c.id.clone(),
                 title: c.title.clone(),
+                basis: format!("{} claim; evidence: {}", c.claim.as_str(), kinds.join(", ")),
                 results: f.results,
                 pass_rate: rate(pass, f.results),
                 latest: f

@@ -696,6 +696,14 @@ async fn evidence_gone_from_the_store_is_listed_as_missing_not_left_out_silently
         String::from_utf8(s).unwrap()
     };
     assert!(!summary_of(&complete).contains("Evidence missing"));
+    // The auditor's summary says what each control claims and what kinds of evidence back it.
+    let page = summary_of(&complete);
+    assert!(page.contains("<th scope=\"col\">Claim and evidence</th>"));
+    assert!(
+        page.contains("<td>system claim; evidence: document, system</td>"),
+        "no system claim with its kinds"
+    );
+    assert!(page.contains("<td>procedure claim; evidence: record</td>"));
     let before = evidence_files(&complete);
     let gone = &before[before.len() / 2];
     let id: i64 = gone
