@@ -22,6 +22,8 @@ pub struct CronSchedule {
     /// One Quartz schedule, or two when day-of-month and day-of-week are both restricted
     /// (cron's OR rule).
     schedules: Vec<cron::Schedule>,
+    /// [`CronSchedule::cadence`], counted once when parsed (pages ask for it on every render).
+    cadence: String,
 }
 
 const MACROS: &[(&str, &str)] = &[
@@ -66,10 +68,13 @@ impl CronSchedule {
             source
         };
         let schedules = translate(body).map_err(fail)?;
-        Ok(CronSchedule {
+        let mut parsed = CronSchedule {
             source: source.to_owned(),
             schedules,
-        })
+            cadence: String::new(),
+        };
+        parsed.cadence = parsed.count_cadence();
+        Ok(parsed)
     }
 
     /// The next fire time strictly after `t`, or `None` if the schedule never fires again
@@ -85,7 +90,11 @@ impl CronSchedule {
     /// `every 15 minutes`, `4 times a day`, `5 times a week`, `monthly`, `yearly`. Counted over
     /// a fixed reference span (from Monday 1 January 2001), so the words never depend on when
     /// they are asked for.
-    pub fn cadence(&self) -> String {
+    pub fn cadence(&self) -> &str {
+        &self.cadence
+    }
+
+    fn count_cadence(&self) -> String {
         let start = chrono::NaiveDate::from_ymd_opt(2001, 1, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|t| t.and_utc())

@@ -53,6 +53,13 @@ pub struct Control {
     pub sha256: String,
 }
 
+impl Control {
+    /// The evidence kind of each check, in order.
+    pub fn evidence_kinds(&self) -> impl Iterator<Item = crate::model::EvidenceKind> + '_ {
+        self.checks.iter().map(|c| c.probe.kind())
+    }
+}
+
 /// One check of a control: which evidence to collect and what must hold of it.
 #[derive(Debug, Clone)]
 pub struct Check {

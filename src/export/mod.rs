@@ -583,7 +583,7 @@ fn summary_page(
             let pass = f.by_status.get("pass").copied().unwrap_or(0);
             total += f.results;
             passed += pass;
-            let mut kinds: Vec<&str> = c.checks.iter().map(|k| k.probe.kind().as_str()).collect();
+            let mut kinds: Vec<&str> = c.evidence_kinds().map(|k| k.as_str()).collect();
             kinds.sort_unstable();
             kinds.dedup();
             Row {

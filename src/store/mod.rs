@@ -196,6 +196,13 @@ impl StoredFinding {
 /// in time order)`, controls sorted by id.
 pub type ResultHistory = Vec<crate::model::ControlHistory>;
 
+/// The id of every control's newest result (ties on `evaluated_at` go to the last stored): one
+/// index lookup per control id on `control_results (control_id, evaluated_at)`.
+const NEWEST_RESULT_IDS: &str = "SELECT (SELECT n.id FROM control_results n \
+       WHERE n.control_id = c.control_id \
+       ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
+     FROM (SELECT DISTINCT control_id FROM control_results) c";
+
 /// Per control id, what backed its newest result (see [`Store::latest_basis`]).
 pub type ResultBasis = BTreeMap<String, Vec<crate::model::CheckBasis>>;
 
@@ -688,12 +695,7 @@ impl Store {
                (SELECT s.evaluated_at FROM control_results s \
                  WHERE s.control_id = cr.control_id AND s.status <> '{error}' \
                  ORDER BY s.evaluated_at DESC LIMIT 1) AS last_success_at \
-             FROM control_results cr \
-             WHERE cr.id IN ( \
-               SELECT (SELECT n.id FROM control_results n \
-                        WHERE n.control_id = c.control_id \
-                        ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
-               FROM (SELECT DISTINCT control_id FROM control_results) c) \
+             FROM control_results cr WHERE cr.id IN ({NEWEST_RESULT_IDS}) \
              ORDER BY cr.control_id",
             error = Status::Error.as_str(),
         );
@@ -730,19 +732,15 @@ impl Store {
             #[serde(default)]
             basis: Option<crate::model::CheckBasis>,
         }
-        let sql = "SELECT cr.id, cr.control_id, cr.checks FROM control_results cr \
-             WHERE cr.id IN ( \
-               SELECT (SELECT n.id FROM control_results n \
-                        WHERE n.control_id = c.control_id \
-                        ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
-               FROM (SELECT DISTINCT control_id FROM control_results) c)";
-        let rows = Row::find_by_statement(Statement::from_string(
-            self.db.get_database_backend(),
-            sql.to_string(),
-        ))
-        .all(&self.db)
-        .await
-        .during("read latest basis")?;
+        let sql = format!(
+            "SELECT cr.id, cr.control_id, cr.checks FROM control_results cr \
+             WHERE cr.id IN ({NEWEST_RESULT_IDS})"
+        );
+        let rows =
+            Row::find_by_statement(Statement::from_string(self.db.get_database_backend(), sql))
+                .all(&self.db)
+                .await
+                .during("read latest basis")?;
         rows.into_iter()
             .map(|r| {
                 let checks: Vec<CheckRow> = from_json("control_results", r.id, &r.checks)?;

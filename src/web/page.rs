@@ -321,11 +321,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
         basis: BasisKind::ALL
             .iter()
             .map(|&k| {
-                let c = match k {
-                    BasisKind::Monitored => s.basis.monitored,
-                    BasisKind::Recorded => s.basis.recorded,
-                    BasisKind::Documented => s.basis.documented,
-                };
+                let c = s.basis.get(k);
                 let what = match k {
                     BasisKind::Monitored => "monitored automatically",
                     BasisKind::Recorded => "recorded by the team",

@@ -203,6 +203,14 @@ pub struct BasisCount {
 }
 
 impl BasisCounts {
+    pub fn get(&self, kind: BasisKind) -> BasisCount {
+        match kind {
+            BasisKind::Monitored => self.monitored,
+            BasisKind::Recorded => self.recorded,
+            BasisKind::Documented => self.documented,
+        }
+    }
+
     fn add(&mut self, kind: BasisKind, badge: Badge) {
         let count = match kind {
             BasisKind::Monitored => &mut self.monitored,
@@ -216,8 +224,8 @@ impl BasisCounts {
     }
 }
 
-/// What backs a control's status, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// What backs a control's status, strongest first (so the strongest is the least).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BasisKind {
     /// At least one check reads the systems themselves (AWS, GitHub, public endpoints).
@@ -276,7 +284,7 @@ impl BasisKind {
                 EvidenceKind::Record => BasisKind::Recorded,
                 EvidenceKind::Document => BasisKind::Documented,
             })
-            .min_by_key(|b| *b as u8)
+            .min()
             .unwrap_or(BasisKind::Documented)
     }
 }
@@ -359,7 +367,7 @@ pub fn basis_view(
     recorded: &[CheckBasis],
     schedule: &CronSchedule,
 ) -> BasisView {
-    let kinds: Vec<EvidenceKind> = control.checks.iter().map(|c| c.probe.kind()).collect();
+    let kinds: Vec<EvidenceKind> = control.evidence_kinds().collect();
     let kind = BasisKind::of(kinds.iter().copied());
     let mut systems: Vec<String> = Vec::new();
     let mut records: Vec<&str> = Vec::new();
@@ -392,7 +400,7 @@ pub fn basis_view(
         .filter_map(|b| b.review_days)
         .min()
         .map(review_words);
-    let checked = schedule.cadence();
+    let checked = schedule.cadence().to_string();
     let mut statements = Vec::new();
     if kinds.contains(&EvidenceKind::System) {
         statements.push(format!(

@@ -214,14 +214,10 @@ fn api_control(
         severity: format!("{:?}", c.severity).to_lowercase(),
         public: c.public,
         claim: c.claim.as_str().to_string(),
-        basis: crate::web::BasisKind::of(c.checks.iter().map(|ch| ch.probe.kind()))
+        basis: crate::web::BasisKind::of(c.evidence_kinds())
             .as_str()
             .to_string(),
-        check_kinds: c
-            .checks
-            .iter()
-            .map(|ch| ch.probe.kind().as_str().to_string())
-            .collect(),
+        check_kinds: c.evidence_kinds().map(|k| k.as_str().to_string()).collect(),
         status: latest.map(|l| l.status.as_str().to_string()),
         stale: latest
             .and_then(|l| l.last_success_at)

@@ -236,8 +236,7 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
                 category: category.to_string(),
                 severity: format!("{:?}", c.severity).to_lowercase(),
                 state: state_view(s),
-                basis: crate::web::BasisKind::of(c.checks.iter().map(|ch| ch.probe.kind()))
-                    .as_str(),
+                basis: crate::web::BasisKind::of(c.evidence_kinds()).as_str(),
                 summary: l.map(|r| r.summary.clone()).unwrap_or_default(),
                 checked: l.map(|r| time(r.evaluated_at)),
             });
