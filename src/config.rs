@@ -185,6 +185,95 @@ pub struct SourcesConfig {
     pub registers: Option<RegistersSource>,
     pub aws: Option<AwsSource>,
     pub github: Option<GithubSource>,
+    pub http: Option<HttpSource>,
+}
+
+/// The company's public HTTPS services and published pages, read by `http.tls` and
+/// `http.pages`. Trellis requests these URLs and nothing else: a redirect is followed only
+/// within the hosts named here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSource {
+    /// A PEM file of extra trust anchors (a private CA), trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Public services (`https://app.example.com`): each is checked as a TLS endpoint.
+    #[serde(default, deserialize_with = "https_urls")]
+    pub endpoints: Vec<WebUrl>,
+    /// Public documents that must be published, by key (`privacy-policy: https://…/privacy`).
+    #[serde(default)]
+    pub pages: BTreeMap<String, WebUrl>,
+    /// Longest one connection or request may take (`10s`).
+    #[serde(default = "default_http_timeout")]
+    pub timeout: HumanDuration,
+    /// Connections in flight at once.
+    #[serde(default = "default_aws_concurrency")]
+    pub concurrency: std::num::NonZeroUsize,
+}
+
+fn default_http_timeout() -> HumanDuration {
+    "10s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn https_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<WebUrl>, D::Error> {
+    let urls = Vec::<WebUrl>::deserialize(d)?;
+    let mut seen = std::collections::HashSet::new();
+    for u in &urls {
+        if u.0.scheme() != "https" {
+            return Err(serde::de::Error::custom(format!(
+                "endpoint `{}` is not https:// (endpoints are checked as TLS services)",
+                u.0
+            )));
+        }
+        if !seen.insert(u.0.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "duplicate endpoint `{}`",
+                u.0
+            )));
+        }
+    }
+    Ok(urls)
+}
+
+/// An absolute `http(s)` URL with a host and no user name or password in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebUrl(pub url::Url);
+
+impl WebUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::str::FromStr for WebUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| {
+            format!("invalid url `{text}`: {e} (expected e.g. https://example.com/privacy)")
+        })?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return Err(format!("invalid url `{text}`: expected an http(s) address"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "invalid url `{text}`: credentials do not belong in a URL in the config"
+            ));
+        }
+        Ok(WebUrl(url))
+    }
+}
+
+impl Serialize for WebUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WebUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The HR roster: a CSV export of the HRIS.
@@ -329,6 +418,27 @@ impl Default for AwsSource {
     }
 }
 
+/// The environment an AWS account holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Production,
+    Staging,
+    Development,
+    Shared,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Staging => "staging",
+            Environment::Development => "development",
+            Environment::Shared => "shared",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AwsRetryMode {
@@ -343,6 +453,9 @@ pub enum AwsRetryMode {
 pub struct AwsAccount {
     /// Short name used in findings and to select accounts in checks (`production`).
     pub name: String,
+    /// What the account holds: `production`, `staging`, `development` or `shared`
+    /// (`aws.accounts`; production must not share an account with another environment).
+    pub environment: Option<Environment>,
     /// Regions to inspect; empty means every region enabled in the account.
     #[serde(default)]
     pub regions: Vec<String>,

@@ -19,7 +19,14 @@ pub mod ec2;
 pub(crate) mod fetch;
 pub mod iam;
 
-pub use fetch::OPERATIONS;
+/// Every AWS operation Trellis calls, one slice per service module.
+/// `docs/aws-iam-policy.json` grants exactly these (tested).
+pub const OPERATION_GROUPS: &[&[Op]] = &[fetch::OPERATIONS];
+
+/// Every AWS operation Trellis calls.
+pub fn operations() -> impl Iterator<Item = &'static Op> {
+    OPERATION_GROUPS.iter().flat_map(|group| group.iter())
+}
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -475,7 +482,7 @@ mod tests {
             .map(|a| a.as_str().unwrap())
             .collect();
         granted.sort();
-        let mut called: Vec<&str> = OPERATIONS.iter().map(|o| o.permission).collect();
+        let mut called: Vec<&str> = operations().map(|o| o.permission).collect();
         called.sort();
         called.dedup();
         assert_eq!(granted, called);
