@@ -19,6 +19,7 @@ use crate::probes::{ProbeContext, ProbeError};
 
 /// Every AWS operation Trellis calls. `docs/aws-iam-policy.json` grants exactly these (tested).
 pub const OPERATIONS: &[Op] = &[
+    GET_CALLER_IDENTITY,
     DESCRIBE_REGIONS,
     GENERATE_CREDENTIAL_REPORT,
     GET_CREDENTIAL_REPORT,
@@ -52,6 +53,41 @@ fn tags<'a>(
         .into_iter()
         .filter_map(|(k, v)| k.map(|k| (k.to_string(), v.unwrap_or("").to_string())))
         .collect()
+}
+
+// ----------------------------------------------------------------------------------------
+// Identity
+
+const GET_CALLER_IDENTITY: Op = Op {
+    name: "GetCallerIdentity",
+    permission: "sts:GetCallerIdentity",
+};
+
+/// The 12-digit id of the account the credentials reach, once per account per run.
+#[allow(dead_code)] // read by the RDS snapshot and account probes (next commits)
+pub(crate) async fn account_id(
+    ctx: &ProbeContext,
+    account: &Arc<Account>,
+) -> Result<Arc<String>, ProbeError> {
+    let key = format!("aws:{}:account-id", account.name);
+    cached(ctx, key, async {
+        let conf = aws_sdk_sts::config::Builder::from(&account.sdk)
+            .region(aws_config::Region::new(account.home_region.clone()))
+            .build();
+        let client = aws_sdk_sts::Client::from_conf(conf);
+        let out = client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| classify(GET_CALLER_IDENTITY, &account.name, e))?;
+        out.account().map(str::to_string).ok_or_else(|| {
+            ProbeError::BadBody(format!(
+                "GetCallerIdentity in {}: the answer names no account",
+                account.name
+            ))
+        })
+    })
+    .await
 }
 
 // ----------------------------------------------------------------------------------------
