@@ -317,6 +317,7 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<aws::ec2::Snapshots>::NEW,
     &Registered::<aws::ec2::Vpcs>::NEW,
     &Registered::<aws::ec2::Instances>::NEW,
+    &Registered::<aws::accounts::Accounts>::NEW,
     &Registered::<github::probes::Org>::NEW,
     &Registered::<github::probes::Members>::NEW,
     &Registered::<github::probes::BranchProtection>::NEW,
@@ -335,7 +336,6 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<planned::Pages>::NEW,
     &Registered::<planned::LoadBalancers>::NEW,
     &Registered::<planned::MonitoringTargets>::NEW,
-    &Registered::<planned::Accounts>::NEW,
 ];
 
 /// A `Timestamp` attribute: RFC 3339 (seconds), or null.

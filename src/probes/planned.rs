@@ -130,15 +130,3 @@ planned! {
         attr!("alarms_with_actions", Int, "of those, the ones with an action (notification)"),
     ]
 }
-
-planned! {
-    /// `aws.accounts`: each configured account and the environment it holds.
-    Accounts, "aws.accounts", "aws", NoParams,
-    summary: "each configured account: its declared environment (production, staging, development, shared) and the environments its resources are tagged with.",
-    example: "probe: aws.accounts\nassert: environment != null && size(other_environments) == 0\n",
-    attributes: [
-        attr!("account", String, "account name from sources.aws.accounts"),
-        attr!("environment", String, "the declared environment, null if undeclared"),
-        attr!("other_environments", List, "other environments its resources are tagged with"),
-    ]
-}

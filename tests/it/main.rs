@@ -6,6 +6,7 @@ mod common;
 mod a11y;
 mod access;
 mod architecture;
+mod aws_accounts;
 mod aws_moto;
 mod aws_wiremock;
 mod browser;

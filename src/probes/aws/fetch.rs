@@ -64,7 +64,6 @@ const GET_CALLER_IDENTITY: Op = Op {
 };
 
 /// The 12-digit id of the account the credentials reach, once per account per run.
-#[allow(dead_code)] // read by the RDS snapshot and account probes (next commits)
 pub(crate) async fn account_id(
     ctx: &ProbeContext,
     account: &Arc<Account>,

@@ -15,13 +15,14 @@
 //! for a refusal, the IAM permission that is missing. A scope (account or region) that fails is
 //! reported as one `error` resource naming it, and the other scopes are still evaluated.
 
+pub mod accounts;
 pub mod ec2;
 pub(crate) mod fetch;
 pub mod iam;
 
 /// Every AWS operation Trellis calls, one slice per service module.
 /// `docs/aws-iam-policy.json` grants exactly these (tested).
-pub const OPERATION_GROUPS: &[&[Op]] = &[fetch::OPERATIONS];
+pub const OPERATION_GROUPS: &[&[Op]] = &[fetch::OPERATIONS, accounts::OPERATIONS];
 
 /// Every AWS operation Trellis calls.
 pub fn operations() -> impl Iterator<Item = &'static Op> {

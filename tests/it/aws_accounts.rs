@@ -1,0 +1,182 @@
+//! `aws.accounts` and the segregation-of-environments control against moto: an account's
+//! environment comes from the config or its Organizations tag; instances tagged with another
+//! environment, and two configured names for one AWS account, are other environments.
+
+use std::path::Path;
+
+use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use trellis::config::Loaded;
+use trellis::model::{Finding, Status};
+
+use crate::common::aws::{at, run};
+use crate::common::moto::Moto;
+
+const CONTROL: &str = "segregation-of-environments";
+
+/// A config with `accounts` (name, environment or none), every one at moto.
+fn config(dir: &Path, moto: &Moto, accounts: &[(&str, Option<&str>)]) -> Loaded {
+    let mut text = format!(
+        "controls_dir: {}\nsources:\n  aws:\n    accounts:\n",
+        crate::common::aws::repo().join("controls").display()
+    );
+    for (name, env) in accounts {
+        text.push_str(&format!(
+            "      - name: {name}\n        regions: [eu-west-1, us-east-1]\n        endpoint_url: {}\n",
+            moto.url
+        ));
+        if let Some(env) = env {
+            text.push_str(&format!("        environment: {env}\n"));
+        }
+    }
+    let path = dir.join("trellis.yaml");
+    std::fs::write(&path, &text).unwrap();
+    trellis::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+async fn tagged_instance(moto: &Moto, region: &str, env: &str) -> String {
+    moto.ec2(region)
+        .run_instances()
+        .image_id("ami-0abcdef1234567890")
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key("Environment").value(env).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string()
+}
+
+/// The findings of the control's `aws.accounts` check (its first).
+async fn account_findings(loaded: &Loaded) -> Vec<Finding> {
+    let report = run(loaded, &[CONTROL], at("2026-12-03T08:00:00Z")).await;
+    let outcome = report
+        .outcomes
+        .iter()
+        .find(|o| o.control_id == CONTROL)
+        .unwrap();
+    outcome
+        .findings
+        .iter()
+        .filter(|f| f.check == 0)
+        .cloned()
+        .collect()
+}
+
+fn finding<'a>(findings: &'a [Finding], account: &str) -> &'a Finding {
+    findings
+        .iter()
+        .find(|f| f.resource == format!("aws:{account}"))
+        .unwrap_or_else(|| panic!("no finding for {account}: {findings:#?}"))
+}
+
+#[tokio::test]
+async fn account_environments() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A production account holding only production: pass, with its id and regions.
+    moto.reset().await;
+    tagged_instance(&moto, "eu-west-1", "prod").await;
+    let findings = account_findings(&config(
+        dir.path(),
+        &moto,
+        &[("production", Some("production"))],
+    ))
+    .await;
+    let f = finding(&findings, "production");
+    assert_eq!(f.status, Status::Pass, "{f:#?}");
+
+    // A staging instance in production (us-east-1): fail, naming the instance and region.
+    tagged_instance(&moto, "us-east-1", "Staging").await;
+    let findings = account_findings(&config(
+        dir.path(),
+        &moto,
+        &[("production", Some("production"))],
+    ))
+    .await;
+    let f = finding(&findings, "production");
+    assert_eq!(f.status, Status::Fail, "{f:#?}");
+    assert_eq!(
+        f.actual["other_environments"],
+        serde_json::json!(["staging"]),
+        "{f:#?}"
+    );
+
+    // Undeclared, and Organizations not in use: no environment, fail (never assumed).
+    moto.reset().await;
+    let findings = account_findings(&config(dir.path(), &moto, &[("main", None)])).await;
+    let f = finding(&findings, "main");
+    assert_eq!(f.status, Status::Fail, "{f:#?}");
+    assert_eq!(f.actual["environment"], serde_json::Value::Null, "{f:#?}");
+
+    // Undeclared, but tagged in Organizations: the tag is the environment.
+    let sdk = moto.sdk("us-east-1");
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    org.create_organization().send().await.unwrap();
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    let id = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .account()
+        .unwrap()
+        .to_string();
+    org.tag_resource()
+        .resource_id(&id)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("Environment")
+                .value("production")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let findings = account_findings(&config(dir.path(), &moto, &[("main", None)])).await;
+    let f = finding(&findings, "main");
+    assert_eq!(f.status, Status::Pass, "{f:#?}");
+
+    // Declared development but tagged production in Organizations: two environments, fail.
+    let findings =
+        account_findings(&config(dir.path(), &moto, &[("main", Some("development"))])).await;
+    let f = finding(&findings, "main");
+    assert_eq!(f.status, Status::Fail, "{f:#?}");
+    assert_eq!(
+        f.actual["other_environments"],
+        serde_json::json!(["production"]),
+        "{f:#?}"
+    );
+
+    // Two configured names that are one AWS account: production shares it with staging.
+    moto.reset().await;
+    let findings = account_findings(&config(
+        dir.path(),
+        &moto,
+        &[
+            ("production", Some("production")),
+            ("staging", Some("staging")),
+        ],
+    ))
+    .await;
+    assert_eq!(
+        finding(&findings, "production").status,
+        Status::Fail,
+        "{findings:#?}"
+    );
+    assert_eq!(
+        finding(&findings, "production").actual["other_environments"],
+        serde_json::json!(["staging"])
+    );
+    assert_eq!(finding(&findings, "staging").status, Status::Fail);
+}
