@@ -180,3 +180,148 @@ async fn account_environments() {
     );
     assert_eq!(finding(&findings, "staging").status, Status::Fail);
 }
+
+/// Faults, against wiremock: STS refusing the caller's identity and EC2 refusing the
+/// instances are `error` naming the permission; Organizations refusing its tags is no fault
+/// (the tag is optional evidence) when the config declares the environment.
+mod faults {
+    use wiremock::matchers::{header, method};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(
+            crate::common::aws::repo()
+                .join("tests/fixtures/aws")
+                .join(name),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn is(action: &'static str) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+        move |r: &Request| {
+            String::from_utf8_lossy(&r.body)
+                .split('&')
+                .any(|kv| kv == format!("Action={action}"))
+        }
+    }
+
+    fn xml(status: u16, text: String) -> ResponseTemplate {
+        ResponseTemplate::new(status).set_body_raw(text, "text/xml")
+    }
+
+    const IDENTITY: &str = r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <GetCallerIdentityResult>
+    <Arn>arn:aws:sts::210987654321:assumed-role/TrellisAudit/trellis-audit</Arn>
+    <UserId>AROAEXAMPLEID:trellis-audit</UserId>
+    <Account>210987654321</Account>
+  </GetCallerIdentityResult>
+  <ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata>
+</GetCallerIdentityResponse>"#;
+
+    const STS_DENIED: &str = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>AccessDenied</Code>
+    <Message>User: arn:aws:iam::210987654321:user/trellis is not authorized to perform: sts:GetCallerIdentity</Message>
+  </Error>
+  <RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId>
+</ErrorResponse>"#;
+
+    /// Every call answered as in a member account of an organisation: identity read,
+    /// Organizations refused, instances listed (none tagged with an environment).
+    async fn member_account(server: &MockServer) {
+        Mock::given(method("POST"))
+            .and(is("GetCallerIdentity"))
+            .respond_with(xml(200, IDENTITY.to_string()))
+            .with_priority(10)
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(header(
+                "x-amz-target",
+                "AWSOrganizationsV20161128.ListTagsForResource",
+            ))
+            .respond_with(
+                ResponseTemplate::new(400)
+                    .insert_header("x-amzn-ErrorType", "AccessDeniedException")
+                    .set_body_raw(
+                        r#"{"__type":"AccessDeniedException","Message":"You don't have permissions to access this resource."}"#,
+                        "application/x-amz-json-1.1",
+                    ),
+            )
+            .with_priority(10)
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(is("DescribeInstances"))
+            .respond_with(xml(200, fixture("ec2_describe_instances.xml")))
+            .with_priority(10)
+            .mount(server)
+            .await;
+    }
+
+    fn config(dir: &Path, server: &MockServer, environment: &str) -> Loaded {
+        let creds = dir.join("aws-credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = AKIATESTTESTTESTTEST\naws_secret_access_key = testing-secret\n",
+        )
+        .unwrap();
+        let text = format!(
+            "controls_dir: {}\nsources:\n  aws:\n    max_attempts: 2\n    initial_backoff: 1ms\n    retry_mode: standard\n    accounts:\n      - name: production\n        environment: {environment}\n        regions: [eu-west-1]\n        endpoint_url: {}\n        credentials_file: {}\n",
+            crate::common::aws::repo().join("controls").display(),
+            server.uri(),
+            creds.display()
+        );
+        let path = dir.join("trellis.yaml");
+        std::fs::write(&path, &text).unwrap();
+        trellis::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[tokio::test]
+    async fn organizations_refusing_its_tags_is_no_fault() {
+        let server = MockServer::start().await;
+        member_account(&server).await;
+        let dir = tempfile::tempdir().unwrap();
+        let findings = account_findings(&config(dir.path(), &server, "production")).await;
+        let f = finding(&findings, "production");
+        assert_eq!(f.status, Status::Pass, "{f:#?}");
+        assert!(f.message.contains("210987654321"), "{}", f.message);
+    }
+
+    #[tokio::test]
+    async fn refused_identity_or_instances_are_errors_naming_the_permission() {
+        for (action, file, permission) in [
+            ("GetCallerIdentity", None, "sts:GetCallerIdentity"),
+            (
+                "DescribeInstances",
+                Some("ec2_error_unauthorized_operation.xml"),
+                "ec2:DescribeInstances",
+            ),
+        ] {
+            let server = MockServer::start().await;
+            let body = match file {
+                Some(f) => fixture(f),
+                None => STS_DENIED.to_string(),
+            };
+            Mock::given(method("POST"))
+                .and(is(action))
+                .respond_with(xml(403, body))
+                .with_priority(1)
+                .mount(&server)
+                .await;
+            member_account(&server).await;
+            let dir = tempfile::tempdir().unwrap();
+            let findings = account_findings(&config(dir.path(), &server, "production")).await;
+            let f = finding(&findings, "production");
+            assert_eq!(f.status, Status::Error, "{action}: {f:#?}");
+            assert!(
+                f.message.contains(&format!("`{permission}`")),
+                "{action}: {}",
+                f.message
+            );
+        }
+    }
+}
