@@ -17,7 +17,7 @@ use crate::probes::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resou
 
 /// Collects one population per selected account and region with `per_region`; a scope that
 /// fails is one `error` resource naming it, the others are still evaluated.
-async fn per_region<F, Fut>(
+pub(crate) async fn per_region<F, Fut>(
     ctx: &ProbeContext,
     probe: &str,
     selection: &RegionSelection,
@@ -70,11 +70,11 @@ where
 }
 
 /// The common attributes of every EC2 resource.
-fn base(scope: &Scope) -> serde_json::Map<String, Value> {
+pub(crate) fn base(scope: &Scope) -> serde_json::Map<String, Value> {
     object(json!({"account": scope.account.name, "region": scope.region}))
 }
 
-fn id(scope: &Scope, resource: &str) -> String {
+pub(crate) fn id(scope: &Scope, resource: &str) -> String {
     format!("aws:{}/{}/{resource}", scope.account.name, scope.region)
 }
 

@@ -37,16 +37,18 @@ pub const OPERATIONS: &[Op] = &[
 ];
 
 /// Runs `fetch` once per run for `key`, sharing the result.
-async fn cached<T, F>(ctx: &ProbeContext, key: String, fetch: F) -> Result<Arc<T>, ProbeError>
+pub(crate) async fn cached<T, F>(ctx: &ProbeContext, key: String, fetch: F) -> Result<Arc<T>, ProbeError>
 where
     T: Send + Sync + 'static,
     F: Future<Output = Result<T, ProbeError>>,
 {
-    ctx.cache.get_or_fetch(&key, fetch).await
+    // Boxed: the SDK's futures are large, and a probe awaiting several listings nested in
+    // each other would otherwise hold them all on the stack.
+    ctx.cache.get_or_fetch(&key, Box::pin(fetch)).await
 }
 
 /// `Key=Value` tags as a map.
-fn tags<'a>(
+pub(crate) fn tags<'a>(
     pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
 ) -> BTreeMap<String, String> {
     pairs
@@ -527,7 +529,8 @@ pub(crate) async fn account_summary(
 // ----------------------------------------------------------------------------------------
 // EC2 (per region)
 
-/// Runs one paginated EC2 listing under the scope's concurrency limit, page by page.
+/// Runs one paginated listing under the scope's concurrency limit, page by page (shared by
+/// every per-region service module).
 macro_rules! paginate {
     ($scope:expr, $op:expr, $pages:expr, |$page:ident| $body:block) => {{
         let permits = $scope.account.permits(&$scope.region);
@@ -539,11 +542,12 @@ macro_rules! paginate {
                 pages.next().await
             };
             let Some($page) = next else { break };
-            let $page = $page.map_err(|e| classify($op, &label, e))?;
+            let $page = $page.map_err(|e| $crate::probes::aws::classify($op, &label, e))?;
             $body
         }
     }};
 }
+pub(crate) use paginate;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct IngressRule {

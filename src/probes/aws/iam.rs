@@ -25,7 +25,7 @@ fn is_administrator_access(arn: &str) -> bool {
 
 /// Collects one population per selected account with `per_account`; an account that fails is
 /// one `error` resource, the others are still evaluated.
-async fn per_account<F, Fut>(
+pub(crate) async fn per_account<F, Fut>(
     ctx: &ProbeContext,
     probe: &str,
     selection: &AccountSelection,

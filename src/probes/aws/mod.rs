@@ -16,13 +16,28 @@
 //! reported as one `error` resource naming it, and the other scopes are still evaluated.
 
 pub mod accounts;
+pub mod cloudtrail;
 pub mod ec2;
+pub mod elbv2;
 pub(crate) mod fetch;
+pub mod guardduty;
 pub mod iam;
+pub mod monitoring;
+pub mod rds;
+pub mod s3;
 
 /// Every AWS operation Trellis calls, one slice per service module.
 /// `docs/aws-iam-policy.json` grants exactly these (tested).
-pub const OPERATION_GROUPS: &[&[Op]] = &[fetch::OPERATIONS, accounts::OPERATIONS];
+pub const OPERATION_GROUPS: &[&[Op]] = &[
+    fetch::OPERATIONS,
+    accounts::OPERATIONS,
+    elbv2::OPERATIONS,
+    monitoring::OPERATIONS,
+    rds::OPERATIONS,
+    s3::OPERATIONS,
+    cloudtrail::OPERATIONS,
+    guardduty::OPERATIONS,
+];
 
 /// Every AWS operation Trellis calls.
 pub fn operations() -> impl Iterator<Item = &'static Op> {
