@@ -671,7 +671,7 @@ fn schema(of: &str, out: Option<PathBuf>) -> u8 {
 }
 
 fn print_probes() {
-    for p in probes::REGISTRY {
+    for p in probes::all() {
         println!(
             "{} (source: {}, evidence: {})\n  {}",
             p.name(),

@@ -333,7 +333,7 @@ fn compile_check(path: &Path, index: usize, raw: &CheckFile) -> Result<Check, Ve
     let field = |name: &str| format!("checks[{index}].{name}");
     let mut diags = Vec::new();
     let Some(probe) = probes::find(&raw.probe.value) else {
-        let known: Vec<&str> = probes::REGISTRY.iter().map(|p| p.name()).collect();
+        let known: Vec<&str> = probes::all().map(|p| p.name()).collect();
         return Err(vec![Diagnostic::at(
             path,
             &raw.probe.referenced,

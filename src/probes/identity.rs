@@ -315,40 +315,7 @@ async fn accounts_in_systems(
         return Err(ProbeError::NotConfigured("aws or github"));
     }
     if aws {
-        for account in super::aws::accounts(ctx, &[]).await? {
-            let (name, result) = match account {
-                Ok(a) => (
-                    a.name.clone(),
-                    super::aws::fetch::authorization_details(ctx, &a).await,
-                ),
-                Err((name, e)) => (name, Err(e)),
-            };
-            let system = format!("aws:{name}");
-            match result {
-                Ok(details) => {
-                    for u in &details.users {
-                        let mut emails: Vec<String> = u
-                            .tags
-                            .iter()
-                            .filter(|(k, _)| {
-                                matches!(k.to_ascii_lowercase().as_str(), "email" | "mail")
-                            })
-                            .map(|(_, v)| v.clone())
-                            .collect();
-                        if u.name.contains('@') {
-                            emails.push(u.name.clone());
-                        }
-                        seen.push(Seen {
-                            system: system.clone(),
-                            kind: "aws",
-                            account: u.name.clone(),
-                            emails,
-                        });
-                    }
-                }
-                Err(e) => errors.push(unreadable(&system, "aws", &e)),
-            }
-        }
+        aws_accounts(ctx, &mut seen, &mut errors).await?;
     }
     if github {
         for org in super::github::orgs(ctx, &[])? {
@@ -371,6 +338,70 @@ async fn accounts_in_systems(
         }
     }
     Ok((seen, errors, raw))
+}
+
+/// The IAM users of every configured AWS account (an `error` resource per account that could
+/// not be read).
+#[cfg(feature = "aws")]
+async fn aws_accounts(
+    ctx: &ProbeContext,
+    seen: &mut Vec<Seen>,
+    errors: &mut Vec<Resource>,
+) -> Result<(), ProbeError> {
+    for account in super::aws::accounts(ctx, &[]).await? {
+        let (name, result) = match account {
+            Ok(a) => (
+                a.name.clone(),
+                super::aws::fetch::authorization_details(ctx, &a).await,
+            ),
+            Err((name, e)) => (name, Err(e)),
+        };
+        let system = format!("aws:{name}");
+        match result {
+            Ok(details) => {
+                for u in &details.users {
+                    let mut emails: Vec<String> = u
+                        .tags
+                        .iter()
+                        .filter(|(k, _)| {
+                            matches!(k.to_ascii_lowercase().as_str(), "email" | "mail")
+                        })
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    if u.name.contains('@') {
+                        emails.push(u.name.clone());
+                    }
+                    seen.push(Seen {
+                        system: system.clone(),
+                        kind: "aws",
+                        account: u.name.clone(),
+                        emails,
+                    });
+                }
+            }
+            Err(e) => errors.push(unreadable(&system, "aws", &e)),
+        }
+    }
+    Ok(())
+}
+
+/// A build without the `aws` feature cannot list AWS accounts: each configured account is an
+/// `error` resource, so nothing is concluded from accounts that were never read.
+#[cfg(not(feature = "aws"))]
+async fn aws_accounts(
+    ctx: &ProbeContext,
+    _seen: &mut Vec<Seen>,
+    errors: &mut Vec<Resource>,
+) -> Result<(), ProbeError> {
+    for account in ctx.sources.aws.iter().flat_map(|a| &a.accounts) {
+        let system = format!("aws:{}", account.name);
+        errors.push(unreadable(
+            &system,
+            "aws",
+            &ProbeError::NotAvailable("aws.iam.users"),
+        ));
+    }
+    Ok(())
 }
 
 /// The accounts of a system that could not be listed: an error, still saying which system

@@ -18,12 +18,14 @@ macro_rules! attr {
     };
 }
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod cache;
 pub mod dates;
 pub mod github;
 pub mod hr;
 pub mod identity;
+pub mod left_out;
 pub mod planned;
 pub mod policies;
 pub mod registers;
@@ -93,9 +95,9 @@ pub enum ProbeError {
     Unavailable(String),
     #[error("{0}")]
     Io(String),
-    /// A planned probe (see [`planned`]): nothing in this version reads that system yet.
+    /// A probe this build leaves out (see [`left_out`]): built without its cargo feature.
     #[error(
-        "probe `{0}` is not available in this version of Trellis: nothing reads this system yet, so the check is not verified"
+        "probe `{0}` is not in this build of Trellis (built without its cargo feature, e.g. `aws`), so the check is not verified"
     )]
     NotAvailable(&'static str),
 }
@@ -110,7 +112,7 @@ impl ProbeError {
 pub use crate::model::EvidenceKind;
 
 /// The type of an attribute, used to convert values for CEL (dates become timestamps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttrKind {
     String,
@@ -305,18 +307,31 @@ impl<P: Probe> DynProbe for Registered<P> {
 pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<hr::People>::NEW,
     &Registered::<policies::Policies>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::iam::Credentials>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::iam::Users>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::iam::Policies>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::iam::PasswordPolicy>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::iam::AccountSummary>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::SecurityGroupRules>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::SecurityGroups>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::EbsEncryption>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::Volumes>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::Snapshots>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::Vpcs>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::ec2::Instances>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::accounts::Accounts>::NEW,
     &Registered::<github::probes::Org>::NEW,
     &Registered::<github::probes::Members>::NEW,
@@ -353,9 +368,15 @@ pub(crate) fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json
     }
 }
 
+/// Every probe a control may name: those of this build ([`REGISTRY`]) and those a slim build
+/// leaves out ([`left_out`]), known by their contracts.
+pub fn all() -> impl Iterator<Item = &'static dyn DynProbe> {
+    REGISTRY.iter().copied().chain(left_out::all())
+}
+
 /// Looks a probe up by name.
 pub fn find(name: &str) -> Option<&'static dyn DynProbe> {
-    REGISTRY.iter().copied().find(|p| p.name() == name)
+    all().find(|p| p.name() == name)
 }
 
 #[cfg(test)]
