@@ -169,7 +169,7 @@ impl PreviousEvidence {
         }
         for list in by_probe.values_mut() {
             // Newest first.
-            list.sort_by(|a, b| b.collected_at.cmp(&a.collected_at));
+            list.sort_by_key(|e| std::cmp::Reverse(e.collected_at));
         }
         PreviousEvidence { by_probe }
     }

@@ -260,24 +260,24 @@ pub(crate) async fn fetch(http: &Http, url: &url::Url) -> Fetched {
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .and_then(|l| current.join(l).ok());
-        if status.is_redirection() {
-            if let Some(next) = location {
-                let allowed = matches!(next.scheme(), "http" | "https")
-                    && next
-                        .host_str()
-                        .is_some_and(|h| http.hosts.contains(&h.to_ascii_lowercase()));
-                if !allowed {
-                    out.redirect_not_followed = Some(next.to_string());
-                } else if out.redirects >= MAX_REDIRECTS {
-                    out.error = Some(format!(
-                        "more than {MAX_REDIRECTS} redirects from {url} (last to {next})"
-                    ));
-                    return out;
-                } else {
-                    out.redirects += 1;
-                    current = next;
-                    continue;
-                }
+        if status.is_redirection()
+            && let Some(next) = location
+        {
+            let allowed = matches!(next.scheme(), "http" | "https")
+                && next
+                    .host_str()
+                    .is_some_and(|h| http.hosts.contains(&h.to_ascii_lowercase()));
+            if !allowed {
+                out.redirect_not_followed = Some(next.to_string());
+            } else if out.redirects >= MAX_REDIRECTS {
+                out.error = Some(format!(
+                    "more than {MAX_REDIRECTS} redirects from {url} (last to {next})"
+                ));
+                return out;
+            } else {
+                out.redirects += 1;
+                current = next;
+                continue;
             }
         }
         out.status = Some(status.as_u16());

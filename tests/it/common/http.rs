@@ -304,10 +304,12 @@ impl OpensslServer {
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        // Killed and waited for on drop, even if it never listens.
+        let server = OpensslServer { child, addr };
         // Wait until it listens.
         for _ in 0..200 {
             if TcpStream::connect(addr).await.is_ok() {
-                return OpensslServer { child, addr };
+                return server;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
