@@ -208,6 +208,14 @@ pub struct HttpSource {
     /// Connections in flight at once.
     #[serde(default = "default_aws_concurrency")]
     pub concurrency: std::num::NonZeroUsize,
+    /// The port `http.tls` asks over plain `http://` (on each endpoint's host) to see whether
+    /// it redirects to `https://` (default 80).
+    #[serde(default = "default_plain_http_port")]
+    pub plain_http_port: u16,
+}
+
+fn default_plain_http_port() -> u16 {
+    80
 }
 
 fn default_http_timeout() -> HumanDuration {

@@ -248,6 +248,22 @@ pub async fn run_and_store(
             .record_definition(&c.sha256, &c.id, &c.source, ctx.now)
             .await?;
     }
+    // Probes that carry a value across runs read the evidence stored before this run.
+    let mut readers: Vec<&str> = controls
+        .iter()
+        .flat_map(|c| &c.checks)
+        .filter(|check| check.probe.reads_previous())
+        .map(|check| check.probe.name())
+        .collect();
+    readers.sort_unstable();
+    readers.dedup();
+    let mut ctx = ctx.clone();
+    if !readers.is_empty() {
+        ctx.previous = Arc::new(crate::probes::PreviousEvidence::new(
+            store.latest_evidence(&readers).await?,
+        ));
+    }
+    let ctx = &ctx;
     let run_id = store.begin_run(trigger, controls.len(), ctx.now).await?;
     watcher.begun(&run_id);
     let sink = StoreSink {

@@ -24,6 +24,7 @@ pub mod cache;
 pub mod dates;
 pub mod github;
 pub mod hr;
+pub mod http;
 pub mod identity;
 pub mod left_out;
 pub mod planned;
@@ -146,6 +147,39 @@ pub struct ProbeContext {
     /// Upper bound for one probe collection.
     pub timeout: Duration,
     pub cache: Arc<FetchCache>,
+    /// Read-only: the evidence earlier runs stored for the probes that declare
+    /// [`Probe::READS_PREVIOUS`] (filled by the runner from the store before collection; empty
+    /// when nothing is stored, e.g. `check --no-store`).
+    pub previous: Arc<PreviousEvidence>,
+}
+
+/// The newest evidence stored for some probes by earlier runs: for each probe, its newest
+/// successful collection per parameter set. A probe reads it to carry a value across runs
+/// (e.g. when a page last changed); it never writes it.
+#[derive(Debug, Clone, Default)]
+pub struct PreviousEvidence {
+    by_probe: std::collections::HashMap<String, Vec<crate::model::Evidence>>,
+}
+
+impl PreviousEvidence {
+    /// From stored evidence (any probes, any order).
+    pub fn new(evidence: impl IntoIterator<Item = crate::model::Evidence>) -> PreviousEvidence {
+        let mut by_probe: std::collections::HashMap<String, Vec<crate::model::Evidence>> =
+            Default::default();
+        for e in evidence {
+            by_probe.entry(e.probe.clone()).or_default().push(e);
+        }
+        for list in by_probe.values_mut() {
+            // Newest first.
+            list.sort_by_key(|e| std::cmp::Reverse(e.collected_at));
+        }
+        PreviousEvidence { by_probe }
+    }
+
+    /// The stored evidence of `probe`, newest first.
+    pub fn of(&self, probe: &str) -> &[crate::model::Evidence] {
+        self.by_probe.get(probe).map_or(&[], Vec::as_slice)
+    }
 }
 
 impl ProbeContext {
@@ -157,6 +191,7 @@ impl ProbeContext {
             now,
             timeout: loaded.config.limits.probe_timeout.to_std(),
             cache: Arc::new(FetchCache::new()),
+            previous: Arc::new(PreviousEvidence::default()),
         }
     }
 
@@ -182,6 +217,8 @@ pub trait Probe: Send + Sync + 'static {
     const ATTRIBUTES: &'static [Attribute];
     /// A complete, working `checks:` entry using this probe (YAML), shown in docs and tested.
     const EXAMPLE: &'static str;
+    /// Whether the probe reads [`ProbeContext::previous`] (the runner then loads it).
+    const READS_PREVIOUS: bool = false;
 
     /// Typed parameters: the check's `with:` mapping.
     type Params: DeserializeOwned + Serialize + schemars::JsonSchema + Debug + Send + Sync + 'static;
@@ -207,6 +244,8 @@ pub trait DynProbe: Send + Sync {
     fn summary(&self) -> &'static str;
     fn attributes(&self) -> &'static [Attribute];
     fn example(&self) -> &'static str;
+    /// See [`Probe::READS_PREVIOUS`].
+    fn reads_previous(&self) -> bool;
     fn params_schema(&self) -> schemars::Schema;
     /// Parses and validates a check's `with:` value into a ready-to-run plan.
     fn plan(&self, with: &serde_json::Value) -> Result<Arc<dyn PlannedProbe>, String>;
@@ -274,6 +313,9 @@ impl<P: Probe> DynProbe for Registered<P> {
     }
     fn example(&self) -> &'static str {
         P::EXAMPLE
+    }
+    fn reads_previous(&self) -> bool {
+        P::READS_PREVIOUS
     }
     fn params_schema(&self) -> schemars::Schema {
         schemars::schema_for!(P::Params)
@@ -347,8 +389,8 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<registers::AccessReviews>::NEW,
     &Registered::<registers::Devices>::NEW,
     &Registered::<identity::Accounts>::NEW,
-    &Registered::<planned::Tls>::NEW,
-    &Registered::<planned::Pages>::NEW,
+    &Registered::<http::tls::Tls>::NEW,
+    &Registered::<http::pages::Pages>::NEW,
     &Registered::<planned::LoadBalancers>::NEW,
     &Registered::<planned::MonitoringTargets>::NEW,
 ];

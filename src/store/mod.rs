@@ -827,6 +827,50 @@ impl Store {
             error: row.error,
         }))
     }
+
+    /// The newest successful evidence of each of `probes`, one per parameter set (what a
+    /// probe reading earlier runs sees: `probes::PreviousEvidence`).
+    pub async fn latest_evidence(&self, probes: &[&str]) -> Result<Vec<Evidence>, StoreError> {
+        if probes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Option<i64>> = evidence::Entity::find()
+            .select_only()
+            .column_as(evidence::Column::Id.max(), "id")
+            .filter(evidence::Column::Probe.is_in(probes.iter().copied()))
+            .filter(evidence::Column::Content.is_not_null())
+            .group_by(evidence::Column::Probe)
+            .group_by(evidence::Column::Params)
+            .into_tuple::<Option<i64>>()
+            .all(&self.db)
+            .await
+            .during("find the latest evidence")?;
+        let ids: Vec<i64> = ids.into_iter().flatten().collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_BIND_PARAMS / 2) {
+            let rows = evidence::Entity::find()
+                .filter(evidence::Column::Id.is_in(chunk.iter().copied()))
+                .order_by_asc(evidence::Column::Id)
+                .all(&self.db)
+                .await
+                .during("read the latest evidence")?;
+            for row in rows {
+                let content = match &row.content {
+                    Some(text) => from_json("evidence", row.id, text)?,
+                    None => serde_json::Value::Null,
+                };
+                out.push(Evidence {
+                    probe: row.probe,
+                    params: row.params,
+                    collected_at: row.collected_at,
+                    content,
+                    sha256: row.sha256,
+                    error: row.error,
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A connection failure, with the URL's password removed from the URL and from the driver's

@@ -16,6 +16,8 @@ mod crash;
 mod dashboard;
 mod export;
 mod github_wiremock;
+mod http_pages;
+mod http_tls;
 mod identity;
 mod pipeline;
 mod registers;

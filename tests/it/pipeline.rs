@@ -38,6 +38,7 @@ fn context(dir: &Path, roster: &str, timeout: Duration) -> ProbeContext {
             .to_utc(),
         timeout,
         cache: Arc::new(FetchCache::new()),
+        previous: Default::default(),
     }
 }
 
