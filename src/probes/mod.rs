@@ -375,6 +375,13 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<aws::ec2::Instances>::NEW,
     #[cfg(feature = "aws")]
     &Registered::<aws::accounts::Accounts>::NEW,
+    &Registered::<aws::rds::Instances>::NEW,
+    &Registered::<aws::rds::Clusters>::NEW,
+    &Registered::<aws::rds::Snapshots>::NEW,
+    &Registered::<aws::s3::Buckets>::NEW,
+    &Registered::<aws::s3::AccountPublicAccess>::NEW,
+    &Registered::<aws::cloudtrail::Trails>::NEW,
+    &Registered::<aws::guardduty::Detectors>::NEW,
     &Registered::<github::probes::Org>::NEW,
     &Registered::<github::probes::Members>::NEW,
     &Registered::<github::probes::BranchProtection>::NEW,

@@ -32,7 +32,11 @@ fn action(r: &Request) -> String {
         .find_map(|kv| kv.strip_prefix("Action="))
         .unwrap_or("?")
         .to_string();
-    let mut key = name;
+    let mut key = if r.method == wiremock::http::Method::GET && r.url.path() == "/" {
+        "ListBuckets".to_string()
+    } else {
+        name
+    };
     if b.contains("NextToken=") || b.contains("Marker=") {
         key.push_str(" page 2");
     }
@@ -122,6 +126,31 @@ async fn healthy(server: &MockServer) {
     Mock::given(method("POST"))
         .and(is("DescribeSnapshots"))
         .respond_with(xml(200, fixture("ec2_describe_snapshots.xml")))
+        .with_priority(10)
+        .mount(server)
+        .await;
+    // The account holds no database and no bucket (the RDS and S3 checks of the shared
+    // controls are tested in aws_data_wiremock).
+    for rds in ["DescribeDBInstances", "DescribeDBClusters"] {
+        let list = rds.trim_start_matches("Describe");
+        Mock::given(method("POST"))
+            .and(is(rds))
+            .respond_with(xml(
+                200,
+                format!(
+                    r#"<{rds}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><{rds}Result><{list}></{list}></{rds}Result></{rds}Response>"#
+                ),
+            ))
+            .with_priority(10)
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/"))
+        .respond_with(xml(
+            200,
+            r#"<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Buckets></Buckets></ListAllMyBucketsResult>"#.to_string(),
+        ))
         .with_priority(10)
         .mount(server)
         .await;
@@ -347,6 +376,8 @@ async fn planted_violations_are_found_with_one_request_per_page() {
 
     // One request per listing page per run, however many controls read it.
     let expected: BTreeMap<String, usize> = [
+        "DescribeDBClusters",
+        "DescribeDBInstances",
         "DescribeFlowLogs",
         "DescribeInstances",
         "DescribeNetworkInterfaces",
@@ -363,6 +394,7 @@ async fn planted_violations_are_found_with_one_request_per_page() {
         "GetAccountSummary",
         "GetCredentialReport",
         "GetEbsEncryptionByDefault",
+        "ListBuckets",
     ]
     .into_iter()
     .map(|a| (a.to_string(), 1))

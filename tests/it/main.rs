@@ -7,6 +7,8 @@ mod a11y;
 mod access;
 mod architecture;
 mod aws_accounts;
+mod aws_data_moto;
+mod aws_data_wiremock;
 mod aws_moto;
 mod aws_wiremock;
 mod browser;

@@ -78,6 +78,46 @@ pub(crate) fn id(scope: &Scope, resource: &str) -> String {
     format!("aws:{}/{}/{resource}", scope.account.name, scope.region)
 }
 
+/// What a region holds, to tell a region in use from an empty one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RegionUsage {
+    /// EBS volumes.
+    pub volumes: usize,
+    /// EC2 instances that are not terminated.
+    pub instances: usize,
+    /// RDS DB instances (when asked for).
+    pub db_instances: usize,
+}
+
+impl RegionUsage {
+    /// The region holds volumes, instances or (when counted) RDS instances.
+    pub fn in_use(&self) -> bool {
+        self.volumes > 0 || self.instances > 0 || self.db_instances > 0
+    }
+}
+
+/// Whether the region is in use: its EBS volumes and EC2 instances, and with `rds` its RDS DB
+/// instances, each from the run's cached listing. A listing that fails is the region's error:
+/// a region is never taken for unused because it could not be read.
+pub(crate) async fn region_usage(
+    ctx: &ProbeContext,
+    scope: &Scope,
+    rds: bool,
+) -> Result<RegionUsage, ProbeError> {
+    let volumes = fetch::volumes(ctx, scope).await?;
+    let instances = fetch::instances(ctx, scope).await?;
+    let db_instances = if rds {
+        super::rds::db_instances(ctx, scope).await?.len()
+    } else {
+        0
+    };
+    Ok(RegionUsage {
+        volumes: volumes.len(),
+        instances: instances.len(),
+        db_instances,
+    })
+}
+
 /// Whole hours, rounded up: a window of "48 hours" is not stretched by 59 minutes.
 fn hours_rounded_up(d: chrono::Duration) -> i64 {
     let secs = d.num_seconds();
@@ -318,14 +358,13 @@ assert: enabled
     ) -> Result<Collected, ProbeError> {
         per_region(ctx, Self::NAME, params, |scope| async move {
             let enabled = fetch::ebs_encryption_by_default(ctx, &scope).await?;
-            let volumes = fetch::volumes(ctx, &scope).await?;
-            let instances = fetch::instances(ctx, &scope).await?;
+            let usage = region_usage(ctx, &scope, false).await?;
             let mut a = base(&scope);
             a.extend(object(json!({
                 "enabled": *enabled,
-                "volumes": volumes.len(),
-                "instances": instances.len(),
-                "in_use": !volumes.is_empty() || !instances.is_empty(),
+                "volumes": usage.volumes,
+                "instances": usage.instances,
+                "in_use": usage.in_use(),
             })));
             Ok(vec![Resource {
                 id: id(&scope, "ebs-encryption-by-default"),

@@ -344,6 +344,8 @@ const ONE_PER_SCOPE: &[&str] = &[
     <iam::PasswordPolicy as crate::probes::Probe>::NAME,
     <iam::AccountSummary as crate::probes::Probe>::NAME,
     <ec2::EbsEncryption as crate::probes::Probe>::NAME,
+    <s3::AccountPublicAccess as crate::probes::Probe>::NAME,
+    <guardduty::Detectors as crate::probes::Probe>::NAME,
 ];
 
 /// An `error` resource standing for a whole account or region that could not be read: a

@@ -85,6 +85,46 @@ impl Moto {
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(&self.sdk(region))
     }
+
+    pub fn rds(&self, region: &str) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.sdk(region))
+    }
+
+    /// Path-style: moto answers on one host.
+    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk(region))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        aws_sdk_cloudtrail::Client::new(&self.sdk(region))
+    }
+
+    pub fn guardduty(&self, region: &str) -> aws_sdk_guardduty::Client {
+        aws_sdk_guardduty::Client::new(&self.sdk(region))
+    }
+
+    /// S3 Control `PutPublicAccessBlock` for moto's default account, by hand: the SDK would
+    /// put the account id in front of moto's host name.
+    pub async fn put_account_public_access_block(&self, all: bool) {
+        let body = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><PublicAccessBlockConfiguration xmlns="http://awss3control.amazonaws.com/doc/2018-08-20/"><BlockPublicAcls>{all}</BlockPublicAcls><IgnorePublicAcls>{all}</IgnorePublicAcls><BlockPublicPolicy>{all}</BlockPublicPolicy><RestrictPublicBuckets>{all}</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#
+        );
+        let answer = reqwest::Client::new()
+            .put(format!("{}/v20180820/configuration/publicAccessBlock", self.url))
+            .header("x-amz-account-id", "123456789012")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    }
 }
 
 impl Drop for Moto {
