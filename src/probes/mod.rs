@@ -334,8 +334,8 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<identity::Accounts>::NEW,
     &Registered::<planned::Tls>::NEW,
     &Registered::<planned::Pages>::NEW,
-    &Registered::<planned::LoadBalancers>::NEW,
-    &Registered::<planned::MonitoringTargets>::NEW,
+    &Registered::<aws::elbv2::LoadBalancers>::NEW,
+    &Registered::<aws::monitoring::MonitoringTargets>::NEW,
 ];
 
 /// A `Timestamp` attribute: RFC 3339 (seconds), or null.

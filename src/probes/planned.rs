@@ -97,36 +97,3 @@ planned! {
         attr!("changed_at", Timestamp, "when the body last changed, across runs"),
     ]
 }
-
-planned! {
-    /// `aws.elbv2.load_balancers`: Elastic Load Balancing v2.
-    LoadBalancers, "aws.elbv2.load_balancers", "aws", NoParams,
-    summary: "each application or network load balancer: scheme, availability zones, and its listeners' protocols and TLS policies.",
-    example: "probe: aws.elbv2.load_balancers\nwhere: scheme == \"internet-facing\"\nassert: size(availability_zones) >= 2\n",
-    attributes: [
-        attr!("account", String, "account name from sources.aws.accounts"),
-        attr!("region", String, "AWS region"),
-        attr!("arn", String, "the load balancer's ARN"),
-        attr!("name", String, "the load balancer's name"),
-        attr!("type", String, "`application`, `network` or `gateway`"),
-        attr!("scheme", String, "`internet-facing` or `internal`"),
-        attr!("availability_zones", List, "the zones it serves"),
-        attr!("plain_http_listeners", Int, "listeners on plain HTTP that do not only redirect to HTTPS"),
-        attr!("weakest_tls", String, "the oldest TLS version any of its listeners allows, null if none"),
-    ]
-}
-
-planned! {
-    /// `aws.monitoring.targets`: what watches the public services.
-    MonitoringTargets, "aws.monitoring.targets", "aws", NoParams,
-    summary: "each public load balancer and configured endpoint: the CloudWatch alarms and Route 53 health checks watching it, and whether they notify anyone.",
-    example: "probe: aws.monitoring.targets\nassert: watched && alarms_with_actions > 0\n",
-    attributes: [
-        attr!("account", String, "account name from sources.aws.accounts"),
-        attr!("target", String, "the load balancer's ARN or the endpoint's URL"),
-        attr!("kind", String, "`load_balancer` or `endpoint`"),
-        attr!("watched", Bool, "at least one alarm or health check covers it"),
-        attr!("alarms", Int, "alarms and health checks covering it"),
-        attr!("alarms_with_actions", Int, "of those, the ones with an action (notification)"),
-    ]
-}
