@@ -292,7 +292,7 @@ async fn every_page_renders_for_an_admin() {
         .await
         .unwrap();
     assert!(html.contains(
-        "Basis: <strong>monitored</strong> — Monitored automatically (public endpoints)"
+        "Basis: <strong>monitored</strong> — Monitored automatically (public endpoints, AWS)"
     ));
     assert!(html.contains("<td><code>http.tls</code></td><td>system</td>"));
     assert!(html.contains("is not available in this version"));

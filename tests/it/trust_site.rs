@@ -697,12 +697,13 @@ async fn every_control_says_what_backs_its_status() {
             .find(|c| c["id"] == id)
             .unwrap()
     };
-    // Encryption in transit claims a fact about endpoints; nothing reads them yet.
+    // Encryption in transit claims a fact about endpoints and load balancers; neither is
+    // read here.
     let eit = control("encryption-in-transit");
     assert_eq!(eit["status"], "not_verified");
     assert_eq!(
         eit["basis"]["systems"],
-        serde_json::json!(["public endpoints"])
+        serde_json::json!(["public endpoints", "AWS"])
     );
     let statements = eit["basis"]["statements"].to_string();
     assert!(
