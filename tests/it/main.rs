@@ -8,6 +8,7 @@ mod access;
 mod architecture;
 mod aws_accounts;
 mod aws_moto;
+mod aws_watch;
 mod aws_wiremock;
 mod browser;
 mod catalog;
