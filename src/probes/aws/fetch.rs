@@ -37,7 +37,11 @@ pub const OPERATIONS: &[Op] = &[
 ];
 
 /// Runs `fetch` once per run for `key`, sharing the result.
-pub(crate) async fn cached<T, F>(ctx: &ProbeContext, key: String, fetch: F) -> Result<Arc<T>, ProbeError>
+pub(crate) async fn cached<T, F>(
+    ctx: &ProbeContext,
+    key: String,
+    fetch: F,
+) -> Result<Arc<T>, ProbeError>
 where
     T: Send + Sync + 'static,
     F: Future<Output = Result<T, ProbeError>>,
