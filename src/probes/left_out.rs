@@ -15,8 +15,8 @@ use std::sync::{Arc, LazyLock};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AttrKind, Attribute, BoxFuture, Collected, DynProbe, EvidenceKind, PlannedProbe,
-    ProbeContext, ProbeError,
+    AttrKind, Attribute, BoxFuture, Collected, DynProbe, EvidenceKind, PlannedProbe, ProbeContext,
+    ProbeError,
 };
 
 /// The contracts of the AWS probes, as the full build declares them.
@@ -162,6 +162,9 @@ impl DynProbe for LeftOut {
     fn example(&self) -> &'static str {
         self.example
     }
+    fn reads_previous(&self) -> bool {
+        false
+    }
     fn params_schema(&self) -> schemars::Schema {
         schemars::Schema::try_from(self.params_schema.clone()).unwrap_or_default()
     }
@@ -236,7 +239,11 @@ mod tests {
             .filter(|c| c.probe.name().starts_with("aws."))
             .count();
         assert!(aws_checks > 10, "{aws_checks}");
-        assert!(super::super::REGISTRY.iter().all(|p| !p.name().starts_with("aws.")));
+        assert!(
+            super::super::REGISTRY
+                .iter()
+                .all(|p| !p.name().starts_with("aws."))
+        );
     }
 
     /// A left-out probe plans like the real one (unknown parameters refused) and collects
@@ -250,7 +257,7 @@ mod tests {
             .find(|c| c.name == "aws.ec2.security_groups")
             .unwrap();
         let probe = LeftOut::from(c);
-        assert!(probe.attributes().iter().any(|a| a.name == "in_use"));
+        assert!(probe.attributes().iter().any(|a| a.name == "attached"));
         let err = probe
             .plan(&serde_json::json!({"regionz": ["eu-west-1"]}))
             .err()
@@ -265,6 +272,7 @@ mod tests {
             now: chrono::Utc::now(),
             timeout: std::time::Duration::from_secs(1),
             cache: Default::default(),
+            previous: Default::default(),
         };
         let result = futures::executor::block_on(planned.collect(&ctx));
         assert_eq!(

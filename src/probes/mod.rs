@@ -27,7 +27,6 @@ pub mod hr;
 pub mod http;
 pub mod identity;
 pub mod left_out;
-pub mod planned;
 pub mod policies;
 pub mod registers;
 
@@ -375,12 +374,19 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<aws::ec2::Instances>::NEW,
     #[cfg(feature = "aws")]
     &Registered::<aws::accounts::Accounts>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::rds::Instances>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::rds::Clusters>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::rds::Snapshots>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::s3::Buckets>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::s3::AccountPublicAccess>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::cloudtrail::Trails>::NEW,
+    #[cfg(feature = "aws")]
     &Registered::<aws::guardduty::Detectors>::NEW,
     &Registered::<github::probes::Org>::NEW,
     &Registered::<github::probes::Members>::NEW,
@@ -398,8 +404,10 @@ pub static REGISTRY: &[&dyn DynProbe] = &[
     &Registered::<identity::Accounts>::NEW,
     &Registered::<http::tls::Tls>::NEW,
     &Registered::<http::pages::Pages>::NEW,
-    &Registered::<planned::LoadBalancers>::NEW,
-    &Registered::<planned::MonitoringTargets>::NEW,
+    #[cfg(feature = "aws")]
+    &Registered::<aws::elbv2::LoadBalancers>::NEW,
+    #[cfg(feature = "aws")]
+    &Registered::<aws::monitoring::MonitoringTargets>::NEW,
 ];
 
 /// A `Timestamp` attribute: RFC 3339 (seconds), or null.

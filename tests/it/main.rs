@@ -10,6 +10,7 @@ mod aws_accounts;
 mod aws_data_moto;
 mod aws_data_wiremock;
 mod aws_moto;
+mod aws_watch;
 mod aws_wiremock;
 mod browser;
 mod catalog;

@@ -697,8 +697,8 @@ async fn every_control_says_what_backs_its_status() {
             .find(|c| c["id"] == id)
             .unwrap()
     };
-    // Encryption in transit claims a fact about endpoints (nothing reads them yet) and S3
-    // buckets (AWS is not configured here).
+    // Encryption in transit claims a fact about endpoints, load balancers and S3 buckets;
+    // none is read here.
     let eit = control("encryption-in-transit");
     assert_eq!(eit["status"], "not_verified");
     assert_eq!(
