@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_config::Region;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -32,15 +31,6 @@ const GET_TRAIL_STATUS: Op = Op {
     name: "GetTrailStatus",
     permission: "cloudtrail:GetTrailStatus",
 };
-
-impl Account {
-    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
-        let conf = aws_sdk_cloudtrail::config::Builder::from(&self.sdk)
-            .region(Region::new(region.to_string()))
-            .build();
-        aws_sdk_cloudtrail::Client::from_conf(conf)
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct TrailStatus {

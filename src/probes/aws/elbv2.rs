@@ -12,12 +12,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_config::Region;
 use serde::Serialize;
 use serde_json::json;
 
 use super::fetch::{cached, paginate};
-use super::{Account, Op, RegionSelection, Scope, classify, object, time, ts};
+use super::{Op, RegionSelection, Scope, classify, object, time, ts};
 use crate::probes::aws::ec2::{base, id, per_region};
 use crate::probes::{
     Attribute, Collected, EvidenceKind, Probe, ProbeContext, ProbeError, Resource,
@@ -50,15 +49,6 @@ const DESCRIBE_RULES: Op = Op {
 
 /// The largest page the Elastic Load Balancing v2 listings accept.
 const PAGE_SIZE: i32 = 400;
-
-impl Account {
-    pub fn elbv2(&self, region: &str) -> aws_sdk_elasticloadbalancingv2::Client {
-        let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.sdk)
-            .region(Region::new(region.to_string()))
-            .build();
-        aws_sdk_elasticloadbalancingv2::Client::from_conf(conf)
-    }
-}
 
 // ----------------------------------------------------------------------------------------
 // Listings

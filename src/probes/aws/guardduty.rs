@@ -10,11 +10,10 @@ use serde_json::json;
 
 use super::ec2::{base, id, per_region, region_usage};
 use super::fetch::{cached, paginate};
-use super::{Account, Op, RegionSelection, Scope, classify, object};
+use super::{Op, RegionSelection, Scope, classify, object};
 use crate::probes::{
     Attribute, Collected, EvidenceKind, Probe, ProbeContext, ProbeError, Resource,
 };
-use aws_config::Region;
 
 /// The GuardDuty calls this module makes.
 pub(crate) const OPERATIONS: &[Op] = &[LIST_DETECTORS, GET_DETECTOR];
@@ -27,15 +26,6 @@ const GET_DETECTOR: Op = Op {
     name: "GetDetector",
     permission: "guardduty:GetDetector",
 };
-
-impl Account {
-    pub fn guardduty(&self, region: &str) -> aws_sdk_guardduty::Client {
-        let conf = aws_sdk_guardduty::config::Builder::from(&self.sdk)
-            .region(Region::new(region.to_string()))
-            .build();
-        aws_sdk_guardduty::Client::from_conf(conf)
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Detector {

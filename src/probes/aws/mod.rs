@@ -137,6 +137,27 @@ impl Account {
     }
 }
 
+/// `impl Account { pub fn $name(&self, region) -> $sdk::Client }`: one service's client for a
+/// region of the account, from the account's SDK configuration.
+macro_rules! regional_client {
+    ($name:ident, $sdk:ident) => {
+        impl $crate::probes::aws::Account {
+            pub fn $name(&self, region: &str) -> $sdk::Client {
+                let conf = $sdk::config::Builder::from(&self.sdk)
+                    .region(aws_config::Region::new(region.to_string()))
+                    .build();
+                $sdk::Client::from_conf(conf)
+            }
+        }
+    };
+}
+
+regional_client!(rds, aws_sdk_rds);
+regional_client!(cloudtrail, aws_sdk_cloudtrail);
+regional_client!(elbv2, aws_sdk_elasticloadbalancingv2);
+regional_client!(guardduty, aws_sdk_guardduty);
+regional_client!(cloudwatch, aws_sdk_cloudwatch);
+
 /// One account and one region: the unit EC2 evidence is collected in.
 #[derive(Debug, Clone)]
 pub(crate) struct Scope {

@@ -49,13 +49,6 @@ const LIST_HEALTH_CHECKS: Op = Op {
 const ROUTE53_METRICS_REGION: &str = "us-east-1";
 
 impl Account {
-    pub fn cloudwatch(&self, region: &str) -> aws_sdk_cloudwatch::Client {
-        let conf = aws_sdk_cloudwatch::config::Builder::from(&self.sdk)
-            .region(Region::new(region.to_string()))
-            .build();
-        aws_sdk_cloudwatch::Client::from_conf(conf)
-    }
-
     pub fn route53(&self) -> aws_sdk_route53::Client {
         let conf = aws_sdk_route53::config::Builder::from(&self.sdk)
             .region(Region::new(ROUTE53_METRICS_REGION))

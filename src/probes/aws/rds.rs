@@ -14,14 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use aws_config::Region;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ec2::{base, per_region};
 use super::fetch::{self, cached, paginate, tags};
-use super::{Account, Op, RegionSelection, Scope, classify, object, time, ts};
+use super::{Op, RegionSelection, Scope, classify, object, time, ts};
 use crate::probes::{
     Attribute, Collected, EvidenceKind, Probe, ProbeContext, ProbeError, Resource,
 };
@@ -63,15 +62,6 @@ const DESCRIBE_DB_CLUSTER_SNAPSHOT_ATTRIBUTES: Op = Op {
 
 /// RDS answers at most 100 records a page.
 const PAGE: i32 = 100;
-
-impl Account {
-    pub fn rds(&self, region: &str) -> aws_sdk_rds::Client {
-        let conf = aws_sdk_rds::config::Builder::from(&self.sdk)
-            .region(Region::new(region.to_string()))
-            .build();
-        aws_sdk_rds::Client::from_conf(conf)
-    }
-}
 
 // ----------------------------------------------------------------------------------------
 // Listings
