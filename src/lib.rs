@@ -5,6 +5,7 @@
 //! [`web`] / export. See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod access;
+pub mod actions;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

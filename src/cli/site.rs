@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use super::{EXIT_OK, EXIT_USAGE, load_catalog};
-use crate::access::{AccessRequest, AccessStatus, Decision};
+use crate::access::{AccessRequest, AccessStatus};
+use crate::actions::{AccessVerdict, ActionError};
 use crate::config::Loaded;
 use crate::store::Store;
 use crate::web::site;
@@ -139,7 +140,10 @@ pub async fn access(loaded: &Loaded, command: AccessCommand) -> u8 {
                 }
             };
         }
-        AccessCommand::Show { id } => store.find_access_request(&id).await,
+        AccessCommand::Show { id } => store
+            .find_access_request(&id)
+            .await
+            .map_err(ActionError::from),
         AccessCommand::Approve {
             id,
             valid_for,
@@ -157,43 +161,38 @@ pub async fn access(loaded: &Loaded, command: AccessCommand) -> u8 {
                 }
             };
             let valid_for = valid_for.unwrap_or(documents.config.link_valid_for.get());
-            let expires_at = now + valid_for;
-            match store.find_access_request(&id).await {
-                Ok(request) => {
-                    let decided = store
-                        .decide_access_request(
-                            &request.id,
-                            Decision::Approve { expires_at },
-                            &decider(),
-                            note.as_deref(),
-                            now,
-                        )
-                        .await;
-                    if let Ok(r) = &decided {
-                        print_request(r);
-                        println!("link:      {}", documents.link(&r.id, expires_at));
-                        if documents.base_url.is_none() {
-                            eprintln!(
-                                "warning: trust_page.base_url is not set: prefix the link with \
-                                 the trust page's address"
-                            );
-                        }
-                        println!(
-                            "Send the link to {} yourself: Trellis does not email it.",
-                            r.email
-                        );
-                        return EXIT_OK;
-                    }
-                    decided
+            let decided = crate::actions::decide_access(
+                &store,
+                &decider(),
+                &id,
+                AccessVerdict::Approve { valid_for },
+                note.as_deref(),
+                now,
+            )
+            .await;
+            if let Ok(r) = &decided {
+                print_request(r);
+                let expires_at = r.expires_at.unwrap_or(now + valid_for);
+                println!("link:      {}", documents.link(&r.id, expires_at));
+                if documents.base_url.is_none() {
+                    eprintln!(
+                        "warning: trust_page.base_url is not set: prefix the link with \
+                         the trust page's address"
+                    );
                 }
-                Err(e) => Err(e),
+                println!(
+                    "Send the link to {} yourself: Trellis does not email it.",
+                    r.email
+                );
+                return EXIT_OK;
             }
+            decided
         }
         AccessCommand::Deny { id, note } => {
-            decide(&store, &id, Decision::Deny, note.as_deref(), now).await
+            decide(&store, &id, AccessVerdict::Deny, note.as_deref(), now).await
         }
         AccessCommand::Revoke { id, note } => {
-            decide(&store, &id, Decision::Revoke, note.as_deref(), now).await
+            decide(&store, &id, AccessVerdict::Revoke, note.as_deref(), now).await
         }
     };
     match result {
@@ -211,14 +210,11 @@ pub async fn access(loaded: &Loaded, command: AccessCommand) -> u8 {
 async fn decide(
     store: &Store,
     id: &str,
-    decision: Decision,
+    verdict: AccessVerdict,
     note: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<AccessRequest, crate::store::DecideError> {
-    let request = store.find_access_request(id).await?;
-    store
-        .decide_access_request(&request.id, decision, &decider(), note, now)
-        .await
+) -> Result<AccessRequest, ActionError> {
+    crate::actions::decide_access(store, &decider(), id, verdict, note, now).await
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {

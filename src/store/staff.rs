@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::entities::{api_tokens, audit_log, login_attempts, sessions, settings, users};
+use super::entities::{api_tokens, audit_log, sessions, settings, users};
 use super::{QueryContext, Store, StoreError, db_time, from_json, to_json};
 use crate::auth::Role;
 
@@ -162,6 +162,38 @@ fn user(row: &users::Model) -> Result<User, StoreError> {
         mfa_enabled: row.totp_enabled_at.is_some(),
         recovery_codes_left: codes.len(),
     })
+}
+
+/// Revokes every active API token of a user (inside the caller's transaction): a password
+/// reset, a second-factor reset, disabling and a role change all end them.
+async fn revoke_tokens_of(
+    txn: &DatabaseTransaction,
+    user_id: i64,
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<u64, StoreError> {
+    Ok(api_tokens::Entity::update_many()
+        .col_expr(api_tokens::Column::RevokedAt, Expr::value(db_time(now)))
+        .filter(api_tokens::Column::UserId.eq(user_id))
+        .filter(api_tokens::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await
+        .during(op)?
+        .rows_affected)
+}
+
+/// Ends every session of a user (inside the caller's transaction).
+async fn end_sessions_of(
+    txn: &DatabaseTransaction,
+    user_id: i64,
+    op: &'static str,
+) -> Result<u64, StoreError> {
+    Ok(sessions::Entity::delete_many()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .exec(txn)
+        .await
+        .during(op)?
+        .rows_affected)
 }
 
 impl Store {
@@ -322,7 +354,7 @@ impl Store {
             .ok_or_else(|| UserError::NotFound(username.to_string()))
     }
 
-    /// Sets a new password; every session of the user ends (audited).
+    /// Sets a new password; every session and API token of the user ends (audited).
     pub async fn set_password(
         &self,
         username: &str,
@@ -340,17 +372,14 @@ impl Store {
             .exec(&txn)
             .await
             .during(OP)?;
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::UserId.eq(id))
-            .exec(&txn)
-            .await
-            .during(OP)?;
+        let sessions_ended = end_sessions_of(&txn, id, OP).await?;
+        let tokens_revoked = revoke_tokens_of(&txn, id, now, OP).await?;
         audit_in(
             &txn,
             actor,
             "user.password",
             &format!("user:{username}"),
-            serde_json::json!({}),
+            serde_json::json!({"sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
             now,
         )
         .await?;
@@ -370,6 +399,7 @@ impl Store {
         let txn = self.begin(OP).await?;
         let id = self.user_id(&txn, username).await?;
         let value = disabled.then(|| db_time(now));
+        let (mut sessions_ended, mut tokens_revoked) = (0, 0);
         users::Entity::update_many()
             .col_expr(users::Column::DisabledAt, Expr::value(value))
             .filter(users::Column::Id.eq(id))
@@ -377,18 +407,8 @@ impl Store {
             .await
             .during(OP)?;
         if disabled {
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::UserId.eq(id))
-                .exec(&txn)
-                .await
-                .during(OP)?;
-            api_tokens::Entity::update_many()
-                .col_expr(api_tokens::Column::RevokedAt, Expr::value(db_time(now)))
-                .filter(api_tokens::Column::UserId.eq(id))
-                .filter(api_tokens::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await
-                .during(OP)?;
+            sessions_ended = end_sessions_of(&txn, id, OP).await?;
+            tokens_revoked = revoke_tokens_of(&txn, id, now, OP).await?;
         }
         let action = if disabled {
             "user.disable"
@@ -400,7 +420,7 @@ impl Store {
             actor,
             action,
             &format!("user:{username}"),
-            serde_json::json!({}),
+            serde_json::json!({"sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
             now,
         )
         .await?;
@@ -408,7 +428,7 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a user's role (audited).
+    /// Changes a user's role; their API tokens are revoked (audited).
     pub async fn set_role(
         &self,
         username: &str,
@@ -425,12 +445,15 @@ impl Store {
             .exec(&txn)
             .await
             .during(OP)?;
+        // A token never keeps more (or other) rights than its owner was given when it was
+        // made: a new role means new tokens.
+        let tokens_revoked = revoke_tokens_of(&txn, id, now, OP).await?;
         audit_in(
             &txn,
             actor,
             "user.role",
             &format!("user:{username}"),
-            serde_json::json!({"role": role}),
+            serde_json::json!({"role": role, "tokens_revoked": tokens_revoked}),
             now,
         )
         .await?;
@@ -486,7 +509,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a user's second factor (an admin's reset, audited).
+    /// Removes a user's second factor (an admin's reset); every session and API token of the
+    /// user ends (audited).
     pub async fn reset_totp(
         &self,
         username: &str,
@@ -514,17 +538,14 @@ impl Store {
             .exec(&txn)
             .await
             .during(OP)?;
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::UserId.eq(id))
-            .exec(&txn)
-            .await
-            .during(OP)?;
+        let sessions_ended = end_sessions_of(&txn, id, OP).await?;
+        let tokens_revoked = revoke_tokens_of(&txn, id, now, OP).await?;
         audit_in(
             &txn,
             actor,
             "user.mfa.reset",
             &format!("user:{username}"),
-            serde_json::json!({}),
+            serde_json::json!({"sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
             now,
         )
         .await?;
@@ -578,95 +599,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a sign-in attempt.
-    pub async fn record_login_attempt(
-        &self,
-        username: &str,
-        client_ip: Option<&str>,
-        success: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        login_attempts::Entity::insert(login_attempts::ActiveModel {
-            id: NotSet,
-            username: Set(username.to_string()),
-            client_ip: Set(client_ip.map(str::to_string)),
-            at: Set(db_time(now)),
-            success: Set(success),
-        })
-        .exec_without_returning(&self.db)
-        .await
-        .during("record login attempt")?;
-        Ok(())
-    }
-
-    /// Failed sign-ins since `since`: for `username` (since its last success) and from
-    /// `client_ip`.
-    pub async fn failed_logins(
-        &self,
-        username: &str,
-        client_ip: Option<&str>,
-        since: DateTime<Utc>,
-    ) -> Result<(u64, u64), StoreError> {
-        const OP: &str = "count failed logins";
-        let last_success = login_attempts::Entity::find()
-            .select_only()
-            .column(login_attempts::Column::At)
-            .filter(login_attempts::Column::Username.eq(username))
-            .filter(login_attempts::Column::Success.eq(true))
-            .order_by_desc(login_attempts::Column::At)
-            .into_tuple::<DateTime<Utc>>()
-            .one(&self.db)
-            .await
-            .during(OP)?;
-        let from = last_success.map_or(since, |t| Ord::max(t, since));
-        let by_user = login_attempts::Entity::find()
-            .filter(login_attempts::Column::Username.eq(username))
-            .filter(login_attempts::Column::Success.eq(false))
-            .filter(login_attempts::Column::At.gt(db_time(from)))
-            .count(&self.db)
-            .await
-            .during(OP)?;
-        let by_ip = match client_ip {
-            Some(ip) => login_attempts::Entity::find()
-                .filter(login_attempts::Column::ClientIp.eq(ip))
-                .filter(login_attempts::Column::Success.eq(false))
-                .filter(login_attempts::Column::At.gt(db_time(since)))
-                .count(&self.db)
-                .await
-                .during(OP)?,
-            None => 0,
-        };
-        Ok((by_user, by_ip))
-    }
-
-    /// Starts a session for a user; audited as a sign-in.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn create_session(
-        &self,
-        id_hash: &str,
-        user: &User,
-        csrf_token: &str,
-        mfa_verified: bool,
-        client_ip: Option<&str>,
-        user_agent: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sessions::Entity::insert(sessions::ActiveModel {
-            id_hash: Set(id_hash.to_string()),
-            user_id: Set(user.id),
-            created_at: Set(db_time(now)),
-            last_seen_at: Set(db_time(now)),
-            csrf_token: Set(csrf_token.to_string()),
-            mfa_verified: Set(mfa_verified),
-            client_ip: Set(client_ip.map(str::to_string)),
-            user_agent: Set(user_agent.map(|u| u.chars().take(300).collect())),
-        })
-        .exec_without_returning(&self.db)
-        .await
-        .during("create session")?;
-        Ok(())
-    }
-
     /// The session with this token hash, with its user.
     pub async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
         const OP: &str = "read session";
@@ -697,31 +629,6 @@ impl Store {
             .exec(&self.db)
             .await
             .during("touch session")?;
-        Ok(())
-    }
-
-    /// Records that the session's user gave the second factor.
-    pub async fn verify_session_mfa(
-        &self,
-        id_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::MfaVerified, Expr::value(true))
-            .col_expr(sessions::Column::LastSeenAt, Expr::value(db_time(now)))
-            .filter(sessions::Column::IdHash.eq(id_hash))
-            .exec(&self.db)
-            .await
-            .during("verify session")?;
-        Ok(())
-    }
-
-    /// Ends a session.
-    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        sessions::Entity::delete_by_id(id_hash.to_string())
-            .exec(&self.db)
-            .await
-            .during("end session")?;
         Ok(())
     }
 

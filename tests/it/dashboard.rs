@@ -15,13 +15,13 @@ use trellis::auth::{Permission, Role, hash_password, totp};
 use trellis::store::Actor;
 use trellis::web::dashboard::{Access, Kind, ROUTES};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 fn admin_actor() -> Actor {
     Actor::new("test-setup", None)
 }
 
-async fn add_user(app: &TestApp, name: &str, role: Role) {
+pub(crate) async fn add_user(app: &TestApp, name: &str, role: Role) {
     let hash = hash_password(name, PASSWORD).unwrap();
     app.store
         .create_user(
@@ -38,14 +38,14 @@ async fn add_user(app: &TestApp, name: &str, role: Role) {
 
 /// A signed-in browser: its session cookie and CSRF token.
 #[derive(Clone)]
-struct Browser {
-    address: String,
-    cookie: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) address: String,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 impl Browser {
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         client()
             .get(format!("{}{path}", self.address))
             .header("cookie", &self.cookie)
@@ -54,7 +54,7 @@ impl Browser {
             .unwrap()
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let mut fields: Vec<(&str, &str)> = vec![("csrf", self.csrf.as_str())];
         fields.extend_from_slice(form);
         client()
@@ -68,7 +68,7 @@ impl Browser {
     }
 }
 
-async fn try_login(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn try_login(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
     client()
         .post(format!("{}/dashboard/login", app.address))
         .header("origin", &app.address)
@@ -82,7 +82,7 @@ async fn try_login(app: &TestApp, name: &str, password: &str) -> reqwest::Respon
         .unwrap()
 }
 
-fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+pub(crate) fn session_cookie(resp: &reqwest::Response) -> Option<String> {
     resp.headers()
         .get_all("set-cookie")
         .iter()
@@ -91,7 +91,7 @@ fn session_cookie(resp: &reqwest::Response) -> Option<String> {
         .map(|c| c.split(';').next().unwrap().to_string())
 }
 
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
@@ -100,7 +100,7 @@ fn csrf_of(html: &str) -> String {
 }
 
 /// Signs in (password only: for users without a second factor).
-async fn login(app: &TestApp, name: &str) -> Browser {
+pub(crate) async fn login(app: &TestApp, name: &str) -> Browser {
     let resp = try_login(app, name, PASSWORD).await;
     assert_eq!(
         resp.status(),
@@ -814,7 +814,7 @@ async fn wait_for_results(app: &TestApp, control: &str, n: usize) {
 }
 
 /// Creates an API token on the account page; the page shows it once.
-async fn new_api_token(browser: &Browser, name: &str) -> String {
+pub(crate) async fn new_api_token(browser: &Browser, name: &str) -> String {
     let page = browser
         .post("/dashboard/account/tokens", &[("name", name)])
         .await

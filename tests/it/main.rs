@@ -25,6 +25,7 @@ mod identity;
 mod pipeline;
 mod registers;
 mod serve;
+mod staff_hardening;
 mod store;
 mod trust_site;
 mod web;

@@ -144,6 +144,8 @@ backends! {
     result_history_covers_the_window_and_the_state_before(url);
     access_requests_are_decided_once(url);
     staff_accounts_sessions_and_tokens();
+    fifty_parallel_guesses_get_five_checks();
+    a_session_change_without_its_audit_line_does_not_happen();
     dashboard_reads_and_managed_exceptions();
     untouched_data_verifies();
     an_edited_evidence_row_is_named();
@@ -459,7 +461,7 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
 
 async fn staff_accounts_sessions_and_tokens(store: &Store) {
     use trellis::auth::Role;
-    use trellis::store::{Actor, UserError};
+    use trellis::store::{Actor, Gate, LoginLimits, NewSession, UserError};
     let now = base_time();
     let actor = Actor::new("root", Some("192.0.2.1".into()));
     let sam = store
@@ -489,17 +491,30 @@ async fn staff_accounts_sessions_and_tokens(store: &Store) {
             .is_none()
     );
 
-    // Sessions: created, read with their user, touched, verified, ended by a password reset.
+    // Sessions: started by a sign-in step (audited in the same transaction), read with their
+    // user, touched, completed by the second factor, ended by a password reset.
+    let limits = LoginLimits {
+        per_user: 5,
+        per_ip: 20,
+        since: now - TimeDelta::hours(1),
+    };
+    let from = Actor::new("sam", Some("192.0.2.7".into()));
+    let Gate::Open(attempt) = store
+        .open_attempt("sam", limits, &from, now)
+        .await
+        .expect("open")
+    else {
+        panic!("not throttled yet")
+    };
+    let session = NewSession {
+        id_hash: "h1",
+        user: &sam,
+        csrf_token: "csrf1",
+        mfa_verified: false,
+        user_agent: Some("ua"),
+    };
     store
-        .create_session(
-            "h1",
-            &sam,
-            "csrf1",
-            false,
-            Some("192.0.2.7"),
-            Some("ua"),
-            now,
-        )
+        .sign_in(attempt, session, &from, serde_json::json!({}), now)
         .await
         .expect("session");
     let s = store.session("h1").await.expect("read").expect("exists");
@@ -515,13 +530,36 @@ async fn staff_accounts_sessions_and_tokens(store: &Store) {
         .touch_session("h1", now + TimeDelta::minutes(5))
         .await
         .expect("touch");
-    store
-        .verify_session_mfa("h1", now + TimeDelta::minutes(6))
+    let Gate::Open(attempt) = store
+        .open_attempt("sam", limits, &from, now)
         .await
-        .expect("verify");
+        .expect("open")
+    else {
+        panic!("not throttled yet")
+    };
+    assert!(
+        store
+            .second_factor_given(
+                attempt,
+                "h1",
+                &from,
+                serde_json::json!({}),
+                now + TimeDelta::minutes(6)
+            )
+            .await
+            .expect("verify")
+    );
     let s = store.session("h1").await.expect("read").expect("exists");
     assert!(s.mfa_verified);
     assert_eq!(s.last_seen_at, now + TimeDelta::minutes(6));
+    let audited: Vec<String> = store
+        .audit_log(Some("login."), 10, 0)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(audited, ["login.success", "login.password"]);
     store
         .set_password("sam", "new-hash", &actor, now)
         .await
@@ -531,31 +569,53 @@ async fn staff_accounts_sessions_and_tokens(store: &Store) {
         "a reset ends sessions"
     );
 
-    // Failed sign-ins count since the last success, per user and per address.
-    for i in 0..3 {
-        store
-            .record_login_attempt("sam", Some("192.0.2.7"), false, now + TimeDelta::seconds(i))
+    // Failed sign-ins count since the last success, per user and per address: the sixth
+    // attempt is refused before anything is checked.
+    let later = now + TimeDelta::minutes(10);
+    for _ in 0..5 {
+        let Gate::Open(a) = store
+            .open_attempt("sam", limits, &from, later)
             .await
-            .expect("attempt");
+            .expect("open")
+        else {
+            panic!("under the limit")
+        };
+        store
+            .attempt_failed(a, &from, "login.failure", "user:sam", later)
+            .await
+            .expect("failed");
     }
-    assert_eq!(
+    assert!(matches!(
         store
-            .failed_logins("sam", Some("192.0.2.7"), now - TimeDelta::hours(1))
+            .open_attempt("sam", limits, &from, later)
             .await
-            .expect("count"),
-        (3, 3)
-    );
-    store
-        .record_login_attempt("sam", Some("192.0.2.7"), true, now + TimeDelta::seconds(10))
-        .await
-        .expect("attempt");
-    assert_eq!(
+            .expect("open"),
+        Gate::Throttled {
+            failures_for_user: 5,
+            failures_from_ip: 5
+        }
+    ));
+    // Another account from the same address still may, up to the address's limit.
+    let other = Actor::new("anonymous:kim", Some("192.0.2.7".into()));
+    assert!(matches!(
         store
-            .failed_logins("sam", Some("192.0.2.7"), now - TimeDelta::hours(1))
+            .open_attempt("kim", limits, &other, later)
             .await
-            .expect("count"),
-        (0, 3)
-    );
+            .expect("open"),
+        Gate::Open(_)
+    ));
+    // Once the lockout has passed, the account may try again.
+    let after = LoginLimits {
+        since: later + TimeDelta::seconds(1),
+        ..limits
+    };
+    assert!(matches!(
+        store
+            .open_attempt("sam", after, &from, later + TimeDelta::minutes(20))
+            .await
+            .expect("open"),
+        Gate::Open(_)
+    ));
 
     // TOTP: steps are used once and in order; recovery codes once.
     store
@@ -659,6 +719,49 @@ async fn staff_accounts_sessions_and_tokens(store: &Store) {
             .is_some()
     );
 
+    // A password reset, a second-factor reset and a role change each revoke the user's
+    // tokens (a token never outlives the credentials or the rights it was made under).
+    store
+        .set_disabled("sam", false, &actor, now)
+        .await
+        .expect("enable");
+    for (i, what) in ["password", "second factor", "role"]
+        .into_iter()
+        .enumerate()
+    {
+        let hash = format!("tokhash-{i}");
+        store
+            .create_api_token(sam.id, what, &hash, "trellis_x", &actor, now)
+            .await
+            .expect("token");
+        assert!(
+            store
+                .api_token_user(&hash, now)
+                .await
+                .expect("check")
+                .is_some()
+        );
+        match what {
+            "password" => store
+                .set_password("sam", "h2", &actor, now)
+                .await
+                .expect("reset"),
+            "second factor" => store.reset_totp("sam", &actor, now).await.expect("reset"),
+            _ => store
+                .set_role("sam", Role::Viewer, &actor, now)
+                .await
+                .expect("role"),
+        }
+        assert!(
+            store
+                .api_token_user(&hash, now)
+                .await
+                .expect("check")
+                .is_none(),
+            "a {what} change revokes tokens"
+        );
+    }
+
     // Settings: set, replaced.
     assert_eq!(store.setting("mfa.required").await.expect("read"), None);
     store
@@ -686,27 +789,171 @@ async fn staff_accounts_sessions_and_tokens(store: &Store) {
         actions,
         [
             "user.add",
+            "login.password",
+            "login.success",
             "user.password",
+            "login.failure",
+            "login.failure",
+            "login.failure",
+            "login.failure",
+            "login.failure",
+            "login.throttled",
             "user.mfa.enable",
             "user.mfa.reset",
             "token.create",
             "token.revoke",
             "token.create",
             "user.disable",
+            "user.enable",
+            "token.create",
+            "user.password",
+            "token.create",
+            "user.mfa.reset",
+            "token.create",
+            "user.role",
             "settings.change",
             "settings.change"
         ]
     );
     assert!(
         log.iter()
+            .filter(|e| !e.action.starts_with("login."))
             .all(|e| e.actor == "root" && e.client_ip.as_deref() == Some("192.0.2.1"))
+    );
+    assert!(
+        log.iter()
+            .filter(|e| e.action.starts_with("login."))
+            .all(|e| e.actor == "sam" && e.client_ip.as_deref() == Some("192.0.2.7"))
     );
     let tokens = store
         .audit_log(Some("token."), 100, 0)
         .await
         .expect("audit");
-    assert_eq!(tokens.len(), 3);
+    assert_eq!(tokens.len(), 6);
     assert_eq!(store.audit_log(None, 2, 1).await.expect("page").len(), 2);
+}
+
+/// The attempt is recorded before the secret is checked, under a per-account lock: fifty
+/// sign-in steps at once for one account get exactly the limit's worth of checks.
+async fn fifty_parallel_guesses_get_five_checks(store: &Store) {
+    use trellis::store::{Actor, Gate, LoginLimits};
+    let now = base_time();
+    let limits = LoginLimits {
+        per_user: 5,
+        per_ip: 1000,
+        since: now - TimeDelta::hours(1),
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let from = Actor::new("anonymous:sam", Some(format!("198.51.100.{i}")));
+                match store
+                    .open_attempt("sam", limits, &from, now)
+                    .await
+                    .expect("open")
+                {
+                    Gate::Open(attempt) => {
+                        // The secret was wrong.
+                        store
+                            .attempt_failed(attempt, &from, "login.failure", "user:sam", now)
+                            .await
+                            .expect("failed");
+                        true
+                    }
+                    Gate::Throttled { .. } => false,
+                }
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for t in tasks {
+        checked += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(checked, 5, "checks allowed out of 50 parallel guesses");
+    let audit = store
+        .audit_log(Some("login."), 100, 0)
+        .await
+        .expect("audit");
+    let count = |action: &str| audit.iter().filter(|a| a.action == action).count();
+    assert_eq!((count("login.failure"), count("login.throttled")), (5, 45));
+}
+
+/// With the audit log unwritable, signing in, completing the second factor and signing out
+/// all fail, and change nothing.
+async fn a_session_change_without_its_audit_line_does_not_happen(store: &Store) {
+    use trellis::auth::Role;
+    use trellis::store::{Actor, Gate, LoginLimits, NewSession};
+    let now = base_time();
+    let actor = Actor::new("root", None);
+    let sam = store
+        .create_user("sam", "Sam", Role::Security, "$argon2id$fake", &actor, now)
+        .await
+        .expect("create");
+    let limits = LoginLimits {
+        per_user: 5,
+        per_ip: 20,
+        since: now - TimeDelta::hours(1),
+    };
+    let from = Actor::new("sam", Some("192.0.2.7".into()));
+    let open = || async {
+        match store
+            .open_attempt("sam", limits, &from, now)
+            .await
+            .expect("open")
+        {
+            Gate::Open(a) => a,
+            Gate::Throttled { .. } => panic!("throttled"),
+        }
+    };
+    let session = |id_hash| NewSession {
+        id_hash,
+        user: &sam,
+        csrf_token: "c",
+        mfa_verified: false,
+        user_agent: None,
+    };
+    let attempt = open().await;
+    store
+        .sign_in(attempt, session("kept"), &from, json!({}), now)
+        .await
+        .expect("sign in");
+    let attempt = open().await;
+    testing::execute_sql(store, "ALTER TABLE audit_log RENAME TO audit_log_away")
+        .await
+        .expect("rename");
+    assert!(
+        store
+            .sign_in(attempt, session("new"), &from, json!({}), now)
+            .await
+            .is_err()
+    );
+    let attempt = open().await;
+    assert!(
+        store
+            .second_factor_given(attempt, "kept", &from, json!({}), now)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .end_session("kept", &from, "logout", now)
+            .await
+            .is_err()
+    );
+    testing::execute_sql(store, "ALTER TABLE audit_log_away RENAME TO audit_log")
+        .await
+        .expect("rename back");
+    assert!(
+        store.session("new").await.expect("read").is_none(),
+        "no session without its audit line"
+    );
+    let kept = store
+        .session("kept")
+        .await
+        .expect("read")
+        .expect("still there");
+    assert!(!kept.mfa_verified, "not completed without its audit line");
 }
 
 async fn dashboard_reads_and_managed_exceptions(store: &Store) {

@@ -328,7 +328,10 @@ async fn users_page(state: &WebState, staff: &Staff, flash: Option<String>) -> H
         Ok(l) => l,
         Err(e) => return store_error(state, staff, &e),
     };
-    let tokens = state.store.api_tokens(None).await.unwrap_or_default();
+    let tokens = match state.store.api_tokens(None).await {
+        Ok(t) => t,
+        Err(e) => return store_error(state, staff, &e),
+    };
     let policy = mfa_policy(state).await;
     #[derive(Serialize)]
     struct Body {

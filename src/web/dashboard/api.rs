@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use super::auth::{AuthError, Staff};
+use crate::actions::{self, ActionError, Via};
 use crate::auth::Permission;
 use crate::web::WebState;
 
@@ -495,42 +496,35 @@ pub async fn create_exception(
     };
     let now = state.clock.now();
     let catalog = &state.site.inputs().catalog;
-    if let Err(problems) = proposal.check(&|id| catalog.get(id).is_some(), now.date_naive()) {
-        let text: Vec<String> = problems
-            .into_iter()
-            .map(|(f, m)| format!("{f}: {m}"))
-            .collect();
-        return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, text.join("; ")));
-    }
-    match state
-        .store
-        .create_managed_exception(&proposal, &staff.actor(), now)
-        .await
-    {
-        Ok(id) => {
-            let created = state.store.managed_exceptions().await.unwrap_or_default();
-            match created.into_iter().find(|m| m.id == id) {
-                Some(m) => Ok(HttpResponse::Created().json(managed_json(m, now.date_naive()))),
-                None => Ok(error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "created, but cannot be read back",
-                )),
-            }
-        }
-        Err(e) => Ok(store_failed(&e)),
-    }
+    Ok(
+        match actions::propose_exception(&state.store, catalog, &staff.actor(), &proposal, now)
+            .await
+        {
+            Ok(m) => HttpResponse::Created().json(managed_json(m, now.date_naive())),
+            Err(e) => action_failed(e),
+        },
+    )
+}
+
+/// A refused action as JSON: 404, 409, 422 or 503.
+fn action_failed(e: ActionError) -> HttpResponse {
+    let status = match &e {
+        ActionError::NotFound(_) => StatusCode::NOT_FOUND,
+        ActionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ActionError::Conflict(_) => StatusCode::CONFLICT,
+        ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ActionError::Store(e) => return store_failed(e),
+    };
+    error(status, e.to_string())
 }
 
 fn managed_answer(
-    result: Result<crate::store::ManagedException, crate::store::ManagedError>,
+    result: Result<crate::store::ManagedException, ActionError>,
     today: NaiveDate,
 ) -> HttpResponse {
-    use crate::store::ManagedError::*;
     match result {
         Ok(m) => ok(&managed_json(m, today)),
-        Err(NotFound(id)) => error(StatusCode::NOT_FOUND, format!("no exception `{id}`")),
-        Err(Store(e)) => store_failed(&e),
-        Err(other) => error(StatusCode::CONFLICT, other.to_string()),
+        Err(e) => action_failed(e),
     }
 }
 
@@ -554,10 +548,7 @@ pub async fn approve_exception(
     staff.check_post(&req, csrf_header(&req))?;
     let now = state.clock.now();
     Ok(managed_answer(
-        state
-            .store
-            .approve_managed_exception(&path, &staff.actor(), now)
-            .await,
+        actions::approve_exception(&state.store, &staff.actor(), &path, now).await,
         now.date_naive(),
     ))
 }
@@ -575,10 +566,7 @@ pub async fn end_exception(
     staff.check_post(&req, csrf_header(&req))?;
     let now = state.clock.now();
     Ok(managed_answer(
-        state
-            .store
-            .end_managed_exception(&path, &staff.actor(), now)
-            .await,
+        actions::end_exception(&state.store, &staff.actor(), &path, now).await,
         now.date_naive(),
     ))
 }
@@ -594,36 +582,22 @@ pub async fn run_now(
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, csrf_header(&req))?;
-    if state.site.inputs().catalog.get(&path).is_none() {
-        return Ok(error(StatusCode::NOT_FOUND, format!("no control `{path}`")));
-    }
-    let Some(scheduler) = &state.scheduler else {
-        return Ok(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the scheduler is not running",
-        ));
-    };
-    match scheduler.run_now(vec![path.to_string()]).await {
-        Ok(a) => {
-            let _ = state
-                .store
-                .audit(
-                    &staff.actor(),
-                    "control.run",
-                    &format!("control:{path}"),
-                    serde_json::json!({"queued": a.queued, "run": a.run_id, "via": "api"}),
-                    state.clock.now(),
-                )
-                .await;
-            Ok(HttpResponse::Accepted().json(RunNowAnswer {
-                queued: a.queued,
-                already_running: a.already_running,
-                run_id: a.run_id,
-            }))
-        }
-        Err(_) => Ok(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the scheduler has stopped",
-        )),
-    }
+    let accepted = actions::run_now(
+        &state.store,
+        &state.site.inputs().catalog,
+        state.scheduler.as_ref(),
+        &staff.actor(),
+        &path,
+        Via::Api,
+        state.clock.now(),
+    )
+    .await;
+    Ok(match accepted {
+        Ok(a) => HttpResponse::Accepted().json(RunNowAnswer {
+            queued: a.queued,
+            already_running: a.already_running,
+            run_id: a.run_id,
+        }),
+        Err(e) => action_failed(e),
+    })
 }

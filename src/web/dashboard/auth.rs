@@ -151,7 +151,7 @@ pub enum AuthError {
     #[error("the second factor is required")]
     MfaPending,
     #[error("a second factor must be set up first")]
-    MfaEnrolment,
+    MfaEnrolment { api: bool },
     #[error("your role does not allow this")]
     Forbidden { api: bool },
     #[error("the form has expired or came from another site; reload the page and try again")]
@@ -164,9 +164,10 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthError::Unauthenticated { api: true, .. } => StatusCode::UNAUTHORIZED,
-            AuthError::Unauthenticated { .. } | AuthError::MfaPending | AuthError::MfaEnrolment => {
-                StatusCode::SEE_OTHER
-            }
+            AuthError::MfaEnrolment { api: true } => StatusCode::FORBIDDEN,
+            AuthError::Unauthenticated { .. }
+            | AuthError::MfaPending
+            | AuthError::MfaEnrolment { .. } => StatusCode::SEE_OTHER,
             AuthError::Forbidden { .. } | AuthError::Csrf => StatusCode::FORBIDDEN,
             AuthError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -201,7 +202,12 @@ impl ResponseError for AuthError {
                 redirect(format!("/dashboard/login?next={next}"))
             }
             AuthError::MfaPending => redirect("/dashboard/login/mfa".into()),
-            AuthError::MfaEnrolment => redirect("/dashboard/account/mfa".into()),
+            AuthError::MfaEnrolment { api: true } => json(
+                StatusCode::FORBIDDEN,
+                "two-step verification must be set up in the dashboard before this account can \
+                 use the API",
+            ),
+            AuthError::MfaEnrolment { .. } => redirect("/dashboard/account/mfa".into()),
             AuthError::Forbidden { api: true } => json(StatusCode::FORBIDDEN, "forbidden"),
             AuthError::Unavailable { api: true } => {
                 json(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -294,7 +300,14 @@ async fn live_session(
     let idle = now - session.last_seen_at > cfg.session_idle_timeout.get();
     let old = now - session.created_at > cfg.session_absolute_timeout.get();
     if idle || old || session.user.is_disabled() {
-        let _ = state.store.delete_session(&id_hash).await;
+        // Ended with its audit line; if that cannot be written the request fails (the
+        // session stays refused either way, being expired).
+        let actor = crate::store::Actor::new(session.user.username.clone(), None);
+        state
+            .store
+            .end_session(&id_hash, &actor, "session.expire", now)
+            .await
+            .map_err(|e| unavailable(api, &e))?;
         return Ok(None);
     }
     if now - session.last_seen_at > TOUCH_EVERY {
@@ -312,18 +325,22 @@ fn unavailable(api: bool, error: &crate::store::StoreError) -> AuthError {
     AuthError::Unavailable { api }
 }
 
-/// The admin's MFA policy (none set: not required).
+/// The admin's MFA policy (none set: not required). Fails closed: a policy that cannot be
+/// read, or is not one, requires a second factor of everyone.
 pub async fn mfa_policy(state: &WebState) -> MfaPolicy {
+    let everyone = MfaPolicy {
+        all: true,
+        roles: Vec::new(),
+    };
     match state.store.setting(MFA_SETTING).await {
-        Ok(Some(v)) => serde_json::from_value(v).unwrap_or_default(),
+        Ok(Some(v)) => serde_json::from_value(v).unwrap_or_else(|error| {
+            tracing::error!(%error, "the mfa policy setting is malformed; requiring mfa of everyone");
+            everyone
+        }),
         Ok(None) => MfaPolicy::default(),
         Err(error) => {
-            // Fail closed: without the policy, everyone must have a second factor.
-            tracing::error!(%error, "cannot read the mfa policy; requiring mfa");
-            MfaPolicy {
-                all: true,
-                roles: Vec::new(),
-            }
+            tracing::error!(%error, "cannot read the mfa policy; requiring mfa of everyone");
+            everyone
         }
     }
 }
@@ -351,6 +368,11 @@ async fn authenticate(req: HttpRequest) -> Result<Staff, AuthError> {
                 api,
                 next: next.clone(),
             })?;
+        // A token acts for its user as they are now: one who must set up two-step
+        // verification first cannot act through a token either.
+        if !user.mfa_enabled && mfa_policy(&state).await.requires(user.role) {
+            return Err(AuthError::MfaEnrolment { api });
+        }
         return Ok(Staff {
             user,
             via: Via::Token,
@@ -371,11 +393,7 @@ async fn authenticate(req: HttpRequest) -> Result<Staff, AuthError> {
         });
     }
     if !session.user.mfa_enabled && mfa_policy(&state).await.requires(session.user.role) {
-        return Err(if api {
-            AuthError::Forbidden { api }
-        } else {
-            AuthError::MfaEnrolment
-        });
+        return Err(AuthError::MfaEnrolment { api });
     }
     Ok(Staff {
         user: session.user,

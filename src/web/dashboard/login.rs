@@ -1,15 +1,22 @@
 //! Signing in and out: password, then (for users who have one) the TOTP code or a recovery
 //! code; throttled per account and per client address; every attempt recorded and audited.
+//!
+//! Each step reads top to bottom: open the attempt (recorded before any secret is checked, so
+//! parallel guesses cannot slip under the limit), check the secret (argon2 on the blocking
+//! pool), then one store transaction that writes the session change with its audit line. If
+//! that line cannot be written, the step fails and nothing changes.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use super::auth::{PartialStaff, session_cookie};
 use super::{Page, render};
 use crate::auth::{dummy_hash, new_token, recovery, totp, verify_password};
-use crate::store::Actor;
+use crate::store::{Actor, Gate, LoginLimits, NewSession, User};
 use crate::web::{WebState, client_ip};
 
 #[derive(Deserialize, Default)]
@@ -82,6 +89,36 @@ fn login_error(
 
 /// The same answer for an unknown user, a wrong password and a disabled account.
 const BAD_LOGIN: &str = "The user name or password is not right.";
+const UNAVAILABLE: &str = "Signing in is unavailable just now.";
+
+/// The sign-in limits of the configuration, counted from `now`.
+fn limits(state: &WebState, now: DateTime<Utc>) -> LoginLimits {
+    let cfg = &state.dashboard;
+    LoginLimits {
+        per_user: cfg.max_failed_logins,
+        per_ip: cfg.max_failed_logins_per_ip,
+        since: now - cfg.lockout.get(),
+    }
+}
+
+/// The answer to a throttled step: 429 with `Retry-After`.
+fn throttled(mut resp: HttpResponse, state: &WebState) -> HttpResponse {
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(state.dashboard.lockout.get().num_seconds().max(1)),
+    );
+    resp
+}
+
+/// Runs argon2 on the blocking pool (it takes tens of milliseconds of CPU: on an async
+/// worker it would stall every other request on that worker). Unknown users are checked
+/// against a dummy hash: the same work, the same time.
+async fn password_matches(hash: Option<String>, password: &str) -> Result<bool, ()> {
+    let password = password.to_string();
+    web::block(move || verify_password(hash.as_deref().unwrap_or(dummy_hash()), &password))
+        .await
+        .map_err(|error| tracing::error!(%error, "sign-in: the password check did not run"))
+}
 
 pub async fn login(
     req: HttpRequest,
@@ -91,168 +128,122 @@ pub async fn login(
     let now = state.clock.now();
     let ip = client_ip(&req, &state.trusted_proxies).map(|a| a.to_string());
     let username = form.username.trim().to_ascii_lowercase();
+    let fail = |status, text: &str| login_error(&state, &form, status, text);
     if !super::same_origin_or_none(&req) {
-        return login_error(
-            &state,
-            &form,
-            StatusCode::FORBIDDEN,
-            "Sign in from this site's own page.",
-        );
+        return fail(StatusCode::FORBIDDEN, "Sign in from this site's own page.");
     }
-    let cfg = &state.dashboard;
-    let since = now - cfg.lockout.get();
-    let (by_user, by_ip) = match state
+    let anonymous = Actor::new(format!("anonymous:{username}"), ip.clone());
+    // 1. The attempt is on record before the password is looked at.
+    let attempt = match state
         .store
-        .failed_logins(&username, ip.as_deref(), since)
+        .open_attempt(&username, limits(&state, now), &anonymous, now)
         .await
     {
-        Ok(c) => c,
+        Ok(Gate::Open(attempt)) => attempt,
+        Ok(Gate::Throttled { .. }) => {
+            let resp = fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts. Try again later.",
+            );
+            return throttled(resp, &state);
+        }
         Err(error) => {
             tracing::error!(%error, "sign-in: store failed");
-            return login_error(
-                &state,
-                &form,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Signing in is unavailable just now.",
-            );
+            return fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
         }
     };
-    if by_user >= u64::from(cfg.max_failed_logins)
-        || by_ip >= u64::from(cfg.max_failed_logins_per_ip)
-    {
-        let _ = state
-            .store
-            .audit(
-                &Actor::new(format!("anonymous:{username}"), ip.clone()),
-                "login.throttled",
-                &format!("user:{username}"),
-                serde_json::json!({"failures_for_user": by_user, "failures_from_ip": by_ip}),
-                now,
-            )
-            .await;
-        let mut resp = login_error(
-            &state,
-            &form,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed attempts. Try again later.",
-        );
-        resp.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from(cfg.lockout.get().num_seconds().max(1)),
-        );
-        return resp;
-    }
+    // 2. The password.
     let found = match state.store.user_credentials(&username).await {
         Ok(f) => f,
         Err(error) => {
             tracing::error!(%error, "sign-in: store failed");
-            return login_error(
-                &state,
-                &form,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Signing in is unavailable just now.",
-            );
+            return fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
         }
     };
-    // Verify against a dummy hash for unknown users: the same work, the same time.
-    let hash = found
-        .as_ref()
-        .map_or(dummy_hash(), |(_, c)| c.password_hash.as_str());
-    let password_ok = verify_password(hash, &form.password);
+    let hash = found.as_ref().map(|(_, c)| c.password_hash.clone());
+    let Ok(password_ok) = password_matches(hash, &form.password).await else {
+        return fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+    };
     let user = found
         .filter(|(u, _)| password_ok && !u.is_disabled())
         .map(|(u, _)| u);
     let Some(user) = user else {
-        let _ = state
+        let target = format!("user:{username}");
+        return match state
             .store
-            .record_login_attempt(&username, ip.as_deref(), false, now)
-            .await;
-        let _ = state
-            .store
-            .audit(
-                &Actor::new(format!("anonymous:{username}"), ip.clone()),
-                "login.failure",
-                &format!("user:{username}"),
-                serde_json::json!({}),
-                now,
-            )
-            .await;
-        return login_error(&state, &form, StatusCode::UNAUTHORIZED, BAD_LOGIN);
+            .attempt_failed(attempt, &anonymous, "login.failure", &target, now)
+            .await
+        {
+            Ok(()) => fail(StatusCode::UNAUTHORIZED, BAD_LOGIN),
+            Err(error) => {
+                tracing::error!(%error, "sign-in: cannot audit a failed attempt");
+                fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+            }
+        };
     };
-    let (token, id_hash) = match new_token("") {
-        Ok(t) => t,
-        Err(error) => {
-            tracing::error!(%error, "sign-in: no randomness");
-            return login_error(
-                &state,
-                &form,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Signing in is unavailable just now.",
-            );
-        }
-    };
-    let Ok((csrf, _)) = new_token("") else {
-        return login_error(
-            &state,
-            &form,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Signing in is unavailable just now.",
-        );
-    };
-    // With a second factor, the session is partial until the code is given.
-    let mfa_verified = !user.mfa_enabled;
+    // 3. The session, its audit line and the attempt's success: one transaction.
     let ua = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let created = state
-        .store
-        .create_session(&id_hash, &user, &csrf, mfa_verified, ip.as_deref(), ua, now)
-        .await;
-    if let Err(error) = created {
-        tracing::error!(%error, "sign-in: cannot create the session");
-        return login_error(
-            &state,
-            &form,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Signing in is unavailable just now.",
-        );
+    let actor = Actor::new(user.username.clone(), ip);
+    match start_session(&state, attempt, &user, &actor, ua, now).await {
+        Ok(token) => {
+            let to = if user.mfa_enabled {
+                mfa_step_url(&safe_next(&form.next))
+            } else {
+                safe_next(&form.next)
+            };
+            HttpResponse::SeeOther()
+                .cookie(session_cookie(&token, state.secure_cookies))
+                .insert_header((header::LOCATION, to))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
+        Err(()) => fail(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE),
     }
-    let _ = state
-        .store
-        .record_login_attempt(&username, ip.as_deref(), true, now)
-        .await;
-    let action = if mfa_verified {
-        "login.success"
-    } else {
-        "login.password"
+}
+
+/// The second-factor step's address, keeping where to go afterwards.
+fn mfa_step_url(next: &str) -> String {
+    format!(
+        "/dashboard/login/mfa?next={}",
+        percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+/// Starts a session for a user whose password was right (partial when they have a second
+/// factor to give); returns the cookie's token.
+async fn start_session(
+    state: &WebState,
+    attempt: crate::store::Attempt,
+    user: &User,
+    actor: &Actor,
+    user_agent: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, ()> {
+    let tokens = new_token("").and_then(|(token, id_hash)| Ok((token, id_hash, new_token("")?.0)));
+    let (token, id_hash, csrf) =
+        tokens.map_err(|error| tracing::error!(%error, "sign-in: no randomness"))?;
+    let session = NewSession {
+        id_hash: &id_hash,
+        user,
+        csrf_token: &csrf,
+        mfa_verified: !user.mfa_enabled,
+        user_agent,
     };
-    let _ = state
+    state
         .store
-        .audit(
-            &Actor::new(user.username.clone(), ip),
-            action,
-            &format!("user:{}", user.username),
-            serde_json::json!({}),
+        .sign_in(
+            attempt,
+            session,
+            actor,
+            serde_json::json!({"via": "password"}),
             now,
         )
-        .await;
-    let to = if mfa_verified {
-        safe_next(&form.next)
-    } else {
-        format!(
-            "/dashboard/login/mfa?next={}",
-            percent_encoding::utf8_percent_encode(
-                &safe_next(&form.next),
-                percent_encoding::NON_ALPHANUMERIC
-            )
-        )
-    };
-    HttpResponse::SeeOther()
-        .cookie(session_cookie(&token, state.secure_cookies))
-        .insert_header((header::LOCATION, to))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+        .await
+        .map_err(|error| tracing::error!(%error, "sign-in: cannot start the session"))?;
+    Ok(token)
 }
 
 #[derive(Serialize)]
@@ -293,6 +284,40 @@ pub struct MfaForm {
     csrf: String,
 }
 
+/// Which second factor a code was: `Some("totp" | "recovery code")` when it is right (and
+/// now used up), `None` when not.
+async fn check_second_factor(
+    state: &WebState,
+    user: &User,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<&'static str>, crate::store::StoreError> {
+    let Some((_, creds)) = state.store.user_credentials(&user.username).await? else {
+        return Ok(None);
+    };
+    let Some(secret) = &creds.totp_secret else {
+        return Ok(None);
+    };
+    let unix = u64::try_from(now.timestamp()).unwrap_or(0);
+    if let Some(step) = totp::verify(secret, code, unix) {
+        // A code is accepted once: replaying it fails.
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        return Ok(state
+            .store
+            .use_totp_step(user.id, step)
+            .await?
+            .then_some("totp"));
+    }
+    if code.len() > 6 {
+        let used = state
+            .store
+            .use_recovery_code(user.id, &recovery::hash(code))
+            .await?;
+        return Ok(used.then_some("recovery code"));
+    }
+    Ok(None)
+}
+
 pub async fn mfa(
     req: HttpRequest,
     state: web::Data<WebState>,
@@ -305,6 +330,7 @@ pub async fn mfa(
     }
     let now = state.clock.now();
     let username = staff.user.username.clone();
+    let actor = staff.actor();
     let failed = |message: &str, status: StatusCode| {
         let page = MfaPage {
             next: safe_next(&form.next),
@@ -318,85 +344,78 @@ pub async fn mfa(
             status,
         )
     };
-    let cfg = &state.dashboard;
-    let (by_user, _) = state
+    let attempt = match state
         .store
-        .failed_logins(&username, None, now - cfg.lockout.get())
+        .open_attempt(&username, limits(&state, now), &actor, now)
         .await
-        .unwrap_or((u64::MAX, 0));
-    if by_user >= u64::from(cfg.max_failed_logins) {
-        let _ = state.store.delete_session(&staff.id_hash).await;
-        return Ok(failed(
-            "Too many failed attempts. Sign in again later.",
-            StatusCode::TOO_MANY_REQUESTS,
-        ));
-    }
-    let creds = state.store.user_credentials(&username).await.ok().flatten();
-    let code = form.code.trim();
-    let mut ok = false;
-    let mut how = "totp";
-    if let Some((_, c)) = &creds
-        && let Some(secret) = &c.totp_secret
     {
-        let unix = u64::try_from(now.timestamp()).unwrap_or(0);
-        if let Some(step) = totp::verify(secret, code, unix) {
-            // A code is accepted once: replaying it fails.
-            ok = state
+        Ok(Gate::Open(attempt)) => attempt,
+        Ok(Gate::Throttled { .. }) => {
+            // The half-signed-in session ends too: the password must be given again.
+            return Ok(
+                match state
+                    .store
+                    .end_session(&staff.id_hash, &actor, "session.end", now)
+                    .await
+                {
+                    Ok(_) => throttled(
+                        failed(
+                            "Too many failed attempts. Sign in again later.",
+                            StatusCode::TOO_MANY_REQUESTS,
+                        ),
+                        &state,
+                    ),
+                    Err(error) => {
+                        tracing::error!(%error, "second factor: cannot end the session");
+                        failed(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)
+                    }
+                },
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "second factor: store failed");
+            return Ok(failed(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE));
+        }
+    };
+    let how = match check_second_factor(&state, &staff.user, form.code.trim(), now).await {
+        Ok(how) => how,
+        Err(error) => {
+            tracing::error!(%error, "second factor: store failed");
+            return Ok(failed(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE));
+        }
+    };
+    let target = format!("user:{username}");
+    let Some(how) = how else {
+        return Ok(
+            match state
                 .store
-                .use_totp_step(staff.user.id, i64::try_from(step).unwrap_or(i64::MAX))
+                .attempt_failed(attempt, &actor, "login.mfa_failure", &target, now)
                 .await
-                .unwrap_or(false);
-        } else if code.len() > 6 {
-            how = "recovery code";
-            ok = state
-                .store
-                .use_recovery_code(staff.user.id, &recovery::hash(code))
-                .await
-                .unwrap_or(false);
+            {
+                Ok(()) => failed(
+                    "That code is not right (or was already used).",
+                    StatusCode::UNAUTHORIZED,
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "second factor: cannot audit a failed attempt");
+                    failed(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)
+                }
+            },
+        );
+    };
+    let detail = serde_json::json!({"second_factor": how});
+    match state
+        .store
+        .second_factor_given(attempt, &staff.id_hash, &actor, detail, now)
+        .await
+    {
+        Ok(true) => Ok(super::see_other(&safe_next(&form.next))),
+        Ok(false) => Ok(super::see_other("/dashboard/login")),
+        Err(error) => {
+            tracing::error!(%error, "second factor: cannot complete the sign-in");
+            Ok(failed(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE))
         }
     }
-    if !ok {
-        let _ = state
-            .store
-            .record_login_attempt(&username, staff.client_ip.as_deref(), false, now)
-            .await;
-        let _ = state
-            .store
-            .audit(
-                &staff.actor(),
-                "login.mfa_failure",
-                &format!("user:{username}"),
-                serde_json::json!({}),
-                now,
-            )
-            .await;
-        return Ok(failed(
-            "That code is not right (or was already used).",
-            StatusCode::UNAUTHORIZED,
-        ));
-    }
-    if state
-        .store
-        .verify_session_mfa(&staff.id_hash, now)
-        .await
-        .is_err()
-    {
-        return Ok(failed(
-            "Signing in is unavailable just now.",
-            StatusCode::SERVICE_UNAVAILABLE,
-        ));
-    }
-    let _ = state
-        .store
-        .audit(
-            &staff.actor(),
-            "login.success",
-            &format!("user:{username}"),
-            serde_json::json!({"second_factor": how}),
-            now,
-        )
-        .await;
-    Ok(super::see_other(&safe_next(&form.next)))
 }
 
 #[derive(Deserialize, Default)]
@@ -405,6 +424,7 @@ pub struct LogoutForm {
     csrf: String,
 }
 
+/// Signs out: the session row goes, with its audit line, or the user is told it did not.
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<WebState>,
@@ -412,17 +432,21 @@ pub async fn logout(
     form: super::Form<LogoutForm>,
 ) -> Result<HttpResponse, super::auth::AuthError> {
     staff.check_post(&req, &form.csrf)?;
-    let _ = state.store.delete_session(&staff.id_hash).await;
-    let _ = state
+    let ended = state
         .store
-        .audit(
-            &staff.actor(),
-            "logout",
-            &format!("user:{}", staff.user.username),
-            serde_json::json!({}),
-            state.clock.now(),
-        )
+        .end_session(&staff.id_hash, &staff.actor(), "logout", state.clock.now())
         .await;
+    if let Err(error) = ended {
+        tracing::error!(%error, "sign-out: cannot end the session");
+        return Ok(super::message(
+            &state,
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not signed out",
+            "Your session could not be ended just now, so you are still signed in. Try again \
+             in a moment; close the browser if you are on a shared computer.",
+        ));
+    }
     Ok(HttpResponse::SeeOther()
         .cookie(session_cookie("", state.secure_cookies))
         .insert_header((header::LOCATION, "/dashboard/login"))

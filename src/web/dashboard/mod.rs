@@ -13,6 +13,7 @@ mod account;
 mod api;
 pub mod auth;
 mod charts;
+mod control;
 mod login;
 mod pages;
 mod review;
@@ -95,7 +96,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/account/mfa", "/dashboard/account/mfa", Page, Partial, account::mfa_form),
     route!(post "/dashboard/account/mfa", "/dashboard/account/mfa", Page, Partial, account::mfa_enrol),
     route!(get "/dashboard", "/dashboard", Page, READ, pages::overview),
-    route!(get "/dashboard/controls/{id}", "/dashboard/controls/code-of-conduct", Page, READ, pages::control),
+    route!(get "/dashboard/controls/{id}", "/dashboard/controls/code-of-conduct", Page, READ, control::control),
     route!(post "/dashboard/controls/{id}/run", "/dashboard/controls/code-of-conduct/run", Page, REVIEW, review::run_now),
     route!(get "/dashboard/resources", "/dashboard/resources?id=hr:E1001", Page, READ, pages::resource),
     route!(get "/dashboard/runs", "/dashboard/runs", Page, READ, pages::runs),

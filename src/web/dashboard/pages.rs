@@ -46,7 +46,7 @@ pub enum State {
 }
 
 impl State {
-    fn of(
+    pub(super) fn of(
         latest: Option<(Status, DateTime<Utc>)>,
         freshness: Duration,
         now: DateTime<Utc>,
@@ -105,7 +105,7 @@ pub struct StateView {
     label: &'static str,
 }
 
-fn state_view(s: State) -> StateView {
+pub(super) fn state_view(s: State) -> StateView {
     StateView {
         key: s,
         label: s.label(),
@@ -159,7 +159,7 @@ struct Overview {
     totals: Tally,
 }
 
-fn freshness(state: &WebState, c: &Control) -> Duration {
+pub(super) fn freshness(state: &WebState, c: &Control) -> Duration {
     c.freshness.unwrap_or(state.site.inputs().default_freshness)
 }
 
@@ -263,371 +263,6 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
         &state,
         "dashboard/overview",
         &Page::staff(&staff, "overview", "Overview", body),
-        StatusCode::OK,
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FindingsQuery {
-    status: Option<String>,
-    q: Option<String>,
-    sort: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct FindingRow {
-    resource: String,
-    status: String,
-    message: String,
-    actual: String,
-    /// The check's assertion: what the actual values must satisfy.
-    expected: String,
-    check: usize,
-    since: Option<Time>,
-}
-
-#[derive(Debug, Serialize)]
-struct CheckRow {
-    index: usize,
-    probe: String,
-    /// `system`, `record` or `document`.
-    kind: &'static str,
-    status: String,
-    summary: String,
-    error: Option<String>,
-    evidence: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-struct ExceptionRow {
-    id: String,
-    source: String,
-    resources: String,
-    owner: String,
-    ticket: String,
-    expires_on: String,
-    state: String,
-}
-
-#[derive(Debug, Serialize)]
-struct ControlPage {
-    id: String,
-    title: String,
-    category: String,
-    description: String,
-    owner: String,
-    severity: String,
-    remediation: Option<String>,
-    frameworks: Vec<String>,
-    definition: String,
-    definition_path: String,
-    state: StateView,
-    /// What the control claims and what backs its status (as the trust page says it).
-    claim: &'static str,
-    basis: crate::web::BasisView,
-    summary: String,
-    checked: Option<Time>,
-    run_id: Option<String>,
-    checks: Vec<CheckRow>,
-    findings: Vec<FindingRow>,
-    findings_total: usize,
-    filter_status: String,
-    filter_q: String,
-    sort: String,
-    status_options: Vec<&'static str>,
-    exceptions_used: Vec<crate::model::ExceptionUse>,
-    exceptions: Vec<ExceptionRow>,
-    strip: Vec<StripCell>,
-    uptime: String,
-    failures_chart: charts::LineChart,
-    can_run: bool,
-    can_read_evidence: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct StripCell {
-    x: i64,
-    width: i64,
-    key: &'static str,
-    title: String,
-}
-
-pub async fn control(
-    state: web::Data<WebState>,
-    staff: Staff,
-    path: web::Path<String>,
-    query: web::Query<FindingsQuery>,
-) -> Result<HttpResponse, AuthError> {
-    staff.require(Permission::Read)?;
-    let inputs = state.site.inputs();
-    let Some(c) = inputs.catalog.get(&path) else {
-        return Ok(message(
-            &state,
-            Some(&staff),
-            StatusCode::NOT_FOUND,
-            "No such control",
-            "There is no control with that id in the catalog.",
-        ));
-    };
-    let now = state.clock.now();
-    let fresh = freshness(&state, c);
-    let latest = match state.store.latest_result(&c.id).await {
-        Ok(l) => l,
-        Err(e) => return Ok(store_error(&state, &staff, &e)),
-    };
-    let stored = match state.store.latest_findings(&c.id).await {
-        Ok(f) => f,
-        Err(e) => return Ok(store_error(&state, &staff, &e)),
-    };
-    let past = match state.store.findings_history(&c.id, 200, None).await {
-        Ok(h) => h,
-        Err(e) => return Ok(store_error(&state, &staff, &e)),
-    };
-    let history = match state.store.result_history(history_start(now) - fresh).await {
-        Ok(h) => h,
-        Err(e) => return Ok(store_error(&state, &staff, &e)),
-    };
-    // Since when each resource has had its current status.
-    let mut since: HashMap<&str, DateTime<Utc>> = HashMap::new();
-    for f in &stored {
-        let mut first = None;
-        for r in &past {
-            match r.findings.iter().find(|(res, _)| *res == f.resource) {
-                Some((_, s)) if *s == f.status => first = Some(r.evaluated_at),
-                _ => break,
-            }
-        }
-        if let Some(t) = first {
-            since.insert(f.resource.as_str(), t);
-        }
-    }
-    let filter_status = query.status.clone().unwrap_or_default();
-    let filter_q = query.q.clone().unwrap_or_default();
-    let sort = query.sort.clone().unwrap_or_else(|| "status".into());
-    let total = stored.len();
-    let mut rows: Vec<FindingRow> = stored
-        .iter()
-        .filter(|f| filter_status.is_empty() || f.status.as_str() == filter_status)
-        .filter(|f| {
-            filter_q.is_empty()
-                || f.resource.to_lowercase().contains(&filter_q.to_lowercase())
-                || f.message.to_lowercase().contains(&filter_q.to_lowercase())
-        })
-        .map(|f| FindingRow {
-            resource: f.resource.clone(),
-            status: f.status.as_str().to_string(),
-            message: f.message.clone(),
-            actual: serde_json::to_string(&f.actual).unwrap_or_default(),
-            expected: c
-                .checks
-                .get(f.check)
-                .map(|ch| ch.assert.source.clone())
-                .unwrap_or_default(),
-            check: f.check,
-            since: since.get(f.resource.as_str()).map(|t| time(*t)),
-        })
-        .collect();
-    let rank = |s: &str| match s {
-        "fail" => 0,
-        "error" => 1,
-        "waived" => 2,
-        "pass" => 3,
-        _ => 4,
-    };
-    match sort.as_str() {
-        "resource" => rows.sort_by(|a, b| a.resource.cmp(&b.resource)),
-        "since" => rows.sort_by(|a, b| {
-            a.since
-                .as_ref()
-                .map(|t| &t.iso)
-                .cmp(&b.since.as_ref().map(|t| &t.iso))
-        }),
-        _ => rows.sort_by(|a, b| {
-            rank(&a.status)
-                .cmp(&rank(&b.status))
-                .then(a.resource.cmp(&b.resource))
-        }),
-    }
-    let points = history
-        .iter()
-        .find(|(id, _)| id == &c.id)
-        .map(|(_, p)| p.as_slice())
-        .unwrap_or_default();
-    let days = history::daily(points, fresh, now, HISTORY_DAYS);
-    let first_day = now.date_naive() - Duration::days(i64::from(HISTORY_DAYS) - 1);
-    let strip = history::runs(&days)
-        .into_iter()
-        .map(|r| StripCell {
-            x: (r.from - first_day).num_days(),
-            width: r.days(),
-            key: r.status.map_or("no_data", Badge::as_str),
-            title: format!(
-                "{} – {}: {}",
-                r.from,
-                r.to,
-                r.status.map_or("No data", Badge::label)
-            ),
-        })
-        .collect();
-    let monitored = days.iter().filter(|(_, s)| s.is_some()).count();
-    let passing = days
-        .iter()
-        .filter(|(_, s)| *s == Some(Badge::Passing))
-        .count();
-    let uptime = if monitored == 0 {
-        "no data in the last 90 days".to_string()
-    } else {
-        format!(
-            "{:.1}% of monitored days passing ({passing} of {monitored} days)",
-            passing as f64 * 100.0 / monitored as f64
-        )
-    };
-    // Failing resources per day, from the findings history.
-    let mut failing_by_day = vec![0usize; HISTORY_DAYS as usize];
-    for r in &past {
-        let day = (r.evaluated_at.date_naive() - first_day).num_days();
-        if let Ok(i) = usize::try_from(day)
-            && i < failing_by_day.len()
-        {
-            let n = r
-                .findings
-                .iter()
-                .filter(|(_, s)| *s == Status::Fail)
-                .count();
-            failing_by_day[i] = failing_by_day[i].max(n);
-        }
-    }
-    let max_failing = failing_by_day.iter().copied().max().unwrap_or(0).max(1);
-    // The definition as loaded (what the results were evaluated against), not the file now.
-    let definition = c.source.to_string();
-    let managed = state.store.managed_exceptions().await.unwrap_or_default();
-    let today = now.date_naive();
-    let mut exceptions: Vec<ExceptionRow> = c
-        .exceptions
-        .iter()
-        .map(|e| ExceptionRow {
-            id: e.id.clone(),
-            source: e.path.display().to_string(),
-            resources: e.resources.join(", "),
-            owner: e.owner.clone(),
-            ticket: e.ticket.clone(),
-            expires_on: e.expires_on.to_string(),
-            state: if e.in_force(today) {
-                "active"
-            } else {
-                "expired"
-            }
-            .into(),
-        })
-        .collect();
-    exceptions.extend(
-        managed
-            .iter()
-            .filter(|m| m.proposal.control == c.id)
-            .map(|m| ExceptionRow {
-                id: m.id.clone(),
-                source: "dashboard".into(),
-                resources: m.proposal.resources.join(", "),
-                owner: m.proposal.owner.clone(),
-                ticket: m.proposal.ticket.clone(),
-                expires_on: m.proposal.expires_on.to_string(),
-                state: format!("{:?}", m.state(today)).to_lowercase(),
-            }),
-    );
-    let s = State::of(
-        latest.as_ref().map(|l| (l.status, l.evaluated_at)),
-        fresh,
-        now,
-    );
-    let body = ControlPage {
-        id: c.id.clone(),
-        title: c.title.clone(),
-        category: c.category.clone(),
-        description: c.description.clone(),
-        owner: c.owner.clone(),
-        severity: format!("{:?}", c.severity).to_lowercase(),
-        remediation: c.remediation.clone(),
-        frameworks: c
-            .frameworks
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} {}",
-                    crate::web::framework_name(&f.framework, &f.version),
-                    f.id
-                )
-            })
-            .collect(),
-        definition,
-        definition_path: c.path.display().to_string(),
-        state: state_view(s),
-        claim: c.claim.as_str(),
-        basis: crate::web::basis_view(
-            c,
-            &latest
-                .as_ref()
-                .map(|l| {
-                    l.checks
-                        .iter()
-                        .filter_map(|ch| ch.basis.clone())
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
-            c.schedule
-                .as_ref()
-                .unwrap_or(&state.site.inputs().default_schedule),
-        ),
-        summary: latest
-            .as_ref()
-            .map(|l| l.summary.clone())
-            .unwrap_or_default(),
-        checked: latest.as_ref().map(|l| time(l.evaluated_at)),
-        run_id: latest.as_ref().map(|l| l.run_id.clone()),
-        checks: latest
-            .as_ref()
-            .map(|l| {
-                l.checks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ch)| CheckRow {
-                        index: i,
-                        kind: ch
-                            .basis
-                            .as_ref()
-                            .map(|b| b.kind)
-                            .or_else(|| c.checks.get(i).map(|k| k.probe.kind()))
-                            .map_or("unknown", |k| k.as_str()),
-                        probe: ch.probe.clone(),
-                        status: ch.status.as_str().to_string(),
-                        summary: ch.summary.clone(),
-                        error: ch.error.clone(),
-                        evidence: ch.evidence.and_then(|e| l.evidence_ids.get(e).copied()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        findings: rows,
-        findings_total: total,
-        filter_status,
-        filter_q,
-        sort,
-        status_options: vec!["fail", "error", "waived", "pass", "not_applicable"],
-        exceptions_used: latest
-            .as_ref()
-            .map(|l| l.exceptions.clone())
-            .unwrap_or_default(),
-        exceptions,
-        strip,
-        uptime,
-        failures_chart: charts::trend(first_day, &failing_by_day, max_failing, "Failing resources"),
-        can_run: staff.user.role.can(Permission::Review) && state.scheduler.is_some(),
-        can_read_evidence: staff.user.role.can(Permission::ReadEvidence),
-    };
-    let title = c.title.clone();
-    Ok(render(
-        &state,
-        "dashboard/control",
-        &Page::staff(&staff, "overview", title, body),
         StatusCode::OK,
     ))
 }
@@ -854,11 +489,10 @@ pub async fn run(
         Ok(r) => r,
         Err(e) => return Ok(store_error(&state, &staff, &e)),
     };
-    let evidence = state
-        .store
-        .run_evidence(&summary.id)
-        .await
-        .unwrap_or_default();
+    let evidence = match state.store.run_evidence(&summary.id).await {
+        Ok(e) => e,
+        Err(e) => return Ok(store_error(&state, &staff, &e)),
+    };
     let catalog = &state.site.inputs().catalog;
     let title_of = |id: &str| {
         catalog

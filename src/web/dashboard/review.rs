@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::{AuthError, Staff};
 use super::pages::{Time, time};
 use super::{Page, message, render, see_other, store_error};
-use crate::access::{AccessStatus, Decision};
+use crate::access::AccessStatus;
+use crate::actions::{self, AccessVerdict, ActionError, Via};
 use crate::auth::Permission;
 use crate::exceptions::Proposal;
 use crate::web::WebState;
@@ -18,6 +19,31 @@ use crate::web::WebState;
 pub struct CsrfForm {
     #[serde(default)]
     csrf: String,
+}
+
+/// A refused action as a page: 404, 409, 422 or 503, saying why.
+pub(super) fn action_error(state: &WebState, staff: &Staff, e: ActionError) -> HttpResponse {
+    let (status, title) = match &e {
+        ActionError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+        ActionError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Not accepted"),
+        ActionError::Conflict(_) => (StatusCode::CONFLICT, "Not possible"),
+        ActionError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Not available"),
+        ActionError::Store(e) => return store_error(state, staff, e),
+    };
+    message(
+        state,
+        Some(staff),
+        status,
+        title,
+        &capitalised(&e.to_string()),
+    )
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect::<String>() + ".")
+        .unwrap_or_default()
 }
 
 pub async fn run_now(
@@ -29,49 +55,25 @@ pub async fn run_now(
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
-    let id = path.into_inner();
-    if state.site.inputs().catalog.get(&id).is_none() {
-        return Ok(message(
-            &state,
-            Some(&staff),
-            StatusCode::NOT_FOUND,
-            "No such control",
-            "There is no control with that id.",
-        ));
-    }
-    let Some(scheduler) = &state.scheduler else {
-        return Ok(message(
-            &state,
-            Some(&staff),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Scheduler not running",
-            "This server does not run controls (its scheduler is off).",
-        ));
-    };
-    let now = state.clock.now();
-    match scheduler.run_now(vec![id.clone()]).await {
-        Ok(accepted) => {
-            let _ = state
-                .store
-                .audit(&staff.actor(), "control.run", &format!("control:{id}"), serde_json::json!({"queued": accepted.queued, "already_running": accepted.already_running, "run": accepted.run_id}), now)
-                .await;
-            // Straight to the run, so it can be watched; otherwise the runs say why not.
-            Ok(see_other(
-                &match (&accepted.run_id, accepted.queued.is_empty()) {
-                    (Some(run), _) => format!("/dashboard/runs/{run}"),
-                    (None, true) => "/dashboard/runs?done=already-running".to_string(),
-                    (None, false) => "/dashboard/runs?done=not-recorded".to_string(),
-                },
-            ))
-        }
-        Err(_) => Ok(message(
-            &state,
-            Some(&staff),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Scheduler stopped",
-            "The scheduler is shutting down; try again once the server is back.",
-        )),
-    }
+    let accepted = actions::run_now(
+        &state.store,
+        &state.site.inputs().catalog,
+        state.scheduler.as_ref(),
+        &staff.actor(),
+        &path,
+        Via::Dashboard,
+        state.clock.now(),
+    )
+    .await;
+    Ok(match accepted {
+        // Straight to the run, so it can be watched; otherwise the runs say why not.
+        Ok(accepted) => see_other(&match (&accepted.run_id, accepted.queued.is_empty()) {
+            (Some(run), _) => format!("/dashboard/runs/{run}"),
+            (None, true) => "/dashboard/runs?done=already-running".to_string(),
+            (None, false) => "/dashboard/runs?done=not-recorded".to_string(),
+        }),
+        Err(e) => action_error(&state, &staff, e),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -259,41 +261,26 @@ pub struct NewExceptionForm {
     expires_on: String,
 }
 
-/// A proposal from form fields, or the problems to show.
-pub fn proposal(
-    control: &str,
-    resources: &str,
-    reason: &str,
-    owner: &str,
-    ticket: &str,
-    expires_on: &str,
-    state: &WebState,
-) -> Result<Proposal, Vec<String>> {
-    let today = state.clock.now().date_naive();
-    let Ok(expires_on) = NaiveDate::parse_from_str(expires_on.trim(), "%Y-%m-%d") else {
-        return Err(vec!["expires_on: enter a date as YYYY-MM-DD".to_string()]);
+/// A proposal from the form's fields (checked by [`actions::propose_exception`]).
+fn proposal(form: &NewExceptionForm) -> Result<Proposal, ActionError> {
+    let Ok(expires_on) = NaiveDate::parse_from_str(form.expires_on.trim(), "%Y-%m-%d") else {
+        return Err(ActionError::Invalid(vec![
+            "expires_on: enter a date as YYYY-MM-DD".to_string(),
+        ]));
     };
-    let p = Proposal {
-        control: control.trim().to_string(),
-        resources: resources
+    Ok(Proposal {
+        control: form.control.trim().to_string(),
+        resources: form
+            .resources
             .split(['\n', ','])
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty())
             .collect(),
-        reason: reason.trim().to_string(),
-        owner: owner.trim().to_string(),
-        ticket: ticket.trim().to_string(),
+        reason: form.reason.trim().to_string(),
+        owner: form.owner.trim().to_string(),
+        ticket: form.ticket.trim().to_string(),
         expires_on,
-    };
-    let catalog = &state.site.inputs().catalog;
-    p.check(&|id| catalog.get(id).is_some(), today)
-        .map_err(|problems| {
-            problems
-                .into_iter()
-                .map(|(f, m)| format!("{f}: {m}"))
-                .collect::<Vec<String>>()
-        })?;
-    Ok(p)
+    })
 }
 
 pub async fn create_exception(
@@ -304,24 +291,17 @@ pub async fn create_exception(
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
-    match proposal(
-        &form.control,
-        &form.resources,
-        &form.reason,
-        &form.owner,
-        &form.ticket,
-        &form.expires_on,
-        &state,
-    ) {
-        Ok(p) => match state
-            .store
-            .create_managed_exception(&p, &staff.actor(), state.clock.now())
-            .await
-        {
-            Ok(_) => Ok(see_other("/dashboard/exceptions?done=created")),
-            Err(e) => Ok(store_error(&state, &staff, &e)),
-        },
-        Err(errors) => {
+    let catalog = &state.site.inputs().catalog;
+    let proposed = match proposal(&form) {
+        Ok(p) => {
+            actions::propose_exception(&state.store, catalog, &staff.actor(), &p, state.clock.now())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match proposed {
+        Ok(_) => Ok(see_other("/dashboard/exceptions?done=created")),
+        Err(ActionError::Invalid(errors)) => {
             let back = ExceptionForm {
                 control: form.control.clone(),
                 resources: form.resources.clone(),
@@ -340,27 +320,7 @@ pub async fn create_exception(
             )
             .await)
         }
-    }
-}
-
-fn managed_error(state: &WebState, staff: &Staff, e: crate::store::ManagedError) -> HttpResponse {
-    use crate::store::ManagedError::*;
-    match e {
-        Store(e) => store_error(state, staff, &e),
-        NotFound(_) => message(
-            state,
-            Some(staff),
-            StatusCode::NOT_FOUND,
-            "No such exception",
-            &e.to_string(),
-        ),
-        other => message(
-            state,
-            Some(staff),
-            StatusCode::CONFLICT,
-            "Not possible",
-            &other.to_string(),
-        ),
+        Err(e) => Ok(action_error(&state, &staff, e)),
     }
 }
 
@@ -373,13 +333,9 @@ pub async fn approve_exception(
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
-    match state
-        .store
-        .approve_managed_exception(&path, &staff.actor(), state.clock.now())
-        .await
-    {
+    match actions::approve_exception(&state.store, &staff.actor(), &path, state.clock.now()).await {
         Ok(_) => Ok(see_other("/dashboard/exceptions?done=approved")),
-        Err(e) => Ok(managed_error(&state, &staff, e)),
+        Err(e) => Ok(action_error(&state, &staff, e)),
     }
 }
 
@@ -392,13 +348,9 @@ pub async fn end_exception(
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Review)?;
     staff.check_post(&req, &form.csrf)?;
-    match state
-        .store
-        .end_managed_exception(&path, &staff.actor(), state.clock.now())
-        .await
-    {
+    match actions::end_exception(&state.store, &staff.actor(), &path, state.clock.now()).await {
         Ok(_) => Ok(see_other("/dashboard/exceptions?done=ended")),
-        Err(e) => Ok(managed_error(&state, &staff, e)),
+        Err(e) => Ok(action_error(&state, &staff, e)),
     }
 }
 
@@ -492,49 +444,39 @@ pub async fn decide_access(
             "No documents are configured.",
         ));
     };
-    let now = state.clock.now();
-    let decision = match decision.as_str() {
-        "approve" => Decision::Approve {
-            expires_at: now + docs.config.link_valid_for.get(),
-        },
-        "deny" => Decision::Deny,
-        "revoke" => Decision::Revoke,
-        _ => {
-            return Ok(message(
-                &state,
-                Some(&staff),
-                StatusCode::NOT_FOUND,
-                "Unknown decision",
-                "Approve, deny or revoke.",
-            ));
-        }
+    let Some(verdict) = AccessVerdict::parse(&decision, docs.config.link_valid_for.get()) else {
+        return Ok(message(
+            &state,
+            Some(&staff),
+            StatusCode::NOT_FOUND,
+            "Unknown decision",
+            "Approve, deny or revoke.",
+        ));
     };
-    match state
-        .store
-        .decide_access_request(&id, decision, &staff.actor(), None, now)
-        .await
-    {
+    let decided = actions::decide_access(
+        &state.store,
+        &staff.actor(),
+        &id,
+        verdict,
+        None,
+        state.clock.now(),
+    )
+    .await;
+    match decided {
         Ok(r) => {
-            let done = match decision {
-                Decision::Approve { expires_at } => format!(
+            let done = match verdict {
+                AccessVerdict::Approve { .. } => format!(
                     "Approved. Send this link to {}: {}",
                     r.email,
-                    docs.link(&r.id, expires_at)
+                    docs.link(&r.id, r.expires_at.unwrap_or(state.clock.now()))
                 ),
-                Decision::Deny => "Denied.".to_string(),
-                Decision::Revoke => "Revoked: the link no longer works.".to_string(),
+                AccessVerdict::Deny => "Denied.".to_string(),
+                AccessVerdict::Revoke => "Revoked: the link no longer works.".to_string(),
             };
             // The link is shown once, in this response (not in a URL), and never logged.
             Ok(access_page(&state, &staff, Some(done), StatusCode::OK).await)
         }
-        Err(crate::store::DecideError::Store(e)) => Ok(store_error(&state, &staff, &e)),
-        Err(e) => Ok(message(
-            &state,
-            Some(&staff),
-            StatusCode::CONFLICT,
-            "Not possible",
-            &e.to_string(),
-        )),
+        Err(e) => Ok(action_error(&state, &staff, e)),
     }
 }
 

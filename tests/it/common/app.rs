@@ -201,3 +201,19 @@ pub fn roster_identifiers() -> Vec<String> {
     assert!(out.len() > 50);
     out
 }
+
+/// The configuration override that puts a test app on a fresh PostgreSQL database, when
+/// `TRELLIS_TEST_POSTGRES_URL` is set (`None` otherwise; panics if it is set but unusable).
+/// The database is left for the server's next cleanup: its name says which test made it.
+pub async fn postgres_env(test: &str) -> Option<(&'static str, String)> {
+    let server = std::env::var("TRELLIS_TEST_POSTGRES_URL").ok()?;
+    let test: String = test.chars().take(32).collect();
+    let name = format!(
+        "trellis_app_{test}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let url = trellis::store::testing::create_postgres_database(&server, &name)
+        .await
+        .unwrap_or_else(|e| panic!("TRELLIS_TEST_POSTGRES_URL is set but unusable: {e}"));
+    Some(("TRELLIS__DATABASE_URL", url))
+}
