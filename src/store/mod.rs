@@ -18,6 +18,7 @@ mod dashboard;
 mod entities;
 mod export;
 mod integrity;
+mod sso;
 mod staff;
 #[doc(hidden)]
 pub mod testing;
@@ -29,6 +30,7 @@ pub use dashboard::{
 };
 pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
 pub use integrity::{IntegrityProblem, IntegrityReport};
+pub use sso::{NO_PASSWORD, SsoLogin, SsoOutcome, SsoSignIn};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
 use std::collections::{BTreeMap, BTreeSet};

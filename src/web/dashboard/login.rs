@@ -35,7 +35,7 @@ struct LoginPage {
 }
 
 /// Only local dashboard paths are followed after sign-in (no open redirect).
-fn safe_next(next: &str) -> String {
+pub(super) fn safe_next(next: &str) -> String {
     let ok = next.starts_with("/dashboard")
         && !next.starts_with("//")
         && !next.contains('\\')
@@ -98,6 +98,10 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             "Sign in from this site's own page.",
         );
+    }
+    if super::oidc::local_password_refused(&state, &username, ip.as_deref()).await {
+        let off = super::oidc::LOCAL_PASSWORDS_OFF;
+        return login_error(&state, &form, StatusCode::FORBIDDEN, off);
     }
     let cfg = &state.dashboard;
     let since = now - cfg.lockout.get();
