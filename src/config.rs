@@ -1433,6 +1433,56 @@ mod tests {
         }
     }
 
+    /// The commented-out single sign-on example is valid, and what one field cannot say
+    /// about another is checked.
+    #[test]
+    fn single_sign_on_example_parses_and_its_relations_are_checked() {
+        let start = BUNDLED_EXAMPLE.find("  # oidc:").unwrap();
+        let block: String = BUNDLED_EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("  #"))
+            .map(|l| format!("  {}\n", &l[4..]))
+            .collect();
+        let text = format!("dashboard:\n{block}");
+        let c = parse(Path::new("example"), &text, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let oidc = c.dashboard.oidc.unwrap();
+        assert_eq!(oidc.role_map["trellis-admins"], crate::auth::Role::Admin);
+        assert_eq!(oidc.role_claim, "groups");
+        assert_eq!(oidc.trust_idp_mfa.unwrap().amr, ["mfa", "otp", "hwk"]);
+        assert!(c.dashboard.local_passwords.enabled);
+
+        let err = |text: &str| {
+            parse(Path::new("x.yaml"), text, &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let off = "dashboard:\n  local_passwords: {enabled: false, break_glass: [ada]}\n";
+        assert!(err(off).contains("needs dashboard.oidc"), "{}", err(off));
+        let base = "dashboard:\n  oidc:\n    issuer: https://idp.example\n    client_id: t\n";
+        let both = format!(
+            "{base}    client_secret_env: A\n    client_secret_file: b\n    role_map: {{a: admin}}\n"
+        );
+        assert!(err(&both).contains("exactly one"), "{}", err(&both));
+        let no_map = format!("{base}    client_secret_env: A\n    role_map: {{}}\n");
+        assert!(err(&no_map).contains("role_map"), "{}", err(&no_map));
+        let typo =
+            format!("{base}    client_secret_env: A\n    role_map: {{a: admin}}\n    scope: [x]\n");
+        assert!(err(&typo).contains("scope"), "unknown keys are refused");
+        let bad_role = format!("{base}    client_secret_env: A\n    role_map: {{a: root}}\n");
+        assert!(!err(&bad_role).is_empty(), "unknown roles are refused");
+    }
+
+    #[test]
+    fn break_glass_users_keep_their_password() {
+        let mut p = LocalPasswords::default();
+        assert!(p.allows("anyone"));
+        p.enabled = false;
+        p.break_glass = vec!["Ada".into()];
+        assert!(p.allows("ada") && p.allows("ADA"));
+        assert!(!p.allows("sam") && !p.allows(""));
+    }
+
     /// The commented-out `aws` and `github` examples in config.example.yaml are valid config.
     #[test]
     fn commented_source_examples_parse() {

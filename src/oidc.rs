@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
     CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken,
-    CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
@@ -199,7 +199,8 @@ impl std::fmt::Debug for Oidc {
     }
 }
 
-/// An HTTP client for the provider: system roots, no redirects followed, bounded time.
+/// An HTTP client for the provider: system roots, no redirects followed, no idle connections
+/// kept, bounded time.
 fn http_client() -> Result<reqwest::Client, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -212,6 +213,9 @@ fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
+        // Sign-ins are rare: a pooled connection would mostly be one the provider (or its
+        // load balancer) has closed by then, and the token request would fail on it.
+        .pool_max_idle_per_host(0)
         .timeout(HTTP_TIMEOUT)
         .connect_timeout(HTTP_TIMEOUT)
         .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
@@ -267,7 +271,10 @@ impl Oidc {
             let jwks = CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
                 .await
                 .map_err(|e| OidcError::Provider(format!("JWKS: {e}")))?;
-            tracing::info!(issuer = self.issuer.as_str(), "oidc: fetched the JWKS again");
+            tracing::info!(
+                issuer = self.issuer.as_str(),
+                "oidc: fetched the JWKS again"
+            );
             let fresh = Arc::new(Discovered {
                 metadata: d.metadata.clone(),
                 jwks,
@@ -339,7 +346,7 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Token(e.to_string()))?;
+            .map_err(|e| OidcError::Token(error_chain(&e)))?;
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::Token("the response has no ID token".into()))?;
@@ -410,11 +417,7 @@ impl Oidc {
             .name()
             .and_then(|n| n.get(None))
             .map(|n| n.as_str().to_string())
-            .or_else(|| {
-                claims
-                    .preferred_username()
-                    .map(|u| u.as_str().to_string())
-            });
+            .or_else(|| claims.preferred_username().map(|u| u.as_str().to_string()));
         Identity {
             issuer: claims.issuer().as_str().to_string(),
             subject: claims.subject().as_str().to_string(),
@@ -447,10 +450,11 @@ pub fn decide(config: &OidcConfig, identity: &Identity) -> Result<Decision, Refu
         .ok_or(Refusal::NoEmail)?;
     let domain = email.rsplit_once('@').map_or("", |(_, d)| d).to_string();
     let allowed = config.allowed_domains.is_empty()
-        || config
-            .allowed_domains
-            .iter()
-            .any(|d| d.trim().trim_start_matches('@').eq_ignore_ascii_case(&domain));
+        || config.allowed_domains.iter().any(|d| {
+            d.trim()
+                .trim_start_matches('@')
+                .eq_ignore_ascii_case(&domain)
+        });
     if !allowed {
         return Err(Refusal::Domain(domain));
     }
@@ -476,6 +480,18 @@ pub fn decide(config: &OidcConfig, identity: &Identity) -> Result<Decision, Refu
         role,
         idp_mfa,
     })
+}
+
+/// An error with its causes (`request failed: connection refused`).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// The client secret from the environment variable or file the configuration names.
@@ -542,10 +558,7 @@ mod tests {
         let c = config();
         let mut i = identity(&["sec"]);
         i.email = Some("sam@evil.example".into());
-        assert_eq!(
-            decide(&c, &i),
-            Err(Refusal::Domain("evil.example".into()))
-        );
+        assert_eq!(decide(&c, &i), Err(Refusal::Domain("evil.example".into())));
         // A subdomain is another domain.
         i.email = Some("sam@x.example.com".into());
         assert!(matches!(decide(&c, &i), Err(Refusal::Domain(_))));

@@ -54,6 +54,9 @@ pub struct SsoSignIn {
     pub display_name: String,
     /// The role the claims map to.
     pub role: Role,
+    /// The provider says the email address is verified (`email_verified: true`): only then
+    /// is an existing user of that name linked to the account.
+    pub email_verified: bool,
     /// The identity provider's authentication counts as the second factor.
     pub idp_mfa: bool,
     /// SHA-256 of the new session's token, and its CSRF token.
@@ -75,6 +78,9 @@ pub enum SsoOutcome {
     },
     /// The user is disabled in Trellis: nothing was changed.
     Disabled(User),
+    /// A user of this email exists but cannot be linked to this account: it is linked to
+    /// another one already, or the provider did not say the email is verified.
+    Conflict(User),
 }
 
 impl Store {
@@ -154,13 +160,11 @@ impl Store {
         let txn = self.begin_write().await.during(OP)?;
         let actor = Actor::new(sign_in.email.clone(), sign_in.client_ip.clone());
         let target = format!("user:{}", sign_in.email);
-        let identity = sso_identities::Entity::find_by_id((
-            sign_in.issuer.clone(),
-            sign_in.subject.clone(),
-        ))
-        .one(&txn)
-        .await
-        .during(OP)?;
+        let identity =
+            sso_identities::Entity::find_by_id((sign_in.issuer.clone(), sign_in.subject.clone()))
+                .one(&txn)
+                .await
+                .during(OP)?;
         let mut created = false;
         let row = match identity {
             Some(identity) => users::Entity::find_by_id(identity.user_id)
@@ -223,15 +227,22 @@ impl Store {
                             })?
                     }
                 };
-                if user_from_row(&row)?.is_disabled() {
-                    return Ok(SsoOutcome::Disabled(user_from_row(&row)?));
+                let found = user_from_row(&row)?;
+                if found.is_disabled() {
+                    return Ok(SsoOutcome::Disabled(found));
                 }
-                // A user linked to another account of this provider keeps that link.
-                sso_identities::Entity::delete_many()
-                    .filter(sso_identities::Column::UserId.eq(row.id))
-                    .exec(&txn)
-                    .await
-                    .during(OP)?;
+                if !created {
+                    // Never take over a user linked to another account, nor link on an
+                    // email address the provider does not vouch for.
+                    let linked = sso_identities::Entity::find()
+                        .filter(sso_identities::Column::UserId.eq(row.id))
+                        .one(&txn)
+                        .await
+                        .during(OP)?;
+                    if linked.is_some() || !sign_in.email_verified {
+                        return Ok(SsoOutcome::Conflict(found));
+                    }
+                }
                 sso_identities::Entity::insert(sso_identities::ActiveModel {
                     issuer: Set(sign_in.issuer.clone()),
                     subject: Set(sign_in.subject.clone()),

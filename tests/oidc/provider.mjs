@@ -9,6 +9,7 @@
 //   vic    vic@example.test    groups [staff]                     (viewer)
 //   nora   nora@example.test   groups [marketing]                 (no role)
 //   eve    eve@elsewhere.test  groups [trellis-admins]            (domain not allowed)
+//   mallory alice@example.test groups [trellis-admins]            (alice's address again)
 //
 // Test-only controls (never part of a real provider):
 //   POST /__test/client  {"redirect_uri": "..."}  registers Trellis's callback URL
@@ -32,6 +33,8 @@ const ACCOUNTS = {
   vic: { email: 'vic@example.test', name: 'Vic Viewer', groups: ['staff'] },
   nora: { email: 'nora@example.test', name: 'Nora NoRole', groups: ['marketing'] },
   eve: { email: 'eve@elsewhere.test', name: 'Eve Elsewhere', groups: ['trellis-admins'] },
+  // Another account claiming alice's address.
+  mallory: { email: 'alice@example.test', name: 'Mallory', groups: ['trellis-admins'] },
 };
 
 async function newKey() {
@@ -82,12 +85,11 @@ function build(issuer) {
     cookies: { keys: ['trellis-test-cookie-key'] },
     scopes: ['openid', 'email', 'profile', 'groups'],
     claims: {
-      openid: ['sub'],
+      // How the user authenticated, in every ID token (as Okta and Entra ID send amr).
+      openid: ['sub', 'amr', 'acr'],
       email: ['email', 'email_verified'],
       profile: ['name'],
       groups: ['groups'],
-      acr: null,
-      amr: null,
     },
     acrValues: ['urn:trellis:test:silver', 'urn:trellis:test:gold'],
     // Real providers (Okta, Entra ID, Keycloak) can put these claims in the ID token itself.
@@ -212,6 +214,11 @@ const server = http.createServer(async (req, res) => {
     process.stderr.write(`provider: ${err.stack || err}\n`);
     if (!res.headersSent) send(res, 500, 'text/plain', 'error');
   }
+});
+
+server.on('clientError', (err, socket) => {
+  process.stderr.write(`provider: client error ${err.code}: ${err.message} ${err.rawPacket ? err.rawPacket.toString() : ''}\n`);
+  socket.destroy();
 });
 
 server.listen(0, '127.0.0.1', () => {

@@ -56,7 +56,12 @@ struct SsoPage<'a> {
 
 /// A page of the sign-in flow: a message and one link on.
 fn page(state: &WebState, status: StatusCode, title: &str, body: SsoPage<'_>) -> HttpResponse {
-    render(state, "dashboard/sso", &Page::anonymous(title, body), status)
+    render(
+        state,
+        "dashboard/sso",
+        &Page::anonymous(title, body),
+        status,
+    )
 }
 
 /// Single sign-on did not sign anyone in: why, and a way back to the sign-in page.
@@ -171,7 +176,11 @@ pub async fn callback(
             .audit(
                 &Actor::new(format!("anonymous:{target}"), ip.clone()),
                 "login.failure",
-                &format!("user:{target}"),
+                &if target.is_empty() {
+                    "oidc:unknown".to_string()
+                } else {
+                    format!("user:{target}")
+                },
                 serde_json::json!({"via": "oidc", "reason": reason}),
                 now,
             )
@@ -306,6 +315,7 @@ pub async fn callback(
         email: decision.email.clone(),
         display_name: decision.display_name,
         role: decision.role,
+        email_verified: identity.email_verified == Some(true),
         idp_mfa: decision.idp_mfa,
         session_hash: id_hash,
         csrf,
@@ -325,6 +335,17 @@ pub async fn callback(
                 StatusCode::FORBIDDEN,
                 "Your Trellis account is disabled, so you are not signed in. Ask your \
                  administrator.",
+            )
+            .await;
+        }
+        Ok(SsoOutcome::Conflict(user)) => {
+            return fail(
+                &user.username,
+                "user exists, not linkable",
+                StatusCode::FORBIDDEN,
+                "A Trellis user with your email address exists but is tied to another \
+                 account (or your email address is not verified), so you are not signed in. \
+                 Ask your administrator.",
             )
             .await;
         }
