@@ -701,6 +701,125 @@ pub struct DashboardConfig {
     /// How long an account or address stays locked after too many failures.
     #[serde(default = "default_lockout")]
     pub lockout: HumanDuration,
+    /// Single sign-on with an OpenID Connect identity provider (Okta, Google, Microsoft Entra
+    /// ID, Keycloak…). Absent: sign-in with local passwords only.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
+    /// Sign-in with a local password (`trellis user add`). Turn it off once single sign-on
+    /// works, keeping one or two break-glass admins for when the identity provider is down.
+    #[serde(default)]
+    pub local_passwords: LocalPasswords,
+}
+
+/// Single sign-on (OpenID Connect authorization code flow with PKCE). Register Trellis at the
+/// identity provider as a confidential web client whose redirect URI is
+/// `https://<dashboard host>/dashboard/login/oidc/callback`. The first sign-in of an account
+/// creates its user (user name: the email address), or links the user of that name; every
+/// sign-in sets the user's role from the claims. A user disabled in Trellis stays refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL, exactly as the provider's discovery document states it (Trellis reads
+    /// `<issuer>/.well-known/openid-configuration`): `https://<org>.okta.com`,
+    /// `https://accounts.google.com`, `https://login.microsoftonline.com/<tenant id>/v2.0`,
+    /// `https://<host>/realms/<realm>` (Keycloak).
+    pub issuer: String,
+    /// The client id the provider gave Trellis.
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret (alternative to `client_secret_env`).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes requested; `openid` is always added. Default `[openid, email, profile]`; add
+    /// what makes your provider put `role_claim` in the ID token (Okta: `groups`).
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID-token claim carrying the user's groups or roles: a string or a list of strings
+    /// (`groups` for Okta, Keycloak and Entra ID group ids; `roles` for Entra ID app roles).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Value of `role_claim` → Trellis role (`admin`, `security`, `auditor`, `viewer`). A
+    /// user with several mapped values gets the highest of their roles; one with none is
+    /// refused.
+    pub role_map: BTreeMap<String, crate::auth::Role>,
+    /// Email domains that may sign in (`example.com`); empty: any. The ID token must carry
+    /// an `email` (not marked unverified) in one of them.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Count the provider's multi-factor authentication as the second factor when the ID
+    /// token's `amr` holds one of `amr` or its `acr` is one of `acr`. Otherwise (and when
+    /// absent) Trellis's own TOTP step applies as for password sign-ins.
+    #[serde(default)]
+    pub trust_idp_mfa: Option<TrustIdpMfa>,
+    /// The button says "Sign in with <display_name>". Default: `single sign-on`.
+    #[serde(default = "default_oidc_display_name")]
+    pub display_name: String,
+    /// The redirect URI registered at the provider. Default: the request's own scheme and
+    /// host with `/dashboard/login/oidc/callback`; set it behind a reverse proxy.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+}
+
+/// Which `amr` (authentication methods) or `acr` (authentication context) values of the
+/// identity provider count as a second factor, e.g. `amr: [mfa, otp, hwk, swk]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustIdpMfa {
+    #[serde(default)]
+    pub amr: Vec<String>,
+    #[serde(default)]
+    pub acr: Vec<String>,
+}
+
+/// Local password sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalPasswords {
+    /// Default true. When false, only the `break_glass` users may sign in with a password;
+    /// everyone else uses single sign-on.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// User names that may sign in with a password even when `enabled` is false.
+    #[serde(default)]
+    pub break_glass: Vec<String>,
+}
+
+impl Default for LocalPasswords {
+    fn default() -> Self {
+        LocalPasswords {
+            enabled: true,
+            break_glass: Vec::new(),
+        }
+    }
+}
+
+impl LocalPasswords {
+    /// Whether `username` may sign in with a password.
+    pub fn allows(&self, username: &str) -> bool {
+        self.enabled
+            || self
+                .break_glass
+                .iter()
+                .any(|b| b.trim().eq_ignore_ascii_case(username.trim()))
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+fn default_role_claim() -> String {
+    "groups".into()
+}
+
+fn default_oidc_display_name() -> String {
+    "single sign-on".into()
 }
 
 fn default_idle_timeout() -> HumanDuration {
@@ -732,6 +851,8 @@ impl Default for DashboardConfig {
             max_failed_logins: default_max_failures(),
             max_failed_logins_per_ip: default_max_failures_per_ip(),
             lockout: default_lockout(),
+            oidc: None,
+            local_passwords: LocalPasswords::default(),
         }
     }
 }
@@ -1154,12 +1275,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
 fn check_relations(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
     let docs = &config.trust_page.documents;
     if !docs.items.is_empty() && docs.nda.as_deref().is_none_or(|t| t.trim().is_empty()) {
-        // Point at the `documents:` key when it can be found.
-        let (line, column) = text
-            .lines()
-            .enumerate()
-            .find_map(|(i, l)| l.find("documents:").map(|c| (i as u64 + 1, c as u64 + 1)))
-            .unwrap_or((0, 0));
+        let (line, column) = key_position(text, "documents:");
         return Err(ConfigError::Invalid(Diagnostic::new(
             path,
             line,
@@ -1168,7 +1284,42 @@ fn check_relations(path: &Path, text: &str, config: &Config) -> Result<(), Confi
              visitor accepts before a document is shared)",
         )));
     }
+    let dashboard = &config.dashboard;
+    let problem = match &dashboard.oidc {
+        None if !dashboard.local_passwords.enabled => Some((
+            "local_passwords:",
+            "dashboard.local_passwords.enabled: false needs dashboard.oidc (single sign-on), \
+             or only break-glass users could sign in",
+        )),
+        Some(oidc) if oidc.client_secret_env.is_some() == oidc.client_secret_file.is_some() => {
+            Some((
+                "oidc:",
+                "dashboard.oidc: name the client secret with exactly one of client_secret_env \
+                 and client_secret_file",
+            ))
+        }
+        Some(oidc) if oidc.role_map.is_empty() => Some((
+            "role_map:",
+            "dashboard.oidc.role_map: map at least one claim value to a role, or nobody can \
+             sign in",
+        )),
+        _ => None,
+    };
+    if let Some((key, message)) = problem {
+        let (line, column) = key_position(text, key);
+        return Err(ConfigError::Invalid(Diagnostic::new(
+            path, line, column, message,
+        )));
+    }
     Ok(())
+}
+
+/// Where `key` first appears in the file (line, column), to point at it; (0, 0) if nowhere.
+fn key_position(text: &str, key: &str) -> (u64, u64) {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(key).map(|c| (i as u64 + 1, c as u64 + 1)))
+        .unwrap_or((0, 0))
 }
 
 const ENV_PREFIX: &str = "TRELLIS__";
@@ -1280,6 +1431,56 @@ mod tests {
                 "config.example.yaml does not document {key}"
             );
         }
+    }
+
+    /// The commented-out single sign-on example is valid, and what one field cannot say
+    /// about another is checked.
+    #[test]
+    fn single_sign_on_example_parses_and_its_relations_are_checked() {
+        let start = BUNDLED_EXAMPLE.find("  # oidc:").unwrap();
+        let block: String = BUNDLED_EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with("  #"))
+            .map(|l| format!("  {}\n", &l[4..]))
+            .collect();
+        let text = format!("dashboard:\n{block}");
+        let c = parse(Path::new("example"), &text, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let oidc = c.dashboard.oidc.unwrap();
+        assert_eq!(oidc.role_map["trellis-admins"], crate::auth::Role::Admin);
+        assert_eq!(oidc.role_claim, "groups");
+        assert_eq!(oidc.trust_idp_mfa.unwrap().amr, ["mfa", "otp", "hwk"]);
+        assert!(c.dashboard.local_passwords.enabled);
+
+        let err = |text: &str| {
+            parse(Path::new("x.yaml"), text, &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let off = "dashboard:\n  local_passwords: {enabled: false, break_glass: [ada]}\n";
+        assert!(err(off).contains("needs dashboard.oidc"), "{}", err(off));
+        let base = "dashboard:\n  oidc:\n    issuer: https://idp.example\n    client_id: t\n";
+        let both = format!(
+            "{base}    client_secret_env: A\n    client_secret_file: b\n    role_map: {{a: admin}}\n"
+        );
+        assert!(err(&both).contains("exactly one"), "{}", err(&both));
+        let no_map = format!("{base}    client_secret_env: A\n    role_map: {{}}\n");
+        assert!(err(&no_map).contains("role_map"), "{}", err(&no_map));
+        let typo =
+            format!("{base}    client_secret_env: A\n    role_map: {{a: admin}}\n    scope: [x]\n");
+        assert!(err(&typo).contains("scope"), "unknown keys are refused");
+        let bad_role = format!("{base}    client_secret_env: A\n    role_map: {{a: root}}\n");
+        assert!(!err(&bad_role).is_empty(), "unknown roles are refused");
+    }
+
+    #[test]
+    fn break_glass_users_keep_their_password() {
+        let mut p = LocalPasswords::default();
+        assert!(p.allows("anyone"));
+        p.enabled = false;
+        p.break_glass = vec!["Ada".into()];
+        assert!(p.allows("ada") && p.allows("ADA"));
+        assert!(!p.allows("sam") && !p.allows(""));
     }
 
     /// The commented-out `aws` and `github` examples in config.example.yaml are valid config.

@@ -17,6 +17,7 @@ pub mod exceptions;
 pub mod export;
 pub mod integrity;
 pub mod model;
+pub mod oidc;
 pub mod probes;
 pub mod registers;
 pub mod runner;

@@ -104,7 +104,8 @@ impl Application {
             secure_cookies(&loaded),
             scheduler.as_ref().map(|(h, _)| h.clone()),
         )
-        .with_signer(signer.clone());
+        .with_signer(signer.clone())
+        .with_oidc(oidc(&loaded)?);
         tokio::spawn(state.site.clone().poll_store(
             loaded.config.server.refresh_interval.to_std(),
             shutdown.clone(),
@@ -157,6 +158,17 @@ impl Application {
 }
 
 /// Whether session cookies are `Secure`: as configured, else when the public address is https.
+/// Single sign-on's identity provider, when configured: its client secret must be readable.
+pub fn oidc(loaded: &Loaded) -> anyhow::Result<Option<crate::oidc::Oidc>> {
+    loaded
+        .config
+        .dashboard
+        .oidc
+        .as_ref()
+        .map(|c| crate::oidc::Oidc::from_config(c, &loaded.base_dir).map_err(anyhow::Error::msg))
+        .transpose()
+}
+
 pub fn secure_cookies(loaded: &Loaded) -> bool {
     loaded.config.dashboard.secure_cookies.unwrap_or_else(|| {
         loaded

@@ -12,6 +12,7 @@ mod m20261201_000001_trust_page;
 mod m20261202_000001_staff;
 mod m20261203_000001_integrity;
 mod m20261204_000001_run_chain;
+mod m20261204_000010_sso;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_staff::Migration),
             Box::new(m20261203_000001_integrity::Migration),
             Box::new(m20261204_000001_run_chain::Migration),
+            Box::new(m20261204_000010_sso::Migration),
         ]
     }
 }

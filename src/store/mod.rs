@@ -19,6 +19,7 @@ mod entities;
 mod export;
 mod integrity;
 mod signin;
+mod sso;
 mod staff;
 #[doc(hidden)]
 pub mod testing;
@@ -31,6 +32,7 @@ pub use dashboard::{
 pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use signin::{Attempt, Gate, LoginLimits, NewSession};
+pub use sso::{NO_PASSWORD, SsoLogin, SsoOutcome, SsoSignIn};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -147,7 +147,7 @@ fn corrupt(table: &'static str, id: impl ToString, detail: String) -> StoreError
     }
 }
 
-fn user(row: &users::Model) -> Result<User, StoreError> {
+pub(super) fn user(row: &users::Model) -> Result<User, StoreError> {
     let role = Role::parse(&row.role)
         .ok_or_else(|| corrupt("users", row.id, format!("unknown role {:?}", row.role)))?;
     let codes: Vec<String> = from_json("users", row.id, &row.recovery_codes)?;

@@ -77,6 +77,8 @@ pub struct WebState {
     pub scheduler: Option<crate::scheduler::SchedulerHandle>,
     /// The key signing export bundles.
     pub signer: Option<crate::integrity::Signer>,
+    /// Single sign-on's identity provider (when `dashboard.oidc` is configured).
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl WebState {
@@ -90,6 +92,12 @@ impl WebState {
         self.dashboard = dashboard;
         self.secure_cookies = secure_cookies;
         self.scheduler = scheduler;
+        self
+    }
+
+    /// Single sign-on through this identity provider.
+    pub fn with_oidc(mut self, oidc: Option<crate::oidc::Oidc>) -> WebState {
+        self.oidc = oidc.map(Arc::new);
         self
     }
 
@@ -119,6 +127,7 @@ impl WebState {
             secure_cookies: false,
             scheduler: None,
             signer: None,
+            oidc: None,
         }
     }
 }

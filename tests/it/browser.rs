@@ -8,7 +8,7 @@
 
 use crate::common::app;
 
-use app::{repo, spawn_app};
+use app::spawn_app;
 use trellis::auth::{Role, hash_password};
 use trellis::store::Actor;
 
@@ -28,27 +28,12 @@ async fn sign_in_review_a_control_propose_an_exception_and_run_it() {
         )
         .await
         .unwrap();
-    assert!(
-        repo()
-            .join("tests/a11y/node_modules/playwright-core")
-            .exists(),
-        "the browser tests' packages are missing: run scripts/test (or `npm ci --prefix tests/a11y`)"
-    );
     let runs_before = app.store.runs(100).await.unwrap().len();
-    let address = app.address.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(repo().join("tests/a11y/dashboard.mjs"))
-            .args([address.as_str(), "sam", password])
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON from the browser script ({e}):\n{stderr}"));
-    assert_eq!(out.status.code(), Some(0), "{stderr}\n{report:#}");
+    let report = app::browser_script(
+        "tests/a11y/dashboard.mjs",
+        vec![app.address.clone(), "sam".into(), password.into()],
+    )
+    .await;
     assert_eq!(report["steps"].as_array().unwrap().len(), 9, "{report:#}");
     // The visitor's request went through the browser's own Origin handling.
     let requests = app.store.access_requests(None, 10).await.unwrap();

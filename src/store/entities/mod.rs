@@ -18,4 +18,7 @@ pub(crate) mod managed_exceptions;
 pub(crate) mod runs;
 pub(crate) mod sessions;
 pub(crate) mod settings;
+pub(crate) mod sso_identities;
+pub(crate) mod sso_logins;
+pub(crate) mod sso_sessions;
 pub(crate) mod users;

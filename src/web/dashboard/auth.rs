@@ -320,6 +320,11 @@ async fn live_session(
     Ok(Some((id_hash, session)))
 }
 
+/// The identity provider's MFA counted for this single sign-on session.
+async fn idp_mfa(state: &WebState, id_hash: &str, api: bool) -> Result<bool, AuthError> {
+    (state.store.session_idp_mfa(id_hash).await).map_err(|e| unavailable(api, &e))
+}
+
 fn unavailable(api: bool, error: &crate::store::StoreError) -> AuthError {
     tracing::error!(%error, "authentication: store failed");
     AuthError::Unavailable { api }
@@ -392,7 +397,10 @@ async fn authenticate(req: HttpRequest) -> Result<Staff, AuthError> {
             AuthError::MfaPending
         });
     }
-    if !session.user.mfa_enabled && mfa_policy(&state).await.requires(session.user.role) {
+    if !session.user.mfa_enabled
+        && mfa_policy(&state).await.requires(session.user.role)
+        && !idp_mfa(&state, &id_hash, api).await?
+    {
         return Err(AuthError::MfaEnrolment { api });
     }
     Ok(Staff {

@@ -42,7 +42,7 @@ struct LoginPage {
 }
 
 /// Only local dashboard paths are followed after sign-in (no open redirect).
-fn safe_next(next: &str) -> String {
+pub(super) fn safe_next(next: &str) -> String {
     let ok = next.starts_with("/dashboard")
         && !next.starts_with("//")
         && !next.contains('\\')
@@ -131,6 +131,10 @@ pub async fn login(
     let fail = |status, text: &str| login_error(&state, &form, status, text);
     if !super::same_origin_or_none(&req) {
         return fail(StatusCode::FORBIDDEN, "Sign in from this site's own page.");
+    }
+    if super::oidc::local_password_refused(&state, &username, ip.as_deref()).await {
+        let off = super::oidc::LOCAL_PASSWORDS_OFF;
+        return login_error(&state, &form, StatusCode::FORBIDDEN, off);
     }
     let anonymous = Actor::new(format!("anonymous:{username}"), ip.clone());
     // 1. The attempt is on record before the password is looked at.

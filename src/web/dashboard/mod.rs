@@ -15,6 +15,7 @@ pub mod auth;
 mod charts;
 mod control;
 mod login;
+mod oidc;
 mod pages;
 mod review;
 
@@ -92,6 +93,8 @@ pub static ROUTES: &[Route] = &[
     route!(post "/dashboard/login", "/dashboard/login", Page, Public, login::login),
     route!(get "/dashboard/login/mfa", "/dashboard/login/mfa", Page, Partial, login::mfa_form),
     route!(post "/dashboard/login/mfa", "/dashboard/login/mfa", Page, Partial, login::mfa),
+    route!(get "/dashboard/login/oidc", "/dashboard/login/oidc", Page, Public, oidc::start),
+    route!(get "/dashboard/login/oidc/callback", "/dashboard/login/oidc/callback", Page, Public, oidc::callback),
     route!(post "/dashboard/logout", "/dashboard/logout", Page, Partial, login::logout),
     route!(get "/dashboard/account/mfa", "/dashboard/account/mfa", Page, Partial, account::mfa_form),
     route!(post "/dashboard/account/mfa", "/dashboard/account/mfa", Page, Partial, account::mfa_enrol),
@@ -201,6 +204,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "dashboard/message",
         include_str!("../../../templates/dashboard/message.hbs"),
+    ),
+    (
+        "dashboard/sso",
+        include_str!("../../../templates/dashboard/sso.hbs"),
     ),
 ];
 
@@ -343,6 +350,8 @@ struct Chrome<'a, T: Serialize> {
     company: &'a str,
     css_href: String,
     nav: Vec<NavItem>,
+    /// "Sign in with …" when single sign-on is configured.
+    sso_name: Option<&'a str>,
     #[serde(flatten)]
     page: &'a Page<T>,
 }
@@ -398,6 +407,7 @@ pub fn render<T: Serialize>(
         company,
         css_href: css_href(),
         nav: nav(page.section, page.who.as_ref().map(|w| w.role)),
+        sso_name: state.oidc.as_ref().map(|o| o.display_name()),
         page,
     };
     match state.templates.render(template, &chrome) {

@@ -217,3 +217,30 @@ pub async fn postgres_env(test: &str) -> Option<(&'static str, String)> {
         .unwrap_or_else(|e| panic!("TRELLIS_TEST_POSTGRES_URL is set but unusable: {e}"));
     Some(("TRELLIS__DATABASE_URL", url))
 }
+
+/// Runs a browser script of the tests (`tests/<dir>/<script>.mjs`, whose packages `scripts/test`
+/// installs in `tests/<dir>/node_modules`) with `args`; panics unless it exits 0. Returns the
+/// JSON report it prints.
+pub async fn browser_script(script: &str, args: Vec<String>) -> serde_json::Value {
+    let path = repo().join(script);
+    let packages = path.parent().unwrap().join("node_modules/playwright-core");
+    assert!(
+        packages.exists(),
+        "the browser tests' packages are missing: run scripts/test (or `npm ci --prefix {}`)",
+        path.parent().unwrap().display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON from the browser script ({e}):\n{stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{report:#}");
+    report
+}

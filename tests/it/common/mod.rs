@@ -3,4 +3,5 @@
 pub mod app;
 pub mod aws;
 pub mod http;
+pub mod idp;
 pub mod moto;

@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+// Single sign-on as a person does it, in Debian's headless Chromium (playwright-core): the
+// dashboard's sign-in page → "Sign in with …" → the test provider's form → back to Trellis
+// → the dashboard's overview, signed in.
+//
+// Contract (tests/it/oidc.rs relies on it):
+//   node tests/oidc/browser.mjs BASE_URL ACCOUNT
+//   - BASE_URL is Trellis on a loopback host with dashboard.oidc pointing at
+//     tests/oidc/provider.mjs; ACCOUNT is one of its accounts, with a mapped role.
+//   - stdout: one JSON document {"steps": [{"name", "ok", "url", "detail"?}], "error"?}.
+//   - Exit 0: every step passed; 1: a step failed; 2: the harness itself failed.
+
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+
+const STEP_TIMEOUT_MS = 30_000;
+const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.*, EXCLUDE ::1',
+  '--proxy-server=http://127.0.0.1:9',
+  '--proxy-bypass-list=localhost;*.localhost;127.0.0.0/8;[::1]',
+];
+
+const report = { steps: [] };
+let browser = null;
+
+function done(code, error) {
+  if (error) report.error = String(error && error.stack ? error.stack : error);
+  process.stdout.write(JSON.stringify(report, null, 2) + '\n', () => process.exit(code));
+}
+
+process.on('uncaughtException', (e) => done(2, e));
+process.on('unhandledRejection', (e) => done(2, e));
+
+async function step(page, name, fn) {
+  try {
+    const detail = await fn();
+    report.steps.push({ name, ok: true, url: page.url(), ...(detail ? { detail } : {}) });
+  } catch (e) {
+    report.steps.push({ name, ok: false, url: page.url(), detail: String(e.message || e) });
+    throw e;
+  }
+}
+
+const [base, account] = process.argv.slice(2);
+if (!base || !account) done(2, 'usage: browser.mjs BASE_URL ACCOUNT');
+
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ARGS,
+  });
+  const page = await browser.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  await step(page, 'sign-in page', async () => {
+    await page.goto(`${base}/dashboard/login`);
+    await page.getByRole('link', { name: /^Sign in with / }).waitFor();
+  });
+  await step(page, 'to the identity provider', async () => {
+    await page.getByRole('link', { name: /^Sign in with / }).click();
+    await page.waitForURL((u) => !u.toString().startsWith(base));
+    await page.getByLabel('Account').waitFor();
+  });
+  await step(page, 'sign in at the provider', async () => {
+    await page.getByLabel('Account').fill(account);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(`${base}/dashboard`);
+  });
+  await step(page, 'the dashboard, signed in', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    const who = (await page.locator('.dash-who').innerText()).trim();
+    return who;
+  });
+  await browser.close();
+  done(0);
+} catch (e) {
+  if (browser) await browser.close().catch(() => {});
+  done(report.steps.some((s) => !s.ok) ? 1 : 2, e);
+}
