@@ -14,6 +14,7 @@
 //     2: the harness itself failed (browser, timeouts).
 
 import { createRequire } from 'node:module';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
@@ -21,18 +22,6 @@ const axePath = require.resolve('axe-core/axe.min.js');
 
 const STEP_TIMEOUT_MS = 30_000;
 const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.*, EXCLUDE ::1',
-  '--proxy-server=http://127.0.0.1:9',
-  '--proxy-bypass-list=localhost;*.localhost;127.0.0.0/8;[::1]',
-];
 
 const report = { steps: [], violations: [] };
 let browser = null;
@@ -86,9 +75,9 @@ async function main() {
   const host = new URL(base).hostname;
   if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host)) return done(2, `not a loopback URL: ${base}`);
   browser = await chromium.launch({
-    executablePath: process.env.TRELLIS_CHROMIUM || '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     headless: true,
-    args: ARGS,
+    args: CHROMIUM_ARGS,
   });
   const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();

@@ -11,23 +11,12 @@
 //   - Exit 0: every step passed; 1: a step failed; 2: the harness itself failed.
 
 import { createRequire } from 'node:module';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../a11y/chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
 
 const STEP_TIMEOUT_MS = 30_000;
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.*, EXCLUDE ::1',
-  '--proxy-server=http://127.0.0.1:9',
-  '--proxy-bypass-list=localhost;*.localhost;127.0.0.0/8;[::1]',
-];
 
 const report = { steps: [] };
 let browser = null;
@@ -55,8 +44,8 @@ if (!base || !account) done(2, 'usage: browser.mjs BASE_URL ACCOUNT');
 
 try {
   browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ARGS,
+    executablePath: CHROMIUM_PATH,
+    args: CHROMIUM_ARGS,
   });
   const page = await browser.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
