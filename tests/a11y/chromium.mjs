@@ -21,3 +21,22 @@ export const CHROMIUM_ARGS = [
   '--proxy-server=http://127.0.0.1:9',
   '--proxy-bypass-list=localhost;*.localhost;127.0.0.0/8;[::1]',
 ];
+
+export const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+// axe-core (its `axe.min.js` at `axePath`) on the page: the WCAG 2.1 A/AA violations, each
+// with the page's URL.
+export async function axeViolations(page, axePath) {
+  await page.addScriptTag({ path: axePath });
+  const result = await page.evaluate(async (tags) => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] });
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => ({ target: n.target, html: n.html, failureSummary: n.failureSummary })),
+    }));
+  }, WCAG_TAGS);
+  return result.map((v) => ({ url: page.url(), ...v }));
+}

@@ -7,18 +7,22 @@
 //   node tests/oidc/browser.mjs BASE_URL ACCOUNT
 //   - BASE_URL is Trellis on a loopback host with dashboard.oidc pointing at
 //     tests/oidc/provider.mjs; ACCOUNT is one of its accounts, with a mapped role.
-//   - stdout: one JSON document {"steps": [{"name", "ok", "url", "detail"?}], "error"?}.
-//   - Exit 0: every step passed; 1: a step failed; 2: the harness itself failed.
+//   - stdout: one JSON document {"steps": [{"name", "ok", "url", "detail"?}],
+//     "violations": [{"url", "id", "impact", "help", "nodes"}], "error"?}: axe-core's WCAG 2.1
+//     A/AA violations on Trellis's pages passed (the sign-in page, the dashboard).
+//   - Exit 0: every step passed, no violation; 1: a step failed or a violation was found;
+//     2: the harness itself failed.
 
 import { createRequire } from 'node:module';
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../a11y/chromium.mjs';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, axeViolations } from '../a11y/chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
+const axePath = require.resolve('axe-core/axe.min.js');
 
 const STEP_TIMEOUT_MS = 30_000;
 
-const report = { steps: [] };
+const report = { steps: [], violations: [] };
 let browser = null;
 
 function done(code, error) {
@@ -33,6 +37,8 @@ async function step(page, name, fn) {
   try {
     const detail = await fn();
     report.steps.push({ name, ok: true, url: page.url(), ...(detail ? { detail } : {}) });
+    // Trellis's pages are checked; the test provider's are not Trellis's.
+    if (page.url().startsWith(base)) report.violations.push(...(await axeViolations(page, axePath)));
   } catch (e) {
     report.steps.push({ name, ok: false, url: page.url(), detail: String(e.message || e) });
     throw e;
@@ -47,7 +53,9 @@ try {
     executablePath: CHROMIUM_PATH,
     args: CHROMIUM_ARGS,
   });
-  const page = await browser.newPage();
+  // axe-core is injected as a script: the pages' CSP (no script at all) is bypassed for it.
+  const context = await browser.newContext({ bypassCSP: true });
+  const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   await step(page, 'sign-in page', async () => {
     await page.goto(`${base}/dashboard/login`);
@@ -69,7 +77,7 @@ try {
     return who;
   });
   await browser.close();
-  done(0);
+  done(report.violations.length ? 1 : 0);
 } catch (e) {
   if (browser) await browser.close().catch(() => {});
   done(report.steps.some((s) => !s.ok) ? 1 : 2, e);
