@@ -40,6 +40,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -57,25 +58,6 @@ const VIEWPORTS = [
     name: 'desktop-dark',
     options: { viewport: { width: 1280, height: 900 }, colorScheme: 'dark' },
   },
-];
-// The flags this machine needs: as root Chromium refuses to start without --no-sandbox, and the
-// background-networking flags keep it from calling out to Google's hosts on a closed network.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  // Belt and braces for "no test touches the internet": the page's own requests to other hosts
-  // are blocked (and reported) by routing below, and these keep the browser itself from
-  // resolving or connecting to anything but loopback (DNS prefetch, preconnect hints): every
-  // other name resolves to nothing and every other connection goes to a dead local proxy.
-  '--host-resolver-rules=' +
-    'MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.*, EXCLUDE ::1',
-  '--proxy-server=http://127.0.0.1:9',
-  '--proxy-bypass-list=localhost;*.localhost;127.0.0.0/8;[::1]',
 ];
 
 const report = { results: [] };
@@ -324,7 +306,7 @@ async function main() {
     }
   }
 
-  const executablePath = process.env.TRELLIS_CHROMIUM || '/usr/bin/chromium';
+  const executablePath = CHROMIUM_PATH;
   if (!existsSync(executablePath)) {
     clearTimeout(runTimer);
     const hint = "install Debian's chromium, or set TRELLIS_CHROMIUM";

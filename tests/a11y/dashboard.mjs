@@ -14,25 +14,13 @@
 //     2: the harness itself failed (browser, timeouts).
 
 import { createRequire } from 'node:module';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, axeViolations } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
 const axePath = require.resolve('axe-core/axe.min.js');
 
 const STEP_TIMEOUT_MS = 30_000;
-const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.*, EXCLUDE ::1',
-  '--proxy-server=http://127.0.0.1:9',
-  '--proxy-bypass-list=localhost;*.localhost;127.0.0.0/8;[::1]',
-];
 
 const report = { steps: [], violations: [] };
 let browser = null;
@@ -46,18 +34,7 @@ process.on('uncaughtException', (e) => done(2, e));
 process.on('unhandledRejection', (e) => done(2, e));
 
 async function axe(page) {
-  await page.addScriptTag({ path: axePath });
-  const result = await page.evaluate(async (tags) => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] });
-    return r.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => ({ target: n.target, html: n.html, failureSummary: n.failureSummary })),
-    }));
-  }, WCAG_TAGS);
-  for (const v of result) report.violations.push({ url: page.url(), ...v });
+  report.violations.push(...(await axeViolations(page, axePath)));
 }
 
 let failedAlready = false;
@@ -86,9 +63,9 @@ async function main() {
   const host = new URL(base).hostname;
   if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(host)) return done(2, `not a loopback URL: ${base}`);
   browser = await chromium.launch({
-    executablePath: process.env.TRELLIS_CHROMIUM || '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     headless: true,
-    args: ARGS,
+    args: CHROMIUM_ARGS,
   });
   const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
