@@ -18,6 +18,7 @@ mod cli;
 mod crash;
 mod dashboard;
 mod export;
+mod export_stream;
 mod github_wiremock;
 mod http_pages;
 mod http_tls;

@@ -22,7 +22,7 @@ use crate::web::WebState;
                        without authentication.",
         version = env!("CARGO_PKG_VERSION")
     ),
-    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now),
+    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now, super::export::api_export),
     components(schemas(ApiControl, ApiControlDetail, ApiCheck, ApiResult, ApiFinding, ApiRun, ApiException, NewException, ApiError, RunNowAnswer)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -59,7 +59,7 @@ pub struct ApiError {
     pub error: String,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("cache-control", "no-store"))
         .json(ApiError {

@@ -13,6 +13,7 @@ mod account;
 mod api;
 pub mod auth;
 mod charts;
+mod export;
 mod login;
 mod pages;
 mod review;
@@ -108,7 +109,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/access", "/dashboard/access", Page, REVIEW, review::access_requests),
     route!(post "/dashboard/access/{id}/{decision}", "/dashboard/access/x/approve", Page, REVIEW, review::decide_access),
     route!(get "/dashboard/audit", "/dashboard/audit", Page, EVIDENCE, pages::audit),
-    route!(get "/dashboard/export", "/dashboard/export?from=2026-11-01&to=2026-11-30", Page, EXPORT, review::export_bundle),
+    route!(get "/dashboard/export", "/dashboard/export?from=2026-11-01&to=2026-11-30", Page, EXPORT, export::dashboard),
     route!(get "/dashboard/account", "/dashboard/account", Page, READ, account::account),
     route!(post "/dashboard/account/tokens", "/dashboard/account/tokens", Page, READ, account::create_token),
     route!(post "/dashboard/account/tokens/{id}/revoke", "/dashboard/account/tokens/999999/revoke", Page, READ, account::revoke_token),
@@ -127,6 +128,7 @@ pub static ROUTES: &[Route] = &[
     route!(post "/api/v1/exceptions/{id}/approve", "/api/v1/exceptions/MX-1/approve", Api, REVIEW, api::approve_exception),
     route!(post "/api/v1/exceptions/{id}/end", "/api/v1/exceptions/MX-1/end", Api, REVIEW, api::end_exception),
     route!(post "/api/v1/controls/{id}/run", "/api/v1/controls/code-of-conduct/run", Api, REVIEW, api::run_now),
+    route!(get "/api/v1/export", "/api/v1/export?from=2026-11-01&to=2026-11-30", Api, EXPORT, export::api_export),
 ];
 
 /// Registers [`ROUTES`].

@@ -4,3 +4,4 @@ pub mod app;
 pub mod aws;
 pub mod http;
 pub mod moto;
+pub mod staff;
