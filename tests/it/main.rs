@@ -25,6 +25,7 @@ mod http_tls;
 mod identity;
 mod pipeline;
 mod registers;
+mod schemathesis;
 mod serve;
 mod store;
 mod trust_site;

@@ -136,6 +136,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for r in ROUTES {
         (r.register)(cfg);
     }
+    // Any other method on an API path: 405 with the methods it has (registered after every
+    // route, so it answers only what they leave). Pages keep the site's 404.
+    let mut seen = std::collections::HashSet::new();
+    for r in ROUTES.iter().filter(|r| r.kind == Kind::Api) {
+        if !seen.insert(r.path) {
+            continue;
+        }
+        let allow: Vec<String> = ROUTES
+            .iter()
+            .filter(|o| o.path == r.path)
+            .map(|o| o.method.to_ascii_uppercase())
+            .collect();
+        let allow = allow.join(", ");
+        cfg.route(
+            r.path,
+            web::route().to(move || {
+                let allow = allow.clone();
+                async move {
+                    HttpResponse::MethodNotAllowed()
+                        .insert_header((header::ALLOW, allow))
+                        .insert_header((header::CACHE_CONTROL, "no-store"))
+                        .json(serde_json::json!({"error": "method not allowed"}))
+                }
+            }),
+        );
+    }
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
