@@ -386,6 +386,7 @@ async fn export_to<W: Write + Seek>(
     let controls = checked(catalog, request)?;
     let (start, end) = (request.start(), request.end());
     let mut bundle = Bundle::new(out, request.to + chrono::Duration::days(1), hold)?;
+    let abort_unless_done = stream::AbortUnlessDone::new(bundle.hold.as_ref());
     let mut summary = ExportSummary {
         controls: controls.len(),
         key_id: signer.key_id(),
@@ -557,6 +558,7 @@ async fn export_to<W: Write + Seek>(
     bundle.deflated("oscal/assessment-results.json", &mut spool, &oscal_doc)?;
     bundle.file("summary.html", summary_html.as_bytes())?;
     summary.files = manifest.files.len() + 2;
+    abort_unless_done.done();
     let out = bundle.zip.finish()?;
     tracing::debug!(
         seconds = timer.elapsed().as_secs_f64(),

@@ -31,17 +31,50 @@ pub const CHUNK: usize = 64 * 1024;
 /// Chunks in flight between the export and the reader.
 const IN_FLIGHT: usize = 8;
 
-/// Set by the bundle while it writes an entry whose header the zip writer will patch
-/// (`Bundle::start_patched`), cleared when it copies a finished entry (`Bundle::raw`).
+/// What the bundle tells its writer: set while it writes an entry whose header the zip
+/// writer will patch (`Bundle::start_patched`), cleared when it copies a finished entry
+/// (`Bundle::raw`); and that the export failed ([`AbortUnlessDone`]).
 #[derive(Clone, Default)]
-pub(super) struct Hold(Arc<AtomicBool>);
+pub(super) struct Hold(Arc<HoldState>);
+
+#[derive(Default)]
+struct HoldState {
+    hold: AtomicBool,
+    aborted: AtomicBool,
+}
 
 impl Hold {
     pub fn set(&self, hold: bool) {
-        self.0.store(hold, Ordering::Relaxed);
+        self.0.hold.store(hold, Ordering::Relaxed);
     }
     fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.hold.load(Ordering::Relaxed)
+    }
+    fn aborted(&self) -> bool {
+        self.0.aborted.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks a streamed export failed when dropped before [`AbortUnlessDone::done`]: a zip writer
+/// dropped unfinished writes its directory (zip's `Drop`), which would make what was sent
+/// look like a complete zip; once aborted, the writer sends nothing more. Declared after the
+/// bundle, so dropped before it.
+pub(super) struct AbortUnlessDone(Option<Hold>);
+
+impl AbortUnlessDone {
+    pub fn new(hold: Option<&Hold>) -> Self {
+        AbortUnlessDone(hold.cloned())
+    }
+    pub fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortUnlessDone {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.0.aborted.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -76,6 +109,9 @@ impl ChunkWriter {
     }
 
     fn send(&mut self) -> io::Result<()> {
+        if self.hold.aborted() {
+            return Err(io::Error::other("export stream: the export failed"));
+        }
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -317,6 +353,50 @@ mod tests {
         let sent = received(&mut rx);
         assert_eq!(sent.len(), 2 * CHUNK);
         assert_eq!(&sent[..3], &[2, 9, 2]);
+    }
+
+    /// A zip writer dropped unfinished writes its directory: after a failure none of it
+    /// goes out, so what was sent is no zip.
+    #[test]
+    fn a_failed_export_sends_no_zip_directory() {
+        let (w, mut rx, hold) = writer(false);
+        let mut z = zip::ZipWriter::new(w);
+        write_entries(&mut z, Some(&hold));
+        // Enough files for a directory of several chunks.
+        let tiny = {
+            let mut t = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+            t.start_file("t", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            t.write_all(b"tiny").unwrap();
+            t.finish().unwrap().into_inner()
+        };
+        let mut src = zip::ZipArchive::new(io::Cursor::new(tiny)).unwrap();
+        for i in 0..3000 {
+            let name = format!("evidence/{i:060}.json");
+            z.raw_copy_file_rename(src.by_index_raw(0).unwrap(), name)
+                .unwrap();
+        }
+        let abort = AbortUnlessDone::new(Some(&hold));
+        drop(abort);
+        drop(z);
+        let sent = received(&mut rx);
+        assert!(sent.len() > CHUNK);
+        let directory = sent.windows(4).any(|w| w == b"PK\x01\x02");
+        assert!(!directory, "no directory entry was sent");
+        assert!(zip::ZipArchive::new(io::Cursor::new(sent)).is_err());
+        // And a finished one is a zip.
+        let (w, mut rx, hold) = writer(false);
+        let mut z = zip::ZipWriter::new(w);
+        write_entries(&mut z, Some(&hold));
+        let abort = AbortUnlessDone::new(Some(&hold));
+        abort.done();
+        z.finish().unwrap().finish().unwrap();
+        assert_eq!(
+            zip::ZipArchive::new(io::Cursor::new(received(&mut rx)))
+                .unwrap()
+                .len(),
+            7
+        );
     }
 
     #[test]
