@@ -276,6 +276,19 @@ async fn seal(store: &Store, signer: &trellis::integrity::Signer, size: &Size) {
     }
 }
 
+/// Everything of `days` from 2025-01-01.
+fn request(days: u32) -> ExportRequest {
+    ExportRequest {
+        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        to: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+            + chrono::Duration::days(i64::from(days) - 1),
+        controls: Vec::new(),
+        framework: None,
+        // Runs are hourly.
+        default_freshness: chrono::Duration::hours(2),
+    }
+}
+
 /// Exports `days` from 2025-01-01; prints and returns (seconds, bundle path).
 async fn run_export(
     store: &Store,
@@ -285,15 +298,7 @@ async fn run_export(
     days: u32,
     count: bool,
 ) -> (ExportRequest, std::path::PathBuf) {
-    let request = ExportRequest {
-        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-        to: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
-            + chrono::Duration::days(i64::from(days) - 1),
-        controls: Vec::new(),
-        framework: None,
-        // Runs are hourly.
-        default_freshness: chrono::Duration::hours(2),
-    };
+    let request = request(days);
     let path = dir.join(format!("bundle-{days}.zip"));
     let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     if count {
@@ -332,6 +337,97 @@ async fn run_export(
         bytes as f64 / 1048576.0,
     );
     (request, path)
+}
+
+/// The download of `days` from 2025-01-01 two ways: streamed as the dashboard and the API
+/// make it now (`export::stream`, read as a client would, chunk by chunk), and as the
+/// dashboard made it before issue 17 (the bundle written to a temporary file, read back
+/// whole, then sent: its first byte goes out once all of it is in memory). Prints when the
+/// first byte is ready, the total time, the peak resident set and the heap high-water mark of
+/// each, and checks both are the bytes `trellis export` writes. `TRELLIS_BENCH_DOWNLOAD=
+/// streamed` or `before` measures only that one, so each can have a process (and a resident
+/// set) of its own.
+async fn downloads(
+    store: &Store,
+    catalog: &trellis::catalog::Catalog,
+    signer: &trellis::integrity::Signer,
+    dir: &std::path::Path,
+    days: u32,
+) {
+    use sha2::Digest as _;
+    use std::io::{Read as _, Seek as _};
+    let only = std::env::var("TRELLIS_BENCH_DOWNLOAD").unwrap_or_default();
+    let mut streamed = None;
+    if only != "before" {
+        let (base, _) = rss_now();
+        start_counting();
+        reset_peak_rss();
+        let t = Instant::now();
+        let mut streaming = trellis::export::stream::start(
+            store.clone(),
+            std::sync::Arc::new(catalog.clone()),
+            signer.clone(),
+            request(days),
+        );
+        let mut first = None;
+        let mut sha = sha2::Sha256::new();
+        let (mut sent, mut chunks) = (0usize, 0usize);
+        while let Some(chunk) = streaming.next().await {
+            let chunk = chunk.unwrap();
+            first.get_or_insert_with(|| t.elapsed().as_secs_f64());
+            sha.update(&chunk);
+            sent += chunk.len();
+            chunks += 1;
+        }
+        let total = t.elapsed().as_secs_f64();
+        println!(
+            "download of {days} days, streamed: first byte after {:.3} s, {:.1} MiB in \
+             {chunks} chunks in {total:.2} s; peak RSS {:.0} MiB ({base:.0} MiB anonymous \
+             before); heap high-water {:.0} MiB",
+            first.unwrap_or(total),
+            sent as f64 / 1048576.0,
+            peak_rss(),
+            stop_counting()
+        );
+        streamed = Some((sent, sha.finalize()));
+    }
+
+    let (base, _) = rss_now();
+    start_counting();
+    reset_peak_rss();
+    let t = Instant::now();
+    let file = tempfile::tempfile_in(dir).unwrap();
+    let (w, _) = export(
+        store,
+        catalog,
+        signer,
+        &request(days),
+        std::io::BufWriter::new(file),
+    )
+    .await
+    .unwrap();
+    let mut file = w.into_inner().unwrap();
+    let mut bytes = Vec::new();
+    file.seek(std::io::SeekFrom::Start(0)).unwrap();
+    file.read_to_end(&mut bytes).unwrap();
+    let first = t.elapsed().as_secs_f64();
+    let rss = peak_rss();
+    let heap = stop_counting();
+    if only != "streamed" {
+        println!(
+            "download of {days} days, before (temporary file, read whole, then sent): first \
+             byte after {first:.2} s, all {:.1} MiB held in memory at once; peak RSS {rss:.0} \
+             MiB ({base:.0} MiB anonymous before); heap high-water {heap:.0} MiB",
+            bytes.len() as f64 / 1048576.0,
+        );
+    }
+    if let Some((sent, sha)) = streamed {
+        assert_eq!(sent, bytes.len());
+        assert!(
+            sha == sha2::Sha256::digest(&bytes),
+            "the streamed bundle is the written one"
+        );
+    }
 }
 
 fn main() {
@@ -397,6 +493,12 @@ fn main() {
         testing::execute_sql(&store, "PRAGMA wal_checkpoint(TRUNCATE)")
             .await
             .ok();
+
+        // The dashboard's and the API's download, as it was and as it is (issue 17).
+        downloads(&store, &catalog, &signer, dir.path(), size.days).await;
+        if std::env::var_os("TRELLIS_BENCH_DOWNLOADS_ONLY").is_some() {
+            return;
+        }
 
         // Memory: a twelfth of the period, then all of it, counting the heap (the year's
         // high-water mark grows with its files' list, not with its rows).

@@ -436,6 +436,24 @@ async fn export(
             return EXIT_USAGE;
         }
     };
+    if let Err(e) = crate::export::check(&catalog, request) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    // Before anything is written: no audit line, no export.
+    if let Err(e) = store
+        .audit(
+            &site::decider(),
+            "export",
+            &format!("bundle:{}..{}", request.from, request.to),
+            serde_json::json!({"controls": request.controls, "framework": request.framework, "key_id": signer.key_id(), "via": "cli"}),
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        eprintln!("error: the export cannot be recorded in the audit log, so it was not made: {e}");
+        return EXIT_USAGE;
+    }
     // Written next to the target and renamed into place: no half-written bundle is left.
     let dir = out
         .parent()
@@ -472,16 +490,6 @@ async fn export(
         eprintln!("error: cannot write {}: {e}", out.display());
         return EXIT_USAGE;
     }
-    let actor = site::decider();
-    let _ = store
-        .audit(
-            &actor,
-            "export",
-            &format!("bundle:{}..{}", request.from, request.to),
-            serde_json::json!({"controls": request.controls, "framework": request.framework, "files": summary.files, "key_id": summary.key_id}),
-            chrono::Utc::now(),
-        )
-        .await;
     println!(
         "wrote {}: {} controls, {} runs, {} evaluations, {} population rows, {} evidence files; signed by {}",
         out.display(),

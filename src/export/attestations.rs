@@ -44,7 +44,9 @@ pub(super) async fn write<W: Write + std::io::Seek>(
         .buffered(2);
     while let Some(page) = pages.next().await {
         let page = page?;
-        bundle.zip.merge_archive(zip::ZipArchive::new(page.zip)?)?;
+        bundle
+            .raw()
+            .merge_archive(zip::ZipArchive::new(page.zip)?)?;
         bundle.files.extend(page.entries);
     }
     Ok(())

@@ -56,7 +56,7 @@ pub(super) async fn write<W: Write + std::io::Seek>(
     while let Some(done) = pages.next().await {
         let page = done.map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
         bundle
-            .zip
+            .raw()
             .merge_archive(zip::ZipArchive::new(Cursor::new(page.zip))?)?;
         oscal.observations(spool, &page.observations, page.observations_piece)?;
         files += page.entries.len();

@@ -28,6 +28,7 @@ mod deflate;
 mod evidence;
 mod oscal;
 mod population;
+pub mod stream;
 mod verify;
 
 pub use verify::{BundleProblem, verify_bundle};
@@ -196,10 +197,12 @@ struct Bundle<W: Write + Seek> {
     /// Every entry's modification time.
     time: zip::DateTime,
     files: Vec<FileEntry>,
+    /// A streamed bundle's: told which entries the zip writer patches (`stream.rs`).
+    hold: Option<stream::Hold>,
 }
 
 impl<W: Write + Seek> Bundle<W> {
-    fn new(out: W, stamp: NaiveDate) -> Result<Self, ExportError> {
+    fn new(out: W, stamp: NaiveDate, hold: Option<stream::Hold>) -> Result<Self, ExportError> {
         use chrono::Datelike as _;
         // Every entry carries the same time: the day after the period (zip times are local
         // and in 2-second steps; a date alone keeps them exact).
@@ -227,12 +230,36 @@ impl<W: Write + Seek> Bundle<W> {
                 .large_file(false),
             time,
             files: Vec::new(),
+            hold,
         })
+    }
+
+    /// Starts an entry the zip writer compresses, and patches (its header's CRC-32 and
+    /// sizes) once it is finished: a streamed bundle holds its bytes until then.
+    fn start_patched(
+        &mut self,
+        path: &str,
+        options: zip::write::SimpleFileOptions,
+    ) -> Result<(), ExportError> {
+        if let Some(h) = &self.hold {
+            h.set(true);
+        }
+        self.zip.start_file(path, options)?;
+        Ok(())
+    }
+
+    /// The zip, to copy finished entries into (`raw_copy_file`, `merge_archive`): their
+    /// headers are complete as written, so a streamed bundle sends them as they come.
+    fn raw(&mut self) -> &mut zip::ZipWriter<W> {
+        if let Some(h) = &self.hold {
+            h.set(false);
+        }
+        &mut self.zip
     }
 
     /// Writes a whole file.
     fn file(&mut self, path: &str, bytes: &[u8]) -> Result<(), ExportError> {
-        self.zip.start_file(path, self.options)?;
+        self.start_patched(path, self.options)?;
         self.zip.write_all(bytes)?;
         self.files.push(FileEntry {
             path: path.to_string(),
@@ -249,7 +276,8 @@ impl<W: Write + Seek> Bundle<W> {
         spool: &mut deflate::Spool,
         done: &deflate::Done,
     ) -> Result<(), ExportError> {
-        spool.write_entry(&mut self.zip, path, self.time, done)?;
+        let time = self.time;
+        spool.write_entry(self.raw(), path, time, done)?;
         self.files.push(FileEntry {
             path: path.to_string(),
             sha256: done.sha256.clone(),
@@ -315,6 +343,26 @@ pub fn select<'a>(
     Ok(out)
 }
 
+/// Whether `request` can be exported (a period, controls that exist): what an export
+/// refuses before it writes anything.
+pub fn check(catalog: &Catalog, request: &ExportRequest) -> Result<(), ExportError> {
+    checked(catalog, request).map(|_| ())
+}
+
+/// The controls of a request that can be exported.
+fn checked<'a>(
+    catalog: &'a Catalog,
+    request: &ExportRequest,
+) -> Result<Vec<&'a Control>, ExportError> {
+    if request.from > request.to {
+        return Err(ExportError::Period {
+            from: request.from,
+            to: request.to,
+        });
+    }
+    select(catalog, request)
+}
+
 /// Writes the bundle of `request` to `out`.
 pub async fn export<W: Write + Seek>(
     store: &Store,
@@ -323,15 +371,22 @@ pub async fn export<W: Write + Seek>(
     request: &ExportRequest,
     out: W,
 ) -> Result<(W, ExportSummary), ExportError> {
-    if request.from > request.to {
-        return Err(ExportError::Period {
-            from: request.from,
-            to: request.to,
-        });
-    }
-    let controls = select(catalog, request)?;
+    export_to(store, catalog, signer, request, out, None).await
+}
+
+/// [`export`], told which entries the zip writer patches when `out` is a stream.
+async fn export_to<W: Write + Seek>(
+    store: &Store,
+    catalog: &Catalog,
+    signer: &Signer,
+    request: &ExportRequest,
+    out: W,
+    hold: Option<stream::Hold>,
+) -> Result<(W, ExportSummary), ExportError> {
+    let controls = checked(catalog, request)?;
     let (start, end) = (request.start(), request.end());
-    let mut bundle = Bundle::new(out, request.to + chrono::Duration::days(1))?;
+    let mut bundle = Bundle::new(out, request.to + chrono::Duration::days(1), hold)?;
+    let abort_unless_done = stream::AbortUnlessDone::new(bundle.hold.as_ref());
     let mut summary = ExportSummary {
         controls: controls.len(),
         key_id: signer.key_id(),
@@ -496,13 +551,14 @@ pub async fn export<W: Write + Seek>(
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(json_err("manifest"))?;
     let signature = signer.sign(&manifest_bytes);
     // These two are not listed in the manifest (it cannot list itself); the signature covers it.
-    bundle.zip.start_file("manifest.json", bundle.options)?;
+    bundle.start_patched("manifest.json", bundle.options)?;
     bundle.zip.write_all(&manifest_bytes)?;
-    bundle.zip.start_file("manifest.sig", bundle.options)?;
+    bundle.start_patched("manifest.sig", bundle.options)?;
     bundle.zip.write_all(signature.as_bytes())?;
     bundle.deflated("oscal/assessment-results.json", &mut spool, &oscal_doc)?;
     bundle.file("summary.html", summary_html.as_bytes())?;
     summary.files = manifest.files.len() + 2;
+    abort_unless_done.done();
     let out = bundle.zip.finish()?;
     tracing::debug!(
         seconds = timer.elapsed().as_secs_f64(),

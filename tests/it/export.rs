@@ -21,7 +21,8 @@ fn request() -> ExportRequest {
     }
 }
 
-async fn bundle(app: &TestApp, request: &ExportRequest) -> Vec<u8> {
+/// The bundle `export()` writes into memory.
+pub(crate) async fn bundle(app: &TestApp, request: &ExportRequest) -> Vec<u8> {
     let (signer, _) = trellis::startup::signing(&app.loaded).unwrap();
     let (out, _) = export(
         &app.store,
@@ -533,27 +534,30 @@ async fn populations_have_the_documented_columns() {
     assert!(!controls.iter().any(|c| c == "background-checks"));
 }
 
+/// `trellis ARGS` on the app's database and key, as `auditor-ann`: exit code and output.
+pub(crate) fn cli(app: &TestApp, args: &[&str]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .current_dir(repo())
+        .env("TRELLIS__DATABASE_URL", &app.loaded.config.database_url)
+        .env(
+            "TRELLIS__SIGNING__KEY_FILE",
+            app.dir.path().join("signing.key"),
+        )
+        .env("TRELLIS_USER", "auditor-ann")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_exports_verifies_and_audits() {
     let app = app_with_two_runs().await;
     let out = app.dir.path().join("bundle.zip");
-    let trellis = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-            .current_dir(repo())
-            .env("TRELLIS__DATABASE_URL", &app.loaded.config.database_url)
-            .env(
-                "TRELLIS__SIGNING__KEY_FILE",
-                app.dir.path().join("signing.key"),
-            )
-            .env("TRELLIS_USER", "auditor-ann")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-        )
-    };
+    let trellis = |args: &[&str]| cli(&app, args);
     let (code, text) = trellis(&[
         "export",
         "--from",

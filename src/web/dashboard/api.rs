@@ -23,9 +23,9 @@ use crate::web::WebState;
                        without authentication.",
         version = env!("CARGO_PKG_VERSION")
     ),
-    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now),
+    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now, super::export::api_export),
     components(schemas(ApiControl, ApiControlDetail, ApiCheck, ApiResult, ApiFinding, ApiRun, ApiException, NewException, ApiError, RunNowAnswer)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonAnswers),
     security(("bearer" = []))
 )]
 struct ApiDoc;
@@ -40,6 +40,47 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// What any operation of `/api/v1` may answer besides its own: no or a bad token (401), a
+/// role below the operation's (403), the store unreadable (503); each with an [`ApiError`].
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ApiError")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                for (status, text) in [
+                    (
+                        "401",
+                        "No API token, or one that is unknown, revoked or of a disabled user",
+                    ),
+                    ("403", "The token's user's role does not allow this"),
+                    ("503", "The database could not be read"),
+                ] {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| answer(text).into());
+                }
+            }
+        }
     }
 }
 
@@ -60,7 +101,7 @@ pub struct ApiError {
     pub error: String,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("cache-control", "no-store"))
         .json(ApiError {
@@ -182,11 +223,16 @@ pub struct ApiException {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewException {
+    #[schema(min_length = 1)]
     pub control: String,
     /// Glob patterns on resource ids.
+    #[schema(min_items = 1)]
     pub resources: Vec<String>,
+    #[schema(min_length = 1)]
     pub reason: String,
+    #[schema(min_length = 1)]
     pub owner: String,
+    #[schema(min_length = 1)]
     pub ticket: String,
     /// Last day it applies; at most a year out.
     pub expires_on: NaiveDate,
@@ -467,7 +513,7 @@ fn managed_json(m: crate::store::ManagedException, today: NaiveDate) -> ApiExcep
 
 /// Proposes an exception; someone else approves it.
 #[utoipa::path(post, path = "/api/v1/exceptions", request_body = NewException, responses(
-    (status = 201, body = ApiException), (status = 422, body = ApiError), (status = 403, body = ApiError)))]
+    (status = 201, body = ApiException), (status = 400, body = ApiError), (status = 422, body = ApiError), (status = 403, body = ApiError)))]
 pub async fn create_exception(
     req: HttpRequest,
     state: web::Data<WebState>,
@@ -537,7 +583,7 @@ fn csrf_header(req: &HttpRequest) -> &str {
 
 /// Approves a pending exception (not one you created).
 #[utoipa::path(post, path = "/api/v1/exceptions/{id}/approve", params(("id" = String, Path)), responses(
-    (status = 200, body = ApiException), (status = 409, body = ApiError)))]
+    (status = 200, body = ApiException), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 pub async fn approve_exception(
     req: HttpRequest,
     state: web::Data<WebState>,
@@ -555,7 +601,7 @@ pub async fn approve_exception(
 
 /// Ends an exception now.
 #[utoipa::path(post, path = "/api/v1/exceptions/{id}/end", params(("id" = String, Path)), responses(
-    (status = 200, body = ApiException), (status = 409, body = ApiError)))]
+    (status = 200, body = ApiException), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 pub async fn end_exception(
     req: HttpRequest,
     state: web::Data<WebState>,

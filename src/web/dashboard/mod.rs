@@ -14,6 +14,7 @@ mod api;
 pub mod auth;
 mod charts;
 mod control;
+mod export;
 mod login;
 mod oidc;
 mod pages;
@@ -112,7 +113,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/access", "/dashboard/access", Page, REVIEW, review::access_requests),
     route!(post "/dashboard/access/{id}/{decision}", "/dashboard/access/x/approve", Page, REVIEW, review::decide_access),
     route!(get "/dashboard/audit", "/dashboard/audit", Page, EVIDENCE, pages::audit),
-    route!(get "/dashboard/export", "/dashboard/export?from=2026-11-01&to=2026-11-30", Page, EXPORT, review::export_bundle),
+    route!(get "/dashboard/export", "/dashboard/export?from=2026-11-01&to=2026-11-30", Page, EXPORT, export::dashboard),
     route!(get "/dashboard/account", "/dashboard/account", Page, READ, account::account),
     route!(post "/dashboard/account/tokens", "/dashboard/account/tokens", Page, READ, account::create_token),
     route!(post "/dashboard/account/tokens/{id}/revoke", "/dashboard/account/tokens/999999/revoke", Page, READ, account::revoke_token),
@@ -131,12 +132,39 @@ pub static ROUTES: &[Route] = &[
     route!(post "/api/v1/exceptions/{id}/approve", "/api/v1/exceptions/MX-1/approve", Api, REVIEW, api::approve_exception),
     route!(post "/api/v1/exceptions/{id}/end", "/api/v1/exceptions/MX-1/end", Api, REVIEW, api::end_exception),
     route!(post "/api/v1/controls/{id}/run", "/api/v1/controls/code-of-conduct/run", Api, REVIEW, api::run_now),
+    route!(get "/api/v1/export", "/api/v1/export?from=2026-11-01&to=2026-11-30", Api, EXPORT, export::api_export),
 ];
 
 /// Registers [`ROUTES`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for r in ROUTES {
         (r.register)(cfg);
+    }
+    // Any other method on an API path: 405 with the methods it has (registered after every
+    // route, so it answers only what they leave). Pages keep the site's 404.
+    let mut seen = std::collections::HashSet::new();
+    for r in ROUTES.iter().filter(|r| r.kind == Kind::Api) {
+        if !seen.insert(r.path) {
+            continue;
+        }
+        let allow: Vec<String> = ROUTES
+            .iter()
+            .filter(|o| o.path == r.path)
+            .map(|o| o.method.to_ascii_uppercase())
+            .collect();
+        let allow = allow.join(", ");
+        cfg.route(
+            r.path,
+            web::route().to(move || {
+                let allow = allow.clone();
+                async move {
+                    HttpResponse::MethodNotAllowed()
+                        .insert_header((header::ALLOW, allow))
+                        .insert_header((header::CACHE_CONTROL, "no-store"))
+                        .json(serde_json::json!({"error": "method not allowed"}))
+                }
+            }),
+        );
     }
 }
 

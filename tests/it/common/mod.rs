@@ -5,3 +5,4 @@ pub mod aws;
 pub mod http;
 pub mod idp;
 pub mod moto;
+pub mod staff;
