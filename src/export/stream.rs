@@ -117,8 +117,11 @@ impl ChunkWriter {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         self.sent += chunk.len() as u64;
-        // On the blocking pool: waiting here is how a slow reader slows the export.
-        futures::executor::block_on(self.tx.send(chunk))
+        // On the blocking pool: waiting here is how a slow reader slows the export. Outside
+        // Tokio's cooperative budget: this thread is inside `Handle::block_on`, which renews
+        // the budget only when it polls again, so a send that found it spent would wait for
+        // ever (a year's export hung so before this).
+        futures::executor::block_on(tokio::task::unconstrained(self.tx.send(chunk)))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the download was closed"))
     }
 
@@ -397,6 +400,34 @@ mod tests {
                 .len(),
             7
         );
+    }
+
+    /// Hundreds of chunks sent from one poll of the export (as a year's populations are):
+    /// each send completes, none waits on a spent cooperative budget.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_chunks_from_the_blocking_pool_do_not_stall() {
+        let (tx, mut rx) = mpsc::channel(IN_FLIGHT);
+        let runtime = tokio::runtime::Handle::current();
+        let producer = tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                let mut w = ChunkWriter::new(tx, Hold::default());
+                for _ in 0..1000 {
+                    w.write_all(&[7u8; CHUNK]).unwrap();
+                }
+                w.finish().unwrap();
+            })
+        });
+        let mut got = 0;
+        let read = async {
+            while let Some(c) = rx.recv().await {
+                got += c.len();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), read)
+            .await
+            .expect("the writer stalled");
+        producer.await.unwrap();
+        assert_eq!(got, 1000 * CHUNK);
     }
 
     #[test]
