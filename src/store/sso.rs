@@ -13,7 +13,7 @@ use sea_orm::{
 };
 
 use super::entities::{login_attempts, sessions, sso_identities, sso_logins, sso_sessions, users};
-use super::staff::{Actor, User, audit_in, user as user_from_row};
+use super::staff::{Actor, User, audit_in, insert_user, user as user_from_row};
 use super::{QueryContext, Store, StoreError, db_time};
 use crate::auth::Role;
 
@@ -185,24 +185,16 @@ impl Store {
                     Some(row) => row,
                     None => {
                         created = true;
-                        let id = users::Entity::insert(users::ActiveModel {
-                            id: NotSet,
-                            username: Set(sign_in.email.clone()),
-                            display_name: Set(sign_in.display_name.clone()),
-                            role: Set(sign_in.role.as_str().to_string()),
-                            password_hash: Set(NO_PASSWORD.to_string()),
-                            created_at: Set(db_time(now)),
-                            password_changed_at: Set(db_time(now)),
-                            disabled_at: Set(None),
-                            totp_secret: Set(None),
-                            totp_enabled_at: Set(None),
-                            totp_last_step: Set(None),
-                            recovery_codes: Set("[]".into()),
-                        })
-                        .exec(&txn)
-                        .await
-                        .during(OP)?
-                        .last_insert_id;
+                        let id = insert_user(
+                            &txn,
+                            &sign_in.email,
+                            &sign_in.display_name,
+                            sign_in.role,
+                            NO_PASSWORD,
+                            now,
+                            OP,
+                        )
+                        .await?;
                         audit_in(
                             &txn,
                             &actor,

@@ -164,6 +164,36 @@ pub(super) fn user(row: &users::Model) -> Result<User, StoreError> {
     })
 }
 
+/// Inserts a user row (inside the caller's transaction, which writes its audit line); its id.
+pub(super) async fn insert_user(
+    txn: &DatabaseTransaction,
+    username: &str,
+    display_name: &str,
+    role: Role,
+    password_hash: &str,
+    now: DateTime<Utc>,
+    op: &'static str,
+) -> Result<i64, StoreError> {
+    Ok(users::Entity::insert(users::ActiveModel {
+        id: NotSet,
+        username: Set(username.to_string()),
+        display_name: Set(display_name.to_string()),
+        role: Set(role.as_str().to_string()),
+        password_hash: Set(password_hash.to_string()),
+        created_at: Set(db_time(now)),
+        password_changed_at: Set(db_time(now)),
+        disabled_at: Set(None),
+        totp_secret: Set(None),
+        totp_enabled_at: Set(None),
+        totp_last_step: Set(None),
+        recovery_codes: Set("[]".into()),
+    })
+    .exec(txn)
+    .await
+    .during(op)?
+    .last_insert_id)
+}
+
 /// Revokes every active API token of a user (inside the caller's transaction): a password
 /// reset, a second-factor reset, disabling and a role change all end them.
 async fn revoke_tokens_of(
@@ -264,24 +294,7 @@ impl Store {
         if exists > 0 {
             return Err(UserError::Exists(username.to_string()));
         }
-        let id = users::Entity::insert(users::ActiveModel {
-            id: NotSet,
-            username: Set(username.to_string()),
-            display_name: Set(display_name.to_string()),
-            role: Set(role.as_str().to_string()),
-            password_hash: Set(password_hash.to_string()),
-            created_at: Set(db_time(now)),
-            password_changed_at: Set(db_time(now)),
-            disabled_at: Set(None),
-            totp_secret: Set(None),
-            totp_enabled_at: Set(None),
-            totp_last_step: Set(None),
-            recovery_codes: Set("[]".into()),
-        })
-        .exec(&txn)
-        .await
-        .during(OP)?
-        .last_insert_id;
+        let id = insert_user(&txn, username, display_name, role, password_hash, now, OP).await?;
         audit_in(
             &txn,
             actor,
