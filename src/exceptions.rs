@@ -96,6 +96,15 @@ impl Exception {
     pub fn in_force(&self, day: NaiveDate) -> bool {
         day <= self.expires_on
     }
+
+    /// `active` or `expired` on `day`, as the dashboard and the API show it.
+    pub fn state_on(&self, day: NaiveDate) -> &'static str {
+        if self.in_force(day) {
+            "active"
+        } else {
+            "expired"
+        }
+    }
 }
 
 pub use crate::model::ExceptionUse;

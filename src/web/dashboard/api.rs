@@ -480,12 +480,7 @@ pub async fn exceptions(
                 owner: e.owner.clone(),
                 ticket: e.ticket.clone(),
                 expires_on: e.expires_on,
-                state: if e.in_force(today) {
-                    "active"
-                } else {
-                    "expired"
-                }
-                .into(),
+                state: e.state_on(today).into(),
                 source: e.path.display().to_string(),
                 created_by: None,
                 approved_by: e.approved_by.clone(),

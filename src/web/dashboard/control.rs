@@ -438,12 +438,7 @@ fn exception_rows(
         owner: e.owner.clone(),
         ticket: e.ticket.clone(),
         expires_on: e.expires_on.to_string(),
-        state: if e.in_force(today) {
-            "active"
-        } else {
-            "expired"
-        }
-        .into(),
+        state: e.state_on(today).into(),
     });
     let from_dashboard = managed
         .iter()

@@ -174,12 +174,7 @@ async fn exceptions_page(
                 owner: e.owner.clone(),
                 ticket: e.ticket.clone(),
                 expires_on: e.expires_on.to_string(),
-                state: if e.in_force(today) {
-                    "active"
-                } else {
-                    "expired"
-                }
-                .into(),
+                state: e.state_on(today).into(),
                 source: e.path.display().to_string(),
                 created_by: String::new(),
                 approved_by: e.approved_by.clone().unwrap_or_default(),
