@@ -11,30 +11,10 @@ use std::sync::Arc;
 use app::{ManualClock, TestApp, client, example_now, spawn_app_with_clock};
 use chrono::Duration;
 use reqwest::StatusCode;
-use trellis::auth::{Permission, Role, hash_password, totp};
-use trellis::store::Actor;
+use trellis::auth::{Permission, Role, totp};
 use trellis::web::dashboard::{Access, Kind, ROUTES};
 
-pub(crate) const PASSWORD: &str = "correct horse battery staple";
-
-fn admin_actor() -> Actor {
-    Actor::new("test-setup", None)
-}
-
-pub(crate) async fn add_user(app: &TestApp, name: &str, role: Role) {
-    let hash = hash_password(name, PASSWORD).unwrap();
-    app.store
-        .create_user(
-            name,
-            &format!("{name} (test)"),
-            role,
-            &hash,
-            &admin_actor(),
-            app.now,
-        )
-        .await
-        .unwrap();
-}
+pub(crate) use crate::common::staff::{PASSWORD, add_user};
 
 /// A signed-in browser: its session cookie and CSRF token.
 #[derive(Clone)]
