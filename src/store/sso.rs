@@ -12,7 +12,8 @@ use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter,
 };
 
-use super::entities::{login_attempts, sessions, sso_identities, sso_logins, sso_sessions, users};
+use super::entities::{login_attempts, sso_identities, sso_logins, sso_sessions, users};
+use super::signin::{NewSession, insert_session};
 use super::staff::{Actor, User, audit_in, insert_user, user as user_from_row};
 use super::{QueryContext, Store, StoreError, db_time};
 use crate::auth::Role;
@@ -295,22 +296,14 @@ impl Store {
         // The same rule as a password sign-in: with Trellis's own second factor, the session
         // is partial until the code is given — unless the identity provider's counts.
         let mfa_verified = sign_in.idp_mfa || !user.mfa_enabled;
-        sessions::Entity::insert(sessions::ActiveModel {
-            id_hash: Set(sign_in.session_hash.clone()),
-            user_id: Set(user.id),
-            created_at: Set(db_time(now)),
-            last_seen_at: Set(db_time(now)),
-            csrf_token: Set(sign_in.csrf.clone()),
-            mfa_verified: Set(mfa_verified),
-            client_ip: Set(sign_in.client_ip.clone()),
-            user_agent: Set(sign_in
-                .user_agent
-                .as_ref()
-                .map(|u| u.chars().take(300).collect())),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .during(OP)?;
+        let session = NewSession {
+            id_hash: &sign_in.session_hash,
+            user: &user,
+            csrf_token: &sign_in.csrf,
+            mfa_verified,
+            user_agent: sign_in.user_agent.as_deref(),
+        };
+        insert_session(&txn, &session, sign_in.client_ip.as_deref(), now, OP).await?;
         sso_sessions::Entity::insert(sso_sessions::ActiveModel {
             id_hash: Set(sign_in.session_hash.clone()),
             idp_mfa: Set(sign_in.idp_mfa),
@@ -318,16 +311,21 @@ impl Store {
         .exec_without_returning(&txn)
         .await
         .during(OP)?;
-        login_attempts::Entity::insert(login_attempts::ActiveModel {
-            id: NotSet,
-            username: Set(user.username.clone()),
-            client_ip: Set(sign_in.client_ip.clone()),
-            at: Set(db_time(now)),
-            success: Set(true),
-        })
-        .exec_without_returning(&txn)
-        .await
-        .during(OP)?;
+        // A completed sign-in clears the account's failure count; one that still owes
+        // Trellis's own second factor does not (as with a password), or each SSO sign-in
+        // would buy another round of code guesses.
+        if mfa_verified {
+            login_attempts::Entity::insert(login_attempts::ActiveModel {
+                id: NotSet,
+                username: Set(user.username.clone()),
+                client_ip: Set(sign_in.client_ip.clone()),
+                at: Set(db_time(now)),
+                success: Set(true),
+            })
+            .exec_without_returning(&txn)
+            .await
+            .during(OP)?;
+        }
         let (action, detail) = if mfa_verified {
             let detail = if sign_in.idp_mfa {
                 serde_json::json!({"via": "oidc", "second_factor": "identity provider"})

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use trellis::auth::Role;
-use trellis::store::{Actor, SsoLogin, SsoOutcome, SsoSignIn, Store, testing};
+use trellis::store::{Actor, Gate, LoginLimits, SsoLogin, SsoOutcome, SsoSignIn, Store, testing};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 4, 9, 0, 0).unwrap()
@@ -184,6 +184,64 @@ async fn scenario(store: &Store) {
             .len(),
         1
     );
+
+    // A sign-in that still owes Trellis's own second factor does not clear the account's
+    // failures (as with a password): five wrong codes stay five after another SSO sign-in.
+    let ann_id = store
+        .user_credentials("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .id;
+    store.set_totp_secret(ann_id, "SECRET").await.unwrap();
+    store
+        .enable_totp(ann_id, 1, &[], &setup, now)
+        .await
+        .unwrap();
+    let limits = LoginLimits {
+        per_user: 5,
+        per_ip: 100,
+        since: now - Duration::hours(1),
+    };
+    let from = Actor::new("ann@example.com", Some("127.0.0.1".into()));
+    for _ in 0..5 {
+        let Gate::Open(a) = store
+            .open_attempt("ann@example.com", limits, &from, now)
+            .await
+            .unwrap()
+        else {
+            panic!("under the limit")
+        };
+        store
+            .attempt_failed(a, &from, "login.mfa_failure", "user:ann@example.com", now)
+            .await
+            .unwrap();
+    }
+    let r = store
+        .sso_sign_in(
+            &sign_in("u1", "ann@example.com", Role::Security, "h-mfa"),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            SsoOutcome::SignedIn {
+                mfa_verified: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(matches!(
+        store
+            .open_attempt("ann@example.com", limits, &from, now)
+            .await
+            .unwrap(),
+        Gate::Throttled { .. }
+    ));
 
     // Disabled: refused, nothing written.
     store
