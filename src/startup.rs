@@ -157,7 +157,6 @@ impl Application {
     }
 }
 
-/// Whether session cookies are `Secure`: as configured, else when the public address is https.
 /// Single sign-on's identity provider, when configured: its client secret must be readable.
 pub fn oidc(loaded: &Loaded) -> anyhow::Result<Option<crate::oidc::Oidc>> {
     loaded
@@ -169,6 +168,7 @@ pub fn oidc(loaded: &Loaded) -> anyhow::Result<Option<crate::oidc::Oidc>> {
         .transpose()
 }
 
+/// Whether session cookies are `Secure`: as configured, else when the public address is https.
 pub fn secure_cookies(loaded: &Loaded) -> bool {
     loaded.config.dashboard.secure_cookies.unwrap_or_else(|| {
         loaded

@@ -209,7 +209,7 @@ pub async fn login(
 }
 
 /// The second-factor step's address, keeping where to go afterwards.
-fn mfa_step_url(next: &str) -> String {
+pub(super) fn mfa_step_url(next: &str) -> String {
     format!(
         "/dashboard/login/mfa?next={}",
         percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)

@@ -20,11 +20,11 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::auth::session_cookie;
+use super::auth::{constant_time_eq, session_cookie};
 use super::login::safe_next;
 use super::{Page, render};
 use crate::auth::{new_token, token_hash};
-use crate::oidc::{OidcError, Refusal};
+use crate::oidc::{Decision, Identity, OidcError, Refusal};
 use crate::store::{Actor, SsoLogin, SsoOutcome, SsoSignIn};
 use crate::web::{WebState, client_ip};
 
@@ -155,9 +155,47 @@ pub async fn start(
         .finish()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Why the callback signs no one in. Every refusal with a reason is audited as a
+/// failed sign-in (`login.failure`, with the reason) and shown as a page saying why.
+struct Refused {
+    /// The user name it concerns, when known.
+    who: String,
+    reason: &'static str,
+    status: StatusCode,
+    text: &'static str,
 }
+
+impl Refused {
+    fn new(reason: &'static str, status: StatusCode, text: &'static str) -> Refused {
+        Refused {
+            who: String::new(),
+            reason,
+            status,
+            text,
+        }
+    }
+
+    fn of(who: &str, reason: &'static str, text: &'static str) -> Refused {
+        Refused {
+            who: who.to_string(),
+            reason,
+            status: StatusCode::FORBIDDEN,
+            text,
+        }
+    }
+
+    /// The store or the randomness failed: nothing to audit (no reason), try again later.
+    fn unavailable() -> Refused {
+        Refused::new(
+            "",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Signing in is unavailable just now.",
+        )
+    }
+}
+
+const START_AGAIN: &str =
+    "This is not a sign-in this server started. Start again from the sign-in page.";
 
 /// `GET /dashboard/login/oidc/callback`: the identity provider's answer.
 pub async fn callback(
@@ -170,91 +208,91 @@ pub async fn callback(
     };
     let now = state.clock.now();
     let ip = client_ip(&req, &state.trusted_proxies).map(|a| a.to_string());
-    let fail = async |target: &str, reason: &str, status: StatusCode, text: &str| {
-        let audited = state
-            .store
-            .audit(
-                &Actor::new(format!("anonymous:{target}"), ip.clone()),
-                "login.failure",
-                &if target.is_empty() {
-                    "oidc:unknown".to_string()
-                } else {
-                    format!("user:{target}")
-                },
-                serde_json::json!({"via": "oidc", "reason": reason}),
-                now,
+    let signed_in = async {
+        let (pending, identity) = verified_identity(&req, &state, &oidc, &query, now).await?;
+        let decision = oidc.decide(&identity).map_err(|refusal| {
+            let who = identity.email.as_deref().unwrap_or_default();
+            Refused::of(
+                &who.to_ascii_lowercase(),
+                refusal.reason(),
+                refusal_text(&refusal),
             )
-            .await;
-        if let Err(error) = audited {
-            tracing::error!(%error, "oidc: cannot audit a failed sign-in");
+        })?;
+        let (token, mfa_verified) =
+            start_session(&req, &state, identity, decision, ip.clone(), now).await?;
+        Ok::<_, Refused>((pending.next, token, mfa_verified))
+    };
+    match signed_in.await {
+        Ok((next, token, mfa_verified)) => {
+            let to = if mfa_verified {
+                next
+            } else {
+                super::login::mfa_step_url(&next)
+            };
+            landing(&state, &token, &to)
         }
-        refused(&state, status, text)
-    };
-    let Some(sent_state) = query.state.as_deref().filter(|s| !s.is_empty()) else {
-        return fail(
-            "",
-            "no state",
-            StatusCode::BAD_REQUEST,
-            "This is not a sign-in this server started. Start again from the sign-in page.",
-        )
-        .await;
-    };
-    let pending = match state
+        Err(why) => refusal(&state, ip, why, now).await,
+    }
+}
+
+/// The sign-in under way that this answer finishes (its `state` taken once, from the browser
+/// that started it) and the identity in its verified ID token.
+async fn verified_identity(
+    req: &HttpRequest,
+    state: &WebState,
+    oidc: &crate::oidc::Oidc,
+    query: &CallbackQuery,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(SsoLogin, Identity), Refused> {
+    let bad = |reason, text| Refused::new(reason, StatusCode::BAD_REQUEST, text);
+    let sent_state = query
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("no state", START_AGAIN))?;
+    let pending = state
         .store
         .take_sso_login(&token_hash(sent_state), now, LOGIN_MAX_AGE)
         .await
-    {
-        Ok(p) => p,
-        Err(error) => {
+        .map_err(|error| {
             tracing::error!(%error, "oidc: store failed");
-            return refused(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Signing in is unavailable just now.",
-            );
-        }
-    };
-    let Some(pending) = pending else {
-        return fail(
-            "",
-            "unknown or used state",
-            StatusCode::BAD_REQUEST,
-            "This sign-in has expired or was already used. Start again from the sign-in page.",
-        )
-        .await;
-    };
+            Refused::unavailable()
+        })?
+        .ok_or_else(|| {
+            bad(
+                "unknown or used state",
+                "This sign-in has expired or was already used. Start again from the sign-in \
+                 page.",
+            )
+        })?;
     let same_browser = req
         .cookie(STATE_COOKIE)
         .is_some_and(|c| constant_time_eq(c.value().as_bytes(), sent_state.as_bytes()));
     if !same_browser {
-        return fail(
-            "",
+        return Err(bad(
             "state cookie mismatch",
-            StatusCode::BAD_REQUEST,
             "This sign-in was started in another browser (or its cookie has expired). Start \
              again from the sign-in page.",
-        )
-        .await;
+        ));
     }
     if query.error.is_some() {
-        return fail(
-            "",
+        return Err(Refused::new(
             "identity provider refused",
             StatusCode::UNAUTHORIZED,
             "The identity provider did not sign you in.",
-        )
-        .await;
+        ));
     }
-    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        return fail(
-            "",
-            "no code",
-            StatusCode::BAD_REQUEST,
-            "The identity provider's answer was incomplete. Start again from the sign-in page.",
-        )
-        .await;
-    };
-    let identity = match oidc
+    let code = query
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            bad(
+                "no code",
+                "The identity provider's answer was incomplete. Start again from the sign-in page.",
+            )
+        })?;
+    let identity = oidc
         .finish(
             code,
             &pending.pkce_verifier,
@@ -262,131 +300,143 @@ pub async fn callback(
             &pending.redirect_url,
         )
         .await
-    {
-        Ok(i) => i,
-        Err(error) => {
+        .map_err(|error| {
             tracing::warn!(%error, "oidc: sign-in failed");
-            let (status, text) = match error {
-                OidcError::Provider(_) => (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE),
-                _ => (
+            match error {
+                OidcError::Provider(_) => {
+                    Refused::new(error.kind(), StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+                }
+                _ => Refused::new(
+                    error.kind(),
                     StatusCode::UNAUTHORIZED,
                     "The identity provider's answer could not be verified, so you are not \
                      signed in. If this keeps happening, tell your administrator.",
                 ),
-            };
-            return fail("", error.kind(), status, text).await;
+            }
+        })?;
+    Ok((pending, identity))
+}
+
+fn refusal_text(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::NoEmail => {
+            "The identity provider did not give a verified email address for your account, \
+             so Trellis cannot tell who you are. Ask your administrator."
         }
-    };
-    let decision = match oidc.decide(&identity) {
-        Ok(d) => d,
-        Err(refusal) => {
-            let who = identity
-                .email
-                .as_deref()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let text = match refusal {
-                Refusal::NoEmail => {
-                    "The identity provider did not give a verified email address for your \
-                     account, so Trellis cannot tell who you are. Ask your administrator."
-                }
-                Refusal::Domain(_) => {
-                    "Your account's email domain is not allowed to sign in to this Trellis. \
-                     Ask your administrator."
-                }
-                Refusal::NoRole => {
-                    "Your account is not in any group that has access to this Trellis, so \
-                     you are not signed in. Ask your administrator for access."
-                }
-            };
-            return fail(&who, refusal.reason(), StatusCode::FORBIDDEN, text).await;
+        Refusal::Domain(_) => {
+            "Your account's email domain is not allowed to sign in to this Trellis. Ask your \
+             administrator."
         }
-    };
+        Refusal::NoRole => {
+            "Your account is not in any group that has access to this Trellis, so you are not \
+             signed in. Ask your administrator for access."
+        }
+    }
+}
+
+/// Signs the user in (created or linked at the first sign-in): the session's token, and
+/// whether it is complete or still owes Trellis's own second factor.
+async fn start_session(
+    req: &HttpRequest,
+    state: &WebState,
+    identity: Identity,
+    decision: Decision,
+    client_ip: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, bool), Refused> {
     let (Ok((token, id_hash)), Ok((csrf, _))) = (new_token(""), new_token("")) else {
-        return refused(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Signing in is unavailable just now.",
-        );
+        return Err(Refused::unavailable());
     };
     let sign_in = SsoSignIn {
         issuer: identity.issuer,
         subject: identity.subject,
-        email: decision.email.clone(),
+        email: decision.email,
         display_name: decision.display_name,
         role: decision.role,
         email_verified: identity.email_verified == Some(true),
         idp_mfa: decision.idp_mfa,
         session_hash: id_hash,
         csrf,
-        client_ip: ip.clone(),
+        client_ip,
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     };
-    let mfa_verified = match state.store.sso_sign_in(&sign_in, now).await {
-        Ok(SsoOutcome::SignedIn { mfa_verified, .. }) => mfa_verified,
-        Ok(SsoOutcome::Disabled(user)) => {
-            return fail(
-                &user.username,
-                "disabled",
-                StatusCode::FORBIDDEN,
-                "Your Trellis account is disabled, so you are not signed in. Ask your \
-                 administrator.",
-            )
-            .await;
-        }
-        Ok(SsoOutcome::Conflict(user)) => {
-            return fail(
-                &user.username,
-                "user exists, not linkable",
-                StatusCode::FORBIDDEN,
-                "A Trellis user with your email address exists but is tied to another \
-                 account (or your email address is not verified), so you are not signed in. \
-                 Ask your administrator.",
-            )
-            .await;
-        }
+    match state.store.sso_sign_in(&sign_in, now).await {
+        Ok(SsoOutcome::SignedIn { mfa_verified, .. }) => Ok((token, mfa_verified)),
+        Ok(SsoOutcome::Disabled(user)) => Err(Refused::of(
+            &user.username,
+            "disabled",
+            "Your Trellis account is disabled, so you are not signed in. Ask your \
+             administrator.",
+        )),
+        Ok(SsoOutcome::Conflict(user)) => Err(Refused::of(
+            &user.username,
+            "user exists, not linkable",
+            "A Trellis user with your email address exists but is tied to another account \
+             (or your email address is not verified), so you are not signed in. Ask your \
+             administrator.",
+        )),
         Err(error) => {
             tracing::error!(%error, "oidc: cannot sign in");
-            return refused(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Signing in is unavailable just now.",
-            );
+            Err(Refused::unavailable())
         }
-    };
-    let to = if mfa_verified {
-        pending.next
-    } else {
-        format!(
-            "/dashboard/login/mfa?next={}",
-            percent_encoding::utf8_percent_encode(
-                &pending.next,
-                percent_encoding::NON_ALPHANUMERIC
+    }
+}
+
+/// The refusal page, after its audit line (a store failure is not audited).
+async fn refusal(
+    state: &WebState,
+    ip: Option<String>,
+    why: Refused,
+    now: chrono::DateTime<chrono::Utc>,
+) -> HttpResponse {
+    if !why.reason.is_empty() {
+        let target = if why.who.is_empty() {
+            "oidc:unknown".to_string()
+        } else {
+            format!("user:{}", why.who)
+        };
+        let audited = state
+            .store
+            .audit(
+                &Actor::new(format!("anonymous:{}", why.who), ip),
+                "login.failure",
+                &target,
+                serde_json::json!({"via": "oidc", "reason": why.reason}),
+                now,
             )
-        )
-    };
+            .await;
+        if let Err(error) = audited {
+            tracing::error!(%error, "oidc: cannot audit a failed sign-in");
+        }
+    }
+    refused(state, why.status, why.text)
+}
+
+/// Signed in: sets the session cookie and moves on from this site (`Refresh`), since the
+/// `SameSite=Strict` cookie is not sent on a redirect chain that began at the provider.
+fn landing(state: &WebState, token: &str, to: &str) -> HttpResponse {
     let mut resp = page(
-        &state,
+        state,
         StatusCode::OK,
         "Signed in",
         SsoPage {
             text: "You are signed in.",
-            href: &to,
+            href: to,
             link: "Continue",
             alert: false,
         },
     );
     let moved = resp
-        .add_cookie(&session_cookie(&token, state.secure_cookies))
+        .add_cookie(&session_cookie(token, state.secure_cookies))
         .and_then(|()| resp.add_removal_cookie(&state_cookie("", state.secure_cookies)));
     if let Err(error) = moved {
         tracing::error!(%error, "oidc: cannot set the session cookie");
         return refused(
-            &state,
+            state,
             StatusCode::INTERNAL_SERVER_ERROR,
             "Signing in failed. Try again.",
         );
