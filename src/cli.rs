@@ -1,20 +1,18 @@
 //! The `trellis` command line.
 
+mod check;
 mod site;
 mod users;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::json;
 
-use crate::catalog::{self, Catalog, Control};
+use crate::catalog::{self, Catalog};
 use crate::config::{self, Loaded};
-use crate::model::{ControlOutcome, Status, Trigger};
-use crate::probes::{self, ProbeContext};
-use crate::runner::{self, NoSink, RunReport};
+use crate::probes;
 use crate::store::Store;
 
 /// Exit code: nothing failed or errored.
@@ -57,6 +55,10 @@ pub enum Command {
         /// evaluated at another time are never stored as current.
         #[arg(long, value_name = "TIME", requires = "no_store", value_parser = parse_as_of)]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
+        /// Show a progress bar on standard error (sources collected, then controls
+        /// evaluated): `auto` when standard error is a terminal.
+        #[arg(long, value_enum, default_value_t = check::Progress::Auto)]
+        progress: check::Progress,
     },
     /// Check every control file and report every problem as path:line:col: message.
     Validate,
@@ -182,11 +184,12 @@ async fn run(cli: Cli) -> u8 {
             format,
             no_store,
             as_of,
+            progress,
         } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
             };
-            check(&loaded, &controls, format, no_store, as_of).await
+            check::check(&loaded, &controls, format, no_store, as_of, progress).await
         }
         Command::Render { out, as_of } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
@@ -726,252 +729,4 @@ fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
                 "`{text}` is not an RFC 3339 time (2026-11-22T12:00:00Z) or a date (2026-11-22)"
             )
         })
-}
-
-async fn check(
-    loaded: &Loaded,
-    ids: &[String],
-    format: Format,
-    no_store: bool,
-    as_of: Option<chrono::DateTime<chrono::Utc>>,
-) -> u8 {
-    let today = as_of.unwrap_or_else(chrono::Utc::now).date_naive();
-    let catalog = match load_catalog(loaded, today) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let mut selected: Vec<&Control> = Vec::new();
-    for id in ids {
-        match catalog.get(id) {
-            Some(c) => selected.push(c),
-            None => {
-                eprintln!("error: unknown control `{id}` (see `trellis validate` for the catalog)");
-                return EXIT_USAGE;
-            }
-        }
-    }
-    if ids.is_empty() {
-        selected = catalog.controls().iter().collect();
-    }
-    let ctx = ProbeContext::for_run(loaded, as_of.unwrap_or_else(chrono::Utc::now));
-    let bar = progress_bar(selected.len(), format);
-    let progress = |done: usize, _total: usize| {
-        if let Some(b) = &bar {
-            b.set_position(done as u64);
-        }
-    };
-    let concurrency = loaded.config.limits.concurrency;
-    let report = if no_store {
-        runner::execute(&ctx, &selected, concurrency, &NoSink, &progress).await
-    } else {
-        match Store::connect(&loaded.config.database_url).await {
-            Ok(store) => {
-                // Exceptions approved in the dashboard apply to stored runs as in the server.
-                let managed = match catalog::managed_exceptions(&store, today).await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return EXIT_USAGE;
-                    }
-                };
-                let controls = catalog::with_exceptions(&selected, &managed);
-                let selected: Vec<&Control> = controls.iter().collect();
-                let signer = match crate::startup::signing(loaded) {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        return EXIT_USAGE;
-                    }
-                };
-                runner::run_and_store(
-                    &store,
-                    &ctx,
-                    &selected,
-                    concurrency,
-                    Trigger::Cli,
-                    &signer,
-                    &progress,
-                )
-                .await
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        }
-    };
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return EXIT_FAILED;
-        }
-    };
-    let written = match format {
-        Format::Json => print_json(&catalog, &report),
-        Format::Table => print_table(&catalog, &report),
-    };
-    if let Err(e) = written {
-        eprintln!("error: cannot write output: {e}");
-    }
-    if report
-        .outcomes
-        .iter()
-        .any(|o| matches!(o.status, Status::Fail | Status::Error))
-    {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    }
-}
-
-fn progress_bar(total: usize, format: Format) -> Option<indicatif::ProgressBar> {
-    if format != Format::Table || total < 10 || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} controls")
-    {
-        bar.set_style(style);
-    }
-    Some(bar)
-}
-
-/// The documented JSON shape of `check --format json`.
-pub fn report_json(catalog: &Catalog, report: &RunReport) -> serde_json::Value {
-    let controls: Vec<serde_json::Value> = report
-        .outcomes
-        .iter()
-        .map(|o| {
-            let c = catalog.get(&o.control_id);
-            json!({
-                "id": o.control_id,
-                "title": c.map(|c| c.title.as_str()).unwrap_or(""),
-                "category": c.map(|c| c.category.as_str()).unwrap_or(""),
-                "status": o.status,
-                "summary": o.summary,
-                "findings": o.findings.iter().map(|f| json!({
-                    "resource": f.resource,
-                    "status": f.status,
-                    "message": f.message,
-                    "actual": f.actual,
-                })).collect::<Vec<_>>(),
-                "exceptions": o.exceptions,
-            })
-        })
-        .collect();
-    json!({
-        "started_at": report.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "finished_at": report.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "controls": controls,
-    })
-}
-
-fn print_json(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &report_json(catalog, report))?;
-    writeln!(out)
-}
-
-fn print_table(catalog: &Catalog, report: &RunReport) -> std::io::Result<()> {
-    use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-    let tty = std::io::stdout().is_terminal();
-    let colour = |s: Status| match s {
-        Status::Pass => Color::Green,
-        Status::Fail => Color::Red,
-        Status::Error => Color::Magenta,
-        Status::NotApplicable | Status::Waived => Color::Grey,
-    };
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(["status", "control", "category", "summary"]);
-    if !tty {
-        table.force_no_tty();
-    }
-    let mut outcomes: Vec<&ControlOutcome> = report.outcomes.iter().collect();
-    outcomes.sort_by_key(|o| {
-        (
-            o.status != Status::Fail,
-            o.status != Status::Error,
-            o.control_id.clone(),
-        )
-    });
-    for o in &outcomes {
-        let category = catalog
-            .get(&o.control_id)
-            .map(|c| c.category.as_str())
-            .unwrap_or("");
-        let mut status = Cell::new(o.status.as_str());
-        if tty {
-            status = status.fg(colour(o.status));
-        }
-        table.add_row(vec![
-            status,
-            Cell::new(&o.control_id),
-            Cell::new(category),
-            Cell::new(&o.summary),
-        ]);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{table}")?;
-    for o in &outcomes {
-        let bad: Vec<_> = o
-            .findings
-            .iter()
-            .filter(|f| matches!(f.status, Status::Fail | Status::Error | Status::Waived))
-            .collect();
-        if bad.is_empty() && o.exceptions.is_empty() {
-            continue;
-        }
-        writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
-        for f in bad {
-            writeln!(
-                out,
-                "  {:<6} {}  actual: {}",
-                f.status.as_str(),
-                f.message,
-                f.actual
-            )?;
-        }
-        for e in &o.exceptions {
-            let what = match e.status.as_str() {
-                "applied" => format!(
-                    "waives {} resource(s) until {}",
-                    e.resources.len(),
-                    e.expires_on
-                ),
-                "unused" => format!(
-                    "waives nothing (nothing it covers fails): remove it, or let it lapse on {}",
-                    e.expires_on
-                ),
-                _ => format!(
-                    "EXPIRED on {}: no longer waives {} failing resource(s)",
-                    e.expires_on,
-                    e.resources.len()
-                ),
-            };
-            writeln!(
-                out,
-                "  exception {} ({}, owner {}) {what}",
-                e.id, e.ticket, e.owner
-            )?;
-        }
-    }
-    let count = |s: Status| report.outcomes.iter().filter(|o| o.status == s).count();
-    writeln!(
-        out,
-        "\n{} controls: {} pass, {} fail, {} error, {} waived, {} not applicable",
-        report.outcomes.len(),
-        count(Status::Pass),
-        count(Status::Fail),
-        count(Status::Error),
-        count(Status::Waived),
-        count(Status::NotApplicable)
-    )
 }

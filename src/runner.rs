@@ -15,15 +15,25 @@ use tokio::task::JoinSet;
 
 use crate::catalog::Control;
 use crate::evaluate::{CheckInput, evaluate_control};
-use crate::model::{ControlOutcome, Evidence, Trigger};
+use crate::model::{ControlOutcome, Evidence, Status, Trigger};
 use crate::probes::{BoxFuture, Collected, PlannedProbe, ProbeContext, ProbeError};
 use crate::store::Store;
 
-/// Where a run's evidence and results go.
+/// Where a run's evidence and results go, as they are produced: the runner keeps neither.
 pub trait RunSink: Send + Sync {
-    /// Called once, before results, with all of the run's evidence; returns stored ids.
-    fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>>;
-    /// Called for each control as soon as it is evaluated.
+    /// Called once, before any collection, with how many the run will make.
+    fn planned(&self, _collections: usize) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Called once per collection as soon as it finishes (in completion order) with its place
+    /// in the run's plan; returns the stored id. The evidence is dropped after this call.
+    fn evidence<'a>(
+        &'a self,
+        index: usize,
+        evidence: &'a Evidence,
+    ) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// Called for each control as soon as it is evaluated. `evidence_ids[i]` is the id of the
+    /// run's collection `i` (its place in the plan, not in completion order).
     fn result<'a>(
         &'a self,
         outcome: &'a ControlOutcome,
@@ -31,12 +41,12 @@ pub trait RunSink: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
-/// Keeps nothing (`check --no-store`).
+/// Keeps nothing (`check --no-store`); a collection's id is its place in the plan.
 pub struct NoSink;
 
 impl RunSink for NoSink {
-    fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
-        Box::pin(async move { Ok((0..evidence.len() as i64).collect()) })
+    fn evidence<'a>(&'a self, index: usize, _: &'a Evidence) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move { Ok(index as i64) })
     }
     fn result<'a>(
         &'a self,
@@ -47,15 +57,31 @@ impl RunSink for NoSink {
     }
 }
 
-/// Writes into a store run.
+/// Writes into a store run: each piece of evidence in its own transaction as soon as it is
+/// collected (then dropped), each control's result and findings in one.
 pub struct StoreSink {
     pub store: Store,
     pub run_id: String,
 }
 
 impl RunSink for StoreSink {
-    fn evidence<'a>(&'a self, evidence: &'a [Evidence]) -> BoxFuture<'a, anyhow::Result<Vec<i64>>> {
-        Box::pin(async move { Ok(self.store.record_evidence(&self.run_id, evidence).await?) })
+    fn planned(&self, collections: usize) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move { Ok(self.store.plan_run(&self.run_id, collections).await?) })
+    }
+    fn evidence<'a>(
+        &'a self,
+        _: usize,
+        evidence: &'a Evidence,
+    ) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move {
+            let ids = self
+                .store
+                .record_evidence(&self.run_id, std::slice::from_ref(evidence))
+                .await?;
+            ids.first()
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("internal: evidence stored without an id"))
+        })
     }
     fn result<'a>(
         &'a self,
@@ -71,19 +97,79 @@ impl RunSink for StoreSink {
     }
 }
 
-/// Everything a run produced.
+/// What a run amounts to, without its findings and evidence (those went to the sink).
+#[derive(Debug, Clone)]
+pub struct RunTotals {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// Controls evaluated.
+    pub controls: usize,
+    /// Controls by status.
+    pub by_status: HashMap<Status, usize>,
+    /// How many distinct collections ran (probe + parameters).
+    pub collections: usize,
+}
+
+impl RunTotals {
+    /// Controls that ended with `status`.
+    pub fn count(&self, status: Status) -> usize {
+        self.by_status.get(&status).copied().unwrap_or(0)
+    }
+
+    /// True when any control failed or could not be verified.
+    pub fn any_failing(&self) -> bool {
+        self.count(Status::Fail) + self.count(Status::Error) > 0
+    }
+}
+
+/// Everything a run produced, kept in memory: for tests and small runs. Large runs use
+/// [`stream`], which keeps nothing.
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub outcomes: Vec<ControlOutcome>,
+    /// Every collection's evidence, in plan order.
     pub evidence: Vec<Evidence>,
     /// How many distinct collections ran (probe + parameters).
     pub collections: usize,
 }
 
-/// Runs `controls` with `ctx` (whose `now` is the run's clock), feeding `sink`. `progress` is
-/// called after each control with (done, total).
+/// Keeps copies of what passes through to `inner` (for [`execute`]).
+struct Keeping<'a> {
+    inner: &'a dyn RunSink,
+    evidence: std::sync::Mutex<Vec<(usize, Evidence)>>,
+}
+
+impl RunSink for Keeping<'_> {
+    fn planned(&self, collections: usize) -> BoxFuture<'_, anyhow::Result<()>> {
+        self.inner.planned(collections)
+    }
+    fn evidence<'a>(
+        &'a self,
+        index: usize,
+        evidence: &'a Evidence,
+    ) -> BoxFuture<'a, anyhow::Result<i64>> {
+        Box::pin(async move {
+            let id = self.inner.evidence(index, evidence).await?;
+            self.evidence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((index, evidence.clone()));
+            Ok(id)
+        })
+    }
+    fn result<'a>(
+        &'a self,
+        outcome: &'a ControlOutcome,
+        evidence_ids: &'a [i64],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.inner.result(outcome, evidence_ids)
+    }
+}
+
+/// Runs `controls` like [`stream`] and also returns every outcome and piece of evidence.
+/// `progress` is called after each control with (done, total).
 pub async fn execute(
     ctx: &ProbeContext,
     controls: &[&Control],
@@ -91,36 +177,74 @@ pub async fn execute(
     sink: &dyn RunSink,
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> anyhow::Result<RunReport> {
-    let started_at = ctx.now;
-    let elapsed = std::time::Instant::now();
-    // Distinct collections, in first-use order.
-    let mut keys: Vec<(String, Arc<dyn PlannedProbe>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for control in controls {
-        for check in &control.checks {
-            let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
-            if !index.contains_key(&key) {
-                index.insert(key.clone(), keys.len());
-                keys.push((key, check.planned.clone()));
-            }
+    struct Collecting<'a> {
+        progress: &'a (dyn Fn(usize, usize) + Send + Sync),
+        outcomes: std::sync::Mutex<Vec<ControlOutcome>>,
+    }
+    impl RunWatcher for Collecting<'_> {
+        fn progress(&self, done: usize, total: usize) {
+            (self.progress)(done, total);
+        }
+        fn outcome(&self, outcome: &ControlOutcome) {
+            self.outcomes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(outcome.clone());
         }
     }
-    let results = collect_all(ctx, &keys, concurrency.max(1)).await;
-    let evidence: Vec<Evidence> = keys
-        .iter()
-        .zip(&results)
-        .map(|((_, planned), result)| to_evidence(planned.as_ref(), result, ctx.now))
-        .collect();
-    let evidence_ids = sink.evidence(&evidence).await?;
+    let keeping = Keeping {
+        inner: sink,
+        evidence: std::sync::Mutex::new(Vec::new()),
+    };
+    let watcher = Collecting {
+        progress,
+        outcomes: std::sync::Mutex::new(Vec::new()),
+    };
+    let totals = stream(ctx, controls, concurrency, &keeping, &watcher).await?;
+    let mut kept = keeping
+        .evidence
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    kept.sort_by_key(|(index, _)| *index);
+    Ok(RunReport {
+        started_at: totals.started_at,
+        finished_at: totals.finished_at,
+        outcomes: watcher
+            .outcomes
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+        evidence: kept.into_iter().map(|(_, e)| e).collect(),
+        collections: totals.collections,
+    })
+}
+
+/// Runs `controls` with `ctx` (whose `now` is the run's clock), feeding `sink` and `watcher`
+/// as it goes, and keeping nothing: each collection's raw evidence goes to the sink as soon
+/// as it is collected and is dropped; each control's outcome goes to the sink and the
+/// watcher once evaluated and is dropped; a collection's resources are dropped once the
+/// last control that reads them is evaluated.
+pub async fn stream(
+    ctx: &ProbeContext,
+    controls: &[&Control],
+    concurrency: usize,
+    sink: &dyn RunSink,
+    watcher: &dyn RunWatcher,
+) -> anyhow::Result<RunTotals> {
+    let started_at = ctx.now;
+    let elapsed = std::time::Instant::now();
+    let plan = Plan::of(controls);
+    sink.planned(plan.keys.len()).await?;
+    let (mut results, evidence_ids) =
+        collect_all(ctx, &plan.keys, concurrency.max(1), sink, watcher).await?;
+    let mut readers = plan.readers;
     let total = controls.len();
-    let mut outcomes = Vec::with_capacity(total);
-    for (done, control) in controls.iter().enumerate() {
+    let mut by_status = HashMap::new();
+    for (done, (control, mine)) in controls.iter().zip(&plan.reads).enumerate() {
         let inputs: Vec<CheckInput> = control
             .checks
             .iter()
             .map(|check| {
-                let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
-                let i = index.get(&key).copied();
+                let i = plan.index.get(&key_of(check.planned.as_ref())).copied();
                 CheckInput {
                     collected: i.and_then(|i| results.get(i).cloned()).unwrap_or_else(|| {
                         Err(ProbeError::Io("internal: evidence missing".into()))
@@ -130,30 +254,87 @@ pub async fn execute(
             })
             .collect();
         let outcome = evaluate_control(control, &inputs, ctx.now);
+        drop(inputs);
         sink.result(&outcome, &evidence_ids).await?;
-        outcomes.push(outcome);
-        progress(done + 1, total);
+        watcher.outcome(&outcome);
+        *by_status.entry(outcome.status).or_insert(0) += 1;
+        drop(outcome);
+        // The last reader of a collection lets its resources go.
+        for &i in mine {
+            readers[i] -= 1;
+            if readers[i] == 0 {
+                results[i] = Err(ProbeError::Io("internal: evidence already released".into()));
+            }
+        }
+        watcher.progress(done + 1, total);
     }
-    Ok(RunReport {
+    Ok(RunTotals {
         started_at,
         // The run's clock plus the time it took (monotonic), so a run evaluated as of another
         // time (`check --as-of`) stays consistent.
         finished_at: started_at
             + chrono::Duration::from_std(elapsed.elapsed()).unwrap_or(chrono::Duration::zero()),
-        outcomes,
-        evidence,
-        collections: keys.len(),
+        controls: total,
+        by_status,
+        collections: plan.keys.len(),
     })
 }
 
+/// The collection key of a check: probe and canonical parameters.
+fn key_of(planned: &dyn PlannedProbe) -> String {
+    format!("{}:{}", planned.probe(), planned.params_key())
+}
+
+/// The run's distinct collections (probe + parameters) in first-use order, which of them each
+/// control reads, and how many controls read each.
+struct Plan {
+    keys: Vec<Arc<dyn PlannedProbe>>,
+    index: HashMap<String, usize>,
+    reads: Vec<Vec<usize>>,
+    readers: Vec<usize>,
+}
+
+impl Plan {
+    fn of(controls: &[&Control]) -> Plan {
+        let mut plan = Plan {
+            keys: Vec::new(),
+            index: HashMap::new(),
+            reads: Vec::with_capacity(controls.len()),
+            readers: Vec::new(),
+        };
+        for control in controls {
+            let mut mine = Vec::new();
+            for check in &control.checks {
+                let key = key_of(check.planned.as_ref());
+                let i = *plan.index.entry(key).or_insert_with(|| {
+                    plan.keys.push(check.planned.clone());
+                    plan.readers.push(0);
+                    plan.keys.len() - 1
+                });
+                if !mine.contains(&i) {
+                    mine.push(i);
+                    plan.readers[i] += 1;
+                }
+            }
+            plan.reads.push(mine);
+        }
+        plan
+    }
+}
+
+/// Runs every collection (at most `concurrency` at once); each one's evidence goes to `sink`
+/// as soon as it finishes, and only its resources are kept. Returns the results and the
+/// evidence ids, both in plan order.
 async fn collect_all(
     ctx: &ProbeContext,
-    keys: &[(String, Arc<dyn PlannedProbe>)],
+    keys: &[Arc<dyn PlannedProbe>],
     concurrency: usize,
-) -> Vec<Result<Arc<Collected>, ProbeError>> {
+    sink: &dyn RunSink,
+    watcher: &dyn RunWatcher,
+) -> anyhow::Result<(Vec<Result<Arc<Collected>, ProbeError>>, Vec<i64>)> {
     let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
-    for (i, (_, planned)) in keys.iter().enumerate() {
+    for (i, planned) in keys.iter().enumerate() {
         let planned = planned.clone();
         let ctx = ctx.clone();
         let semaphore = semaphore.clone();
@@ -165,13 +346,34 @@ async fn collect_all(
     let mut results: Vec<Result<Arc<Collected>, ProbeError>> = (0..keys.len())
         .map(|_| Err(ProbeError::Io("internal: collection did not finish".into())))
         .collect();
+    let mut finished: Vec<bool> = vec![false; keys.len()];
+    let mut ids: Vec<i64> = vec![0; keys.len()];
+    let mut done = 0;
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((i, r)) => results[i] = r.map(Arc::new),
+            Ok((i, mut result)) => {
+                let evidence = to_evidence(keys[i].as_ref(), &mut result, ctx.now);
+                // A sink that cannot keep evidence ends the run (the set's tasks are aborted
+                // when it is dropped).
+                ids[i] = sink.evidence(i, &evidence).await?;
+                finished[i] = true;
+                results[i] = result.map(Arc::new);
+            }
             Err(e) => tracing::error!(error = %e, "probe task failed"),
         }
+        done += 1;
+        watcher.collected(done, keys.len());
     }
-    results
+    // A task that panicked still gets its evidence row: an error naming what happened.
+    for (i, planned) in keys.iter().enumerate() {
+        if !finished[i] {
+            let mut result = Err(ProbeError::Io("internal: collection did not finish".into()));
+            ids[i] = sink
+                .evidence(i, &to_evidence(planned.as_ref(), &mut result, ctx.now))
+                .await?;
+        }
+    }
+    Ok((results, ids))
 }
 
 async fn collect_one(
@@ -196,13 +398,15 @@ async fn collect_one(
     result
 }
 
+/// The evidence of one collection. The raw data is moved out of `result` (serialized once
+/// here, for its hash), so the resources stay and the raw JSON goes with the evidence.
 fn to_evidence(
     planned: &dyn PlannedProbe,
-    result: &Result<Arc<Collected>, ProbeError>,
+    result: &mut Result<Collected, ProbeError>,
     now: DateTime<Utc>,
 ) -> Evidence {
     let (content, error) = match result {
-        Ok(c) => (c.raw.clone(), None),
+        Ok(c) => (std::mem::take(&mut c.raw), None),
         Err(e) => (serde_json::Value::Null, Some(e.to_string())),
     };
     let bytes = serde_json::to_vec(&content).unwrap_or_default();
@@ -216,12 +420,15 @@ fn to_evidence(
     }
 }
 
-/// Who follows a stored run as it goes: told its id once it is recorded (before any probe
-/// runs), then `(done, total)` after each control. Any `Fn(usize, usize)` is a watcher that only
-/// follows progress.
+/// Who follows a run as it goes: told a stored run's id once it is recorded (before any probe
+/// runs), `(done, total)` after each collection and after each control, and each control's
+/// outcome (which the runner does not keep). Any `Fn(usize, usize)` is a watcher that only
+/// follows the controls' progress.
 pub trait RunWatcher: Send + Sync {
     fn begun(&self, _run_id: &str) {}
+    fn collected(&self, _done: usize, _total: usize) {}
     fn progress(&self, _done: usize, _total: usize) {}
+    fn outcome(&self, _outcome: &ControlOutcome) {}
 }
 
 impl<F: Fn(usize, usize) + Send + Sync> RunWatcher for F {
@@ -241,7 +448,7 @@ pub async fn run_and_store(
     trigger: Trigger,
     signer: &crate::integrity::Signer,
     watcher: &dyn RunWatcher,
-) -> anyhow::Result<RunReport> {
+) -> anyhow::Result<RunTotals> {
     // Each definition is kept by its hash, so any run's controls can be shown as they were.
     for c in controls {
         store
@@ -270,8 +477,7 @@ pub async fn run_and_store(
         store: store.clone(),
         run_id: run_id.clone(),
     };
-    let progress = |done, total| watcher.progress(done, total);
-    let outcome = execute(ctx, controls, concurrency, &sink, &progress).await;
+    let outcome = stream(ctx, controls, concurrency, &sink, watcher).await;
     let (finished_at, error) = match &outcome {
         Ok(report) => (report.finished_at, None),
         Err(e) => (Utc::now(), Some(format!("{e:#}"))),

@@ -334,7 +334,7 @@ impl Executor for PipelineExecutor {
             .await?;
             tracing::info!(
                 trigger = trigger.as_str(),
-                controls = report.outcomes.len(),
+                controls = report.controls,
                 collections = report.collections,
                 "run finished"
             );

@@ -119,6 +119,8 @@ impl Store {
                 C::ControlsTotal,
                 C::ControlsDone,
                 C::Error,
+                C::CollectionsTotal,
+                C::CollectionsDone,
             ])
             .column_as(Expr::cust("CAST(NULL AS TEXT)"), "manifest")
             .column_as(Expr::cust("CAST(NULL AS TEXT)"), "signature")

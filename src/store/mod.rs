@@ -165,6 +165,9 @@ pub struct RunSummary {
     pub finished_at: Option<DateTime<Utc>>,
     pub controls_total: usize,
     pub controls_done: usize,
+    /// Collections planned (once the run has planned them) and stored so far.
+    pub collections_total: Option<usize>,
+    pub collections_done: usize,
     pub error: Option<String>,
 }
 
@@ -335,6 +338,8 @@ impl Store {
             row_hash: Set(String::new()),
             chain_hash: Set(String::new()),
             chain_seq: Set(None),
+            collections_total: Set(None),
+            collections_done: Set(0),
         };
         runs::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -343,8 +348,25 @@ impl Store {
         Ok(id)
     }
 
-    /// Stores a run's evidence (one row each), returns their ids in the same order. Computes
-    /// nothing: `Evidence.sha256` is stored as given.
+    /// Records how many collections a running run planned (its progress while collecting).
+    pub async fn plan_run(&self, run_id: &str, collections: usize) -> Result<(), StoreError> {
+        const OP: &str = "plan run";
+        runs::Entity::update_many()
+            .col_expr(
+                runs::Column::CollectionsTotal,
+                Expr::value(to_i32("collections_total", collections)?),
+            )
+            .filter(runs::Column::Id.eq(run_id))
+            .filter(runs::Column::State.eq(RunState::Running.as_str()))
+            .exec(&self.db)
+            .await
+            .during(OP)?;
+        Ok(())
+    }
+
+    /// Stores a run's evidence (one row each), returns their ids in the same order, and counts
+    /// them in the run's `collections_done`. Computes nothing: `Evidence.sha256` is stored as
+    /// given.
     pub async fn record_evidence(
         &self,
         run_id: &str,
@@ -405,6 +427,15 @@ impl Store {
             ids.push(id);
         }
         integrity::save_head(&txn, integrity::EVIDENCE_CHAIN, &head, OP).await?;
+        runs::Entity::update_many()
+            .col_expr(
+                runs::Column::CollectionsDone,
+                Expr::col(runs::Column::CollectionsDone).add(to_i32("evidence", ids.len())?),
+            )
+            .filter(runs::Column::Id.eq(run_id))
+            .exec(&txn)
+            .await
+            .during(OP)?;
         txn.commit().await.during(OP)?;
         Ok(ids)
     }
@@ -1006,6 +1037,11 @@ pub(crate) fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
         .ok_or_else(|| corrupt(format!("unknown state {:?}", row.state)))?;
     let controls_total = to_usize("runs", &row.id, "controls_total", row.controls_total)?;
     let controls_done = to_usize("runs", &row.id, "controls_done", row.controls_done)?;
+    let collections_total = row
+        .collections_total
+        .map(|n| to_usize("runs", &row.id, "collections_total", n))
+        .transpose()?;
+    let collections_done = to_usize("runs", &row.id, "collections_done", row.collections_done)?;
     Ok(RunSummary {
         id: row.id,
         trigger,
@@ -1014,6 +1050,8 @@ pub(crate) fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
         finished_at: row.finished_at,
         controls_total,
         controls_done,
+        collections_total,
+        collections_done,
         error: row.error,
     })
 }

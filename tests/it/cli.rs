@@ -45,6 +45,19 @@ fn config_with_sources(dir: &Path, sources: &str) -> PathBuf {
     path
 }
 
+/// A config in `dir` with the example roster and policies as its only sources.
+fn example_hr_and_policies(dir: &Path) -> PathBuf {
+    let r = repo();
+    config_with_sources(
+        dir,
+        &format!(
+            "  hr:\n    path: {}\n  policies:\n    path: {}\n",
+            r.join("examples/roster.csv").display(),
+            r.join("examples/policies").display()
+        ),
+    )
+}
+
 #[test]
 fn validate_accepts_the_shipped_catalog() {
     let out = trellis(&["validate"], None);
@@ -379,15 +392,7 @@ fn unconfigured_sources_are_errors_naming_the_source() {
 #[test]
 fn check_stores_results_unless_no_store() {
     let dir = tempfile::tempdir().unwrap();
-    let r = repo();
-    let cfg = config_with_sources(
-        dir.path(),
-        &format!(
-            "  hr:\n    path: {}\n  policies:\n    path: {}\n",
-            r.join("examples/roster.csv").display(),
-            r.join("examples/policies").display()
-        ),
-    );
+    let cfg = example_hr_and_policies(dir.path());
     let out = trellis(
         &["check", "--no-store", "--control", "background-checks"],
         Some(&cfg),
@@ -778,4 +783,77 @@ async fn verify_fails_naming_a_closed_run_without_its_signature() {
         "{}",
         stdout(&out)
     );
+}
+
+/// `check --format json` is written control by control as the run goes (nothing is held for
+/// the whole run): stored or not, it is one JSON document; `--progress always` reports
+/// progress on standard error when it is not a terminal; a run cut short by the store still
+/// closes the document, with the error, and exits 1.
+#[tokio::test]
+async fn streamed_json_is_whole_and_a_run_cut_short_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = example_hr_and_policies(dir.path());
+    let args = [
+        "check",
+        "--format",
+        "json",
+        "--progress",
+        "always",
+        "--control",
+        "background-checks",
+        "--control",
+        "security-awareness-training",
+    ];
+    let out = trellis(&args, Some(&cfg));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert!(
+        v["finished_at"].is_string() && v.get("error").is_none(),
+        "{v}"
+    );
+    let controls = v["controls"].as_array().unwrap();
+    assert_eq!(controls.len(), 2, "{v}");
+    assert!(
+        controls
+            .iter()
+            .all(|c| !c["findings"].as_array().unwrap().is_empty()),
+        "{v}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("progress: 1/1 sources collected"), "{err}");
+    assert!(err.contains("progress: 2/2 controls evaluated"), "{err}");
+    let verified = trellis(&["verify"], Some(&cfg));
+    assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+
+    // The store refuses one control's result: the run stops there.
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = trellis::store::Store::connect(&url).await.unwrap();
+    trellis::store::testing::execute_sql(
+        &store,
+        "CREATE TRIGGER refuse_training BEFORE INSERT ON control_results \
+         WHEN NEW.control_id = 'security-awareness-training' \
+         BEGIN SELECT RAISE(ABORT, 'the disk refuses training results (test)'); END",
+    )
+    .await
+    .unwrap();
+    let out = trellis(&args, Some(&cfg));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the disk refuses training results")),
+        "{v}"
+    );
+    assert!(v.get("finished_at").is_none(), "{v}");
+    let ids: Vec<&str> = v["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["background-checks"], "{v}");
+    assert!(stderr(&out).contains("the disk refuses training results"));
 }

@@ -53,11 +53,12 @@ fn page_finding<'a>(report: &'a RunReport, id: &str) -> &'a Finding {
     found[0]
 }
 
+/// One stored run of `privacy-policy`; returns the `http.pages` evidence it stored.
 async fn stored_run(
     store: &trellis::store::Store,
     loaded: &Loaded,
     now: DateTime<Utc>,
-) -> RunReport {
+) -> trellis::model::Evidence {
     let catalog = catalog::from_config(loaded, now.date_naive()).unwrap_or_else(|d| panic!("{d}"));
     let controls: Vec<&Control> = ["privacy-policy"]
         .iter()
@@ -75,15 +76,13 @@ async fn stored_run(
         &|_, _| {},
     )
     .await
-    .unwrap()
+    .unwrap();
+    let mut stored = store.latest_evidence(&["http.pages"]).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    stored.remove(0)
 }
 
-fn page_attr(report: &RunReport, key: &str) -> Value {
-    let evidence = report
-        .evidence
-        .iter()
-        .find(|e| e.probe == "http.pages")
-        .unwrap();
+fn page_attr(evidence: &trellis::model::Evidence, key: &str) -> Value {
     evidence
         .content
         .as_array()

@@ -25,6 +25,10 @@ pub struct Model {
     pub chain_hash: String,
     /// The run's place in the runs chain (1, 2, … in closing order); `None` while `running`.
     pub chain_seq: Option<i64>,
+    /// Collections the run planned (set once planned) and those whose evidence is stored:
+    /// progress only, not signed.
+    pub collections_total: Option<i32>,
+    pub collections_done: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

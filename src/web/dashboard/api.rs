@@ -199,6 +199,10 @@ pub struct ApiRun {
     pub finished_at: Option<DateTime<Utc>>,
     pub controls_total: usize,
     pub controls_done: usize,
+    /// Collections (probe + parameters) the run planned, once it has planned them.
+    pub collections_total: Option<usize>,
+    /// Collections whose evidence is stored so far.
+    pub collections_done: usize,
     pub error: Option<String>,
 }
 
@@ -424,6 +428,8 @@ fn api_run(r: crate::store::RunSummary) -> ApiRun {
         finished_at: r.finished_at,
         controls_total: r.controls_total,
         controls_done: r.controls_done,
+        collections_total: r.collections_total,
+        collections_done: r.collections_done,
         error: r.error,
     }
 }

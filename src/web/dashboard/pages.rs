@@ -353,7 +353,15 @@ struct RunRow {
     duration: String,
     done: usize,
     total: usize,
+    /// While a run is still collecting: sources collected of those planned.
+    collecting: Option<Collecting>,
     error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Collecting {
+    done: usize,
+    total: usize,
 }
 
 fn duration_text(start: DateTime<Utc>, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
@@ -377,6 +385,17 @@ fn run_row(r: &crate::store::RunSummary, now: DateTime<Utc>) -> RunRow {
         duration: duration_text(r.started_at, r.finished_at, now),
         done: r.controls_done,
         total: r.controls_total,
+        collecting: match r.collections_total {
+            Some(total)
+                if r.state == crate::model::RunState::Running && r.collections_done < total =>
+            {
+                Some(Collecting {
+                    done: r.collections_done,
+                    total,
+                })
+            }
+            _ => None,
+        },
         error: r.error.clone(),
     }
 }

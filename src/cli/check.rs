@@ -1,0 +1,424 @@
+//! `trellis check`: one run of the selected controls, printed as a table or as JSON.
+//!
+//! Nothing is held for the whole run: the runner streams each control's outcome here as it is
+//! evaluated. JSON is written to standard output control by control; the table keeps only
+//! what it prints (each control's line, and the findings that are not passing).
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::sync::Mutex;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, Format, load_catalog};
+use crate::catalog::{self, Catalog, Control};
+use crate::config::Loaded;
+use crate::model::{ControlOutcome, Status, Trigger};
+use crate::probes::ProbeContext;
+use crate::runner::{self, NoSink, RunTotals, RunWatcher};
+use crate::store::Store;
+
+/// When `check` shows its progress (on standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// A progress bar when standard error is a terminal; nothing otherwise.
+    Auto,
+    /// A progress bar on a terminal; otherwise a line per source collected and one when the
+    /// controls are evaluated (for logs).
+    Always,
+    Never,
+}
+
+/// How progress is shown.
+enum Bar {
+    Term(indicatif::ProgressBar),
+    Lines,
+}
+
+pub(super) async fn check(
+    loaded: &Loaded,
+    ids: &[String],
+    format: Format,
+    no_store: bool,
+    as_of: Option<DateTime<Utc>>,
+    progress: Progress,
+) -> u8 {
+    let today = as_of.unwrap_or_else(Utc::now).date_naive();
+    let catalog = match load_catalog(loaded, today) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut selected: Vec<&Control> = Vec::new();
+    for id in ids {
+        match catalog.get(id) {
+            Some(c) => selected.push(c),
+            None => {
+                eprintln!("error: unknown control `{id}` (see `trellis validate` for the catalog)");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if ids.is_empty() {
+        selected = catalog.controls().iter().collect();
+    }
+    let ctx = ProbeContext::for_run(loaded, as_of.unwrap_or_else(Utc::now));
+    let output = Output::new(&catalog, format, progress_bar(progress), ctx.now);
+    let concurrency = loaded.config.limits.concurrency;
+    let totals = if no_store {
+        runner::stream(&ctx, &selected, concurrency, &NoSink, &output).await
+    } else {
+        let store = match Store::connect(&loaded.config.database_url).await {
+            Ok(store) => store,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        // Exceptions approved in the dashboard apply to stored runs as in the server.
+        let managed = match catalog::managed_exceptions(&store, today).await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let controls = catalog::with_exceptions(&selected, &managed);
+        let selected: Vec<&Control> = controls.iter().collect();
+        let signer = match crate::startup::signing(loaded) {
+            Ok((s, _)) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_USAGE;
+            }
+        };
+        runner::run_and_store(
+            &store,
+            &ctx,
+            &selected,
+            concurrency,
+            Trigger::Cli,
+            &signer,
+            &output,
+        )
+        .await
+    };
+    let failed = totals.as_ref().map_or(true, RunTotals::any_failing);
+    let error = totals.as_ref().err().map(|e| format!("{e:#}"));
+    if let Err(e) = output.finish(totals.as_ref().ok(), error.as_deref()) {
+        eprintln!("error: cannot write output: {e}");
+    }
+    if let Some(e) = error {
+        eprintln!("error: {e}");
+        return EXIT_FAILED;
+    }
+    if failed { EXIT_FAILED } else { EXIT_OK }
+}
+
+fn progress_bar(progress: Progress) -> Option<Bar> {
+    let terminal = std::io::stderr().is_terminal();
+    match progress {
+        Progress::Never => return None,
+        Progress::Auto if !terminal => return None,
+        Progress::Always if !terminal => return Some(Bar::Lines),
+        _ => {}
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message("sources collected");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(Bar::Term(bar))
+}
+
+/// Follows the run: moves the progress bar, and writes or keeps each outcome.
+struct Output<'a> {
+    catalog: &'a Catalog,
+    bar: Option<Bar>,
+    state: Mutex<State>,
+}
+
+enum State {
+    /// The JSON document, written as the run goes; the first write error is kept.
+    Json {
+        out: BufWriter<std::io::Stdout>,
+        controls: usize,
+        failed: Option<std::io::Error>,
+    },
+    /// What the table prints, kept until the end (it sorts failing controls first).
+    Table { outcomes: Vec<ControlOutcome> },
+}
+
+impl<'a> Output<'a> {
+    fn new(
+        catalog: &'a Catalog,
+        format: Format,
+        bar: Option<Bar>,
+        started_at: DateTime<Utc>,
+    ) -> Output<'a> {
+        let state = match format {
+            Format::Table => State::Table {
+                outcomes: Vec::new(),
+            },
+            Format::Json => {
+                let mut out = BufWriter::new(std::io::stdout());
+                let failed = write!(
+                    out,
+                    "{{\n  \"started_at\": \"{}\",\n  \"controls\": [",
+                    started_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                )
+                .err();
+                State::Json {
+                    out,
+                    controls: 0,
+                    failed,
+                }
+            }
+        };
+        Output {
+            catalog,
+            bar,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Ends the output: the JSON document is closed (with `finished_at`, or the `error` that
+    /// cut the run short), the table printed.
+    fn finish(self, totals: Option<&RunTotals>, error: Option<&str>) -> std::io::Result<()> {
+        if let Some(Bar::Term(bar)) = &self.bar {
+            bar.finish_and_clear();
+        }
+        match self.state.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            State::Json {
+                mut out,
+                controls,
+                failed,
+            } => {
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                out.write_all(if controls == 0 { b"]" } else { b"\n  ]" })?;
+                if let Some(t) = totals {
+                    write!(
+                        out,
+                        ",\n  \"finished_at\": \"{}\"",
+                        t.finished_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )?;
+                }
+                if let Some(e) = error {
+                    write!(out, ",\n  \"error\": {}", json!(e))?;
+                }
+                out.write_all(b"\n}\n")?;
+                out.flush()
+            }
+            State::Table { outcomes } => match totals {
+                Some(t) => print_table(self.catalog, outcomes, t),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+impl RunWatcher for Output<'_> {
+    fn collected(&self, done: usize, total: usize) {
+        match &self.bar {
+            Some(Bar::Term(bar)) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+            Some(Bar::Lines) => eprintln!("progress: {done}/{total} sources collected"),
+            None => {}
+        }
+    }
+
+    fn progress(&self, done: usize, total: usize) {
+        match &self.bar {
+            Some(Bar::Term(bar)) => {
+                if done == 1 {
+                    bar.set_message("controls evaluated");
+                    bar.set_length(total as u64);
+                }
+                bar.set_position(done as u64);
+            }
+            Some(Bar::Lines) if done == total => {
+                eprintln!("progress: {done}/{total} controls evaluated");
+            }
+            _ => {}
+        }
+    }
+
+    fn outcome(&self, outcome: &ControlOutcome) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *state {
+            State::Json {
+                out,
+                controls,
+                failed,
+            } => {
+                if failed.is_some() {
+                    return;
+                }
+                let value = control_json(self.catalog, outcome);
+                let written = (|| -> std::io::Result<()> {
+                    out.write_all(if *controls == 0 {
+                        b"\n    "
+                    } else {
+                        b",\n    "
+                    })?;
+                    let mut ser = serde_json::Serializer::with_formatter(
+                        Indented(&mut *out),
+                        serde_json::ser::PrettyFormatter::new(),
+                    );
+                    serde::Serialize::serialize(&value, &mut ser).map_err(std::io::Error::other)
+                })();
+                *controls += 1;
+                *failed = written.err();
+            }
+            State::Table { outcomes } => {
+                let mut kept = outcome.clone();
+                kept.findings
+                    .retain(|f| matches!(f.status, Status::Fail | Status::Error | Status::Waived));
+                kept.checks.clear();
+                outcomes.push(kept);
+            }
+        }
+    }
+}
+
+/// Indents every line after the first by four spaces (a control inside `"controls": [...]`).
+struct Indented<W>(W);
+
+impl<W: Write> Write for Indented<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            self.0.write_all(&rest[..=nl])?;
+            self.0.write_all(b"    ")?;
+            rest = &rest[nl + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// One control of the documented JSON shape of `check --format json`.
+pub fn control_json(catalog: &Catalog, o: &ControlOutcome) -> serde_json::Value {
+    let c = catalog.get(&o.control_id);
+    json!({
+        "id": o.control_id,
+        "title": c.map(|c| c.title.as_str()).unwrap_or(""),
+        "category": c.map(|c| c.category.as_str()).unwrap_or(""),
+        "status": o.status,
+        "summary": o.summary,
+        "findings": o.findings.iter().map(|f| json!({
+            "resource": f.resource,
+            "status": f.status,
+            "message": f.message,
+            "actual": f.actual,
+        })).collect::<Vec<_>>(),
+        "exceptions": o.exceptions,
+    })
+}
+
+fn print_table(
+    catalog: &Catalog,
+    mut outcomes: Vec<ControlOutcome>,
+    totals: &RunTotals,
+) -> std::io::Result<()> {
+    use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+    let tty = std::io::stdout().is_terminal();
+    let colour = |s: Status| match s {
+        Status::Pass => Color::Green,
+        Status::Fail => Color::Red,
+        Status::Error => Color::Magenta,
+        Status::NotApplicable | Status::Waived => Color::Grey,
+    };
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["status", "control", "category", "summary"]);
+    if !tty {
+        table.force_no_tty();
+    }
+    outcomes.sort_by(|a, b| {
+        let key = |o: &ControlOutcome| (o.status != Status::Fail, o.status != Status::Error);
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.control_id.cmp(&b.control_id))
+    });
+    for o in &outcomes {
+        let category = catalog
+            .get(&o.control_id)
+            .map(|c| c.category.as_str())
+            .unwrap_or("");
+        let mut status = Cell::new(o.status.as_str());
+        if tty {
+            status = status.fg(colour(o.status));
+        }
+        table.add_row(vec![
+            status,
+            Cell::new(&o.control_id),
+            Cell::new(category),
+            Cell::new(&o.summary),
+        ]);
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "{table}")?;
+    for o in &outcomes {
+        // Only the findings that are not passing were kept.
+        if o.findings.is_empty() && o.exceptions.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
+        for f in &o.findings {
+            writeln!(
+                out,
+                "  {:<6} {}  actual: {}",
+                f.status.as_str(),
+                f.message,
+                f.actual
+            )?;
+        }
+        for e in &o.exceptions {
+            let what = match e.status.as_str() {
+                "applied" => format!(
+                    "waives {} resource(s) until {}",
+                    e.resources.len(),
+                    e.expires_on
+                ),
+                "unused" => format!(
+                    "waives nothing (nothing it covers fails): remove it, or let it lapse on {}",
+                    e.expires_on
+                ),
+                _ => format!(
+                    "EXPIRED on {}: no longer waives {} failing resource(s)",
+                    e.expires_on,
+                    e.resources.len()
+                ),
+            };
+            writeln!(
+                out,
+                "  exception {} ({}, owner {}) {what}",
+                e.id, e.ticket, e.owner
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\n{} controls: {} pass, {} fail, {} error, {} waived, {} not applicable",
+        totals.controls,
+        totals.count(Status::Pass),
+        totals.count(Status::Fail),
+        totals.count(Status::Error),
+        totals.count(Status::Waived),
+        totals.count(Status::NotApplicable)
+    )?;
+    out.flush()
+}
