@@ -553,7 +553,7 @@ mod tests {
         Resource {
             id: format!("hr:{id}"),
             name: format!("Person {id}"),
-            attributes: attrs.as_object().cloned().unwrap_or_default(),
+            attributes: attrs.as_object().cloned().unwrap_or_default().into(),
             error: None,
             unknown: Default::default(),
             scope: false,
@@ -841,7 +841,7 @@ mod tests {
         let out = evaluate_control(&c, &[input(rs)], now());
         assert_eq!(out.status, Status::Pass, "{}", out.summary);
         // In scope, or not known to be out of it: it counts.
-        other.attributes = json!({}).as_object().cloned().unwrap_or_default();
+        other.attributes = json!({}).as_object().cloned().unwrap_or_default().into();
         let rs = vec![
             person("1", json!({"name": "ok", "department": "eng"})),
             other,

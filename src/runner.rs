@@ -236,6 +236,8 @@ pub async fn stream(
     sink.planned(plan.keys.len()).await?;
     let (mut results, evidence_ids) =
         collect_all(ctx, &plan.keys, concurrency.max(1), sink, watcher).await?;
+    // Every collection is over: what the probes fetched is in their resources or stored.
+    ctx.cache.clear();
     let mut readers = plan.readers;
     let total = controls.len();
     let mut by_status = HashMap::new();

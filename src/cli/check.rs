@@ -307,23 +307,47 @@ impl<W: Write> Write for Indented<W> {
     }
 }
 
-/// One control of the documented JSON shape of `check --format json`.
-pub fn control_json(catalog: &Catalog, o: &ControlOutcome) -> serde_json::Value {
+/// One control of the documented JSON shape of `check --format json`, borrowing the outcome
+/// (a control over thousands of resources is serialized without a copy of its findings).
+#[derive(serde::Serialize)]
+struct ControlJson<'a> {
+    id: &'a str,
+    title: &'a str,
+    category: &'a str,
+    status: Status,
+    summary: &'a str,
+    findings: Vec<FindingJson<'a>>,
+    exceptions: &'a [crate::model::ExceptionUse],
+}
+
+#[derive(serde::Serialize)]
+struct FindingJson<'a> {
+    resource: &'a str,
+    status: Status,
+    message: &'a str,
+    actual: &'a serde_json::Value,
+}
+
+fn control_json<'a>(catalog: &'a Catalog, o: &'a ControlOutcome) -> ControlJson<'a> {
     let c = catalog.get(&o.control_id);
-    json!({
-        "id": o.control_id,
-        "title": c.map(|c| c.title.as_str()).unwrap_or(""),
-        "category": c.map(|c| c.category.as_str()).unwrap_or(""),
-        "status": o.status,
-        "summary": o.summary,
-        "findings": o.findings.iter().map(|f| json!({
-            "resource": f.resource,
-            "status": f.status,
-            "message": f.message,
-            "actual": f.actual,
-        })).collect::<Vec<_>>(),
-        "exceptions": o.exceptions,
-    })
+    ControlJson {
+        id: &o.control_id,
+        title: c.map(|c| c.title.as_str()).unwrap_or(""),
+        category: c.map(|c| c.category.as_str()).unwrap_or(""),
+        status: o.status,
+        summary: &o.summary,
+        findings: o
+            .findings
+            .iter()
+            .map(|f| FindingJson {
+                resource: &f.resource,
+                status: f.status,
+                message: &f.message,
+                actual: &f.actual,
+            })
+            .collect(),
+        exceptions: &o.exceptions,
+    }
 }
 
 fn print_table(

@@ -38,6 +38,20 @@ impl FetchCache {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Drops every cached value (the run's collections are over: what they fetched is either
+    /// in their resources or already stored as evidence). Later callers fetch again.
+    pub fn clear(&self) {
+        let drained: Vec<Slot> = {
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slots.drain().map(|(_, slot)| slot).collect()
+        };
+        // Dropped outside the lock: large values take a while to free.
+        drop(drained);
+    }
+
     /// Returns the cached value for `key`, running `fetch` only if no caller has yet.
     pub async fn get_or_fetch<T, F>(&self, key: &str, fetch: F) -> Result<Arc<T>, ProbeError>
     where
@@ -92,6 +106,24 @@ mod tests {
             assert_eq!(*h.await.unwrap().unwrap(), 42);
         }
         assert_eq!(cache.fetch_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn cleared_values_are_freed_and_fetched_again() {
+        let cache = FetchCache::new();
+        let first: Arc<Vec<u8>> = cache
+            .get_or_fetch("k", async { Ok::<_, ProbeError>(vec![1u8; 1024]) })
+            .await
+            .unwrap();
+        assert_eq!(Arc::strong_count(&first), 2, "the cache holds it");
+        cache.clear();
+        assert_eq!(Arc::strong_count(&first), 1, "the cache let it go");
+        let again: Arc<Vec<u8>> = cache
+            .get_or_fetch("k", async { Ok::<_, ProbeError>(vec![2u8; 8]) })
+            .await
+            .unwrap();
+        assert_eq!(again.as_slice(), [2u8; 8]);
+        assert_eq!(cache.fetch_count(), 2);
     }
 
     #[tokio::test]

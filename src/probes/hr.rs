@@ -240,7 +240,7 @@ assert: security_training_date != null && days_since(security_training_date) <= 
             let mut resource = Resource {
                 id: format!("hr:{id}"),
                 name: format!("{name} <{email}> ({id})"),
-                attributes,
+                attributes: attributes.into(),
                 error: None,
                 unknown: Default::default(),
                 scope: false,

@@ -18,6 +18,7 @@ macro_rules! attr {
     };
 }
 
+pub mod attributes;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cache;
@@ -42,6 +43,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use attributes::Attributes;
 pub use cache::FetchCache;
 
 use crate::config::SourcesConfig;
@@ -54,7 +56,7 @@ pub struct Resource {
     /// Human name used in finding sentences (e.g. `Dana Reyes <dana@example.com>`).
     pub name: String,
     /// Attribute values, keyed by the names declared in the probe's [`Attribute`] list.
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub attributes: Attributes,
     /// Set when this one resource could not be read completely: its finding is `error`
     /// naming the cause, while the rest of the population is still evaluated.
     pub error: Option<String>,
@@ -417,11 +419,11 @@ pub(crate) fn ts(t: Option<DateTime<Utc>>) -> serde_json::Value {
     })
 }
 
-/// The attribute map of a `json!({...})` object.
-pub(crate) fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+/// The attributes of a `json!({...})` object.
+pub(crate) fn object(v: serde_json::Value) -> Attributes {
     match v {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
+        serde_json::Value::Object(m) => m.into(),
+        _ => Attributes::new(),
     }
 }
 

@@ -223,7 +223,7 @@ assert: approved_by != null && !overdue && word_count >= 150
                     Resource {
                         id: format!("policy:{}", doc.file),
                         name: format!("policy document {}", doc.file),
-                        attributes: serde_json::Map::new(),
+                        attributes: Default::default(),
                         error: Some(e.to_string()),
                         unknown: Default::default(),
                         scope: false,
@@ -280,7 +280,7 @@ fn describe(
     let mut resource = Resource {
         id: format!("policy:{}", doc.file),
         name: format!("{} ({})", fm.title.trim(), doc.file),
-        attributes,
+        attributes: attributes.into(),
         error: None,
         unknown: Default::default(),
         scope: false,

@@ -539,7 +539,7 @@ async fn planted_load_balancers_and_monitoring_on_moto() {
         .plan(&json!({}))
         .unwrap();
     let collected = planned.collect(&ctx).await.unwrap();
-    let by_name: BTreeMap<String, &serde_json::Map<String, Value>> = collected
+    let by_name: BTreeMap<String, &trellis::probes::Attributes> = collected
         .resources
         .iter()
         .map(|r| {

@@ -70,7 +70,7 @@ where
 }
 
 /// The common attributes of every EC2 resource.
-pub(crate) fn base(scope: &Scope) -> serde_json::Map<String, Value> {
+pub(crate) fn base(scope: &Scope) -> crate::probes::Attributes {
     object(json!({"account": scope.account.name, "region": scope.region}))
 }
 

@@ -481,10 +481,7 @@ async fn listener_views(
 fn listener_attributes(
     scope: &Scope,
     views: &[ListenerView],
-) -> (
-    serde_json::Map<String, serde_json::Value>,
-    BTreeMap<String, String>,
-) {
+) -> (crate::probes::Attributes, BTreeMap<String, String>) {
     let plain_http: Vec<Option<i32>> = views
         .iter()
         .filter(|l| l.protocol == "HTTP" && !l.redirects_to_https)

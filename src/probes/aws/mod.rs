@@ -376,7 +376,7 @@ pub(crate) fn scope_error(probe: &str, label: &str, error: &ProbeError) -> Resou
     Resource {
         id: format!("aws:{label}:{probe}"),
         name: format!("AWS {label}"),
-        attributes: serde_json::Map::new(),
+        attributes: Default::default(),
         error: Some(error.to_string()),
         unknown: Default::default(),
         scope: !ONE_PER_SCOPE.contains(&probe),

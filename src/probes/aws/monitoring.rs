@@ -297,7 +297,7 @@ impl Watch {
         self.cloudwatch_alarms + self.health_checks
     }
 
-    fn attributes(&self) -> serde_json::Map<String, Value> {
+    fn attributes(&self) -> crate::probes::Attributes {
         object(json!({
             "watched": self.total() > 0,
             "alarms": self.total(),

@@ -354,7 +354,7 @@ async fn configured_account_ids(ctx: &ProbeContext) -> Result<BTreeSet<String>, 
 /// Attributes that AWS should always report: null means it did not, which is unknown (an
 /// `error` for a check reading it), never a value.
 fn unknown_when_null(
-    attributes: &serde_json::Map<String, Value>,
+    attributes: &crate::probes::Attributes,
     names: &[&str],
     operation: &str,
 ) -> BTreeMap<String, String> {
@@ -379,7 +379,7 @@ fn resource(
     scope: &Scope,
     arn: &str,
     name: String,
-    attributes: serde_json::Map<String, Value>,
+    attributes: crate::probes::Attributes,
     unknown: BTreeMap<String, String>,
 ) -> Resource {
     Resource {

@@ -668,7 +668,7 @@ fn bucket_resource(
     fn unread(
         names: &[&str],
         why: &str,
-        a: &mut serde_json::Map<String, Value>,
+        a: &mut crate::probes::Attributes,
         unknown: &mut BTreeMap<String, String>,
     ) {
         for n in names {

@@ -608,7 +608,7 @@ pub(crate) fn unreadable(probe: &str, what: &str, error: &ProbeError, scope: boo
     Resource {
         id: format!("github:{what}:{probe}"),
         name: format!("GitHub {what}"),
-        attributes: serde_json::Map::new(),
+        attributes: Default::default(),
         error: Some(error.to_string()),
         unknown: Default::default(),
         scope,

@@ -393,7 +393,7 @@ pub(crate) fn effective(
     e
 }
 
-fn repo_attributes(org: &str, repo: &Repo) -> serde_json::Map<String, Value> {
+fn repo_attributes(org: &str, repo: &Repo) -> crate::probes::Attributes {
     object(json!({
         "org": org,
         "repo": repo.full_name,
