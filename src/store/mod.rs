@@ -21,6 +21,7 @@ mod integrity;
 mod signin;
 mod sso;
 mod staff;
+mod validators;
 #[doc(hidden)]
 pub mod testing;
 

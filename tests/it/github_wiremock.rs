@@ -192,9 +192,47 @@ async fn counts(server: &MockServer) -> BTreeMap<String, usize> {
     out
 }
 
-/// The planted scenario, with the API at `prefix` below the mock server.
-async fn planted(prefix: &str) {
+/// Answers Trellis's batched GraphQL query with each repository's object from
+/// `graphql_repositories.json` under its alias (`r0`…, names in the variables `n0`…).
+struct GraphqlAcme;
+
+impl wiremock::Respond for GraphqlAcme {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let repos: serde_json::Value =
+            serde_json::from_str(&fixture("graphql_repositories.json")).unwrap();
+        let query: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(query["variables"]["owner"], "acme");
+        assert!(query["query"].as_str().unwrap().contains("...repo"));
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "rateLimit".into(),
+            serde_json::json!({"cost": 1, "remaining": 4999, "resetAt": "2026-11-22T13:00:00Z"}),
+        );
+        let mut k = 0;
+        while let Some(name) = query["variables"][format!("n{k}")].as_str() {
+            data.insert(format!("r{k}"), repos[name].clone());
+            k += 1;
+        }
+        ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"data": data}))
+            .insert_header("x-ratelimit-resource", "graphql")
+            .insert_header("x-ratelimit-remaining", "4999")
+    }
+}
+
+/// The planted scenario, with the API at `prefix` below the mock server; per-repository
+/// settings through GraphQL (`graphql`: answered at `/graphql`, `/api/graphql` on Enterprise
+/// Server), or over REST (GraphQL unanswered: 404).
+async fn planted(prefix: &str, graphql: bool) {
     let server = MockServer::start().await;
+    if graphql {
+        let at = if prefix.is_empty() { "/graphql" } else { "/api/graphql" };
+        Mock::given(method("POST"))
+            .and(path(at))
+            .respond_with(GraphqlAcme)
+            .mount(&server)
+            .await;
+    }
     acme(&server, prefix).await;
     let dir = tempfile::tempdir().unwrap();
     let api = format!("{}{prefix}", server.uri());
@@ -361,19 +399,45 @@ async fn planted(prefix: &str) {
             Some("2022-11-28")
         );
     }
-    assert!(counts(&server).await.contains_key(&format!(
+    let asked = counts(&server).await;
+    assert!(asked.contains_key(&format!(
         "{prefix}/organizations/9919/members?per_page=100&page=2"
     )));
+    // Through GraphQL, REST reads only what GraphQL does not show: infra, whose settings
+    // these credentials do not administer.
+    let protection_asked: Vec<&String> = asked
+        .keys()
+        .filter(|r| r.ends_with("/branches/main/protection"))
+        .collect();
+    if graphql {
+        assert_eq!(
+            protection_asked,
+            [&format!("{prefix}/repos/acme/infra/branches/main/protection")]
+        );
+        assert!(!asked.keys().any(|r| r.contains("/rules/branches/")));
+    } else {
+        assert_eq!(protection_asked.len(), 4);
+    }
 }
 
 #[tokio::test]
 async fn planted_violations_are_found_on_github_com() {
-    planted("").await;
+    planted("", false).await;
 }
 
 #[tokio::test]
 async fn enterprise_server_answers_below_api_v3() {
-    planted("/api/v3").await;
+    planted("/api/v3", false).await;
+}
+
+#[tokio::test]
+async fn planted_violations_are_found_through_graphql() {
+    planted("", true).await;
+}
+
+#[tokio::test]
+async fn enterprise_server_graphql_answers_at_api_graphql() {
+    planted("/api/v3", true).await;
 }
 
 #[tokio::test]

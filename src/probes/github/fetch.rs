@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Endpoint, client, refused};
+use super::{Endpoint, client, graphql, refused};
 use crate::probes::{ProbeContext, ProbeError};
 
 pub const ORG: Endpoint = Endpoint {
@@ -298,6 +298,12 @@ pub(crate) async fn protection(
     branch: &str,
 ) -> Result<Arc<(Option<Protection>, Value)>, ProbeError> {
     cached(ctx, format!("github:{repo}:protection:{branch}"), async {
+        if let Some(state) = graphql::state(ctx, org, repo).await?
+            && state.default_branch.as_deref() == Some(branch)
+            && let Some(p) = &state.protection
+        {
+            return Ok(p.clone());
+        }
         let gh = client(ctx, org).await?;
         let path = gh.route(&format!(
             "/repos/{repo}/branches/{}/protection",
@@ -338,6 +344,12 @@ pub(crate) async fn rules(
     branch: &str,
 ) -> Result<Arc<(Vec<Rule>, Vec<Value>)>, ProbeError> {
     cached(ctx, format!("github:{repo}:rules:{branch}"), async {
+        if let Some(state) = graphql::state(ctx, org, repo).await?
+            && state.default_branch.as_deref() == Some(branch)
+            && let Some(rules) = &state.rules
+        {
+            return Ok(rules.clone());
+        }
         let gh = client(ctx, org).await?;
         gh.list::<Rule>(
             RULES,
@@ -390,6 +402,12 @@ pub(crate) async fn vulnerability_alerts(
     repo: &str,
 ) -> Result<Arc<bool>, ProbeError> {
     cached(ctx, format!("github:{repo}:vulnerability-alerts"), async {
+        if let Some(on) = graphql::state(ctx, org, repo)
+            .await?
+            .and_then(|s| s.alerts_enabled)
+        {
+            return Ok(on);
+        }
         let gh = client(ctx, org).await?;
         let path = gh.route(&format!("/repos/{repo}/vulnerability-alerts"));
         let answer = gh.get(VULNERABILITY_ALERTS, &path).await?;
@@ -459,6 +477,11 @@ pub(crate) async fn open_alerts(
     repo: &str,
 ) -> Result<Arc<(Vec<Alert>, Vec<Value>)>, ProbeError> {
     cached(ctx, format!("github:{repo}:dependabot-alerts"), async {
+        if let Some(state) = graphql::state(ctx, org, repo).await?
+            && let Some(alerts) = &state.open_alerts
+        {
+            return alerts.clone();
+        }
         let gh = client(ctx, org).await?;
         gh.list::<Alert>(
             DEPENDABOT_ALERTS,
