@@ -216,12 +216,12 @@ impl Fake {
 
     fn repo_graphql(&self, i: usize) -> Value {
         let source = json!({"__typename": "Organization", "login": "acme"});
-        let ruleset = json!({"databaseId": 21, "name": "protect-default-branches", "source": source});
+        let set = json!({"databaseId": 21, "name": "protect-default-branches", "source": source});
         let rules = if ruleset(i) {
             json!([
-                {"type": "PULL_REQUEST", "parameters": {"requiredApprovingReviewCount": 1, "dismissStaleReviewsOnPush": true, "requireCodeOwnerReview": false}, "repositoryRuleset": ruleset},
-                {"type": "REQUIRED_STATUS_CHECKS", "parameters": {"requiredStatusChecks": [{"context": "ci/test"}]}, "repositoryRuleset": ruleset},
-                {"type": "NON_FAST_FORWARD", "parameters": null, "repositoryRuleset": ruleset}
+                {"type": "PULL_REQUEST", "parameters": {"requiredApprovingReviewCount": 1, "dismissStaleReviewsOnPush": true, "requireCodeOwnerReview": false}, "repositoryRuleset": set},
+                {"type": "REQUIRED_STATUS_CHECKS", "parameters": {"requiredStatusChecks": [{"context": "ci/test"}]}, "repositoryRuleset": set},
+                {"type": "NON_FAST_FORWARD", "parameters": null, "repositoryRuleset": set}
             ])
         } else {
             json!([])
@@ -492,7 +492,7 @@ async fn stored_run(store: &trellis::store::Store, loaded: &Loaded) -> RunReport
 }
 
 /// Every finding of the GitHub controls as (control, resource, status), sorted.
-fn verdicts(report: &RunReport) -> Vec<(String, String, Status)> {
+fn verdicts(report: &RunReport) -> Vec<(String, String, String)> {
     let mut out: Vec<_> = report
         .outcomes
         .iter()
@@ -500,7 +500,7 @@ fn verdicts(report: &RunReport) -> Vec<(String, String, Status)> {
             o.findings
                 .iter()
                 .filter(|f| f.resource.starts_with("github:"))
-                .map(|f| (o.control_id.clone(), f.resource.clone(), f.status))
+                .map(|f| (o.control_id.clone(), f.resource.clone(), format!("{:?}", f.status)))
         })
         .collect();
     out.sort();

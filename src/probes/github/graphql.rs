@@ -85,11 +85,17 @@ async fn states(ctx: &ProbeContext, org: &str) -> Result<Arc<Option<States>>, Pr
                 let gh = client(ctx, org).await?;
                 let repos = fetch::selected_repos(ctx, org).await?;
                 let names: Vec<&str> = repos.iter().map(|r| r.name.as_str()).collect();
-                let batches = futures::future::join_all(
-                    names.chunks(BATCH).map(|chunk| batch(&gh, org, chunk)),
-                )
-                .await;
+                let mut chunks = names.chunks(BATCH);
                 let mut all = States::new();
+                // The first query alone: if GraphQL is refused, it is the only one sent.
+                if let Some(first) = chunks.next() {
+                    match batch(&gh, org, first).await? {
+                        Some(states) => all.extend(states),
+                        None => return Ok(None),
+                    }
+                }
+                let batches =
+                    futures::future::join_all(chunks.map(|chunk| batch(&gh, org, chunk))).await;
                 for batch in batches {
                     match batch? {
                         Some(states) => all.extend(states),

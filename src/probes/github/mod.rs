@@ -90,6 +90,8 @@ pub(crate) struct Github {
     validators: Arc<Validators>,
     /// `scheme://host[:port]` of `api_url`: with a path, the key of a kept answer.
     origin: String,
+    /// The token, when authenticating with one (an App's installation token is octocrab's).
+    token: Option<crate::config::Secret>,
 }
 
 /// Rate limits across the run: a deadline past which no more waiting is allowed
@@ -202,6 +204,7 @@ async fn build(
             "sources.github: set exactly one of token_env, token_file or app".into(),
         ));
     }
+    let mut bearer = None;
     let octo = if let Some(app) = &source.app {
         let path = ctx.resolve_path(&app.private_key_file);
         let pem = tokio::fs::read(&path).await.map_err(|e| {
@@ -252,9 +255,11 @@ async fn build(
             .token(&ctx.base_dir)
             .map_err(ProbeError::Auth)?
             .ok_or_else(|| ProbeError::Auth("sources.github: no token configured".into()))?;
-        octocrab_client(source, uri, |b| {
+        let octo = octocrab_client(source, uri, |b| {
             b.personal_token(token.expose().to_string()).build()
-        })?
+        })?;
+        bearer = Some(token);
+        octo
     };
     Ok(Arc::new(Github {
         octo,
@@ -264,6 +269,7 @@ async fn build(
         limits,
         validators: Arc::clone(&ctx.validators),
         origin,
+        token: bearer,
     }))
 }
 
@@ -615,7 +621,7 @@ impl Github {
         path: &str,
         method: Method<'_>,
         kept: Option<&Validator>,
-    ) -> Result<Answer, octocrab::Error> {
+    ) -> Result<Answer, String> {
         let response = match method {
             Method::Get => {
                 let mut h = headers();
@@ -631,27 +637,66 @@ impl Github {
                         h.insert(name, value);
                     }
                 }
-                self.octo._get_with_headers(path, Some(h)).await?
+                self.octo
+                    ._get_with_headers(path, Some(h))
+                    .await
+                    .map_err(|e| e.to_string())?
             }
             Method::Post(body) => {
+                let octo = self.graphql_client().await?;
                 let mut request = http::Request::builder()
                     .method(http::Method::POST)
-                    .uri(path);
+                    .uri(self.graphql_path());
                 for (name, value) in headers().iter() {
                     request = request.header(name, value);
                 }
-                let request = self.octo.build_request(request, Some(body))?;
-                self.octo.execute(request).await?
+                let request = octo
+                    .build_request(request, Some(body))
+                    .map_err(|e| e.to_string())?;
+                octo.execute(request).await.map_err(|e| e.to_string())?
             }
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = self.octo.body_to_string(response).await?;
+        let body = self
+            .octo
+            .body_to_string(response)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Answer {
             status,
             headers,
             body,
         })
+    }
+
+    /// The client GraphQL queries go through. On Enterprise Server `/api/graphql` is outside
+    /// `api_url` (`/api/v3`), which octocrab puts before every path it is given, so queries
+    /// go through a client rooted at `/api` with the same credentials (an App's installation
+    /// token as the main client holds it).
+    async fn graphql_client(&self) -> Result<Octocrab, String> {
+        if self.base_path.is_empty() {
+            return Ok(self.octo.clone());
+        }
+        let root = self.graphql_path();
+        let root = root.trim_end_matches("/graphql");
+        let uri: http::Uri = format!("{}{root}", self.origin)
+            .parse()
+            .map_err(|e| format!("the GraphQL root of {}: {e}", self.source.api_url))?;
+        let token = match &self.token {
+            Some(token) => token.expose().to_string(),
+            None => {
+                use octocrab::secrecy::ExposeSecret as _;
+                self.octo
+                    .installation_token()
+                    .await
+                    .map_err(|e| octocrab_message(&e))?
+                    .expose_secret()
+                    .to_string()
+            }
+        };
+        octocrab_client(&self.source, uri, |b| b.personal_token(token).build())
+            .map_err(|e| e.to_string())
     }
 
     /// A JSON answer of `endpoint` at `path`; 401, 403 and 404 are errors naming what is
