@@ -4,13 +4,16 @@
 shaped like GitHub's published ones, ETags and `304 Not Modified`, rate-limit headers, and
 request counts.
 
-    python3 bench/github_standin.py --repos 2000 --members 1000 --port 8931
+    python3 bench/github_standin.py --repos 2000 --members 1000 --port 8931 [--rate-limit 5000]
 
 Point Trellis at it with `sources.github.api_url: http://127.0.0.1:8931`, `orgs: [acme]`
 and any token (`token_env` naming a variable set to anything). Counts are served at
 `GET /_stats` as JSON: {"requests": total, "by_route": {"GET /orgs/{org}/repos": n, ...},
 "not_modified": n} (the stand-in's own `/_stats` and `/_reset` are not counted);
-`POST /_reset` sets them to zero.
+`POST /_reset` sets them to zero. Like GitHub, the stand-in counts what each limit (`core`,
+`graphql`) has spent — a `304` spends nothing — and past `--rate-limit` (default 5000, per
+limit, for the whole life of the process: the reset is an hour away) answers `403` with
+`X-RateLimit-Remaining: 0`, or GraphQL's `RATE_LIMITED` error.
 
 The organisation is deterministic. Repository i (`repo-0000`…):
   - classic branch protection on `main` when i % 3 == 0 (one review, admins included,
@@ -36,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 ORG = "acme"
 ORG_ID = 9919
 PER_PAGE_MAX = 100
-RATE_LIMIT = 5000
+RATE_LIMIT = 5000  # per limit; --rate-limit
 
 
 class Org:
@@ -297,6 +300,7 @@ class Counters:
         self.by_route = {}
         self.core_used = 0
         self.graphql_used = 0
+        self.refused = 0
 
     def snapshot(self):
         with self.lock:
@@ -304,6 +308,7 @@ class Counters:
                 "requests": self.requests,
                 "by_route": dict(sorted(self.by_route.items())),
                 "not_modified": self.not_modified,
+                "rate_limited": self.refused,
             }
 
 
@@ -329,6 +334,39 @@ def make_handler(org, counters, reset_at):
                 counters.requests += 1
                 r = route_of(method, path)
                 counters.by_route[r] = counters.by_route.get(r, 0) + 1
+
+        def _exhausted(self, resource):
+            with counters.lock:
+                used = counters.core_used if resource == "core" else counters.graphql_used
+                if used < RATE_LIMIT:
+                    return False
+                counters.refused += 1
+            headers = {
+                "X-RateLimit-Limit": str(RATE_LIMIT),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset_at),
+                "X-RateLimit-Used": str(RATE_LIMIT),
+                "X-RateLimit-Resource": resource,
+                "Content-Type": "application/json; charset=utf-8",
+            }
+            if resource == "core":
+                body = {
+                    "message": "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                    "status": "403",
+                }
+                status = 403
+            else:
+                body = {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit already exceeded for user ID 1."}]}
+                status = 200
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return True
 
         def _send(self, status, body=None, headers=None, resource="core"):
             data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -395,6 +433,8 @@ def make_handler(org, counters, reset_at):
             if path == "/_stats":
                 return self._send(200, counters.snapshot())
             self._count("GET", path)
+            if self._exhausted("core"):
+                return
             for prefix in ("/api/v3",):
                 if path.startswith(prefix + "/"):
                     path = path[len(prefix):]
@@ -466,6 +506,8 @@ def make_handler(org, counters, reset_at):
             self._count("POST", url.path)
             if url.path not in ("/graphql", "/api/graphql"):
                 return self._json(404, {"message": "Not Found"})
+            if self._exhausted("graphql"):
+                return
             try:
                 request = json.loads(raw or b"{}")
             except ValueError:
@@ -505,12 +547,16 @@ def make_handler(org, counters, reset_at):
 
 
 def main(argv=None):
+    global RATE_LIMIT
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repos", type=int, default=2000)
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--port", type=int, default=8931)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--rate-limit", type=int, default=RATE_LIMIT,
+                   help="requests each limit (core, graphql) allows before refusing (default 5000)")
     args = p.parse_args(argv)
+    RATE_LIMIT = args.rate_limit
     org = Org(args.repos, args.members)
     counters = Counters()
     reset_at = int(time.time()) + 3600
