@@ -40,6 +40,11 @@ ORG = "acme"
 ORG_ID = 9919
 PER_PAGE_MAX = 100
 RATE_LIMIT = 5000  # per limit; --rate-limit
+# The advisory of every planted alert (lodash's command injection).
+ADVISORY_IDS = [
+    {"type": "GHSA", "value": "GHSA-35jh-r3h4-6jhm"},
+    {"type": "CVE", "value": "CVE-2021-23337"},
+]
 
 
 class Org:
@@ -145,10 +150,7 @@ class Org:
                 "cve_id": "CVE-2021-23337",
                 "summary": "Command Injection in lodash",
                 "severity": "high",
-                "identifiers": [
-                    {"type": "GHSA", "value": "GHSA-35jh-r3h4-6jhm"},
-                    {"type": "CVE", "value": "CVE-2021-23337"},
-                ],
+                "identifiers": ADVISORY_IDS,
             },
             "security_vulnerability": {
                 "package": {"ecosystem": "npm", "name": "lodash"},
@@ -270,10 +272,7 @@ class Org:
                     "ghsaId": "GHSA-35jh-r3h4-6jhm",
                     "severity": "HIGH",
                     "summary": "Command Injection in lodash",
-                    "identifiers": [
-                        {"type": "GHSA", "value": "GHSA-35jh-r3h4-6jhm"},
-                        {"type": "CVE", "value": "CVE-2021-23337"},
-                    ],
+                    "identifiers": ADVISORY_IDS,
                 },
             }]
         return {

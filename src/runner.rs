@@ -159,7 +159,10 @@ async fn collect_all(
         let semaphore = semaphore.clone();
         set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            (i, collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await)
+            (
+                i,
+                collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await,
+            )
         });
     }
     let mut results: Vec<Result<Arc<Collected>, ProbeError>> = (0..keys.len())

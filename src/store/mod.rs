@@ -21,9 +21,9 @@ mod integrity;
 mod signin;
 mod sso;
 mod staff;
-mod validators;
 #[doc(hidden)]
 pub mod testing;
+mod validators;
 
 pub use access::{ClientInfo, DecideError, MIN_ID_PREFIX};
 pub use dashboard::{

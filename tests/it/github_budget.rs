@@ -29,16 +29,7 @@ use trellis::runner::{self, NoSink, RunReport};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::common::aws::{at, findings, outcome, repo};
-
-const NOW: &str = "2026-11-22T12:00:00Z";
-
-const CONTROLS: &[&str] = &[
-    "approval-for-system-changes",
-    "software-change-testing",
-    "vulnerability-scanning",
-    "complex-passwords",
-    "baseline-configurations",
-];
+use crate::github_wiremock::{GITHUB_CONTROLS as CONTROLS, NOW, assert_org_throttled};
 
 /// Rulesets in force in the synthetic organisation (one organisation ruleset).
 const RULESETS: usize = 1;
@@ -88,16 +79,24 @@ fn name(i: usize) -> String {
 /// Repository `i`: classic protection (i % 3 == 0), the organisation ruleset (i % 3 == 1) or
 /// nothing; Dependabot alerts off when i % 7 == 0, one open alert when i % 5 == 0.
 fn classic(i: usize) -> bool {
-    i % 3 == 0
+    i.is_multiple_of(3)
 }
 fn ruleset(i: usize) -> bool {
     i % 3 == 1
 }
 fn alerts_on(i: usize) -> bool {
-    i % 7 != 0
+    !i.is_multiple_of(7)
+}
+/// When repository `i`'s alert was opened: every tenth is older than the high window.
+fn created(i: usize) -> &'static str {
+    if i.is_multiple_of(10) {
+        "2026-10-01T09:00:00Z"
+    } else {
+        "2026-11-20T09:00:00Z"
+    }
 }
 fn has_alert(i: usize) -> bool {
-    alerts_on(i) && i % 5 == 0
+    alerts_on(i) && i.is_multiple_of(5)
 }
 
 impl Fake {
@@ -169,8 +168,8 @@ impl Fake {
             "permissions": {"admin": true, "maintain": true, "push": true, "triage": true, "pull": true},
             "security_and_analysis": {
                 "advanced_security": on(true),
-                "secret_scanning": on(i % 2 == 0),
-                "secret_scanning_push_protection": on(i % 4 == 0),
+                "secret_scanning": on(i.is_multiple_of(2)),
+                "secret_scanning_push_protection": on(i.is_multiple_of(4)),
                 "dependabot_security_updates": on(alerts_on(i)),
             }
         })
@@ -184,7 +183,7 @@ impl Fake {
             "security_vulnerability": {"package": {"ecosystem": "npm", "name": "lodash"}, "severity": "high", "vulnerable_version_range": "< 4.17.21", "first_patched_version": {"identifier": "4.17.21"}},
             "url": format!("https://api.github.com/repos/acme/{}/dependabot/alerts/1", name(i)),
             "html_url": format!("https://github.com/acme/{}/security/dependabot/1", name(i)),
-            "created_at": if i % 10 == 0 { "2026-10-01T09:00:00Z" } else { "2026-11-20T09:00:00Z" },
+            "created_at": created(i),
             "updated_at": "2026-11-20T09:00:00Z"
         })
     }
@@ -192,7 +191,7 @@ impl Fake {
     fn alert_graphql(&self, i: usize) -> Value {
         json!({
             "number": 1, "state": "OPEN",
-            "createdAt": if i % 10 == 0 { "2026-10-01T09:00:00Z" } else { "2026-11-20T09:00:00Z" },
+            "createdAt": created(i),
             "vulnerableManifestPath": "package-lock.json",
             "securityVulnerability": {"severity": "HIGH", "package": {"ecosystem": "NPM", "name": "lodash"}, "firstPatchedVersion": {"identifier": "4.17.21"}},
             "securityAdvisory": {"ghsaId": "GHSA-35jh-r3h4-6jhm", "severity": "HIGH", "summary": "Command injection in lodash",
@@ -266,7 +265,8 @@ impl Fake {
             return ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}));
         }
         let Ok(request) = serde_json::from_slice::<Value>(body) else {
-            return ResponseTemplate::new(400).set_body_json(json!({"message": "Problems parsing JSON"}));
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"message": "Problems parsing JSON"}));
         };
         let vars = &request["variables"];
         let mut data = serde_json::Map::new();
@@ -275,7 +275,9 @@ impl Fake {
         while let Some(n) = vars[format!("n{k}")].as_str() {
             let alias = format!("r{k}");
             k += 1;
-            let index = n.strip_prefix("repo-").and_then(|i| i.parse::<usize>().ok());
+            let index = n
+                .strip_prefix("repo-")
+                .and_then(|i| i.parse::<usize>().ok());
             match index {
                 Some(_) if self.0.forbidden.as_deref() == Some(n) => {
                     data.insert(alias.clone(), Value::Null);
@@ -312,7 +314,11 @@ impl Fake {
         let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
         let users = |n: usize| (0..n).map(|i| self.user(i)).collect::<Vec<_>>();
         match path {
-            "/orgs/acme" => (200, json!({"login": "acme", "id": 9919, "type": "Organization", "two_factor_requirement_enabled": true, "public_repos": 0, "total_private_repos": self.0.repos}), None),
+            "/orgs/acme" => (
+                200,
+                json!({"login": "acme", "id": 9919, "type": "Organization", "two_factor_requirement_enabled": true, "public_repos": 0, "total_private_repos": self.0.repos}),
+                None,
+            ),
             "/orgs/acme/members" => {
                 let (items, route) = match (query.get("role"), query.get("filter")) {
                     (Some(_), _) => (users(3), "/orgs/acme/members?role=admin&"),
@@ -323,7 +329,8 @@ impl Fake {
                 (200, body, link)
             }
             "/organizations/9919/members" => {
-                let (body, link) = self.page("/organizations/9919/members?", users(self.0.members), page);
+                let (body, link) =
+                    self.page("/organizations/9919/members?", users(self.0.members), page);
                 (200, body, link)
             }
             "/orgs/acme/outside_collaborators" => (200, json!([]), None),
@@ -332,7 +339,11 @@ impl Fake {
                 let (body, link) = self.page("/organizations/9919/repos?type=all&", repos, page);
                 (200, body, link)
             }
-            "/orgs/acme/rulesets/21" => (200, json!({"id": 21, "name": "protect-default-branches", "target": "branch", "source_type": "Organization", "source": "acme", "enforcement": "active", "bypass_actors": []}), None),
+            "/orgs/acme/rulesets/21" => (
+                200,
+                json!({"id": 21, "name": "protect-default-branches", "target": "branch", "source_type": "Organization", "source": "acme", "enforcement": "active", "bypass_actors": []}),
+                None,
+            ),
             _ => self.repo_rest(path),
         }
     }
@@ -349,22 +360,38 @@ impl Fake {
             return not_found;
         };
         match what {
-            "branches/main/protection" if classic(i) => (200, json!({
-                "url": format!("https://api.github.com/repos/acme/{}/branches/main/protection", name(i)),
-                "required_status_checks": {"strict": false, "contexts": ["ci/build"], "checks": [{"context": "ci/build", "app_id": null}]},
-                "enforce_admins": {"enabled": true},
-                "required_pull_request_reviews": {"dismiss_stale_reviews": false, "require_code_owner_reviews": false, "required_approving_review_count": 1},
-                "allow_force_pushes": {"enabled": false}, "allow_deletions": {"enabled": false}
-            }), None),
-            "branches/main/protection" => (404, json!({"message": "Branch not protected", "documentation_url": "https://docs.github.com/rest/branches/branch-protection#get-branch-protection", "status": "404"}), None),
+            "branches/main/protection" if classic(i) => (
+                200,
+                json!({
+                    "url": format!("https://api.github.com/repos/acme/{}/branches/main/protection", name(i)),
+                    "required_status_checks": {"strict": false, "contexts": ["ci/build"], "checks": [{"context": "ci/build", "app_id": null}]},
+                    "enforce_admins": {"enabled": true},
+                    "required_pull_request_reviews": {"dismiss_stale_reviews": false, "require_code_owner_reviews": false, "required_approving_review_count": 1},
+                    "allow_force_pushes": {"enabled": false}, "allow_deletions": {"enabled": false}
+                }),
+                None,
+            ),
+            "branches/main/protection" => (
+                404,
+                json!({"message": "Branch not protected", "documentation_url": "https://docs.github.com/rest/branches/branch-protection#get-branch-protection", "status": "404"}),
+                None,
+            ),
             "rules/branches/main" => (200, self.rules_rest(i), None),
             "vulnerability-alerts" if alerts_on(i) => (204, Value::Null, None),
             "vulnerability-alerts" => not_found,
             "dependabot/alerts" if alerts_on(i) => {
-                let alerts: Vec<Value> = if has_alert(i) { vec![self.alert_rest(i)] } else { vec![] };
+                let alerts: Vec<Value> = if has_alert(i) {
+                    vec![self.alert_rest(i)]
+                } else {
+                    vec![]
+                };
                 (200, Value::Array(alerts), None)
             }
-            "dependabot/alerts" => (403, json!({"message": "Dependabot alerts are disabled for this repository.", "documentation_url": "https://docs.github.com/rest/dependabot/alerts"}), None),
+            "dependabot/alerts" => (
+                403,
+                json!({"message": "Dependabot alerts are disabled for this repository.", "documentation_url": "https://docs.github.com/rest/dependabot/alerts"}),
+                None,
+            ),
             _ => not_found,
         }
     }
@@ -412,10 +439,21 @@ impl Respond for Fake {
             }
         }
         let reset = self.0.exhaust.map_or(now + 3600, |x| x.reset);
-        let query: BTreeMap<String, String> = request.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let query: BTreeMap<String, String> = request
+            .url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         let (status, body, link) = self.rest(&path, &query);
-        let text = if body.is_null() { String::new() } else { body.to_string() };
-        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(text.as_bytes())[..16]));
+        let text = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let etag = format!(
+            "\"{}\"",
+            hex::encode(&Sha256::digest(text.as_bytes())[..16])
+        );
         let headers = [
             ("x-ratelimit-limit", "5000".to_string()),
             ("x-ratelimit-remaining", remaining.to_string()),
@@ -423,7 +461,10 @@ impl Respond for Fake {
             ("x-ratelimit-resource", "core".to_string()),
             ("x-github-api-version-selected", "2022-11-28".to_string()),
         ];
-        let conditional = request.headers.get("if-none-match").and_then(|v| v.to_str().ok());
+        let conditional = request
+            .headers
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok());
         let mut answer = if status == 200 && conditional == Some(etag.as_str()) {
             stats.not_modified += 1;
             ResponseTemplate::new(304)
@@ -500,7 +541,13 @@ fn verdicts(report: &RunReport) -> Vec<(String, String, String)> {
             o.findings
                 .iter()
                 .filter(|f| f.resource.starts_with("github:"))
-                .map(|f| (o.control_id.clone(), f.resource.clone(), format!("{:?}", f.status)))
+                .map(|f| {
+                    (
+                        o.control_id.clone(),
+                        f.resource.clone(),
+                        format!("{:?}", f.status),
+                    )
+                })
         })
         .collect();
     out.sort();
@@ -512,7 +559,9 @@ async fn budget(repos: usize, members: usize) -> (Stats, Stats) {
     let (server, fake) = Fake::new(repos, members, true).start().await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = config(dir.path(), &server.uri(), "");
-    let store = trellis::store::Store::connect("sqlite::memory:").await.unwrap();
+    let store = trellis::store::Store::connect("sqlite::memory:")
+        .await
+        .unwrap();
     let first = stored_run(&store, &loaded).await;
     let cold = fake.stats();
     assert!(
@@ -607,22 +656,30 @@ async fn a_repository_graphql_refuses_is_an_error_and_the_others_are_evaluated()
     assert_eq!(o.findings.len(), 30);
 }
 
-#[tokio::test]
-async fn a_used_up_limit_resetting_within_the_window_is_waited_for() {
-    let reset = Utc::now().timestamp() + 2;
+/// A fake whose primary limit is used up by its first answer until `reset_in` seconds from
+/// now, one call in flight at a time, and a run of `ids` within a `window` to wait.
+async fn used_up(reset_in: i64, window: &str, ids: &[&str]) -> (RunReport, Stats) {
+    let reset = Utc::now().timestamp() + reset_in;
     let (server, fake) = Fake::new(10, 5, true)
         .with(None, Some(Exhaust { reset }))
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let loaded = config(
-        dir.path(),
-        &server.uri(),
-        "    concurrency: 1\n    rate_limit_wait: 1m\n",
-    );
-    let report = run(&loaded, &["complex-passwords", "approval-for-system-changes"]).await;
+    let extra = format!("    concurrency: 1\n    rate_limit_wait: {window}\n");
+    let report = run(&config(dir.path(), &server.uri(), &extra), ids).await;
+    (report, fake.stats())
+}
+
+#[tokio::test]
+async fn a_used_up_limit_resetting_within_the_window_is_waited_for() {
+    let (report, stats) = used_up(
+        2,
+        "1m",
+        &["complex-passwords", "approval-for-system-changes"],
+    )
+    .await;
     // Nothing was sent while the limit was used up, and everything was read after it.
-    assert_eq!(fake.stats().while_exhausted, 0, "{:?}", fake.stats());
+    assert_eq!(stats.while_exhausted, 0, "{stats:?}");
     let c = outcome(&report, "complex-passwords");
     assert_eq!(c.checks[2].status, Status::Pass, "{:?}", c.checks[2]);
     assert!(findings(&report, "approval-for-system-changes", Status::Error).is_empty());
@@ -630,34 +687,7 @@ async fn a_used_up_limit_resetting_within_the_window_is_waited_for() {
 
 #[tokio::test]
 async fn a_used_up_limit_resetting_past_the_window_is_an_error_naming_it() {
-    let reset = Utc::now().timestamp() + 3600;
-    let (server, fake) = Fake::new(10, 5, true)
-        .with(None, Some(Exhaust { reset }))
-        .start()
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let loaded = config(
-        dir.path(),
-        &server.uri(),
-        "    concurrency: 1\n    rate_limit_wait: 5s\n",
-    );
-    let report = run(&loaded, &["complex-passwords"]).await;
-    assert_eq!(fake.stats().while_exhausted, 0, "{:?}", fake.stats());
-    let c = outcome(&report, "complex-passwords");
-    assert_eq!(c.checks[2].status, Status::Error, "{:?}", c.checks[2]);
-    let e = findings(&report, "complex-passwords", Status::Error)
-        .into_iter()
-        .find(|f| f.resource == "github:acme:github.org")
-        .unwrap();
-    assert!(
-        e.message
-            .contains("GitHub's primary rate limit is used up until"),
-        "{}",
-        e.message
-    );
-    assert!(
-        e.message.contains("sources.github.rate_limit_wait"),
-        "{}",
-        e.message
-    );
+    let (report, stats) = used_up(3600, "5s", &["complex-passwords"]).await;
+    assert_eq!(stats.while_exhausted, 0, "{stats:?}");
+    assert_org_throttled(&report, "GitHub's primary rate limit is used up until");
 }

@@ -2783,7 +2783,9 @@ async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Stor
         Arc::new(Validator {
             etag: Some(etag.into()),
             last_modified: None,
-            link: Some("<https://api.github.com/organizations/9919/repos?page=2>; rel=\"next\"".into()),
+            link: Some(
+                "<https://api.github.com/organizations/9919/repos?page=2>; rel=\"next\"".into(),
+            ),
             body: body.into(),
         })
     };
@@ -2791,7 +2793,12 @@ async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Stor
     let day1 = t("2026-11-01T00:00:00Z");
     // Enough rows to need several statements.
     let many: Vec<(String, Arc<Validator>)> = (0..2500)
-        .map(|i| (format!("github:https://api.github.com/repos/acme/r{i}"), v("\"a\"", "[]")))
+        .map(|i| {
+            (
+                format!("github:https://api.github.com/repos/acme/r{i}"),
+                v("\"a\"", "[]"),
+            )
+        })
         .collect();
     store.save_http_validators(&many, day1).await.unwrap();
     assert_eq!(store.http_validators().await.unwrap().len(), 2500);

@@ -470,12 +470,15 @@ pub struct Version {
 /// GitHub's message when a repository's Dependabot alerts are off.
 pub const DEPENDABOT_DISABLED: &str = "Dependabot alerts are disabled for this repository";
 
+/// Dependabot alerts, with the raw records.
+pub(crate) type Alerts = (Vec<Alert>, Vec<Value>);
+
 /// The open Dependabot alerts of `repo`.
 pub(crate) async fn open_alerts(
     ctx: &ProbeContext,
     org: &str,
     repo: &str,
-) -> Result<Arc<(Vec<Alert>, Vec<Value>)>, ProbeError> {
+) -> Result<Arc<Alerts>, ProbeError> {
     cached(ctx, format!("github:{repo}:dependabot-alerts"), async {
         if let Some(state) = graphql::state(ctx, org, repo).await?
             && let Some(alerts) = &state.open_alerts

@@ -45,7 +45,7 @@ pub(crate) struct RepoState {
     pub rules: Option<(Vec<Rule>, Vec<Value>)>,
     pub alerts_enabled: Option<bool>,
     /// Open Dependabot alerts: `Err` when they are disabled (as REST answers).
-    pub open_alerts: Option<Result<(Vec<Alert>, Vec<Value>), ProbeError>>,
+    pub open_alerts: Option<Result<fetch::Alerts, ProbeError>>,
 }
 
 /// Every selected repository of an organisation, by `full_name` (lowercase): its state, or
@@ -177,7 +177,9 @@ const FRAGMENT: &str = r#"fragment repo on Repository {
 
 /// The query for `names` of `org` (aliases `r0`…, names as variables `$n0`…).
 pub fn query(names: &[&str]) -> Value {
-    let params: Vec<String> = (0..names.len()).map(|i| format!(", $n{i}: String!")).collect();
+    let params: Vec<String> = (0..names.len())
+        .map(|i| format!(", $n{i}: String!"))
+        .collect();
     let fields: Vec<String> = (0..names.len())
         .map(|i| format!("  r{i}: repository(owner: $owner, name: $n{i}) {{ ...repo }}\n"))
         .collect();
@@ -327,16 +329,17 @@ fn repo_state(path: &str, repo: &Value, alerts_refused: bool) -> RepoState {
                 repo["nameWithOwner"].as_str().unwrap_or_default(),
                 fetch::DEPENDABOT_DISABLED
             )))),
-            Some(true) if !alerts_refused && alerts["pageInfo"]["hasNextPage"] == false => alerts
-                ["nodes"]
-                .as_array()
-                .and_then(|nodes| nodes.iter().map(alert).collect::<Option<Vec<Alert>>>())
-                .map(|list| {
-                    Ok((
-                        list,
-                        alerts["nodes"].as_array().cloned().unwrap_or_default(),
-                    ))
-                }),
+            Some(true) if !alerts_refused && alerts["pageInfo"]["hasNextPage"] == false => {
+                alerts["nodes"]
+                    .as_array()
+                    .and_then(|nodes| nodes.iter().map(alert).collect::<Option<Vec<Alert>>>())
+                    .map(|list| {
+                        Ok((
+                            list,
+                            alerts["nodes"].as_array().cloned().unwrap_or_default(),
+                        ))
+                    })
+            }
             _ => None,
         };
     }
@@ -397,7 +400,10 @@ pub(crate) fn rule(node: &Value) -> Rule {
     let ruleset = &node["repositoryRuleset"];
     let source = &ruleset["source"];
     Rule {
-        kind: node["type"].as_str().unwrap_or_default().to_ascii_lowercase(),
+        kind: node["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
         ruleset_source_type: source["__typename"].as_str().map(str::to_string),
         ruleset_source: source["login"]
             .as_str()

@@ -64,6 +64,14 @@ enum Method<'a> {
 }
 
 impl Answer {
+    /// A header's value, trimmed, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    }
+
     /// GitHub's `message` field of an error body, if any.
     pub fn message(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.body)
@@ -418,22 +426,16 @@ impl Github {
                 self.validators.record(&key, kept);
             }
             (200, _) => {
-                let header = |name: http::header::HeaderName| {
-                    answer
-                        .headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let etag = header(http::header::ETAG);
-                let last_modified = header(http::header::LAST_MODIFIED);
+                let header = |name| answer.header(name).map(str::to_string);
+                let etag = header("etag");
+                let last_modified = header("last-modified");
                 if etag.is_some() || last_modified.is_some() {
                     self.validators.record(
                         &key,
                         Arc::new(Validator {
                             etag,
                             last_modified,
-                            link: header(http::header::LINK),
+                            link: header("link"),
                             body: answer.body.clone(),
                         }),
                     );
@@ -499,13 +501,7 @@ impl Github {
 
     /// Notes a limit an answer says is used up (`X-RateLimit-Remaining: 0`).
     fn note_limit(&self, answer: &Answer, resource: &'static str) {
-        let header = |name: &str| {
-            answer
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
+        let header = |name| answer.header(name);
         if header("x-ratelimit-remaining") != Some("0") {
             return;
         }
@@ -799,13 +795,7 @@ struct Wait {
 /// Whether `answer` is a rate limit, and how long to wait: a primary limit until
 /// `X-RateLimit-Reset`; a secondary one for `Retry-After` (or a minute, as GitHub advises).
 fn rate_limited(answer: &Answer, now: DateTime<Utc>) -> Option<Wait> {
-    let header = |name: &str| {
-        answer
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let header = |name| answer.header(name);
     // GraphQL's limit is answered `200` with a `RATE_LIMITED` error.
     let graphql_limited = answer.status == 200
         && header("x-ratelimit-remaining") == Some("0")
