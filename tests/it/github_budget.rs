@@ -65,6 +65,8 @@ struct Inner {
     /// A repository GraphQL refuses (`FORBIDDEN`).
     forbidden: Option<String>,
     exhaust: Option<Exhaust>,
+    /// GraphQL's points used up by the first query, for an hour.
+    points_used_up: bool,
     stats: Mutex<Stats>,
 }
 
@@ -108,22 +110,21 @@ impl Fake {
             graphql,
             forbidden: None,
             exhaust: None,
+            points_used_up: false,
             stats: Mutex::default(),
         }))
     }
 
-    fn with(self, forbidden: Option<&str>, exhaust: Option<Exhaust>) -> Fake {
-        let inner = Arc::try_unwrap(self.0).unwrap_or_else(|_| panic!("shared"));
-        Fake(Arc::new(Inner {
-            forbidden: forbidden.map(str::to_string),
-            exhaust,
-            ..inner
-        }))
+    /// The fake with `change` made to its settings (before it starts).
+    fn set(self, change: impl FnOnce(&mut Inner)) -> Fake {
+        let mut inner = Arc::try_unwrap(self.0).unwrap_or_else(|_| panic!("shared"));
+        change(&mut inner);
+        Fake(Arc::new(inner))
     }
 
     async fn start(self) -> (MockServer, Fake) {
         let server = MockServer::start().await;
-        let _ = self.0.base.set(server.uri());
+        assert!(self.0.base.set(server.uri()).is_ok(), "started twice");
         Mock::given(wiremock::matchers::any())
             .respond_with(self.clone())
             .mount(&server)
@@ -294,9 +295,14 @@ impl Fake {
                 }
             }
         }
+        let (remaining, reset) = if self.0.points_used_up {
+            (0, Utc::now() + chrono::Duration::hours(1))
+        } else {
+            (4990, Utc::now() + chrono::Duration::minutes(30))
+        };
         data.insert(
             "rateLimit".into(),
-            json!({"cost": 2, "remaining": 4990, "resetAt": "2026-11-22T13:00:00Z"}),
+            json!({"cost": 2, "remaining": remaining, "resetAt": reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
         );
         let mut answer = json!({"data": data});
         if !errors.is_empty() {
@@ -633,7 +639,7 @@ async fn without_graphql_rest_reads_each_repository_with_the_same_verdicts() {
 #[tokio::test]
 async fn a_repository_graphql_refuses_is_an_error_and_the_others_are_evaluated() {
     let (server, _fake) = Fake::new(30, 5, true)
-        .with(Some("repo-0004"), None)
+        .set(|f| f.forbidden = Some("repo-0004".into()))
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -661,7 +667,7 @@ async fn a_repository_graphql_refuses_is_an_error_and_the_others_are_evaluated()
 async fn used_up(reset_in: i64, window: &str, ids: &[&str]) -> (RunReport, Stats) {
     let reset = Utc::now().timestamp() + reset_in;
     let (server, fake) = Fake::new(10, 5, true)
-        .with(None, Some(Exhaust { reset }))
+        .set(|f| f.exhaust = Some(Exhaust { reset }))
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -690,4 +696,34 @@ async fn a_used_up_limit_resetting_past_the_window_is_an_error_naming_it() {
     let (report, stats) = used_up(3600, "5s", &["complex-passwords"]).await;
     assert_eq!(stats.while_exhausted, 0, "{stats:?}");
     assert_org_throttled(&report, "GitHub's primary rate limit is used up until");
+}
+
+#[tokio::test]
+async fn graphql_points_used_up_past_the_window_are_errors_naming_that_limit() {
+    let fake = Fake::new(250, 5, true).set(|f| f.points_used_up = true);
+    let (server, fake) = fake.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = run(
+        &config(dir.path(), &server.uri(), "    rate_limit_wait: 5s\n"),
+        &["approval-for-system-changes"],
+    )
+    .await;
+    // The first query said no points are left: the others were not sent, and their
+    // repositories are errors naming GraphQL's limit; the first 100 are evaluated.
+    assert_eq!(fake.stats().by_route["POST /graphql"], 1);
+    let errors = findings(&report, "approval-for-system-changes", Status::Error);
+    assert_eq!(errors.len(), 150);
+    assert!(
+        errors[0]
+            .message
+            .contains("GitHub's GraphQL rate limit is used up until"),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(
+        outcome(&report, "approval-for-system-changes")
+            .findings
+            .len(),
+        250
+    );
 }

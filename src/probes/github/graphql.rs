@@ -94,12 +94,21 @@ async fn states(ctx: &ProbeContext, org: &str) -> Result<Arc<Option<States>>, Pr
                         None => return Ok(None),
                     }
                 }
+                let rest: Vec<&[&str]> = chunks.collect();
                 let batches =
-                    futures::future::join_all(chunks.map(|chunk| batch(&gh, org, chunk))).await;
-                for batch in batches {
-                    match batch? {
-                        Some(states) => all.extend(states),
-                        None => return Ok(None),
+                    futures::future::join_all(rest.iter().map(|chunk| batch(&gh, org, chunk)))
+                        .await;
+                for (chunk, batch) in rest.iter().zip(batches) {
+                    match batch {
+                        Ok(Some(states)) => all.extend(states),
+                        // Refused after all: these repositories are read over REST.
+                        Ok(None) => {}
+                        // A rate limit past the window: an error for these repositories alone.
+                        Err(e) => {
+                            all.extend(chunk.iter().map(|n| {
+                                (format!("{org}/{n}").to_ascii_lowercase(), Err(e.clone()))
+                            }))
+                        }
                     }
                 }
                 Ok(Some(all))
