@@ -151,7 +151,9 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Longest one probe collection may take before it is an `error` (`60s`, `5m`).
+    /// Longest one probe collection may take before it is an `error` (`60s`, `5m`). GitHub
+    /// collections have a budget of their own (`sources.github.collection_timeout`, by
+    /// default this plus `sources.github.rate_limit_wait`).
     #[serde(default = "default_probe_timeout")]
     pub probe_timeout: HumanDuration,
     /// How many controls are evaluated at once within a run.

@@ -7,16 +7,17 @@
 //! and their verdicts are the same whichever way the data came. GraphQL is trusted only where
 //! it says all that REST would: for a repository whose settings these credentials do not
 //! administer (`viewerCanAdminister: false`), for a connection longer than one page, or for
-//! a field GraphQL refused, the REST calls are made as before. Where GraphQL is off
+//! a field GraphQL refused, the REST calls are made as before. An error on a repository
+//! itself (`FORBIDDEN`, `NOT_FOUND`) makes that repository an `error` resource. Where GraphQL is off
 //! (`sources.github.graphql: false`) or refused as a whole (404, 403, or a schema without
 //! these fields, as on an older Enterprise Server), everything is read over REST.
 //!
-//! One query costs 1 request of the REST budget's worth of time and a few points of GraphQL's
-//! own limit (`rateLimit { cost remaining resetAt }`, asked in every query and obeyed: when
-//! the points left are fewer than a query costs, the next query waits for the reset — or,
-//! past the run's window, is an error naming the limit).
+//! One query is one request, and a few points of GraphQL's own limit
+//! (`rateLimit { cost remaining resetAt }`, asked in every query and obeyed: when the points
+//! left are fewer than a query costs, the next query waits for the reset — or, past the run's
+//! window, is an error naming the limit).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -246,19 +247,23 @@ async fn batch(gh: &Github, org: &str, names: &[&str]) -> Result<Option<States>,
             .iter()
             .filter(|e| e["path"][0].as_str() == Some(alias.as_str()))
             .collect();
-        let alerts_refused = !mine.is_empty()
-            && mine
-                .iter()
-                .all(|e| e["path"][1].as_str() == Some("vulnerabilityAlerts"));
+        // An error on the repository itself makes it an error; one on a field of it (which
+        // GraphQL then answers null) sends what that field says to REST.
+        let whole: Vec<&Value> = mine
+            .iter()
+            .filter(|e| e["path"][1].is_null())
+            .copied()
+            .collect();
+        let refused: BTreeSet<&str> = mine.iter().filter_map(|e| e["path"][1].as_str()).collect();
         let repo = &data[alias.as_str()];
-        let state = if !mine.is_empty() && !alerts_refused {
-            Err(repo_error(&path, &full_name, &mine))
+        let state = if !whole.is_empty() {
+            Err(repo_error(&path, &full_name, &whole))
         } else if repo.is_null() {
             Err(ProbeError::Io(format!(
                 "POST {path}: GitHub did not show repository {full_name}"
             )))
         } else {
-            Ok(Arc::new(repo_state(&path, repo, alerts_refused)))
+            Ok(Arc::new(repo_state(&path, repo, &refused)))
         };
         out.insert(full_name, state);
     }
@@ -307,9 +312,16 @@ fn obey_rate_limit(gh: &Github, limit: &Value) {
 }
 
 /// The state of one repository, from its GraphQL object.
-fn repo_state(path: &str, repo: &Value, alerts_refused: bool) -> RepoState {
+/// `refused`: the fields GraphQL gave an error for (read over REST instead).
+fn repo_state(path: &str, repo: &Value, refused: &BTreeSet<&str>) -> RepoState {
     let admin = repo["viewerCanAdminister"].as_bool() == Some(true);
-    let branch = &repo["defaultBranchRef"];
+    let alerts_refused = refused.contains("vulnerabilityAlerts")
+        || refused.contains("hasVulnerabilityAlertsEnabled");
+    let branch = if refused.contains("defaultBranchRef") {
+        &Value::Null
+    } else {
+        &repo["defaultBranchRef"]
+    };
     let mut state = RepoState {
         default_branch: branch["name"].as_str().map(str::to_string),
         ..RepoState::default()
@@ -328,7 +340,7 @@ fn repo_state(path: &str, repo: &Value, alerts_refused: bool) -> RepoState {
     {
         state.rules = Some((nodes.iter().map(rule).collect(), nodes.clone()));
     }
-    if admin {
+    if admin && !alerts_refused {
         let enabled = repo["hasVulnerabilityAlertsEnabled"].as_bool();
         state.alerts_enabled = enabled;
         let alerts = &repo["vulnerabilityAlerts"];
@@ -338,17 +350,15 @@ fn repo_state(path: &str, repo: &Value, alerts_refused: bool) -> RepoState {
                 repo["nameWithOwner"].as_str().unwrap_or_default(),
                 fetch::DEPENDABOT_DISABLED
             )))),
-            Some(true) if !alerts_refused && alerts["pageInfo"]["hasNextPage"] == false => {
-                alerts["nodes"]
-                    .as_array()
-                    .and_then(|nodes| nodes.iter().map(alert).collect::<Option<Vec<Alert>>>())
-                    .map(|list| {
-                        Ok((
-                            list,
-                            alerts["nodes"].as_array().cloned().unwrap_or_default(),
-                        ))
-                    })
-            }
+            Some(true) if alerts["pageInfo"]["hasNextPage"] == false => alerts["nodes"]
+                .as_array()
+                .and_then(|nodes| nodes.iter().map(alert).collect::<Option<Vec<Alert>>>())
+                .map(|list| {
+                    Ok((
+                        list,
+                        alerts["nodes"].as_array().cloned().unwrap_or_default(),
+                    ))
+                }),
             _ => None,
         };
     }
@@ -487,6 +497,33 @@ mod tests {
         assert!(text.contains("rateLimit { cost remaining resetAt }"));
         assert!(text.contains("rules(first: 100)"));
         assert_eq!(q["variables"]["n1"], "web");
+    }
+
+    #[test]
+    fn a_field_graphql_refused_is_left_to_rest() {
+        let repo = json!({
+            "nameWithOwner": "acme/api", "viewerCanAdminister": true,
+            "hasVulnerabilityAlertsEnabled": true,
+            // Nulled by a FORBIDDEN error on the field: not "unprotected".
+            "defaultBranchRef": {"name": "main", "branchProtectionRule": null,
+                                 "rules": {"pageInfo": {"hasNextPage": false}, "nodes": []}},
+            "vulnerabilityAlerts": null
+        });
+        let all = repo_state("/graphql", &repo, &BTreeSet::new());
+        assert!(all.protection.is_some() && all.rules.is_some());
+        let refused = repo_state(
+            "/graphql",
+            &repo,
+            &BTreeSet::from(["defaultBranchRef", "vulnerabilityAlerts"]),
+        );
+        assert!(refused.protection.is_none() && refused.rules.is_none());
+        assert!(refused.alerts_enabled.is_none() && refused.open_alerts.is_none());
+        // Not an admin: protection and Dependabot from REST, rules from GraphQL.
+        let mut member = repo.clone();
+        member["viewerCanAdminister"] = json!(false);
+        let member = repo_state("/graphql", &member, &BTreeSet::new());
+        assert!(member.protection.is_none() && member.alerts_enabled.is_none());
+        assert!(member.rules.is_some());
     }
 
     #[test]
