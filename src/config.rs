@@ -151,7 +151,9 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Longest one probe collection may take before it is an `error` (`60s`, `5m`).
+    /// Longest one probe collection may take before it is an `error` (`60s`, `5m`). GitHub
+    /// collections have a budget of their own (`sources.github.collection_timeout`, by
+    /// default this plus `sources.github.rate_limit_wait`).
     #[serde(default = "default_probe_timeout")]
     pub probe_timeout: HumanDuration,
     /// How many controls are evaluated at once within a run.
@@ -520,6 +522,21 @@ pub struct GithubSource {
     /// API calls in flight at once per organisation.
     #[serde(default = "default_aws_concurrency")]
     pub concurrency: std::num::NonZeroUsize,
+    /// Read per-repository settings (default-branch protection, the rulesets in force,
+    /// Dependabot alerts) through GraphQL, 100 repositories a query (`POST /graphql`;
+    /// `https://HOST/api/graphql` on Enterprise Server), instead of several REST calls per
+    /// repository. Where GraphQL is refused (404, or 403 other than a rate limit, as on an
+    /// Enterprise Server without it) the run falls back to REST by itself; `false` never
+    /// tries it. A repository GraphQL does not show to these credentials as an admin is read
+    /// over REST, so verdicts are the same either way.
+    #[serde(default = "default_true")]
+    pub graphql: bool,
+    /// Longest one GitHub collection (one probe over every selected organisation and
+    /// repository) may take before it is an `error`, e.g. `15m`. Each call is bounded by
+    /// `call_timeout` and retried on its own, so this only stops a collection that will not
+    /// finish. Default: `limits.probe_timeout` plus `rate_limit_wait`, so that a run may wait
+    /// out a rate limit and still finish.
+    pub collection_timeout: Option<HumanDuration>,
 }
 
 fn default_github_max_attempts() -> std::num::NonZeroU32 {
@@ -543,6 +560,8 @@ impl Default for GithubSource {
             initial_backoff: default_aws_initial_backoff(),
             rate_limit_wait: default_github_rate_limit_wait(),
             concurrency: default_aws_concurrency(),
+            graphql: true,
+            collection_timeout: None,
         }
     }
 }
@@ -600,6 +619,15 @@ fn default_github_api() -> String {
 }
 
 impl GithubSource {
+    /// The budget of one GitHub collection, `probe_timeout` being `limits.probe_timeout`
+    /// (see [`GithubSource::collection_timeout`]).
+    pub fn collection_timeout(&self, probe_timeout: std::time::Duration) -> std::time::Duration {
+        match &self.collection_timeout {
+            Some(t) => t.to_std(),
+            None => probe_timeout + self.rate_limit_wait.to_std(),
+        }
+    }
+
     /// Reads the token from the environment variable or file the config names.
     pub fn token(&self, base_dir: &Path) -> Result<Option<Secret>, String> {
         if let Some(var) = &self.token_env {

@@ -342,7 +342,10 @@ async fn collect_all(
         let semaphore = semaphore.clone();
         set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            (i, collect_one(&ctx, planned.as_ref(), ctx.timeout).await)
+            (
+                i,
+                collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await,
+            )
         });
     }
     let mut results: Vec<Result<Arc<Collected>, ProbeError>> = (0..keys.len())
@@ -472,6 +475,10 @@ pub async fn run_and_store(
             store.latest_evidence(&readers).await?,
         ));
     }
+    // Conditional requests: the answers earlier runs kept, and this run's collector.
+    ctx.validators = Arc::new(crate::probes::conditional::Validators::new(
+        store.http_validators().await?,
+    ));
     let ctx = &ctx;
     let run_id = store.begin_run(trigger, controls.len(), ctx.now).await?;
     watcher.begun(&run_id);
@@ -480,6 +487,12 @@ pub async fn run_and_store(
         run_id: run_id.clone(),
     };
     let outcome = stream(ctx, controls, concurrency, &sink, watcher).await;
+    if let Err(e) = store
+        .save_http_validators(&ctx.validators.used(), Utc::now())
+        .await
+    {
+        tracing::warn!(error = %e, "cannot keep the HTTP validators: the next run asks again in full");
+    }
     let (finished_at, error) = match &outcome {
         Ok(report) => (report.finished_at, None),
         Err(e) => (Utc::now(), Some(format!("{e:#}"))),

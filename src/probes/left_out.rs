@@ -273,6 +273,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             cache: Default::default(),
             previous: Default::default(),
+            validators: Default::default(),
         };
         let result = futures::executor::block_on(planned.collect(&ctx));
         assert_eq!(

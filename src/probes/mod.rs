@@ -22,6 +22,7 @@ pub mod attributes;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cache;
+pub mod conditional;
 pub mod dates;
 pub mod github;
 pub mod hr;
@@ -152,6 +153,10 @@ pub struct ProbeContext {
     /// [`Probe::READS_PREVIOUS`] (filled by the runner from the store before collection; empty
     /// when nothing is stored, e.g. `check --no-store`).
     pub previous: Arc<PreviousEvidence>,
+    /// Conditional requests across runs: the answers earlier runs kept (read-only, loaded by
+    /// the runner from the store) and the run's collector of those it used (saved by the
+    /// runner afterwards). Empty when nothing is stored (`check --no-store`).
+    pub validators: Arc<conditional::Validators>,
 }
 
 /// The newest evidence stored for some probes by earlier runs: for each probe, its newest
@@ -193,6 +198,21 @@ impl ProbeContext {
             timeout: loaded.config.limits.probe_timeout.to_std(),
             cache: Arc::new(FetchCache::new()),
             previous: Arc::new(PreviousEvidence::default()),
+            validators: Arc::default(),
+        }
+    }
+
+    /// The longest one collection of `probe` may take: its source's own budget where the
+    /// configuration sets one (`sources.github.collection_timeout`, by default
+    /// `limits.probe_timeout` plus `sources.github.rate_limit_wait`), else [`Self::timeout`].
+    pub fn timeout_for(&self, probe: &str) -> Duration {
+        match find(probe).map(|p| p.source()) {
+            Some("github") => self
+                .sources
+                .github
+                .as_ref()
+                .map_or(self.timeout, |g| g.collection_timeout(self.timeout)),
+            _ => self.timeout,
         }
     }
 

@@ -23,6 +23,7 @@ mod sso;
 mod staff;
 #[doc(hidden)]
 pub mod testing;
+mod validators;
 
 pub use access::{ClientInfo, DecideError, MIN_ID_PREFIX};
 pub use dashboard::{

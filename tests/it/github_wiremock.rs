@@ -14,11 +14,11 @@ use trellis::model::Status;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const NOW: &str = "2026-11-22T12:00:00Z";
+pub(crate) const NOW: &str = "2026-11-22T12:00:00Z";
 const TOKEN: &str = "ghp_trellisTestToken0000000000000000000";
 
 /// The GitHub controls (and the parts of shared ones that read GitHub).
-const GITHUB_CONTROLS: &[&str] = &[
+pub(crate) const GITHUB_CONTROLS: &[&str] = &[
     "approval-for-system-changes",
     "software-change-testing",
     "vulnerability-scanning",
@@ -192,9 +192,51 @@ async fn counts(server: &MockServer) -> BTreeMap<String, usize> {
     out
 }
 
-/// The planted scenario, with the API at `prefix` below the mock server.
-async fn planted(prefix: &str) {
+/// Answers Trellis's batched GraphQL query with each repository's object from
+/// `graphql_repositories.json` under its alias (`r0`…, names in the variables `n0`…).
+struct GraphqlAcme;
+
+impl wiremock::Respond for GraphqlAcme {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let repos: serde_json::Value =
+            serde_json::from_str(&fixture("graphql_repositories.json")).unwrap();
+        let query: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(query["variables"]["owner"], "acme");
+        assert!(query["query"].as_str().unwrap().contains("...repo"));
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "rateLimit".into(),
+            serde_json::json!({"cost": 1, "remaining": 4999, "resetAt": "2026-11-22T13:00:00Z"}),
+        );
+        let mut k = 0;
+        while let Some(name) = query["variables"][format!("n{k}")].as_str() {
+            data.insert(format!("r{k}"), repos[name].clone());
+            k += 1;
+        }
+        ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"data": data}))
+            .insert_header("x-ratelimit-resource", "graphql")
+            .insert_header("x-ratelimit-remaining", "4999")
+    }
+}
+
+/// The planted scenario, with the API at `prefix` below the mock server; per-repository
+/// settings through GraphQL (`graphql`: answered at `/graphql`, `/api/graphql` on Enterprise
+/// Server), or over REST (GraphQL unanswered: 404).
+async fn planted(prefix: &str, graphql: bool) {
     let server = MockServer::start().await;
+    if graphql {
+        let at = if prefix.is_empty() {
+            "/graphql"
+        } else {
+            "/api/graphql"
+        };
+        Mock::given(method("POST"))
+            .and(path(at))
+            .respond_with(GraphqlAcme)
+            .mount(&server)
+            .await;
+    }
     acme(&server, prefix).await;
     let dir = tempfile::tempdir().unwrap();
     let api = format!("{}{prefix}", server.uri());
@@ -361,19 +403,47 @@ async fn planted(prefix: &str) {
             Some("2022-11-28")
         );
     }
-    assert!(counts(&server).await.contains_key(&format!(
+    let asked = counts(&server).await;
+    assert!(asked.contains_key(&format!(
         "{prefix}/organizations/9919/members?per_page=100&page=2"
     )));
+    // Through GraphQL, REST reads only what GraphQL does not show: infra, whose settings
+    // these credentials do not administer.
+    let protection_asked: Vec<&String> = asked
+        .keys()
+        .filter(|r| r.ends_with("/branches/main/protection"))
+        .collect();
+    if graphql {
+        assert_eq!(
+            protection_asked,
+            [&format!(
+                "{prefix}/repos/acme/infra/branches/main/protection"
+            )]
+        );
+        assert!(!asked.keys().any(|r| r.contains("/rules/branches/")));
+    } else {
+        assert_eq!(protection_asked.len(), 4);
+    }
 }
 
 #[tokio::test]
 async fn planted_violations_are_found_on_github_com() {
-    planted("").await;
+    planted("", false).await;
 }
 
 #[tokio::test]
 async fn enterprise_server_answers_below_api_v3() {
-    planted("/api/v3").await;
+    planted("/api/v3", false).await;
+}
+
+#[tokio::test]
+async fn planted_violations_are_found_through_graphql() {
+    planted("", true).await;
+}
+
+#[tokio::test]
+async fn enterprise_server_graphql_answers_at_api_graphql() {
+    planted("/api/v3", true).await;
 }
 
 #[tokio::test]
@@ -435,28 +505,28 @@ async fn a_rate_limit_beyond_the_budget_is_an_error() {
         "    rate_limit_wait: 5s\n",
     );
     let report = run(&loaded, &["complex-passwords"], at(NOW)).await;
+    assert_org_throttled(
+        &report,
+        "throttled: GET /orgs/acme (GET /orgs/{org}): GitHub's primary rate limit needs a",
+    );
     let c = outcome(&report, "complex-passwords");
-    assert_eq!(c.checks[2].status, Status::Error, "{:?}", c.checks[2]);
-    let e = findings(&report, "complex-passwords", Status::Error)
-        .into_iter()
-        .find(|f| f.resource == "github:acme:github.org")
-        .unwrap();
-    assert!(
-        e.message.contains(
-            "throttled: GET /orgs/acme (GET /orgs/{org}): GitHub's primary rate limit needs a"
-        ),
-        "{}",
-        e.message
-    );
-    assert!(
-        e.message
-            .contains("s left of sources.github.rate_limit_wait"),
-        "{}",
-        e.message
-    );
     // The members check needs the organisation's answer too (to know the credentials are an
     // owner's): not verified either.
     assert_eq!(c.checks[3].status, Status::Error);
+}
+
+/// The organisation's 2FA check is `error` (never pass or fail), its message `says` what the
+/// limit is and names the budget it exceeds.
+pub(crate) fn assert_org_throttled(report: &trellis::runner::RunReport, says: &str) {
+    let c = outcome(report, "complex-passwords");
+    assert_eq!(c.checks[2].status, Status::Error, "{:?}", c.checks[2]);
+    let e = findings(report, "complex-passwords", Status::Error)
+        .into_iter()
+        .find(|f| f.resource == "github:acme:github.org")
+        .unwrap();
+    for part in [says, "s left of sources.github.rate_limit_wait"] {
+        assert!(e.message.contains(part), "{}", e.message);
+    }
 }
 
 #[tokio::test]

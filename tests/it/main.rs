@@ -19,6 +19,7 @@ mod crash;
 mod dashboard;
 mod export;
 mod export_stream;
+mod github_budget;
 mod github_wiremock;
 mod http_pages;
 mod http_tls;

@@ -39,6 +39,7 @@ fn context(dir: &Path, roster: &str, timeout: Duration) -> ProbeContext {
         timeout,
         cache: Arc::new(FetchCache::new()),
         previous: Default::default(),
+        validators: Default::default(),
     }
 }
 

@@ -161,6 +161,7 @@ backends! {
     export_reads_walk_a_period_in_id_order();
     a_period_s_evaluations_read_in_time_order_and_the_one_before_it();
     a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time();
+    http_validators_are_kept_refreshed_and_dropped_when_unused();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2771,4 +2772,48 @@ async fn a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time(store: &
         assert!(signer.public_key().verify(manifest.as_bytes(), signature));
     }
     assert!(store.run_seals(&[]).await.expect("none").is_empty());
+}
+
+/// Conditional requests' validators: saved after a run (replacing what the key held), read
+/// whole before the next, and dropped once no run has used them for the retention period.
+async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Store) {
+    use std::sync::Arc;
+    use trellis::probes::conditional::Validator;
+    let v = |etag: &str, body: &str| {
+        Arc::new(Validator {
+            etag: Some(etag.into()),
+            last_modified: None,
+            link: Some(
+                "<https://api.github.com/organizations/9919/repos?page=2>; rel=\"next\"".into(),
+            ),
+            body: body.into(),
+        })
+    };
+    assert!(store.http_validators().await.unwrap().is_empty());
+    let day1 = t("2026-11-01T00:00:00Z");
+    // Enough rows to need several statements.
+    let many: Vec<(String, Arc<Validator>)> = (0..2500)
+        .map(|i| {
+            (
+                format!("github:https://api.github.com/repos/acme/r{i}"),
+                v("\"a\"", "[]"),
+            )
+        })
+        .collect();
+    store.save_http_validators(&many, day1).await.unwrap();
+    assert_eq!(store.http_validators().await.unwrap().len(), 2500);
+    // A later run uses one of them, changed: it is replaced, and the rest age out.
+    let key = "github:https://api.github.com/repos/acme/r7".to_string();
+    let day9 = t("2026-11-09T00:00:00Z");
+    store
+        .save_http_validators(&[(key.clone(), v("\"b\"", "[1]"))], day9)
+        .await
+        .unwrap();
+    let kept = store.http_validators().await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].0, key);
+    assert_eq!(kept[0].1, *v("\"b\"", "[1]"));
+    // Nothing used: nothing changes but age.
+    store.save_http_validators(&[], day9).await.unwrap();
+    assert_eq!(store.http_validators().await.unwrap().len(), 1);
 }

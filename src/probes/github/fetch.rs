@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Endpoint, client, refused};
+use super::{Endpoint, client, graphql, refused};
 use crate::probes::{ProbeContext, ProbeError};
 
 pub const ORG: Endpoint = Endpoint {
@@ -298,6 +298,12 @@ pub(crate) async fn protection(
     branch: &str,
 ) -> Result<Arc<(Option<Protection>, Value)>, ProbeError> {
     cached(ctx, format!("github:{repo}:protection:{branch}"), async {
+        if let Some(state) = graphql::state(ctx, org, repo).await?
+            && state.default_branch.as_deref() == Some(branch)
+            && let Some(p) = &state.protection
+        {
+            return Ok(p.clone());
+        }
         let gh = client(ctx, org).await?;
         let path = gh.route(&format!(
             "/repos/{repo}/branches/{}/protection",
@@ -338,6 +344,12 @@ pub(crate) async fn rules(
     branch: &str,
 ) -> Result<Arc<(Vec<Rule>, Vec<Value>)>, ProbeError> {
     cached(ctx, format!("github:{repo}:rules:{branch}"), async {
+        if let Some(state) = graphql::state(ctx, org, repo).await?
+            && state.default_branch.as_deref() == Some(branch)
+            && let Some(rules) = &state.rules
+        {
+            return Ok(rules.clone());
+        }
         let gh = client(ctx, org).await?;
         gh.list::<Rule>(
             RULES,
@@ -390,6 +402,12 @@ pub(crate) async fn vulnerability_alerts(
     repo: &str,
 ) -> Result<Arc<bool>, ProbeError> {
     cached(ctx, format!("github:{repo}:vulnerability-alerts"), async {
+        if let Some(on) = graphql::state(ctx, org, repo)
+            .await?
+            .and_then(|s| s.alerts_enabled)
+        {
+            return Ok(on);
+        }
         let gh = client(ctx, org).await?;
         let path = gh.route(&format!("/repos/{repo}/vulnerability-alerts"));
         let answer = gh.get(VULNERABILITY_ALERTS, &path).await?;
@@ -452,13 +470,21 @@ pub struct Version {
 /// GitHub's message when a repository's Dependabot alerts are off.
 pub const DEPENDABOT_DISABLED: &str = "Dependabot alerts are disabled for this repository";
 
+/// Dependabot alerts, with the raw records.
+pub(crate) type Alerts = (Vec<Alert>, Vec<Value>);
+
 /// The open Dependabot alerts of `repo`.
 pub(crate) async fn open_alerts(
     ctx: &ProbeContext,
     org: &str,
     repo: &str,
-) -> Result<Arc<(Vec<Alert>, Vec<Value>)>, ProbeError> {
+) -> Result<Arc<Alerts>, ProbeError> {
     cached(ctx, format!("github:{repo}:dependabot-alerts"), async {
+        if let Some(state) = graphql::state(ctx, org, repo).await?
+            && let Some(alerts) = &state.open_alerts
+        {
+            return alerts.clone();
+        }
         let gh = client(ctx, org).await?;
         gh.list::<Alert>(
             DEPENDABOT_ALERTS,

@@ -16,6 +16,7 @@
 //! other repositories are still evaluated.
 
 pub(crate) mod fetch;
+pub(crate) mod graphql;
 pub mod probes;
 
 pub use fetch::ENDPOINTS;
@@ -29,6 +30,7 @@ use octocrab::Octocrab;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use super::conditional::{Validator, Validators};
 use super::{ProbeContext, ProbeError, Resource};
 use crate::config::GithubSource;
 
@@ -54,7 +56,22 @@ pub(crate) struct Answer {
     pub body: String,
 }
 
+/// A request: a GET (conditional when an earlier run kept the answer) or a GraphQL POST.
+#[derive(Clone, Copy)]
+enum Method<'a> {
+    Get,
+    Post(&'a serde_json::Value),
+}
+
 impl Answer {
+    /// A header's value, trimmed, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    }
+
     /// GitHub's `message` field of an error body, if any.
     pub fn message(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.body)
@@ -77,6 +94,12 @@ pub(crate) struct Github {
     permits: Semaphore,
     /// The run's rate-limit state (shared by every organisation and call).
     limits: Arc<RateLimits>,
+    /// Answers kept by earlier runs, and the run's collector (conditional requests).
+    validators: Arc<Validators>,
+    /// `scheme://host[:port]` of `api_url`: with a path, the key of a kept answer.
+    origin: String,
+    /// The token, when authenticating with one (an App's installation token is octocrab's).
+    token: Option<crate::config::Secret>,
 }
 
 /// Rate limits across the run: a deadline past which no more waiting is allowed
@@ -87,6 +110,11 @@ pub(crate) struct Github {
 pub(crate) struct RateLimits {
     deadline: tokio::time::Instant,
     paused_until: Mutex<Option<tokio::time::Instant>>,
+    /// Limits an answer said are used up (`X-RateLimit-Remaining: 0`, or GraphQL's
+    /// `rateLimit.remaining` below the last query's cost), by resource (`core`, `graphql`),
+    /// with when they reset: calls of that resource wait for the reset — or, past the run's
+    /// deadline, are refused without being sent.
+    exhausted: Mutex<std::collections::HashMap<&'static str, DateTime<Utc>>>,
 }
 
 /// Shortest wait after a rate-limit answer (a `Retry-After: 0` must not spin).
@@ -140,6 +168,7 @@ pub(crate) async fn client(ctx: &ProbeContext, org: &str) -> Result<Arc<Github>,
             Ok(RateLimits {
                 deadline: tokio::time::Instant::now() + source.rate_limit_wait.to_std(),
                 paused_until: Mutex::new(None),
+                exhausted: Mutex::default(),
             })
         })
         .await?;
@@ -168,6 +197,11 @@ async fn build(
         ))
     })?;
     let base_path = uri.path().trim_end_matches('/').to_string();
+    let origin = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
     let ways = [
         source.token_env.is_some(),
         source.token_file.is_some(),
@@ -178,6 +212,7 @@ async fn build(
             "sources.github: set exactly one of token_env, token_file or app".into(),
         ));
     }
+    let mut bearer = None;
     let octo = if let Some(app) = &source.app {
         let path = ctx.resolve_path(&app.private_key_file);
         let pem = tokio::fs::read(&path).await.map_err(|e| {
@@ -228,9 +263,11 @@ async fn build(
             .token(&ctx.base_dir)
             .map_err(ProbeError::Auth)?
             .ok_or_else(|| ProbeError::Auth("sources.github: no token configured".into()))?;
-        octocrab_client(source, uri, |b| {
+        let octo = octocrab_client(source, uri, |b| {
             b.personal_token(token.expose().to_string()).build()
-        })?
+        })?;
+        bearer = Some(token);
+        octo
     };
     Ok(Arc::new(Github {
         octo,
@@ -238,6 +275,9 @@ async fn build(
         source: source.clone(),
         permits: Semaphore::new(source.concurrency.get()),
         limits,
+        validators: Arc::clone(&ctx.validators),
+        origin,
+        token: bearer,
     }))
 }
 
@@ -365,8 +405,141 @@ impl Github {
     /// One GET, through rate limits (waited out within the budget), 5xx and network failures
     /// (retried), and the per-call timeout. Any other status is returned for the caller to
     /// interpret. `path` is below `api_url`, or an absolute `next` link from GitHub.
+    ///
+    /// The GET is conditional when an earlier run kept the answer (`If-None-Match`, else
+    /// `If-Modified-Since`): a `304 Not Modified` — free of GitHub's rate limit — is returned
+    /// as the kept `200`. Every answer with a validator is recorded for the next run.
     pub(crate) async fn get(&self, endpoint: Endpoint, path: &str) -> Result<Answer, ProbeError> {
-        let what = format!("GET {path}");
+        let key = format!("github:{}{path}", self.origin);
+        let kept = self.validators.previous(&key);
+        let mut answer = self
+            .call(endpoint.route, path, Method::Get, kept.as_deref())
+            .await?;
+        match (answer.status, kept) {
+            (304, Some(kept)) => {
+                answer.status = 200;
+                answer.headers.remove(http::header::LINK);
+                if let Some(link) = kept.link.as_deref().and_then(|l| l.parse().ok()) {
+                    answer.headers.insert(http::header::LINK, link);
+                }
+                answer.body = kept.body.clone();
+                self.validators.record(&key, kept);
+            }
+            (200, _) => {
+                let header = |name| answer.header(name).map(str::to_string);
+                let etag = header("etag");
+                let last_modified = header("last-modified");
+                if etag.is_some() || last_modified.is_some() {
+                    self.validators.record(
+                        &key,
+                        Arc::new(Validator {
+                            etag,
+                            last_modified,
+                            link: header("link"),
+                            body: answer.body.clone(),
+                        }),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(answer)
+    }
+
+    /// A GraphQL query (`POST /graphql`, `/api/graphql` on Enterprise Server), through the
+    /// same rate limits, retries and timeout as a GET. The answer is returned whatever its
+    /// status.
+    pub(crate) async fn post_graphql(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<Answer, ProbeError> {
+        let path = self.graphql_path();
+        self.call("POST /graphql", &path, Method::Post(body), None)
+            .await
+    }
+
+    /// Where GraphQL answers: `/graphql` beside the REST root (`/api/v3` → `/api/graphql`).
+    pub(crate) fn graphql_path(&self) -> String {
+        match self.base_path.strip_suffix("/v3") {
+            Some(api) => format!("{api}/graphql"),
+            None => format!("{}/graphql", self.base_path),
+        }
+    }
+
+    /// Waits for `resource`'s limit to reset if an earlier answer said it is used up; refuses
+    /// (naming the limit) when the reset is past the run's deadline.
+    async fn await_limit(&self, resource: &'static str, what: &str) -> Result<(), ProbeError> {
+        let reset = self
+            .limits
+            .exhausted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(resource)
+            .copied();
+        let Some(reset) = reset else { return Ok(()) };
+        let Ok(wait) = (reset - Utc::now()).to_std() else {
+            return Ok(());
+        };
+        // A second past the reset, as GitHub's reset is whole seconds.
+        let wait = wait + Duration::from_secs(1);
+        let now = tokio::time::Instant::now();
+        let until = now + wait;
+        if until > self.limits.deadline {
+            let left = self.limits.deadline.saturating_duration_since(now);
+            return Err(ProbeError::Throttled(format!(
+                "{what}: GitHub's {} rate limit is used up until {} (a {}s wait), more than the {}s left of sources.github.rate_limit_wait",
+                limit_name(resource),
+                reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                wait.as_secs(),
+                left.as_secs()
+            )));
+        }
+        tracing::warn!(call = %what, wait_secs = wait.as_secs(), resource, "github rate limit used up: waiting for its reset");
+        tokio::time::sleep_until(until).await;
+        Ok(())
+    }
+
+    /// Notes a limit an answer says is used up (`X-RateLimit-Remaining: 0`).
+    fn note_limit(&self, answer: &Answer, resource: &'static str) {
+        let header = |name| answer.header(name);
+        if header("x-ratelimit-remaining") != Some("0") {
+            return;
+        }
+        let resource = match header("x-ratelimit-resource") {
+            Some("graphql") => "graphql",
+            Some(_) | None => resource,
+        };
+        if let Some(reset) = header("x-ratelimit-reset")
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+        {
+            self.exhausted_until(resource, reset);
+        }
+    }
+
+    /// Records that `resource`'s limit is used up until `reset`.
+    pub(crate) fn exhausted_until(&self, resource: &'static str, reset: DateTime<Utc>) {
+        self.limits
+            .exhausted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(resource, reset);
+    }
+
+    /// One request, through rate limits (waited out within the budget), 5xx and network
+    /// failures (retried), and the per-call timeout.
+    async fn call(
+        &self,
+        route: &str,
+        path: &str,
+        method: Method<'_>,
+        kept: Option<&Validator>,
+    ) -> Result<Answer, ProbeError> {
+        let (verb, resource) = match method {
+            Method::Get => ("GET", "core"),
+            Method::Post(_) => ("POST", "graphql"),
+        };
+        let what = format!("{verb} {path}");
         let mut attempt = 0u32;
         let mut waits = 0u32;
         let mut backoff = self.source.initial_backoff.to_std();
@@ -383,19 +556,12 @@ impl Github {
             }
             let sent = {
                 let _permit = self.permits.acquire().await;
+                // Checked with the permit held: no call leaves while one in flight may be
+                // told the limit is used up.
+                self.await_limit(resource, &what).await?;
                 tokio::time::timeout(
                     self.source.call_timeout.to_std(),
-                    Box::pin(async {
-                        let response = self.octo._get_with_headers(path, Some(headers())).await?;
-                        let status = response.status().as_u16();
-                        let headers = response.headers().clone();
-                        let body = self.octo.body_to_string(response).await?;
-                        Ok::<_, octocrab::Error>(Answer {
-                            status,
-                            headers,
-                            body,
-                        })
-                    }),
+                    Box::pin(self.send(path, method, kept)),
                 )
                 .await
             };
@@ -406,8 +572,7 @@ impl Github {
                     if let Some(wait) = rate_limited(&answer, Utc::now()) {
                         let refuse = |left: Duration| {
                             ProbeError::Throttled(format!(
-                                "{what} ({}): GitHub's {} rate limit needs a {}s wait, more than the {}s left of sources.github.rate_limit_wait",
-                                endpoint.route,
+                                "{what} ({route}): GitHub's {} rate limit needs a {}s wait, more than the {}s left of sources.github.rate_limit_wait",
                                 wait.kind,
                                 wait.duration.as_secs(),
                                 left.as_secs()
@@ -428,6 +593,7 @@ impl Github {
                         attempt -= 1;
                         continue;
                     }
+                    self.note_limit(&answer, resource);
                     if answer.status < 500 {
                         return Ok(answer);
                     }
@@ -443,6 +609,90 @@ impl Github {
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
+    }
+
+    /// Sends one request and reads the whole answer.
+    async fn send(
+        &self,
+        path: &str,
+        method: Method<'_>,
+        kept: Option<&Validator>,
+    ) -> Result<Answer, String> {
+        let response = match method {
+            Method::Get => {
+                let mut h = headers();
+                if let Some(kept) = kept {
+                    let conditional = match (&kept.etag, &kept.last_modified) {
+                        (Some(etag), _) => Some((http::header::IF_NONE_MATCH, etag)),
+                        (None, Some(date)) => Some((http::header::IF_MODIFIED_SINCE, date)),
+                        (None, None) => None,
+                    };
+                    if let Some((name, value)) = conditional
+                        && let Ok(value) = http::HeaderValue::from_str(value)
+                    {
+                        h.insert(name, value);
+                    }
+                }
+                self.octo
+                    ._get_with_headers(path, Some(h))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Method::Post(body) => {
+                let octo = self.graphql_client().await?;
+                let mut request = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri(self.graphql_path());
+                for (name, value) in headers().iter() {
+                    request = request.header(name, value);
+                }
+                let request = octo
+                    .build_request(request, Some(body))
+                    .map_err(|e| e.to_string())?;
+                octo.execute(request).await.map_err(|e| e.to_string())?
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = self
+            .octo
+            .body_to_string(response)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The client GraphQL queries go through. On Enterprise Server `/api/graphql` is outside
+    /// `api_url` (`/api/v3`), which octocrab puts before every path it is given, so queries
+    /// go through a client rooted at `/api` with the same credentials (an App's installation
+    /// token as the main client holds it).
+    async fn graphql_client(&self) -> Result<Octocrab, String> {
+        if self.base_path.is_empty() {
+            return Ok(self.octo.clone());
+        }
+        let root = self.graphql_path();
+        let root = root.trim_end_matches("/graphql");
+        let uri: http::Uri = format!("{}{root}", self.origin)
+            .parse()
+            .map_err(|e| format!("the GraphQL root of {}: {e}", self.source.api_url))?;
+        let token = match &self.token {
+            Some(token) => token.expose().to_string(),
+            None => {
+                use octocrab::secrecy::ExposeSecret as _;
+                self.octo
+                    .installation_token()
+                    .await
+                    .map_err(|e| octocrab_message(&e))?
+                    .expose_secret()
+                    .to_string()
+            }
+        };
+        octocrab_client(&self.source, uri, |b| b.personal_token(token).build())
+            .map_err(|e| e.to_string())
     }
 
     /// A JSON answer of `endpoint` at `path`; 401, 403 and 404 are errors naming what is
@@ -528,6 +778,14 @@ pub(crate) fn refused(endpoint: Endpoint, path: &str, answer: &Answer) -> ProbeE
     }
 }
 
+/// How a resource's limit is named in messages.
+fn limit_name(resource: &str) -> &'static str {
+    match resource {
+        "graphql" => "GraphQL",
+        _ => "primary",
+    }
+}
+
 /// A rate limit to wait out.
 struct Wait {
     duration: Duration,
@@ -537,16 +795,18 @@ struct Wait {
 /// Whether `answer` is a rate limit, and how long to wait: a primary limit until
 /// `X-RateLimit-Reset`; a secondary one for `Retry-After` (or a minute, as GitHub advises).
 fn rate_limited(answer: &Answer, now: DateTime<Utc>) -> Option<Wait> {
-    if answer.status != 403 && answer.status != 429 {
+    let header = |name| answer.header(name);
+    // GraphQL's limit is answered `200` with a `RATE_LIMITED` error.
+    let graphql_limited = answer.status == 200
+        && header("x-ratelimit-remaining") == Some("0")
+        && serde_json::from_str::<serde_json::Value>(&answer.body).is_ok_and(|v| {
+            v["errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["type"] == "RATE_LIMITED"))
+        });
+    if answer.status != 403 && answer.status != 429 && !graphql_limited {
         return None;
     }
-    let header = |name: &str| {
-        answer
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
     if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
         return Some(Wait {
             duration: Duration::from_secs(secs),
@@ -558,9 +818,14 @@ fn rate_limited(answer: &Answer, now: DateTime<Utc>) -> Option<Wait> {
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(now.timestamp() + 60);
         let secs = u64::try_from(reset - now.timestamp()).unwrap_or(0) + 1;
+        let resource = header("x-ratelimit-resource").unwrap_or(if graphql_limited {
+            "graphql"
+        } else {
+            "core"
+        });
         return Some(Wait {
             duration: Duration::from_secs(secs),
-            kind: "primary",
+            kind: limit_name(resource),
         });
     }
     let secondary = answer.status == 429

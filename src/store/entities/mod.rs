@@ -13,6 +13,7 @@ pub(crate) mod control_results;
 pub(crate) mod definitions;
 pub(crate) mod evidence;
 pub(crate) mod findings;
+pub(crate) mod http_validators;
 pub(crate) mod login_attempts;
 pub(crate) mod managed_exceptions;
 pub(crate) mod runs;
