@@ -2772,3 +2772,5 @@ async fn a_period_lists_its_runs_and_reads_their_seals_a_page_at_a_time(store: &
     }
     assert!(store.run_seals(&[]).await.expect("none").is_empty());
 }
+
+mod history;
