@@ -106,7 +106,9 @@ export TRELLIS_CONFIG="$REPO/config.example.yaml"
 
 {
     echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu: $(lscpu | awk -F: '/^Model name/ {gsub(/^ +/,"",$2); print $2}'), $(nproc) vCPU" \
+    echo "cpu: $(lscpu | awk -F: '/^Model name/ {gsub(/^ +/,"",$2); print $2}')" \
+        "(family $(lscpu | awk -F: '/^CPU family/ {gsub(/ /,"",$2); print $2}')," \
+        "model $(lscpu | awk -F: '/^Model:/ {gsub(/ /,"",$2); print $2}')), $(nproc) vCPU" \
         "($(lscpu | awk -F: '/^Hypervisor vendor/ {gsub(/^ +/,"",$2); print $2 " guest, "}')$(lscpu | awk -F: '/^Thread\(s\) per core/ {gsub(/ /,"",$2); print $2}') thread(s) per core)"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "kernel: $(uname -sr)"
