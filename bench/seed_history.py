@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Seed a Trellis SQLite database with a realistic history, for benchmarks.
+"""Seed a Trellis database (SQLite or PostgreSQL) with a realistic history, for benchmarks.
 
 Usage: seed_history.py DB [--days 90] [--runs-per-day 4] [--seed 20261201]
 
-DB must already hold the schema and at least one real run, as written by `trellis check`
-(the benchmark script does that first). The newest run is taken as "now": for every control
+DB is a SQLite file, or a PostgreSQL URL (`postgres://…` or `postgresql://…`), which is
+read and written with `psql` (it must be on PATH; the rows go in with `COPY`, in one
+transaction). It must already hold the schema and exactly one real run, as written by
+`trellis check` (the benchmark scripts do that first). The newest run is taken as "now": for every control
 it stored a result for, this adds one scheduled run every 24/runs-per-day hours for the
 `--days` UTC days before it (plus two days more, so the page's window starts in a known
 state), all strictly before the real run, so the real run stays the newest result and the page's
 current statuses do not change.
 
 Rows are written exactly as the application writes them (see src/store/mod.rs):
-- timestamps are RFC 3339 text in UTC with microseconds and `+00:00`
-  (`2026-12-01T22:02:52.358503+00:00`), which sorts chronologically as text;
+- timestamps are RFC 3339 text in UTC with `+00:00`, their fraction as chrono writes it
+  (none, 3 or 6 digits: `2026-12-01T22:02:52.358503+00:00`), which sorts chronologically as
+  text on SQLite (PostgreSQL parses the same text into `timestamptz`);
 - runs.id is a hyphenated UUID v7 (its time part is the run's start);
 - a run's results are all evaluated at the run's start time (as `trellis check` does);
 - checks, evidence_ids and exceptions are JSON arrays (`[]`: no evidence is stored for
@@ -28,14 +31,22 @@ realistic variation:
   a single errored run (a probe timeout), which shows as "not verified" for that day;
 - controls that currently error (their source is not configured) errored all along.
 
-Only the Python standard library is used (sqlite3).
+The rows carry no digests: like rows from before the hash chains, they are sealed (chained)
+at the application's next connection, which also brings the history roll-up (`control_days`)
+up to date for them.
+
+Only the Python standard library is used (sqlite3; `psql` through subprocess for PostgreSQL).
 """
 
 import argparse
+import csv
 import datetime as dt
+import io
+import os
 import random
 import re
 import sqlite3
+import subprocess
 import sys
 import uuid
 
@@ -57,12 +68,20 @@ def parse_ts(text: str) -> dt.datetime:
 
 
 def fmt_ts(t: dt.datetime) -> str:
-    """RFC 3339 UTC with 6 fractional digits and +00:00, as the app stores timestamps.
+    """RFC 3339 UTC with +00:00, exactly as the app stores a (microsecond) timestamp on SQLite.
 
-    (chrono writes 3, 6 or 9 digits depending on the value: callers pick microseconds that
-    are not a multiple of 1000, so 6 digits is exactly what the app would write.)"""
-    assert t.microsecond % 1000 != 0, t
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+    chrono (`SecondsFormat::AutoSi`) writes as few fractional digits as the value needs among
+    none, 3 and 6 (9 for nanoseconds, which the store truncates away)."""
+    t = t.astimezone(dt.timezone.utc)
+    base = t.strftime("%Y-%m-%dT%H:%M:%S")
+    us = t.microsecond
+    if us == 0:
+        frac = ""
+    elif us % 1000 == 0:
+        frac = f".{us // 1000:03d}"
+    else:
+        frac = f".{us:06d}"
+    return f"{base}{frac}+00:00"
 
 
 def uuid7(t: dt.datetime, rng: random.Random) -> str:
@@ -79,11 +98,8 @@ def uuid7(t: dt.datetime, rng: random.Random) -> str:
 
 
 def micro(rng: random.Random) -> int:
-    """Random microseconds that chrono would print with exactly 6 digits."""
-    while True:
-        us = rng.randrange(1, 1_000_000)
-        if us % 1000:
-            return us
+    """Random microseconds (0 excluded, so a start is never exactly on the second)."""
+    return rng.randrange(1, 1_000_000)
 
 
 def counts_of(summary: str):
@@ -104,9 +120,98 @@ def fail_summary(real_summary: str, rng: random.Random) -> str:
     return f"{total - failing} of {total} pass, {failing} fail"
 
 
+RUN_COLUMNS = (
+    "id, trigger, state, started_at, finished_at, controls_total, controls_done, error"
+)
+RESULT_COLUMNS = (
+    "run_id, control_id, status, summary, evaluated_at, definition_sha256, checks, "
+    "evidence_ids, finding_counts, exceptions"
+)
+
+
+class SqliteDb:
+    """A SQLite file, through the sqlite3 module."""
+
+    def __init__(self, path: str):
+        self.name = path
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA foreign_keys = ON")
+
+    def query(self, sql: str, params=()):
+        return self.db.execute(sql, params).fetchall()
+
+    def insert(self, run_rows, result_rows):
+        with self.db:
+            self.db.executemany(
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", run_rows
+            )
+            self.db.executemany(
+                f"INSERT INTO control_results ({RESULT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                result_rows,
+            )
+        self.db.close()
+
+
+class PostgresDb:
+    """A PostgreSQL database, through `psql` (CSV out, `COPY … FROM STDIN` in)."""
+
+    def __init__(self, url: str):
+        self.name = re.sub(r"//[^@/]*@", "//…@", url)  # no password in messages
+        self.url = url
+
+    def psql(self, *args, stdin=None) -> str:
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *args, self.url],
+            input=stdin, capture_output=True, text=True,
+            env={**os.environ, "PGTZ": "UTC"},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed on {self.name}: {done.stderr.strip()}")
+        return done.stdout
+
+    def query(self, sql: str, params=()):
+        # Parameters are inlined as SQL literals (only run ids and numbers here).
+        for p in params:
+            literal = str(p) if isinstance(p, int) else "'" + str(p).replace("'", "''") + "'"
+            sql = sql.replace("?", literal, 1)
+        out = self.psql("--csv", "-c", sql)
+        rows = list(csv.reader(io.StringIO(out)))[1:]  # without the header
+        return [tuple(row) for row in rows]
+
+    @staticmethod
+    def copy_text(rows) -> str:
+        """Rows in COPY's text format (tab-separated, backslash escapes, \\N for NULL)."""
+        def field(v):
+            if v is None:
+                return "\\N"
+            v = str(v)
+            return (v.replace("\\", "\\\\").replace("\t", "\\t")
+                    .replace("\n", "\\n").replace("\r", "\\r"))
+        return "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
+
+    def insert(self, run_rows, result_rows):
+        script = (
+            "BEGIN;\n"
+            f"COPY runs ({RUN_COLUMNS}) FROM STDIN;\n{self.copy_text(run_rows)}\\.\n"
+            f"COPY control_results ({RESULT_COLUMNS}) FROM STDIN;\n"
+            f"{self.copy_text(result_rows)}\\.\n"
+            "COMMIT;\n"
+        )
+        self.psql("-f", "-", stdin=script)
+
+
+def open_db(target: str):
+    if target.startswith(("postgres://", "postgresql://")):
+        return PostgresDb(target)
+    return SqliteDb(target)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("db", help="SQLite database file written by `trellis check`")
+    ap.add_argument(
+        "db", help="SQLite database file, or postgres:// URL, written by `trellis check`"
+    )
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--runs-per-day", type=int, default=4)
     ap.add_argument("--seed", type=int, default=20261201)
@@ -115,24 +220,28 @@ def main() -> int:
         ap.error("--runs-per-day must divide 24")
     rng = random.Random(args.seed)
 
-    db = sqlite3.connect(args.db)
-    db.execute("PRAGMA foreign_keys = ON")
-    newest = db.execute(
-        "SELECT id, started_at FROM runs ORDER BY started_at DESC LIMIT 1"
-    ).fetchone()
-    if newest is None:
+    db = open_db(args.db)
+    # The start as stored on SQLite; PostgreSQL says it in the same RFC 3339 form.
+    started_text = (
+        "started_at" if isinstance(db, SqliteDb)
+        else "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+    )
+    newest = db.query(
+        f"SELECT id, {started_text} FROM runs ORDER BY started_at DESC LIMIT 1"
+    )
+    if not newest:
         print("error: no run in the database: run `trellis check` first", file=sys.stderr)
         return 2
-    real_run, real_started = newest[0], parse_ts(newest[1])
-    (already,) = db.execute("SELECT COUNT(*) FROM runs").fetchone()
+    real_run, real_started = newest[0][0], parse_ts(newest[0][1])
+    already = int(db.query("SELECT COUNT(*) FROM runs")[0][0])
     if already > 1:
-        print(f"error: {args.db} already has {already} runs: seed a fresh database", file=sys.stderr)
+        print(f"error: {db.name} already has {already} runs: seed a fresh database", file=sys.stderr)
         return 2
-    real = db.execute(
+    real = db.query(
         "SELECT control_id, status, summary, definition_sha256 FROM control_results "
         "WHERE run_id = ? ORDER BY control_id",
         (real_run,),
-    ).fetchall()
+    )
     if not real:
         print(f"error: run {real_run} stored no results", file=sys.stderr)
         return 2
@@ -189,7 +298,8 @@ def main() -> int:
         run_id = uuid7(started, rng)
         finished = started + dt.timedelta(seconds=rng.randrange(0, 4), microseconds=micro(rng))
         run_rows.append(
-            (run_id, "schedule", "completed", fmt_ts(started), fmt_ts(finished), len(real), len(real))
+            (run_id, "schedule", "completed", fmt_ts(started), fmt_ts(finished), len(real), len(real),
+             None)
         )
         for control_id, _status, _summary, sha in real:
             status, summary = timelines[control_id][i]
@@ -197,19 +307,7 @@ def main() -> int:
                 (run_id, control_id, status, summary, fmt_ts(started), sha, "[]", "[]", ZERO_COUNTS, "[]")
             )
 
-    with db:
-        db.executemany(
-            "INSERT INTO runs (id, trigger, state, started_at, finished_at, controls_total, "
-            "controls_done, error) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            run_rows,
-        )
-        db.executemany(
-            "INSERT INTO control_results (run_id, control_id, status, summary, evaluated_at, "
-            "definition_sha256, checks, evidence_ids, finding_counts, exceptions) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            result_rows,
-        )
-    db.close()
+    db.insert(run_rows, result_rows)
     changed = sum(1 for tl in timelines.values() if len(set(s for s, _ in tl)) > 1)
     print(
         f"seeded {len(run_rows)} runs ({fmt_ts(times[0])[:10]} .. {fmt_ts(times[-1])[:16]}Z) and "

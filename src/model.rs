@@ -3,7 +3,7 @@
 //! These are plain data. The evaluator produces them, the store persists them, the web and the
 //! CLI render them. Nothing here does I/O.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The verdict for one resource, one check or one control.
@@ -84,6 +84,78 @@ pub type Evaluations = Vec<(DateTime<Utc>, Status)>;
 
 /// A control id with its evaluations.
 pub type ControlHistory = (String, Evaluations);
+
+/// One control's evaluations on one UTC day, summed up: everything a day of its history
+/// needs (`web::history::daily_from`), whatever its freshness. The store keeps one per control
+/// and day it was evaluated (the history roll-up), so a 90-day strip reads 90 of these instead
+/// of every result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaySummary {
+    pub day: NaiveDate,
+    /// The day's first and last evaluations, in time order (ties: in the order stored).
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    /// The status of the last one: the control's status when the next day begins.
+    pub last_status: Status,
+    /// The longest time between two consecutive evaluations of the day (zero with one).
+    pub longest_gap: TimeDelta,
+    /// How many evaluations had each status, in [`Status::ALL`] order.
+    pub counts: [u32; 5],
+}
+
+impl DaySummary {
+    /// The day of one evaluation, with that evaluation.
+    pub fn new(at: DateTime<Utc>, status: Status) -> DaySummary {
+        let mut counts = [0; 5];
+        counts[status_index(status)] = 1;
+        DaySummary {
+            day: at.date_naive(),
+            first_at: at,
+            last_at: at,
+            last_status: status,
+            longest_gap: TimeDelta::zero(),
+            counts,
+        }
+    }
+
+    /// Adds the next evaluation of the same day (at or after [`DaySummary::last_at`]). Returns
+    /// false, changing nothing, for one of another day or earlier than the last: the day must
+    /// then be summed up again from its evaluations in order.
+    pub fn push(&mut self, at: DateTime<Utc>, status: Status) -> bool {
+        if at.date_naive() != self.day || at < self.last_at {
+            return false;
+        }
+        self.longest_gap = self.longest_gap.max(at - self.last_at);
+        self.last_at = at;
+        self.last_status = status;
+        self.counts[status_index(status)] += 1;
+        true
+    }
+
+    /// How many evaluations of the day had `status`.
+    pub fn count(&self, status: Status) -> u32 {
+        self.counts[status_index(status)]
+    }
+
+    /// Evaluations in time order, summed up per UTC day (oldest first).
+    pub fn of_evaluations(points: &[(DateTime<Utc>, Status)]) -> Vec<DaySummary> {
+        let mut days: Vec<DaySummary> = Vec::new();
+        for &(at, status) in points {
+            let added = days.last_mut().is_some_and(|day| day.push(at, status));
+            if !added {
+                days.push(DaySummary::new(at, status));
+            }
+        }
+        days
+    }
+}
+
+fn status_index(status: Status) -> usize {
+    Status::ALL
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or_default()
+}
 
 /// One verdict about one resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

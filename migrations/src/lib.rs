@@ -13,6 +13,7 @@ mod m20261202_000001_staff;
 mod m20261203_000001_integrity;
 mod m20261204_000001_run_chain;
 mod m20261204_000010_sso;
+mod m20261205_000011_history_rollup;
 mod m20261205_000012_http_validators;
 mod m20261205_000013_run_collections;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_integrity::Migration),
             Box::new(m20261204_000001_run_chain::Migration),
             Box::new(m20261204_000010_sso::Migration),
+            Box::new(m20261205_000011_history_rollup::Migration),
             Box::new(m20261205_000012_http_validators::Migration),
             Box::new(m20261205_000013_run_collections::Migration),
         ]

@@ -14,8 +14,8 @@ use serde::Serialize;
 use super::entities::{control_results, evidence, findings, managed_exceptions};
 use super::staff::{Actor, audit_in};
 use super::{
-    QueryContext, Store, StoreError, StoredFinding, db_time, from_json, parse_status,
-    stored_finding, to_json,
+    NEWEST_RESULT_IDS, QueryContext, Store, StoreError, StoredFinding, db_time, from_json,
+    parse_status, stored_finding, to_json,
 };
 use crate::exceptions::Proposal;
 use crate::model::{CheckOutcome, ExceptionUse, Status};
@@ -341,14 +341,12 @@ impl Store {
         }
         let latest = Row::find_by_statement(Statement::from_sql_and_values(
             self.db.get_database_backend(),
-            "SELECT f.id, cr.evaluated_at FROM findings f \
-             JOIN control_results cr ON cr.id = f.control_result_id \
-             WHERE f.resource = $1 AND cr.id IN ( \
-               SELECT (SELECT n.id FROM control_results n \
-                        WHERE n.control_id = c.control_id \
-                        ORDER BY n.evaluated_at DESC, n.id DESC LIMIT 1) \
-               FROM (SELECT DISTINCT control_id FROM control_results) c) \
-             ORDER BY f.control_id, f.id",
+            format!(
+                "SELECT f.id, cr.evaluated_at FROM findings f \
+                 JOIN control_results cr ON cr.id = f.control_result_id \
+                 WHERE f.resource = $1 AND cr.id IN ({NEWEST_RESULT_IDS}) \
+                 ORDER BY f.control_id, f.id"
+            ),
             [resource.into()],
         ))
         .all(&self.db)

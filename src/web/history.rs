@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::view::{Badge, badge_for};
-use crate::model::Status;
+use crate::model::{DaySummary, Status};
 
 /// What one day's cell shows: the worst [`Badge`] of the day, or no data (never evaluated).
 pub type DayStatus = Option<Badge>;
@@ -51,25 +51,56 @@ pub fn daily(
     now: DateTime<Utc>,
     days: u32,
 ) -> Vec<(NaiveDate, DayStatus)> {
-    let today = now.date_naive();
     // Evaluations dated after `now` are not believed (as on the page itself).
     let points: Vec<(DateTime<Utc>, Status)> =
         points.iter().copied().filter(|&(t, _)| t <= now).collect();
+    daily_from(&DaySummary::of_evaluations(&points), freshness, now, days)
+}
+
+/// [`daily`] from the control's evaluations summed up per day (what the store's roll-up
+/// keeps), oldest first: at least the newest day before the window (it carries the state the
+/// window starts in) and every day of the window with evaluations, today's summing up only
+/// those up to `now`.
+///
+/// A day's cell is the worst of: each evaluation's own badge that day, the badge of the
+/// evaluation before the day from midnight until the day's first one (no data if there is
+/// none), and stale whenever a result outlived its freshness before the next one (or before
+/// the end of the day; today ends now). So a day is green only if the control was freshly
+/// passing all day long.
+pub fn daily_from(
+    summaries: &[DaySummary],
+    freshness: Duration,
+    now: DateTime<Utc>,
+    days: u32,
+) -> Vec<(NaiveDate, DayStatus)> {
+    let today = now.date_naive();
+    let first = today - Duration::days(i64::from(days) - 1);
+    let mut next = summaries.iter().peekable();
+    // The newest evaluation before the day being looked at.
+    let mut before = None;
+    while let Some(s) = next.next_if(|s| s.day < first) {
+        before = Some((s.last_at, s.last_status));
+    }
     (0..days)
-        .rev()
-        .map(|back| {
-            let date = today - Duration::days(i64::from(back));
+        .map(|k| {
+            let date = first + Duration::days(i64::from(k));
             let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
             // Today ends now, the evaluation at `now` included.
             let end = (start + Duration::days(1)).min(now + Duration::nanoseconds(1));
-            (date, day_status(&points, freshness, start, end))
+            let day = next.next_if(|s| s.day == date);
+            let status = day_status(before, day, freshness, start, end);
+            if let Some(d) = day {
+                before = Some((d.last_at, d.last_status));
+            }
+            (date, status)
         })
         .collect()
 }
 
-/// The worst status over `[start, end)`.
+/// The worst status over `[start, end)`, from the evaluation before it and the day's own.
 fn day_status(
-    points: &[(DateTime<Utc>, Status)],
+    before: Option<(DateTime<Utc>, Status)>,
+    day: Option<&DaySummary>,
     freshness: Duration,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -80,35 +111,47 @@ fn day_status(
             worst = Some(s);
         }
     };
-    // The segment starting at `start` is governed by the newest evaluation at or before it;
-    // each evaluation within the day starts a new segment.
-    let first_inside = points.partition_point(|&(t, _)| t <= start);
-    let mut segment_starts = vec![(start, first_inside.checked_sub(1))];
-    for (i, &(t, _)) in points.iter().enumerate().skip(first_inside) {
-        if t >= end {
-            break;
+    // Until the day's first evaluation (all day without one), the one before governs.
+    let carried_until = match day {
+        None => Some(end),
+        Some(d) if d.first_at > start => Some(d.first_at),
+        Some(_) => None,
+    };
+    if let Some(until) = carried_until {
+        match before {
+            None => note(None),
+            Some((evaluated_at, status)) => {
+                note(Some(badge_for(
+                    Some((status, evaluated_at)),
+                    freshness,
+                    start,
+                )));
+                // It goes stale before the day's first evaluation.
+                if evaluated_at + freshness < until {
+                    note(Some(badge_for(
+                        Some((status, evaluated_at)),
+                        freshness,
+                        until,
+                    )));
+                }
+            }
         }
-        segment_starts.push((t, Some(i)));
     }
-    for (k, &(seg_start, governing)) in segment_starts.iter().enumerate() {
-        let seg_end = segment_starts.get(k + 1).map_or(end, |&(t, _)| t);
-        let Some(i) = governing else {
-            note(None);
-            continue;
-        };
-        let (evaluated_at, status) = points[i];
-        note(Some(badge_for(
-            Some((status, evaluated_at)),
-            freshness,
-            seg_start,
-        )));
-        // It goes stale within the segment.
-        if evaluated_at + freshness < seg_end {
-            note(Some(badge_for(
-                Some((status, evaluated_at)),
-                freshness,
-                seg_end,
-            )));
+    if let Some(d) = day {
+        // Each evaluation's own badge, fresh when it is made.
+        for status in Status::ALL {
+            if d.count(status) > 0 {
+                note(Some(badge_for(
+                    Some((status, d.first_at)),
+                    freshness,
+                    d.first_at,
+                )));
+            }
+        }
+        // A result outlived its freshness before the next one, or before the day ended. (After
+        // an `error`, whose own badge `not verified` outranks `stale`, this changes nothing.)
+        if d.longest_gap > freshness || d.last_at + freshness < end {
+            note(Some(Badge::Stale));
         }
     }
     worst.unwrap_or(None)
@@ -197,7 +240,7 @@ mod tests {
     use super::*;
     use Badge::*;
     use Status::{Error, Fail, Pass};
-    use chrono::TimeZone;
+    use chrono::{DurationRound, TimeZone};
 
     fn t(day: u32, hour: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
@@ -246,6 +289,121 @@ mod tests {
         );
         // Results from the future are ignored.
         check(&[(t(11, 6), Pass)], t(10, 12), &[None]);
+    }
+
+    /// The cells as they were computed from every evaluation before the roll-up: segment by
+    /// segment, each governed by the newest evaluation at its start.
+    fn reference_daily(
+        points: &[(DateTime<Utc>, Status)],
+        freshness: Duration,
+        now: DateTime<Utc>,
+        days: u32,
+    ) -> Vec<(NaiveDate, DayStatus)> {
+        let today = now.date_naive();
+        let points: Vec<(DateTime<Utc>, Status)> =
+            points.iter().copied().filter(|&(t, _)| t <= now).collect();
+        (0..days)
+            .rev()
+            .map(|back| {
+                let date = today - Duration::days(i64::from(back));
+                let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
+                let end = (start + Duration::days(1)).min(now + Duration::nanoseconds(1));
+                let mut worst: Option<DayStatus> = None;
+                let mut note = |s: DayStatus| {
+                    if worst.is_none_or(|w| severity(s) > severity(w)) {
+                        worst = Some(s);
+                    }
+                };
+                let first_inside = points.partition_point(|&(t, _)| t <= start);
+                let mut segment_starts = vec![(start, first_inside.checked_sub(1))];
+                for (i, &(t, _)) in points.iter().enumerate().skip(first_inside) {
+                    if t >= end {
+                        break;
+                    }
+                    segment_starts.push((t, Some(i)));
+                }
+                for (k, &(seg_start, governing)) in segment_starts.iter().enumerate() {
+                    let seg_end = segment_starts.get(k + 1).map_or(end, |&(t, _)| t);
+                    let Some(i) = governing else {
+                        note(None);
+                        continue;
+                    };
+                    let (evaluated_at, status) = points[i];
+                    note(Some(badge_for(
+                        Some((status, evaluated_at)),
+                        freshness,
+                        seg_start,
+                    )));
+                    if evaluated_at + freshness < seg_end {
+                        note(Some(badge_for(
+                            Some((status, evaluated_at)),
+                            freshness,
+                            seg_end,
+                        )));
+                    }
+                }
+                (date, worst.unwrap_or(None))
+            })
+            .collect()
+    }
+
+    /// The cells from day summaries are the cells from every evaluation: random histories
+    /// (several evaluations a day, changing statuses, gaps of days, results going stale,
+    /// evaluations exactly at midnight and at `now`, some after it), several freshnesses.
+    #[test]
+    fn day_summaries_give_the_cells_every_evaluation_gives() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let base = t(1, 0);
+        for case in 0..3000 {
+            let mut points = Vec::new();
+            let mut at = base;
+            for _ in 0..next(40) {
+                // Mostly within hours, sometimes days apart, sometimes simultaneous; on whole
+                // hours now and then, so midnight itself comes up.
+                at += match next(10) {
+                    0 => Duration::zero(),
+                    1 => Duration::days(1 + next(4) as i64),
+                    2 => Duration::hours(1 + next(30) as i64),
+                    _ => Duration::minutes(next(600) as i64),
+                };
+                if next(4) == 0 {
+                    // The next whole hour (time order is kept).
+                    at = (at + Duration::hours(1) - Duration::minutes(1))
+                        .duration_trunc(Duration::hours(1))
+                        .unwrap();
+                }
+                let status = Status::ALL[next(5) as usize];
+                points.push((at, status));
+            }
+            // Two evaluations at the very same instant, exactly at midnight, are the one
+            // case the two differ in: the reference notes only the later of them for that
+            // day (the earlier one governs no segment), the summaries both.
+            let midnight_twice = points.windows(2).any(|w| {
+                w[0].0 == w[1].0 && w[0].0 == w[0].0.duration_trunc(Duration::days(1)).unwrap()
+            });
+            if midnight_twice {
+                continue;
+            }
+            let now = match next(3) {
+                0 => at,
+                1 => at + Duration::minutes(next(3000) as i64),
+                _ => base + Duration::minutes(next(20_000) as i64),
+            };
+            for freshness in [Duration::hours(1), Duration::hours(25), Duration::days(7)] {
+                let days = 1 + next(20) as u32;
+                assert_eq!(
+                    daily(&points, freshness, now, days),
+                    reference_daily(&points, freshness, now, days),
+                    "case {case}: {points:?}, now {now}, freshness {freshness}, {days} days"
+                );
+            }
+        }
     }
 
     #[test]

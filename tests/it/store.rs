@@ -2817,3 +2817,5 @@ async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Stor
     store.save_http_validators(&[], day9).await.unwrap();
     assert_eq!(store.http_validators().await.unwrap().len(), 1);
 }
+
+mod history;

@@ -9,6 +9,7 @@ pub(crate) mod access_requests;
 pub(crate) mod api_tokens;
 pub(crate) mod audit_log;
 pub(crate) mod chain_heads;
+pub(crate) mod control_days;
 pub(crate) mod control_results;
 pub(crate) mod definitions;
 pub(crate) mod evidence;

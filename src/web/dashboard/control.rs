@@ -16,7 +16,7 @@ use super::pages::{State, StateView, Time, freshness, state_view, time};
 use super::{Page, charts, message, render, store_error};
 use crate::auth::Permission;
 use crate::catalog::Control;
-use crate::model::Status;
+use crate::model::{DaySummary, Status};
 use crate::store::{FindingsAt, ManagedException, ResultDetail, StoreError, StoredFinding};
 use crate::web::WebState;
 use crate::web::history;
@@ -113,27 +113,24 @@ struct Loaded {
     findings: Vec<StoredFinding>,
     /// Newest first.
     past: Vec<FindingsAt>,
-    /// This control's verdicts over the history window.
-    points: Vec<(DateTime<Utc>, Status)>,
+    /// This control's evaluations over the history window, summed up per day.
+    days: Vec<DaySummary>,
     managed: Vec<ManagedException>,
 }
 
-async fn load(
-    state: &WebState,
-    c: &Control,
-    fresh: Duration,
-    now: DateTime<Utc>,
-) -> Result<Loaded, StoreError> {
+async fn load(state: &WebState, c: &Control, now: DateTime<Utc>) -> Result<Loaded, StoreError> {
     let store = &state.store;
-    let history = store.result_history(history_start(now) - fresh).await?;
+    let history = store
+        .history_days(history_start(now).date_naive(), now, Some(&c.id))
+        .await?;
     Ok(Loaded {
         latest: store.latest_result(&c.id).await?,
         findings: store.latest_findings(&c.id).await?,
         past: store.findings_history(&c.id, 200, None).await?,
-        points: history
+        days: history
             .into_iter()
             .find(|(id, _)| id == &c.id)
-            .map(|(_, p)| p)
+            .map(|(_, d)| d)
             .unwrap_or_default(),
         managed: store.managed_exceptions().await?,
     })
@@ -158,7 +155,7 @@ pub async fn control(
     };
     let now = state.clock.now();
     let fresh = freshness(&state, c);
-    let data = match load(&state, c, fresh, now).await {
+    let data = match load(&state, c, now).await {
         Ok(d) => d,
         Err(e) => return Ok(store_error(&state, &staff, &e)),
     };
@@ -166,7 +163,7 @@ pub async fn control(
     let since = status_since(&data.findings, &data.past);
     let filter = Filter::of(&query);
     let findings = finding_rows(c, &data.findings, &since, &filter);
-    let trend = Trend::of(&data.points, &data.past, fresh, now);
+    let trend = Trend::of(&data.days, &data.past, fresh, now);
     let s = State::of(latest.map(|l| (l.status, l.evaluated_at)), fresh, now);
     let body = ControlPage {
         id: c.id.clone(),
@@ -338,12 +335,12 @@ struct Trend {
 
 impl Trend {
     fn of(
-        points: &[(DateTime<Utc>, Status)],
+        summaries: &[DaySummary],
         past: &[FindingsAt],
         fresh: Duration,
         now: DateTime<Utc>,
     ) -> Trend {
-        let days = history::daily(points, fresh, now, HISTORY_DAYS);
+        let days = history::daily_from(summaries, fresh, now, HISTORY_DAYS);
         let first_day = now.date_naive() - Duration::days(i64::from(HISTORY_DAYS) - 1);
         let strip = history::runs(&days)
             .into_iter()

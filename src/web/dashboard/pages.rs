@@ -13,7 +13,7 @@ use super::auth::{AuthError, Staff};
 use super::{Page, charts, message, render, store_error};
 use crate::auth::Permission;
 use crate::catalog::Control;
-use crate::model::Status;
+use crate::model::{DaySummary, Status};
 use crate::web::history;
 use crate::web::view::{Badge, HISTORY_DAYS, badge_for, history_start};
 use crate::web::{WebState, iso};
@@ -167,8 +167,11 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
     staff.require(Permission::Read)?;
     let now = state.clock.now();
     let inputs = state.site.inputs();
-    let since = history_start(now) - Duration::days(30);
-    let history = match state.store.result_history(since).await {
+    let history = match state
+        .store
+        .history_days(history_start(now).date_naive(), now, None)
+        .await
+    {
         Ok(h) => h,
         Err(e) => return Ok(store_error(&state, &staff, &e)),
     };
@@ -178,9 +181,9 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
     };
     let latest: HashMap<&str, &crate::model::LatestResult> =
         latest.iter().map(|r| (r.control_id.as_str(), r)).collect();
-    let points: HashMap<&str, &[(DateTime<Utc>, Status)]> = history
+    let summaries: HashMap<&str, &[DaySummary]> = history
         .iter()
-        .map(|(id, p)| (id.as_str(), p.as_slice()))
+        .map(|(id, d)| (id.as_str(), d.as_slice()))
         .collect();
     let mut rows = Vec::new();
     let mut categories: BTreeMap<String, Tally> = BTreeMap::new();
@@ -219,8 +222,8 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
                     .add(s);
             }
             totals.add(s);
-            let days = history::daily(
-                points.get(c.id.as_str()).copied().unwrap_or_default(),
+            let days = history::daily_from(
+                summaries.get(c.id.as_str()).copied().unwrap_or_default(),
                 freshness(&state, c),
                 now,
                 HISTORY_DAYS,
