@@ -168,6 +168,40 @@ impl RunSink for Keeping<'_> {
     }
 }
 
+/// A watcher that keeps every outcome (tests and small runs), passing progress on.
+pub struct Outcomes<'a> {
+    progress: &'a (dyn Fn(usize, usize) + Send + Sync),
+    outcomes: std::sync::Mutex<Vec<ControlOutcome>>,
+}
+
+impl<'a> Outcomes<'a> {
+    pub fn following(progress: &'a (dyn Fn(usize, usize) + Send + Sync)) -> Outcomes<'a> {
+        Outcomes {
+            progress,
+            outcomes: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The outcomes, in the order the controls were evaluated.
+    pub fn into_outcomes(self) -> Vec<ControlOutcome> {
+        self.outcomes
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl RunWatcher for Outcomes<'_> {
+    fn progress(&self, done: usize, total: usize) {
+        (self.progress)(done, total);
+    }
+    fn outcome(&self, outcome: &ControlOutcome) {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(outcome.clone());
+    }
+}
+
 /// Runs `controls` like [`stream`] and also returns every outcome and piece of evidence.
 /// `progress` is called after each control with (done, total).
 pub async fn execute(
@@ -177,29 +211,11 @@ pub async fn execute(
     sink: &dyn RunSink,
     progress: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> anyhow::Result<RunReport> {
-    struct Collecting<'a> {
-        progress: &'a (dyn Fn(usize, usize) + Send + Sync),
-        outcomes: std::sync::Mutex<Vec<ControlOutcome>>,
-    }
-    impl RunWatcher for Collecting<'_> {
-        fn progress(&self, done: usize, total: usize) {
-            (self.progress)(done, total);
-        }
-        fn outcome(&self, outcome: &ControlOutcome) {
-            self.outcomes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(outcome.clone());
-        }
-    }
     let keeping = Keeping {
         inner: sink,
         evidence: std::sync::Mutex::new(Vec::new()),
     };
-    let watcher = Collecting {
-        progress,
-        outcomes: std::sync::Mutex::new(Vec::new()),
-    };
+    let watcher = Outcomes::following(progress);
     let totals = stream(ctx, controls, concurrency, &keeping, &watcher).await?;
     let mut kept = keeping
         .evidence
