@@ -826,9 +826,17 @@ async fn streamed_json_is_whole_and_a_run_cut_short_says_why() {
     let verified = trellis(&["verify"], Some(&cfg));
     assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
 
-    // The store refuses one control's result: the run stops there.
+    // The run recorded its collection progress (shown on the runs pages while it collects).
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let store = trellis::store::Store::connect(&url).await.unwrap();
+    let runs = store.runs(1).await.unwrap();
+    assert_eq!(
+        (runs[0].collections_total, runs[0].collections_done),
+        (Some(1), 1),
+        "{runs:?}"
+    );
+
+    // The store refuses one control's result: the run stops there.
     trellis::store::testing::execute_sql(
         &store,
         "CREATE TRIGGER refuse_training BEFORE INSERT ON control_results \
