@@ -48,7 +48,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_PY = os.path.join(REPO, ".venv", "bin", "python")
 MOTO = os.path.join(REPO, ".venv", "bin", "moto_server")
 STANDIN = os.path.join(REPO, "bench", "github_standin.py")
-ORG = "sprout-bench"
+ORG = "acme"  # the stand-in's organisation
 TOKEN_ENV = "TRELLIS_BENCH_GITHUB_TOKEN"
 
 
@@ -258,7 +258,7 @@ def one_factor(args, factor: float, trellis: str):
             gh_port = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, STANDIN, "--repos", str(repos), "--members", str(members),
-                 "--org", ORG, "--port", str(gh_port)],
+                 "--port", str(gh_port)],
                 stdout=open(os.path.join(tmp, "github.log"), "wb"), stderr=subprocess.STDOUT,
             ))
             wait_http(f"http://127.0.0.1:{gh_port}/_stats")
