@@ -257,18 +257,12 @@ pub async fn stream(
     let mut readers = plan.readers;
     let total = controls.len();
     let mut by_status = HashMap::new();
-    for (done, (control, mine)) in controls.iter().zip(&plan.reads).enumerate() {
-        let inputs: Vec<CheckInput> = control
-            .checks
+    for (done, (control, checks)) in controls.iter().zip(&plan.checks).enumerate() {
+        let inputs: Vec<CheckInput> = checks
             .iter()
-            .map(|check| {
-                let i = plan.index.get(&key_of(check.planned.as_ref())).copied();
-                CheckInput {
-                    collected: i.and_then(|i| results.get(i).cloned()).unwrap_or_else(|| {
-                        Err(ProbeError::Io("internal: evidence missing".into()))
-                    }),
-                    evidence: i,
-                }
+            .map(|&i| CheckInput {
+                collected: results[i].clone(),
+                evidence: Some(i),
             })
             .collect();
         let outcome = evaluate_control(control, &inputs, ctx.now);
@@ -278,7 +272,7 @@ pub async fn stream(
         *by_status.entry(outcome.status).or_insert(0) += 1;
         drop(outcome);
         // The last reader of a collection lets its resources go.
-        for &i in mine {
+        for &i in checks {
             readers[i] -= 1;
             if readers[i] == 0 {
                 results[i] = Err(ProbeError::Io("internal: evidence already released".into()));
@@ -298,45 +292,44 @@ pub async fn stream(
     })
 }
 
-/// The collection key of a check: probe and canonical parameters.
-fn key_of(planned: &dyn PlannedProbe) -> String {
-    format!("{}:{}", planned.probe(), planned.params_key())
-}
-
-/// The run's distinct collections (probe + parameters) in first-use order, which of them each
-/// control reads, and how many controls read each.
+/// The run's distinct collections (probe + parameters) in first-use order, the collection
+/// each check of each control reads, and how many checks read each collection.
 struct Plan {
     keys: Vec<Arc<dyn PlannedProbe>>,
-    index: HashMap<String, usize>,
-    reads: Vec<Vec<usize>>,
+    /// `checks[c][k]`: the collection that check `k` of control `c` reads.
+    checks: Vec<Vec<usize>>,
     readers: Vec<usize>,
 }
 
 impl Plan {
     fn of(controls: &[&Control]) -> Plan {
-        let mut plan = Plan {
-            keys: Vec::new(),
-            index: HashMap::new(),
-            reads: Vec::with_capacity(controls.len()),
-            readers: Vec::new(),
-        };
+        let mut keys: Vec<Arc<dyn PlannedProbe>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut readers: Vec<usize> = Vec::new();
+        let mut checks = Vec::with_capacity(controls.len());
         for control in controls {
-            let mut mine = Vec::new();
-            for check in &control.checks {
-                let key = key_of(check.planned.as_ref());
-                let i = *plan.index.entry(key).or_insert_with(|| {
-                    plan.keys.push(check.planned.clone());
-                    plan.readers.push(0);
-                    plan.keys.len() - 1
-                });
-                if !mine.contains(&i) {
-                    mine.push(i);
-                    plan.readers[i] += 1;
-                }
+            let mine: Vec<usize> = control
+                .checks
+                .iter()
+                .map(|check| {
+                    let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
+                    *index.entry(key).or_insert_with(|| {
+                        keys.push(check.planned.clone());
+                        readers.push(0);
+                        keys.len() - 1
+                    })
+                })
+                .collect();
+            for &i in &mine {
+                readers[i] += 1;
             }
-            plan.reads.push(mine);
+            checks.push(mine);
         }
-        plan
+        Plan {
+            keys,
+            checks,
+            readers,
+        }
     }
 }
 
