@@ -564,7 +564,7 @@ mod tests {
         CheckInput {
             collected: Ok(Arc::new(Collected {
                 resources,
-                raw: Value::Null,
+                raw: crate::model::RawJson::null(),
             })),
             evidence: Some(0),
         }

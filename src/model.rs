@@ -296,7 +296,130 @@ pub struct ControlOutcome {
     pub exceptions: Vec<ExceptionUse>,
 }
 
-/// Raw probe output kept as evidence: the JSON the probe collected and its SHA-256.
+/// JSON text, kept as written. Raw evidence is serialized once, where it is collected, and
+/// is hashed and stored as that text: a large collection is never held as a tree of values
+/// on its way to the store.
+#[derive(Clone)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// `null`: the content of a collection that failed.
+    pub fn null() -> RawJson {
+        RawJson(serde_json::value::RawValue::NULL.to_owned())
+    }
+
+    /// `value` serialized (compact).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<RawJson, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(RawJson)
+    }
+
+    /// JSON text written elsewhere (e.g. streamed by a probe), checked to be one JSON value.
+    pub fn from_string(text: String) -> Result<RawJson, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(RawJson)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.as_str() == "null"
+    }
+
+    /// The text parsed into a tree (for small documents and tests).
+    pub fn to_value(&self) -> serde_json::Value {
+        // The text was checked (or written by serde_json) when this was made.
+        serde_json::from_str(self.as_str()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl From<&serde_json::Value> for RawJson {
+    fn from(value: &serde_json::Value) -> RawJson {
+        // Never fails: a `Value`'s map keys are strings.
+        RawJson::of(value).unwrap_or_else(|_| RawJson::null())
+    }
+}
+
+impl From<serde_json::Value> for RawJson {
+    fn from(value: serde_json::Value) -> RawJson {
+        RawJson::from(&value)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawJson, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(deserializer).map(RawJson)
+    }
+}
+
+/// A collection's evidence on its way to the store: its content as the text that is hashed
+/// and stored ([`Evidence`] is what is read back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvidence {
+    pub probe: String,
+    /// Canonical JSON of the probe's parameters (the fetch-cache key).
+    pub params: String,
+    pub collected_at: DateTime<Utc>,
+    /// The collected data, or `null` when collection failed.
+    pub content: RawJson,
+    /// Hex SHA-256 of `content`'s text.
+    pub sha256: String,
+    /// Why collection failed, when it did.
+    pub error: Option<String>,
+}
+
+impl From<&Evidence> for NewEvidence {
+    fn from(e: &Evidence) -> NewEvidence {
+        NewEvidence {
+            probe: e.probe.clone(),
+            params: e.params.clone(),
+            collected_at: e.collected_at,
+            content: e.content.clone().into(),
+            sha256: e.sha256.clone(),
+            error: e.error.clone(),
+        }
+    }
+}
+
+impl From<Evidence> for NewEvidence {
+    fn from(e: Evidence) -> NewEvidence {
+        NewEvidence::from(&e)
+    }
+}
+
+impl From<&NewEvidence> for Evidence {
+    fn from(e: &NewEvidence) -> Evidence {
+        Evidence {
+            probe: e.probe.clone(),
+            params: e.params.clone(),
+            collected_at: e.collected_at,
+            content: e.content.to_value(),
+            sha256: e.sha256.clone(),
+            error: e.error.clone(),
+        }
+    }
+}
+
+/// Raw probe output kept as evidence, as read from the store: the JSON the probe collected
+/// and its SHA-256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub probe: String,

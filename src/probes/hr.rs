@@ -14,7 +14,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, dates};
 use crate::diag::Diagnostic;
@@ -192,7 +192,8 @@ assert: security_training_date != null && days_since(security_training_date) <= 
             .filter_map(|p| p.field("email").map(str::to_ascii_lowercase))
             .collect();
         let mut resources = Vec::new();
-        let mut raw = Vec::new();
+        // Each resource's row in the roster, for the raw evidence.
+        let mut rows = Vec::new();
         for p in people.iter() {
             let end = p.dates.get("end_date").copied().flatten();
             let terminated = end.is_some_and(|e| e <= today);
@@ -236,7 +237,7 @@ assert: security_training_date != null && days_since(security_training_date) <= 
                 .unwrap_or_default();
             let name = p.fields.get("name").cloned().flatten().unwrap_or_default();
             let email = p.fields.get("email").cloned().flatten().unwrap_or_default();
-            raw.push(json!({"row": p.row, "attributes": attributes}));
+            rows.push(p.row);
             let mut resource = Resource {
                 id: format!("hr:{id}"),
                 name: format!("{name} <{email}> ({id})"),
@@ -250,10 +251,30 @@ assert: security_training_date != null && days_since(security_training_date) <= 
             }
             resources.push(resource);
         }
-        Ok(Collected {
-            resources,
-            raw: json!({"source": "hr", "people": raw}),
-        })
+        // The raw evidence, `{"people": [{"attributes": {…}, "row": 7}, …], "source": "hr"}`,
+        // written from the resources (dates ahead of the run only mark attributes unknown).
+        #[derive(Serialize)]
+        struct RawPerson<'a> {
+            attributes: &'a crate::probes::Attributes,
+            row: usize,
+        }
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            people: Vec<RawPerson<'a>>,
+            source: &'static str,
+        }
+        let raw = crate::probes::raw(&Raw {
+            people: resources
+                .iter()
+                .zip(&rows)
+                .map(|(r, &row)| RawPerson {
+                    attributes: &r.attributes,
+                    row,
+                })
+                .collect(),
+            source: "hr",
+        })?;
+        Ok(Collected { resources, raw })
     }
 }
 

@@ -288,7 +288,7 @@ assert: "!person_terminated || days_since_termination <= 1"
         }
         Ok(Collected {
             resources,
-            raw: json!({"source": "identity", "accounts": raw}),
+            raw: json!({"source": "identity", "accounts": raw}).into(),
         })
     }
 }

@@ -44,6 +44,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::model::RawJson;
 pub use attributes::Attributes;
 pub use cache::FetchCache;
 
@@ -77,8 +78,8 @@ pub struct Resource {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Collected {
     pub resources: Vec<Resource>,
-    /// The raw evidence as collected (kept in the store with its SHA-256).
-    pub raw: serde_json::Value,
+    /// The raw evidence as collected, as JSON text (kept in the store with its SHA-256).
+    pub raw: RawJson,
 }
 
 /// Why a probe could not collect. Every variant ends as an `error` verdict, never pass or fail.
@@ -437,6 +438,67 @@ pub(crate) fn ts(t: Option<DateTime<Utc>>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| {
         serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     })
+}
+
+/// Raw evidence serialized where it is collected; an error (never expected: evidence is plain
+/// data) is the collection's `error`.
+pub(crate) fn raw<T: Serialize + ?Sized>(value: &T) -> Result<RawJson, ProbeError> {
+    RawJson::of(value)
+        .map_err(|e| ProbeError::Io(format!("internal: cannot serialize the evidence: {e}")))
+}
+
+/// The raw evidence of a collection made of scopes (accounts, regions, organisations…):
+/// `{"<key>": {"<scope>": <its evidence> | {"error": "<why>"}, …}, "probe": …, "source": …}`.
+/// Each scope's evidence is already text, so the whole is never a tree.
+pub(crate) fn scoped_raw(
+    source: &str,
+    probe: &str,
+    key: &str,
+    scopes: &std::collections::BTreeMap<String, RawJson>,
+) -> Result<RawJson, ProbeError> {
+    struct Scoped<'a> {
+        source: &'a str,
+        probe: &'a str,
+        key: &'a str,
+        scopes: &'a std::collections::BTreeMap<String, RawJson>,
+    }
+    impl Serialize for Scoped<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(3))?;
+            map.serialize_entry(self.key, self.scopes)?;
+            map.serialize_entry("probe", self.probe)?;
+            map.serialize_entry("source", self.source)?;
+            map.end()
+        }
+    }
+    raw(&Scoped {
+        source,
+        probe,
+        key,
+        scopes,
+    })
+}
+
+/// A resource as raw evidence, `{"attributes": {…}, "id": "…"}`, borrowed from it.
+#[derive(Serialize)]
+pub(crate) struct IdAndAttributes<'a> {
+    attributes: &'a Attributes,
+    id: &'a str,
+}
+
+impl<'a> IdAndAttributes<'a> {
+    pub(crate) fn of(r: &'a Resource) -> IdAndAttributes<'a> {
+        IdAndAttributes {
+            attributes: &r.attributes,
+            id: &r.id,
+        }
+    }
+}
+
+/// The evidence of a scope that could not be read: `{"error": "<why>"}`.
+pub(crate) fn scope_error_raw(e: &ProbeError) -> RawJson {
+    serde_json::json!({ "error": e.to_string() }).into()
 }
 
 /// The attributes of a `json!({...})` object.

@@ -235,7 +235,8 @@ assert: approved_by != null && !overdue && word_count >= 150
         let raw = json!({
             "source": "policies",
             "documents": resources.iter().map(|r| json!({"id": r.id, "attributes": r.attributes, "error": r.error})).collect::<Vec<_>>(),
-        });
+        })
+        .into();
         Ok(Collected { resources, raw })
     }
 }

@@ -101,7 +101,7 @@ fn recorded(
 fn collected(register: &str, resources: Vec<Resource>, raw: Value) -> Collected {
     Collected {
         resources,
-        raw: json!({"source": "registers", "register": register, "entries": raw}),
+        raw: json!({"source": "registers", "register": register, "entries": raw}).into(),
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::json;
 use trellis::model::{
     CheckOutcome, ControlOutcome, Evidence, Finding, LatestResult, RunState, Status, Trigger,
 };
+use crate::common::new_evidence;
 use trellis::store::{Store, StoreError, testing};
 
 const POSTGRES_URL_ENV: &str = "TRELLIS_TEST_POSTGRES_URL";
@@ -967,7 +968,7 @@ async fn dashboard_reads_and_managed_exceptions(store: &Store) {
         .await
         .expect("run");
     let ev = store
-        .record_evidence(&run1, &[evidence("hr.people", json!({"x": 1}))])
+        .record_evidence(&run1, &new_evidence(&[evidence("hr.people", json!({"x": 1}))]))
         .await
         .expect("evidence");
     let mut first = outcome("c.one", Status::Fail, at(0));
@@ -1126,10 +1127,10 @@ async fn sealed_fixture(store: &Store) -> trellis::integrity::Signer {
         let ev = store
             .record_evidence(
                 &run,
-                &[
+                &new_evidence(&[
                     hashed(evidence("hr.people", json!({"run": r, "people": [1, 2]}))),
                     hashed(evidence("documents.policies", json!({"run": r}))),
-                ],
+                ]),
             )
             .await
             .expect("evidence");
@@ -1852,7 +1853,7 @@ async fn run_lifecycle(store: &Store) {
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
     let err = store
-        .record_evidence("no-such-run", &[evidence("p", json!(1))])
+        .record_evidence("no-such-run", &new_evidence(&[evidence("p", json!(1))]))
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
@@ -1865,7 +1866,7 @@ async fn evidence_round_trips(store: &Store) {
         .expect("begin run");
     assert!(
         store
-            .record_evidence(&run, &[])
+            .record_evidence(&run, &new_evidence(&[]))
             .await
             .expect("no evidence")
             .is_empty()
@@ -1893,7 +1894,7 @@ async fn evidence_round_trips(store: &Store) {
             ..evidence("empty", json!({}))
         },
     ];
-    let ids = store.record_evidence(&run, &cases).await.expect("record");
+    let ids = store.record_evidence(&run, &new_evidence(&cases)).await.expect("record");
     assert_eq!(ids.len(), cases.len());
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
     for (id, expected) in ids.iter().zip(&cases) {
@@ -1909,7 +1910,7 @@ async fn evidence_round_trips(store: &Store) {
     assert!(store.evidence_rows(&[]).await.expect("page").is_empty());
     // A second batch gets new ids.
     let more = store
-        .record_evidence(&run, &cases[..1])
+        .record_evidence(&run, &new_evidence(&cases[..1]))
         .await
         .expect("record");
     assert!(more[0] > ids[ids.len() - 1]);
@@ -1924,10 +1925,10 @@ async fn result_with_findings_round_trips(store: &Store) {
     let evidence_ids = store
         .record_evidence(
             &run,
-            &[
+            &new_evidence(&[
                 evidence("hr.employees", json!([1])),
                 evidence("idp.users", json!([2])),
-            ],
+            ]),
         )
         .await
         .expect("record evidence");
@@ -2062,7 +2063,7 @@ async fn invalid_result_is_rejected_atomically(store: &Store) {
         .await
         .expect("begin run");
     let ids = store
-        .record_evidence(&run, &[evidence("p", json!(1))])
+        .record_evidence(&run, &new_evidence(&[evidence("p", json!(1))]))
         .await
         .expect("evidence");
     let mut bad = outcome("c.bad", Status::Pass, base_time());
@@ -2276,7 +2277,7 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
     );
     assert!(matches!(
         store
-            .record_evidence(&completed, &[evidence("p", json!(1))])
+            .record_evidence(&completed, &new_evidence(&[evidence("p", json!(1))]))
             .await,
         Err(StoreError::RunClosed { .. })
     ));
@@ -2308,10 +2309,10 @@ async fn timestamps_round_trip_exactly(store: &Store) {
         let ids = store
             .record_evidence(
                 &run,
-                &[Evidence {
+                &new_evidence(&[Evidence {
                     collected_at: ts,
                     ..evidence("p", json!(null))
-                }],
+                }]),
             )
             .await
             .expect("evidence");
@@ -2394,7 +2395,7 @@ async fn concurrent_writers(store: &Store, url: &str) {
                 .await
                 .expect("begin run");
             let ids = handle
-                .record_evidence(&run, &[hashed(evidence("p", json!(w)))])
+                .record_evidence(&run, &new_evidence(&[hashed(evidence("p", json!(w)))]))
                 .await
                 .expect("evidence");
             for c in 0..20 {
@@ -2443,7 +2444,7 @@ async fn crash_writer_child_process() {
         .await
         .expect("begin run");
     let ids = store
-        .record_evidence(&run, &[evidence("p", json!({"ok": true}))])
+        .record_evidence(&run, &new_evidence(&[evidence("p", json!({"ok": true}))]))
         .await
         .expect("evidence");
     store

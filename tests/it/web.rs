@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use trellis::config::TrustPageConfig;
 use trellis::model::{CheckOutcome, ControlOutcome, Evidence, Finding, Status, Trigger};
+use crate::common::new_evidence;
 use trellis::store::Store;
 use trellis::web::{self, WebState};
 
@@ -112,7 +113,7 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
         sha256: "0".repeat(64),
         error: None,
     };
-    let evidence_ids = store.record_evidence(&run, &[evidence]).await.unwrap();
+    let evidence_ids = store.record_evidence(&run, &new_evidence(&[evidence])).await.unwrap();
     let outcome = ControlOutcome {
         control_id: control_id.into(),
         status,

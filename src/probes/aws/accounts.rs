@@ -325,7 +325,7 @@ impl Probe for Accounts {
         }
         Ok(Collected {
             resources,
-            raw: json!({"source": "aws", "probe": Self::NAME, "accounts": raw}),
+            raw: json!({"source": "aws", "probe": Self::NAME, "accounts": raw}).into(),
         })
     }
 }

@@ -256,7 +256,7 @@ assert: multi_region && logging && log_file_validation
                 })
                 .collect();
             let evidence = serde_json::to_value(trails.as_ref()).unwrap_or(Value::Null);
-            Ok((resources, evidence))
+            Ok((resources, evidence.into()))
         })
         .await
     }

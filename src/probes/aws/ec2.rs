@@ -9,11 +9,14 @@
 //! - `aws.ec2.vpcs` — every VPC with its active flow logs;
 //! - `aws.ec2.instances` — every instance that is not terminated: IMDSv2, tags.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::fetch;
 use super::{RegionSelection, Scope, object, scope_error, ts};
-use crate::probes::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+use crate::probes::{
+    Attribute, Collected, IdAndAttributes, Probe, ProbeContext, ProbeError, Resource, scope_error_raw,
+    scoped_raw,
+};
 
 /// Collects one population per selected account and region with `per_region`; a scope that
 /// fails is one `error` resource naming it, the others are still evaluated.
@@ -43,29 +46,25 @@ where
     }))
     .await;
     let mut resources = Vec::new();
-    let mut raw = serde_json::Map::new();
+    let mut raw = std::collections::BTreeMap::new();
     for (label, result) in results {
         match result {
             Ok(rs) => {
                 raw.insert(
                     label,
-                    Value::Array(
-                        rs.iter()
-                            .map(|r| json!({"id": r.id, "attributes": r.attributes}))
-                            .collect(),
-                    ),
+                    crate::probes::raw(&rs.iter().map(IdAndAttributes::of).collect::<Vec<_>>())?,
                 );
                 resources.extend(rs);
             }
             Err(e) => {
-                raw.insert(label.clone(), json!({"error": e.to_string()}));
+                raw.insert(label.clone(), scope_error_raw(&e));
                 resources.push(scope_error(probe, &label, &e));
             }
         }
     }
     Ok(Collected {
         resources,
-        raw: json!({"source": "aws", "probe": probe, "scopes": raw}),
+        raw: scoped_raw("aws", probe, "scopes", &raw)?,
     })
 }
 

@@ -15,7 +15,11 @@ use serde_json::{Value, json};
 
 use super::fetch::{self, PolicyRef};
 use super::{Account, AccountSelection, object, scope_error, ts};
-use crate::probes::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource};
+use crate::probes::{
+    Attribute, Collected, IdAndAttributes, Probe, ProbeContext, ProbeError, RawJson, Resource, raw,
+    scope_error_raw,
+    scoped_raw,
+};
 
 /// The AWS-managed policy that grants everything, in any partition (`aws`, `aws-us-gov`,
 /// `aws-cn`): `arn:<partition>:iam::aws:policy/AdministratorAccess`.
@@ -33,7 +37,7 @@ pub(crate) async fn per_account<F, Fut>(
 ) -> Result<Collected, ProbeError>
 where
     F: Fn(Arc<Account>) -> Fut,
-    Fut: Future<Output = Result<(Vec<Resource>, Value), ProbeError>>,
+    Fut: Future<Output = Result<(Vec<Resource>, RawJson), ProbeError>>,
 {
     let accounts = super::accounts(ctx, &selection.accounts).await?;
     let results = futures::future::join_all(accounts.into_iter().map(|a| async {
@@ -44,7 +48,7 @@ where
     }))
     .await;
     let mut resources = Vec::new();
-    let mut raw = serde_json::Map::new();
+    let mut raw = std::collections::BTreeMap::new();
     for (name, result) in results {
         match result {
             Ok((rs, evidence)) => {
@@ -53,13 +57,13 @@ where
             }
             Err(e) => {
                 resources.push(scope_error(probe, &name, &e));
-                raw.insert(name, json!({"error": e.to_string()}));
+                raw.insert(name, scope_error_raw(&e));
             }
         }
     }
     Ok(Collected {
         resources,
-        raw: json!({"source": "aws", "probe": probe, "accounts": raw}),
+        raw: scoped_raw("aws", probe, "accounts", &raw)?,
     })
 }
 
@@ -267,13 +271,12 @@ assert: mfa_active
         per_account(ctx, Self::NAME, params, |account| async move {
             let report = fetch::credential_report(ctx, &account).await?;
             let resources = report
-                .rows
-                .iter()
-                .map(|row| credential_row(&account.name, row, now))
-                .collect();
+                .rows()
+                .map(|row| row.map(|row| credential_row(&account.name, &row, now)))
+                .collect::<Result<Vec<Resource>, ProbeError>>()?;
             Ok((
                 resources,
-                serde_json::to_value(report.as_ref()).unwrap_or(Value::Null),
+                raw(report.as_ref())?,
             ))
         })
         .await
@@ -453,7 +456,7 @@ assert: "!admin_attached_directly && direct_policies == 0"
             }
             Ok((
                 resources,
-                serde_json::to_value(details.as_ref()).unwrap_or(Value::Null),
+                raw(details.as_ref())?,
             ))
         })
         .await
@@ -572,12 +575,7 @@ assert: "!full_admin"
                     scope: false,
                 });
             }
-            let evidence = Value::Array(
-                resources
-                    .iter()
-                    .map(|r| json!({"id": r.id, "attributes": r.attributes}))
-                    .collect(),
-            );
+            let evidence = raw(&resources.iter().map(IdAndAttributes::of).collect::<Vec<_>>())?;
             Ok((resources, evidence))
         })
         .await
@@ -670,7 +668,7 @@ assert: present && minimum_length >= 14 && reuse_prevention != null && reuse_pre
             };
             Ok((
                 vec![resource],
-                serde_json::to_value(policy.as_ref()).unwrap_or(Value::Null),
+                raw(policy.as_ref())?,
             ))
         })
         .await
@@ -731,7 +729,7 @@ assert: root_mfa_enabled && !root_access_keys_present
             };
             Ok((
                 vec![resource],
-                serde_json::to_value(summary.as_ref()).unwrap_or(Value::Null),
+                raw(summary.as_ref())?,
             ))
         })
         .await

@@ -445,7 +445,8 @@ assert: watched && alarms_with_actions > 0
                         "source": "aws",
                         "probe": Self::NAME,
                         "endpoints": resources.iter().map(|r| json!({"target": r.name, "error": r.error})).collect::<Vec<_>>(),
-                    }),
+                    })
+                    .into(),
                     resources,
                 });
             }
@@ -516,9 +517,12 @@ assert: watched && alarms_with_actions > 0
             }));
             collected.resources.push(resource);
         }
-        if let Value::Object(raw) = &mut collected.raw {
-            raw.insert("endpoints".to_string(), Value::Array(raw_endpoints));
+        // A handful of load balancers and endpoints: the evidence is small enough to edit.
+        let mut raw = collected.raw.to_value();
+        if let Value::Object(map) = &mut raw {
+            map.insert("endpoints".to_string(), Value::Array(raw_endpoints));
         }
+        collected.raw = raw.into();
         Ok(collected)
     }
 }

@@ -633,7 +633,7 @@ assert: public_access_blocked && default_encryption != null && tls_only
                     .map(|r| json!({"id": r.id, "attributes": r.attributes, "error": r.error, "unknown": r.unknown}))
                     .collect(),
             );
-            Ok((resources, evidence))
+            Ok((resources, evidence.into()))
         })
         .await
     }
@@ -857,7 +857,7 @@ impl Probe for AccountPublicAccess {
                     unknown: Default::default(),
                     scope: false,
                 }],
-                evidence,
+                evidence.into(),
             ))
         })
         .await

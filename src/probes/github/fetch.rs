@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Endpoint, client, graphql, refused};
-use crate::probes::{ProbeContext, ProbeError};
+use crate::probes::{ProbeContext, ProbeError, RawJson};
 
 pub const ORG: Endpoint = Endpoint {
     route: "GET /orgs/{org}",
@@ -87,7 +87,7 @@ pub struct Org {
     pub two_factor_requirement_enabled: Option<bool>,
 }
 
-pub(crate) async fn org(ctx: &ProbeContext, org: &str) -> Result<Arc<(Org, Value)>, ProbeError> {
+pub(crate) async fn org(ctx: &ProbeContext, org: &str) -> Result<Arc<(Org, RawJson)>, ProbeError> {
     cached(ctx, format!("github:{org}:org"), async {
         let gh = client(ctx, org).await?;
         gh.json::<Org>(ORG, &gh.route(&format!("/orgs/{org}")))
@@ -104,7 +104,7 @@ pub struct User {
 }
 
 /// A listing of users, with the raw pages.
-pub(crate) type Users = (Vec<User>, Vec<Value>);
+pub(crate) type Users = (Vec<User>, Vec<RawJson>);
 
 /// `GET /orgs/{org}/members` with optional `filter` and `role`.
 pub(crate) async fn members(
@@ -194,7 +194,7 @@ impl Enabled {
 pub(crate) async fn repos(
     ctx: &ProbeContext,
     org: &str,
-) -> Result<Arc<(Vec<Repo>, Vec<Value>)>, ProbeError> {
+) -> Result<Arc<(Vec<Repo>, Vec<RawJson>)>, ProbeError> {
     cached(ctx, format!("github:{org}:repos"), async {
         let gh = client(ctx, org).await?;
         gh.list::<Repo>(REPOS, &format!("/orgs/{org}/repos?type=all"))
@@ -204,15 +204,17 @@ pub(crate) async fn repos(
 }
 
 /// The raw JSON of one repository from the organisation's listing (evidence).
-pub(crate) async fn raw_repo(ctx: &ProbeContext, org: &str, full_name: &str) -> Value {
+pub(crate) async fn raw_repo(ctx: &ProbeContext, org: &str, full_name: &str) -> RawJson {
     match repos(ctx, org).await {
+        // The listing's items and their texts come page by page, in step.
         Ok(all) => all
-            .1
+            .0
             .iter()
-            .find(|r| r["full_name"].as_str() == Some(full_name))
+            .position(|r| r.full_name == full_name)
+            .and_then(|i| all.1.get(i))
             .cloned()
-            .unwrap_or(Value::Null),
-        Err(_) => Value::Null,
+            .unwrap_or_else(RawJson::null),
+        Err(_) => RawJson::null(),
     }
 }
 
@@ -296,7 +298,7 @@ pub(crate) async fn protection(
     org: &str,
     repo: &str,
     branch: &str,
-) -> Result<Arc<(Option<Protection>, Value)>, ProbeError> {
+) -> Result<Arc<(Option<Protection>, RawJson)>, ProbeError> {
     cached(ctx, format!("github:{repo}:protection:{branch}"), async {
         if let Some(state) = graphql::state(ctx, org, repo).await?
             && state.default_branch.as_deref() == Some(branch)
@@ -312,12 +314,13 @@ pub(crate) async fn protection(
         let answer = gh.get(PROTECTION, &path).await?;
         match answer.status {
             200 => {
-                let (p, raw) = super::parse::<Protection>(PROTECTION, &path, &answer.body)?;
-                Ok((Some(p), raw))
+                let p = super::parse::<Protection>(PROTECTION, &path, &answer.body)?;
+                Ok((Some(p), super::raw_text(PROTECTION, &path, answer.body)?))
             }
-            404 if answer.message() == "Branch not protected" => {
-                Ok((None, serde_json::json!({"message": answer.message()})))
-            }
+            404 if answer.message() == "Branch not protected" => Ok((
+                None,
+                serde_json::json!({"message": answer.message()}).into(),
+            )),
             _ => Err(refused(PROTECTION, &path, &answer)),
         }
     })
@@ -342,7 +345,7 @@ pub(crate) async fn rules(
     org: &str,
     repo: &str,
     branch: &str,
-) -> Result<Arc<(Vec<Rule>, Vec<Value>)>, ProbeError> {
+) -> Result<Arc<(Vec<Rule>, Vec<RawJson>)>, ProbeError> {
     cached(ctx, format!("github:{repo}:rules:{branch}"), async {
         if let Some(state) = graphql::state(ctx, org, repo).await?
             && state.default_branch.as_deref() == Some(branch)
@@ -382,7 +385,7 @@ pub(crate) async fn ruleset(
     org: &str,
     repo: &str,
     rule: &Rule,
-) -> Result<Arc<(Ruleset, Value)>, ProbeError> {
+) -> Result<Arc<(Ruleset, RawJson)>, ProbeError> {
     let id = rule.ruleset_id.unwrap_or(0);
     let (endpoint, route) = match rule.ruleset_source_type.as_deref() {
         Some("Organization") => (ORG_RULESET, format!("/orgs/{org}/rulesets/{id}")),
@@ -471,7 +474,7 @@ pub struct Version {
 pub const DEPENDABOT_DISABLED: &str = "Dependabot alerts are disabled for this repository";
 
 /// Dependabot alerts, with the raw records.
-pub(crate) type Alerts = (Vec<Alert>, Vec<Value>);
+pub(crate) type Alerts = (Vec<Alert>, Vec<RawJson>);
 
 /// The open Dependabot alerts of `repo`.
 pub(crate) async fn open_alerts(

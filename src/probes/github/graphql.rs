@@ -28,7 +28,7 @@ use super::fetch::{
     StatusChecks, Version, Vulnerability,
 };
 use super::{Github, client};
-use crate::probes::{ProbeContext, ProbeError};
+use crate::probes::{ProbeContext, ProbeError, RawJson};
 
 /// Repositories per query (GitHub's page size; the node limit is far off).
 pub const BATCH: usize = 100;
@@ -41,9 +41,9 @@ const PAGE: usize = 100;
 pub(crate) struct RepoState {
     pub default_branch: Option<String>,
     /// Classic protection of the default branch, with its raw evidence.
-    pub protection: Option<(Option<Protection>, Value)>,
+    pub protection: Option<(Option<Protection>, RawJson)>,
     /// Rules in force on the default branch, with the raw nodes.
-    pub rules: Option<(Vec<Rule>, Vec<Value>)>,
+    pub rules: Option<(Vec<Rule>, Vec<RawJson>)>,
     pub alerts_enabled: Option<bool>,
     /// Open Dependabot alerts: `Err` when they are disabled (as REST answers).
     pub open_alerts: Option<Result<fetch::Alerts, ProbeError>>,
@@ -329,16 +329,19 @@ fn repo_state(path: &str, repo: &Value, refused: &BTreeSet<&str>) -> RepoState {
     if admin && branch.is_object() {
         let rule = &branch["branchProtectionRule"];
         state.protection = Some(if rule.is_object() {
-            (Some(protection(rule)), rule.clone())
+            (Some(protection(rule)), RawJson::from(rule))
         } else {
-            (None, json!({"message": "Branch not protected"}))
+            (None, json!({"message": "Branch not protected"}).into())
         });
     }
     let rules = &branch["rules"];
     if rules["pageInfo"]["hasNextPage"] == false
         && let Some(nodes) = rules["nodes"].as_array()
     {
-        state.rules = Some((nodes.iter().map(rule).collect(), nodes.clone()));
+        state.rules = Some((
+            nodes.iter().map(rule).collect(),
+            nodes.iter().map(RawJson::from).collect(),
+        ));
     }
     if admin && !alerts_refused {
         let enabled = repo["hasVulnerabilityAlertsEnabled"].as_bool();
@@ -354,10 +357,11 @@ fn repo_state(path: &str, repo: &Value, refused: &BTreeSet<&str>) -> RepoState {
                 .as_array()
                 .and_then(|nodes| nodes.iter().map(alert).collect::<Option<Vec<Alert>>>())
                 .map(|list| {
-                    Ok((
-                        list,
-                        alerts["nodes"].as_array().cloned().unwrap_or_default(),
-                    ))
+                    let texts = alerts["nodes"]
+                        .as_array()
+                        .map(|nodes| nodes.iter().map(RawJson::from).collect())
+                        .unwrap_or_default();
+                    Ok((list, texts))
                 }),
             _ => None,
         };

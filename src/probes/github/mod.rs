@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::conditional::{Validator, Validators};
-use super::{ProbeContext, ProbeError, Resource};
+use super::{ProbeContext, ProbeError, RawJson, Resource};
 use crate::config::GithubSource;
 
 /// `X-GitHub-Api-Version` sent with every call.
@@ -695,26 +695,31 @@ impl Github {
             .map_err(|e| e.to_string())
     }
 
-    /// A JSON answer of `endpoint` at `path`; 401, 403 and 404 are errors naming what is
-    /// needed (callers for whom 404 means something call [`Github::get`]).
+    /// A JSON answer of `endpoint` at `path`, typed and as its text; 401, 403 and 404 are
+    /// errors naming what is needed (callers for whom 404 means something call
+    /// [`Github::get`]).
     pub(crate) async fn json<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         path: &str,
-    ) -> Result<(T, serde_json::Value), ProbeError> {
+    ) -> Result<(T, RawJson), ProbeError> {
         let answer = self.get(endpoint, path).await?;
         match answer.status {
-            200 => parse(endpoint, path, &answer.body),
+            200 => {
+                let typed = parse(endpoint, path, &answer.body)?;
+                Ok((typed, raw_text(endpoint, path, answer.body)?))
+            }
             _ => Err(refused(endpoint, path, &answer)),
         }
     }
 
-    /// Every page of a listing, following `Link: <…>; rel="next"`.
+    /// Every page of a listing, following `Link: <…>; rel="next"`: the items typed, and each
+    /// as its text.
     pub(crate) async fn list<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         route: &str,
-    ) -> Result<(Vec<T>, Vec<serde_json::Value>), ProbeError> {
+    ) -> Result<(Vec<T>, Vec<RawJson>), ProbeError> {
         let sep = if route.contains('?') { '&' } else { '?' };
         let mut next = Some(self.path(&format!("{route}{sep}per_page={PER_PAGE}")));
         let mut items = Vec::new();
@@ -724,11 +729,10 @@ impl Github {
             if answer.status != 200 {
                 return Err(refused(endpoint, &path, &answer));
             }
-            let (page, value): (Vec<T>, serde_json::Value) = parse(endpoint, &path, &answer.body)?;
+            let page: Vec<T> = parse(endpoint, &path, &answer.body)?;
+            let texts: Vec<RawJson> = parse(endpoint, &path, &answer.body)?;
             items.extend(page);
-            if let serde_json::Value::Array(values) = value {
-                raw.extend(values);
-            }
+            raw.extend(texts);
             next = next_link(&answer.headers).map(|url| relative(&url));
         }
         Ok((items, raw))
@@ -740,24 +744,26 @@ impl Github {
     }
 }
 
-fn parse<T: DeserializeOwned>(
-    endpoint: Endpoint,
-    path: &str,
-    body: &str,
-) -> Result<(T, serde_json::Value), ProbeError> {
-    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+/// An answer's body read as `T`, straight from its text.
+fn parse<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &str) -> Result<T, ProbeError> {
+    serde_json::from_str(body).map_err(|e| {
+        let what = if e.is_data() {
+            "unexpected answer"
+        } else {
+            "the answer is not JSON"
+        };
+        ProbeError::BadBody(format!("GET {path} ({}): {what}: {e}", endpoint.route))
+    })
+}
+
+/// An answer's body kept as its text (evidence).
+fn raw_text(endpoint: Endpoint, path: &str, body: String) -> Result<RawJson, ProbeError> {
+    RawJson::from_string(body).map_err(|e| {
         ProbeError::BadBody(format!(
             "GET {path} ({}): the answer is not JSON: {e}",
             endpoint.route
         ))
-    })?;
-    let typed = serde_json::from_value(value.clone()).map_err(|e| {
-        ProbeError::BadBody(format!(
-            "GET {path} ({}): unexpected answer: {e}",
-            endpoint.route
-        ))
-    })?;
-    Ok((typed, value))
+    })
 }
 
 /// The error for a refusal (401, 403, 404, 422…), naming what the call needs.

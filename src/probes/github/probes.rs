@@ -14,11 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::fetch::{self, Enabled, Repo};
 use super::unreadable;
-use crate::probes::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, object, ts};
+use crate::probes::{
+    Attribute, Collected, Probe, ProbeContext, ProbeError, RawJson, Resource, object, raw,
+    scope_error_raw, scoped_raw, ts,
+};
 
 /// Which organisations a check reads. Empty means every configured organisation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -38,7 +41,7 @@ async fn per_org<F, Fut>(
 ) -> Result<Collected, ProbeError>
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<(Vec<Resource>, Value), ProbeError>>,
+    Fut: Future<Output = Result<(Vec<Resource>, RawJson), ProbeError>>,
 {
     let orgs = super::orgs(ctx, &selection.orgs)?;
     let results = futures::future::join_all(
@@ -47,7 +50,7 @@ where
     )
     .await;
     let mut resources = Vec::new();
-    let mut raw = serde_json::Map::new();
+    let mut raw = BTreeMap::new();
     for (org, result) in results {
         match result {
             Ok((rs, evidence)) => {
@@ -58,13 +61,13 @@ where
                 // `github.org` has one resource per organisation; for the others an
                 // organisation holds any number of them.
                 resources.push(unreadable(probe, &org, &e, probe != Org::NAME));
-                raw.insert(org, json!({"error": e.to_string()}));
+                raw.insert(org, scope_error_raw(&e));
             }
         }
     }
     Ok(Collected {
         resources,
-        raw: json!({"source": "github", "probe": probe, "orgs": raw}),
+        raw: scoped_raw("github", probe, "orgs", &raw)?,
     })
 }
 
@@ -78,7 +81,7 @@ async fn per_repo<F, Fut>(
 ) -> Result<Collected, ProbeError>
 where
     F: Fn(String, Repo) -> Fut + Sync,
-    Fut: Future<Output = Result<(Vec<Resource>, Value), ProbeError>>,
+    Fut: Future<Output = Result<(Vec<Resource>, RawJson), ProbeError>>,
 {
     let per_repo = &per_repo;
     per_org(ctx, probe, selection, |org| async move {
@@ -92,7 +95,7 @@ where
         }))
         .await;
         let mut resources = Vec::new();
-        let mut raw = serde_json::Map::new();
+        let mut raw = BTreeMap::new();
         for (repo, result) in results {
             match result {
                 Ok((rs, evidence)) => {
@@ -103,13 +106,26 @@ where
                     // One resource per repository, but for its Dependabot alerts.
                     let scope = probe == DependabotAlerts::NAME;
                     resources.push(unreadable(probe, &repo, &e, scope));
-                    raw.insert(repo, json!({"error": e.to_string()}));
+                    raw.insert(repo, scope_error_raw(&e));
                 }
             }
         }
-        Ok((resources, Value::Object(raw)))
+        Ok((resources, crate::probes::raw(&raw)?))
     })
     .await
+}
+
+/// The raw evidence of `github.org` and `github.members`: the listings as GitHub answered
+/// them (keys in alphabetical order, as the `json!` maps first used here had them).
+#[derive(Serialize)]
+struct PeopleEvidence<'a> {
+    members: &'a [RawJson],
+    members_2fa_disabled: &'a [RawJson],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<&'a RawJson>,
+    outside_collaborators: &'a [RawJson],
+    outside_collaborators_2fa_disabled: &'a [RawJson],
+    owners: &'a [RawJson],
 }
 
 /// Whole days, rounded up: a 15-day window is not stretched by 23 hours.
@@ -181,14 +197,14 @@ assert: two_factor_required && members_without_2fa == 0
                 unknown: Default::default(),
                 scope: false,
             };
-            let evidence = json!({
-                "org": details.1,
-                "members": members.1,
-                "owners": owners.1,
-                "members_2fa_disabled": no_2fa.1,
-                "outside_collaborators": outside.1,
-                "outside_collaborators_2fa_disabled": outside_no_2fa.1,
-            });
+            let evidence = raw(&PeopleEvidence {
+                org: Some(&details.1),
+                members: &members.1,
+                owners: &owners.1,
+                members_2fa_disabled: &no_2fa.1,
+                outside_collaborators: &outside.1,
+                outside_collaborators_2fa_disabled: &outside_no_2fa.1,
+            })?;
             Ok((vec![resource], evidence))
         })
         .await
@@ -284,13 +300,14 @@ assert: "!two_factor_disabled"
                     scope: false,
                 });
             }
-            let evidence = json!({
-                "members": members.1,
-                "owners": owners.1,
-                "members_2fa_disabled": no_2fa.1,
-                "outside_collaborators": outside.1,
-                "outside_collaborators_2fa_disabled": outside_no_2fa.1,
-            });
+            let evidence = raw(&PeopleEvidence {
+                org: None,
+                members: &members.1,
+                owners: &owners.1,
+                members_2fa_disabled: &no_2fa.1,
+                outside_collaborators: &outside.1,
+                outside_collaborators_2fa_disabled: &outside_no_2fa.1,
+            })?;
             Ok((resources, evidence))
         })
         .await
@@ -495,7 +512,8 @@ assert: required_approving_reviews >= 1 && reviews_enforced_for_admins
                     }
                     // Who may bypass is unknown; the rest of the rule still counts.
                     Err(e) => {
-                        ruleset_evidence.push(json!({"id": id, "error": e.to_string()}));
+                        ruleset_evidence
+                            .push(RawJson::from(json!({"id": id, "error": e.to_string()})));
                         bypass_unknown.push(e.to_string());
                         RulesetInfo {
                             name: format!("ruleset {id}"),
@@ -538,11 +556,17 @@ assert: required_approving_reviews >= 1 && reviews_enforced_for_admins
                 unknown,
                 scope: false,
             };
-            let evidence = json!({
-                "protection": protection.1,
-                "rules": rules.1,
-                "rulesets": ruleset_evidence,
-            });
+            #[derive(Serialize)]
+            struct Evidence<'a> {
+                protection: &'a RawJson,
+                rules: &'a [RawJson],
+                rulesets: &'a [RawJson],
+            }
+            let evidence = raw(&Evidence {
+                protection: &protection.1,
+                rules: &rules.1,
+                rulesets: &ruleset_evidence,
+            })?;
             Ok((vec![resource], evidence))
         })
         .await
@@ -632,10 +656,15 @@ assert: secret_scanning && push_protection && dependabot_alerts
                 scope: false,
             };
             let raw_repo = fetch::raw_repo(ctx, &org, &repo.full_name).await;
-            let evidence = json!({
-                "repository": raw_repo,
-                "vulnerability_alerts": alerts,
-            });
+            #[derive(Serialize)]
+            struct Evidence {
+                repository: RawJson,
+                vulnerability_alerts: Option<bool>,
+            }
+            let evidence = raw(&Evidence {
+                repository: raw_repo,
+                vulnerability_alerts: alerts,
+            })?;
             Ok((vec![resource], evidence))
         })
         .await
@@ -721,7 +750,7 @@ assert: "!(severity == 'critical' && age_days > 15) && !(severity == 'high' && a
                     }
                 })
                 .collect();
-            Ok((resources, Value::Array(alerts.1.clone())))
+            Ok((resources, raw(&alerts.1)?))
         })
         .await
     }
@@ -731,6 +760,7 @@ assert: "!(severity == 'critical' && age_days > 15) && !(severity == 'high' && a
 mod tests {
     use super::*;
     use fetch::{Flag, Protection, Reviews, Rule, StatusChecks};
+    use serde_json::Value;
 
     fn rule(kind: &str, ruleset: u64, parameters: Value) -> Rule {
         Rule {

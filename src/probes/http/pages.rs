@@ -82,7 +82,7 @@ impl Probe for Pages {
         if ctx.sources.http.is_none() && params.optional {
             return Ok(Collected {
                 resources: Vec::new(),
-                raw: serde_json::json!([]),
+                raw: serde_json::json!([]).into(),
             });
         }
         let http = http(ctx).await?;
@@ -131,8 +131,7 @@ impl Probe for Pages {
             .map(|((key, url), f)| PageRecord::new(key, url, &f, &ctx.previous, ctx.now))
             .collect();
         let resources = records.iter().map(PageRecord::resource).collect();
-        let raw =
-            serde_json::to_value(&records).map_err(|e| ProbeError::Io(format!("internal: {e}")))?;
+        let raw = crate::probes::raw(&records)?;
         Ok(Collected { resources, raw })
     }
 }

@@ -149,8 +149,7 @@ impl Probe for Tls {
             .into_iter()
             .collect::<Result<Vec<Arc<Endpoint>>, ProbeError>>()?;
         let resources = endpoints.iter().map(|e| e.resource()).collect();
-        let raw = serde_json::to_value(endpoints.iter().map(|e| e.as_ref()).collect::<Vec<_>>())
-            .map_err(|e| ProbeError::Io(format!("internal: {e}")))?;
+        let raw = crate::probes::raw(&endpoints.iter().map(|e| e.as_ref()).collect::<Vec<_>>())?;
         Ok(Collected { resources, raw })
     }
 }
