@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::catalog::Control;
 use crate::evaluate::{CheckInput, evaluate_control};
-use crate::model::{ControlOutcome, Evidence, Status, Trigger};
+use crate::model::{ControlOutcome, Evidence, NewEvidence, RawJson, Status, Trigger};
 use crate::probes::{BoxFuture, Collected, PlannedProbe, ProbeContext, ProbeError};
 use crate::store::Store;
 
@@ -30,7 +30,7 @@ pub trait RunSink: Send + Sync {
     fn evidence<'a>(
         &'a self,
         index: usize,
-        evidence: &'a Evidence,
+        evidence: &'a NewEvidence,
     ) -> BoxFuture<'a, anyhow::Result<i64>>;
     /// Called for each control as soon as it is evaluated. `evidence_ids[i]` is the id of the
     /// run's collection `i` (its place in the plan, not in completion order).
@@ -45,7 +45,11 @@ pub trait RunSink: Send + Sync {
 pub struct NoSink;
 
 impl RunSink for NoSink {
-    fn evidence<'a>(&'a self, index: usize, _: &'a Evidence) -> BoxFuture<'a, anyhow::Result<i64>> {
+    fn evidence<'a>(
+        &'a self,
+        index: usize,
+        _: &'a NewEvidence,
+    ) -> BoxFuture<'a, anyhow::Result<i64>> {
         Box::pin(async move { Ok(index as i64) })
     }
     fn result<'a>(
@@ -71,7 +75,7 @@ impl RunSink for StoreSink {
     fn evidence<'a>(
         &'a self,
         _: usize,
-        evidence: &'a Evidence,
+        evidence: &'a NewEvidence,
     ) -> BoxFuture<'a, anyhow::Result<i64>> {
         Box::pin(async move {
             let ids = self
@@ -148,14 +152,14 @@ impl RunSink for Keeping<'_> {
     fn evidence<'a>(
         &'a self,
         index: usize,
-        evidence: &'a Evidence,
+        evidence: &'a NewEvidence,
     ) -> BoxFuture<'a, anyhow::Result<i64>> {
         Box::pin(async move {
             let id = self.inner.evidence(index, evidence).await?;
             self.evidence
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((index, evidence.clone()));
+                .push((index, Evidence::from(evidence)));
             Ok(id)
         })
     }
@@ -202,8 +206,9 @@ impl RunWatcher for Outcomes<'_> {
     }
 }
 
-/// Runs `controls` like [`stream`] and also returns every outcome and piece of evidence.
-/// `progress` is called after each control with (done, total).
+/// Runs `controls` like [`stream`] and also returns every outcome (in the order of
+/// `controls`) and piece of evidence. `progress` is called after each control with (done,
+/// total).
 pub async fn execute(
     ctx: &ProbeContext,
     controls: &[&Control],
@@ -222,13 +227,18 @@ pub async fn execute(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
     kept.sort_by_key(|(index, _)| *index);
+    // In the order of `controls` (they are evaluated as their collections come in).
+    let order: HashMap<&str, usize> = controls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut outcomes = watcher.into_outcomes();
+    outcomes.sort_by_key(|o| order.get(o.control_id.as_str()).copied());
     Ok(RunReport {
         started_at: totals.started_at,
         finished_at: totals.finished_at,
-        outcomes: watcher
-            .outcomes
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner()),
+        outcomes,
         evidence: kept.into_iter().map(|(_, e)| e).collect(),
         collections: totals.collections,
     })
@@ -236,9 +246,11 @@ pub async fn execute(
 
 /// Runs `controls` with `ctx` (whose `now` is the run's clock), feeding `sink` and `watcher`
 /// as it goes, and keeping nothing: each collection's raw evidence goes to the sink as soon
-/// as it is collected and is dropped; each control's outcome goes to the sink and the
-/// watcher once evaluated and is dropped; a collection's resources are dropped once the
-/// last control that reads them is evaluated.
+/// as it is collected and is dropped; each control is evaluated as soon as the collections
+/// it reads are in (controls that become ready together in catalog order), its outcome goes
+/// to the sink and the watcher and is dropped; a collection's resources are dropped once the
+/// last control that reads them is evaluated. So a run holds the resources of the
+/// collections still being read, not of all of them.
 pub async fn stream(
     ctx: &ProbeContext,
     controls: &[&Control],
@@ -249,36 +261,56 @@ pub async fn stream(
     let started_at = ctx.now;
     let elapsed = std::time::Instant::now();
     let plan = Plan::of(controls);
-    sink.planned(plan.keys.len()).await?;
-    let (mut results, evidence_ids) =
-        collect_all(ctx, &plan.keys, concurrency.max(1), sink, watcher).await?;
-    // Every collection is over: what the probes fetched is in their resources or stored.
-    ctx.cache.clear();
-    let mut readers = plan.readers;
-    let total = controls.len();
+    let n = plan.keys.len();
+    sink.planned(n).await?;
+    let (mut set, tasks) = spawn_collections(ctx, &plan.keys, concurrency.max(1));
+    let mut run = Progress::new(&plan);
     let mut by_status = HashMap::new();
-    for (done, (control, checks)) in controls.iter().zip(&plan.checks).enumerate() {
-        let inputs: Vec<CheckInput> = checks
-            .iter()
-            .map(|&i| CheckInput {
-                collected: results[i].clone(),
-                evidence: Some(i),
-            })
-            .collect();
-        let outcome = evaluate_control(control, &inputs, ctx.now);
-        drop(inputs);
-        sink.result(&outcome, &evidence_ids).await?;
-        watcher.outcome(&outcome);
-        *by_status.entry(outcome.status).or_insert(0) += 1;
-        drop(outcome);
-        // The last reader of a collection lets its resources go.
-        for &i in checks {
-            readers[i] -= 1;
-            if readers[i] == 0 {
-                results[i] = Err(ProbeError::Io("internal: evidence already released".into()));
-            }
+    let mut ids: Vec<i64> = vec![0; n];
+    let mut evaluated = 0;
+    let mut collected = 0;
+    loop {
+        // Every control whose collections are all in, in catalog order.
+        while let Some(c) = run.ready.pop_first() {
+            let outcome = run.evaluate(controls[c], c, ctx.now);
+            sink.result(&outcome, &ids).await?;
+            watcher.outcome(&outcome);
+            *by_status.entry(outcome.status).or_insert(0) += 1;
+            drop(outcome);
+            evaluated += 1;
+            watcher.progress(evaluated, controls.len());
         }
-        watcher.progress(done + 1, total);
+        let (i, mut result) = match set.join_next().await {
+            Some(Ok(done)) => done,
+            // A task that panicked still gets its evidence row: an error naming what happened.
+            Some(Err(e)) => match tasks.get(&e.id()) {
+                Some(&i) => {
+                    tracing::error!(error = %e, probe = plan.keys[i].probe(), "probe task failed");
+                    (i, Err(ProbeError::Io(format!("internal: the collection failed: {e}"))))
+                }
+                None => anyhow::bail!("internal: an unknown collection task failed: {e}"),
+            },
+            None => break,
+        };
+        let evidence = to_evidence(plan.keys[i].as_ref(), &mut result, ctx.now);
+        // A sink that cannot keep evidence ends the run (the set's tasks are aborted when it is
+        // dropped).
+        ids[i] = sink.evidence(i, &evidence).await?;
+        drop(evidence);
+        run.arrived(i, result);
+        collected += 1;
+        watcher.collected(collected, n);
+        if collected == n {
+            // Every collection is over: what the probes fetched is in their resources or stored.
+            ctx.cache.clear();
+        }
+    }
+    if evaluated != controls.len() {
+        anyhow::bail!(
+            "internal: {} of {} controls were not evaluated",
+            controls.len() - evaluated,
+            controls.len()
+        );
     }
     Ok(RunTotals {
         started_at,
@@ -286,9 +318,9 @@ pub async fn stream(
         // time (`check --as-of`) stays consistent.
         finished_at: started_at
             + chrono::Duration::from_std(elapsed.elapsed()).unwrap_or(chrono::Duration::zero()),
-        controls: total,
+        controls: controls.len(),
         by_status,
-        collections: plan.keys.len(),
+        collections: n,
     })
 }
 
@@ -333,61 +365,114 @@ impl Plan {
     }
 }
 
-/// Runs every collection (at most `concurrency` at once); each one's evidence goes to `sink`
-/// as soon as it finishes, and only its resources are kept. Returns the results and the
-/// evidence ids, both in plan order.
-async fn collect_all(
+/// Where a run is: the collections in (their resources, until their last reader is
+/// evaluated), what each control still waits for, and the controls ready to evaluate.
+struct Progress<'p> {
+    plan: &'p Plan,
+    results: Vec<Result<Arc<Collected>, ProbeError>>,
+    /// Checks not yet evaluated that read each collection.
+    readers: Vec<usize>,
+    /// Collections each control still waits for.
+    missing: Vec<usize>,
+    /// The controls waiting for each collection.
+    waiting: Vec<Vec<usize>>,
+    ready: std::collections::BTreeSet<usize>,
+}
+
+impl<'p> Progress<'p> {
+    fn new(plan: &'p Plan) -> Progress<'p> {
+        let n = plan.keys.len();
+        let mut waiting: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut missing = Vec::with_capacity(plan.checks.len());
+        for (c, checks) in plan.checks.iter().enumerate() {
+            let mut distinct = checks.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            for &i in &distinct {
+                waiting[i].push(c);
+            }
+            missing.push(distinct.len());
+        }
+        let ready = missing
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m == 0)
+            .map(|(c, _)| c)
+            .collect();
+        Progress {
+            plan,
+            results: (0..n)
+                .map(|_| Err(ProbeError::Io("internal: collection did not finish".into())))
+                .collect(),
+            readers: plan.readers.clone(),
+            missing,
+            waiting,
+            ready,
+        }
+    }
+
+    /// Collection `i` is in: the controls that waited only for it are ready.
+    fn arrived(&mut self, i: usize, result: Result<Collected, ProbeError>) {
+        self.results[i] = result.map(Arc::new);
+        for &c in &self.waiting[i] {
+            self.missing[c] -= 1;
+            if self.missing[c] == 0 {
+                self.ready.insert(c);
+            }
+        }
+        self.waiting[i] = Vec::new();
+    }
+
+    /// Evaluates control `c` (all its collections are in), then lets go of each collection
+    /// it was the last to read.
+    fn evaluate(&mut self, control: &Control, c: usize, now: DateTime<Utc>) -> ControlOutcome {
+        let checks = &self.plan.checks[c];
+        let inputs: Vec<CheckInput> = checks
+            .iter()
+            .map(|&i| CheckInput {
+                collected: self.results[i].clone(),
+                evidence: Some(i),
+            })
+            .collect();
+        let outcome = evaluate_control(control, &inputs, now);
+        drop(inputs);
+        for &i in checks {
+            self.readers[i] -= 1;
+            if self.readers[i] == 0 {
+                self.results[i] =
+                    Err(ProbeError::Io("internal: evidence already released".into()));
+            }
+        }
+        outcome
+    }
+}
+
+type Collections = JoinSet<(usize, Result<Collected, ProbeError>)>;
+
+/// Starts every collection (at most `concurrency` at once), each in its own task; returns
+/// them with each task's place in the plan (to name a collection whose task failed).
+fn spawn_collections(
     ctx: &ProbeContext,
     keys: &[Arc<dyn PlannedProbe>],
     concurrency: usize,
-    sink: &dyn RunSink,
-    watcher: &dyn RunWatcher,
-) -> anyhow::Result<(Vec<Result<Arc<Collected>, ProbeError>>, Vec<i64>)> {
+) -> (Collections, HashMap<tokio::task::Id, usize>) {
     let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
+    let mut tasks = HashMap::new();
     for (i, planned) in keys.iter().enumerate() {
         let planned = planned.clone();
         let ctx = ctx.clone();
         let semaphore = semaphore.clone();
-        set.spawn(async move {
+        let handle = set.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             (
                 i,
                 collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await,
             )
         });
+        tasks.insert(handle.id(), i);
     }
-    let mut results: Vec<Result<Arc<Collected>, ProbeError>> = (0..keys.len())
-        .map(|_| Err(ProbeError::Io("internal: collection did not finish".into())))
-        .collect();
-    let mut finished: Vec<bool> = vec![false; keys.len()];
-    let mut ids: Vec<i64> = vec![0; keys.len()];
-    let mut done = 0;
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, mut result)) => {
-                let evidence = to_evidence(keys[i].as_ref(), &mut result, ctx.now);
-                // A sink that cannot keep evidence ends the run (the set's tasks are aborted
-                // when it is dropped).
-                ids[i] = sink.evidence(i, &evidence).await?;
-                finished[i] = true;
-                results[i] = result.map(Arc::new);
-            }
-            Err(e) => tracing::error!(error = %e, "probe task failed"),
-        }
-        done += 1;
-        watcher.collected(done, keys.len());
-    }
-    // A task that panicked still gets its evidence row: an error naming what happened.
-    for (i, planned) in keys.iter().enumerate() {
-        if !finished[i] {
-            let mut result = Err(ProbeError::Io("internal: collection did not finish".into()));
-            ids[i] = sink
-                .evidence(i, &to_evidence(planned.as_ref(), &mut result, ctx.now))
-                .await?;
-        }
-    }
-    Ok((results, ids))
+    (set, tasks)
 }
 
 async fn collect_one(
@@ -412,23 +497,22 @@ async fn collect_one(
     result
 }
 
-/// The evidence of one collection. The raw data is moved out of `result` (serialized once
-/// here, for its hash), so the resources stay and the raw JSON goes with the evidence.
+/// The evidence of one collection. The raw text is moved out of `result`, so the resources
+/// stay and the text goes with the evidence; its hash is of that text, as stored.
 fn to_evidence(
     planned: &dyn PlannedProbe,
     result: &mut Result<Collected, ProbeError>,
     now: DateTime<Utc>,
-) -> Evidence {
+) -> NewEvidence {
     let (content, error) = match result {
-        Ok(c) => (std::mem::take(&mut c.raw), None),
-        Err(e) => (serde_json::Value::Null, Some(e.to_string())),
+        Ok(c) => (std::mem::replace(&mut c.raw, RawJson::null()), None),
+        Err(e) => (RawJson::null(), Some(e.to_string())),
     };
-    let bytes = serde_json::to_vec(&content).unwrap_or_default();
-    Evidence {
+    NewEvidence {
         probe: planned.probe().to_string(),
         params: planned.params_key().to_string(),
         collected_at: now,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256: hex::encode(Sha256::digest(content.as_str().as_bytes())),
         content,
         error,
     }

@@ -62,7 +62,13 @@ pub(super) async fn check(
         selected = catalog.controls().iter().collect();
     }
     let ctx = ProbeContext::for_run(loaded, as_of.unwrap_or_else(Utc::now));
-    let output = Output::new(&catalog, format, progress_bar(progress), ctx.now);
+    let output = Output::new(
+        &catalog,
+        format,
+        progress_bar(progress),
+        ctx.now,
+        selected.len(),
+    );
     let concurrency = loaded.config.limits.concurrency;
     let totals = if no_store {
         runner::stream(&ctx, &selected, concurrency, &NoSink, &output).await
@@ -138,6 +144,11 @@ struct Output<'a> {
     catalog: &'a Catalog,
     bar: Option<Bar>,
     state: Mutex<State>,
+    /// Controls in the run, evaluated so far, and whether every source is in: controls are
+    /// evaluated as their sources come in, but the bar counts sources until the last one.
+    controls: usize,
+    evaluated: std::sync::atomic::AtomicUsize,
+    all_collected: std::sync::atomic::AtomicBool,
 }
 
 enum State {
@@ -148,7 +159,7 @@ enum State {
         failed: Option<std::io::Error>,
     },
     /// What the table prints, kept until the end (it sorts failing controls first).
-    Table { outcomes: Vec<ControlOutcome> },
+    Table { outcomes: Vec<Kept> },
 }
 
 impl<'a> Output<'a> {
@@ -157,6 +168,7 @@ impl<'a> Output<'a> {
         format: Format,
         bar: Option<Bar>,
         started_at: DateTime<Utc>,
+        controls: usize,
     ) -> Output<'a> {
         let state = match format {
             Format::Table => State::Table {
@@ -181,6 +193,9 @@ impl<'a> Output<'a> {
             catalog,
             bar,
             state: Mutex::new(state),
+            controls,
+            evaluated: Default::default(),
+            all_collected: Default::default(),
         }
     }
 
@@ -223,7 +238,14 @@ impl<'a> Output<'a> {
 
 impl RunWatcher for Output<'_> {
     fn collected(&self, done: usize, total: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
         match &self.bar {
+            Some(Bar::Term(bar)) if done == total => {
+                self.all_collected.store(true, SeqCst);
+                bar.set_message("controls evaluated");
+                bar.set_length(self.controls as u64);
+                bar.set_position(self.evaluated.load(SeqCst) as u64);
+            }
             Some(Bar::Term(bar)) => {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -234,13 +256,14 @@ impl RunWatcher for Output<'_> {
     }
 
     fn progress(&self, done: usize, total: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.evaluated.store(done, SeqCst);
         match &self.bar {
             Some(Bar::Term(bar)) => {
-                if done == 1 {
-                    bar.set_message("controls evaluated");
+                if self.all_collected.load(SeqCst) {
                     bar.set_length(total as u64);
+                    bar.set_position(done as u64);
                 }
-                bar.set_position(done as u64);
             }
             Some(Bar::Lines) if done == total => {
                 eprintln!("progress: {done}/{total} controls evaluated");
@@ -276,13 +299,44 @@ impl RunWatcher for Output<'_> {
                 *controls += 1;
                 *failed = written.err();
             }
-            State::Table { outcomes } => {
-                let mut kept = outcome.clone();
-                kept.findings
-                    .retain(|f| matches!(f.status, Status::Fail | Status::Error | Status::Waived));
-                kept.checks.clear();
-                outcomes.push(kept);
+            State::Table { outcomes } => outcomes.push(Kept::of(outcome)),
+        }
+    }
+}
+
+/// What the table keeps of an outcome until the run ends: the outcome without its checks and
+/// findings, and the lines of the findings that are not passing, written at once (a line
+/// takes a fraction of a finding's memory, and a large run fails many).
+struct Kept {
+    outcome: ControlOutcome,
+    findings: String,
+}
+
+impl Kept {
+    fn of(outcome: &ControlOutcome) -> Kept {
+        let mut findings = String::new();
+        for f in &outcome.findings {
+            if matches!(f.status, Status::Fail | Status::Error | Status::Waived) {
+                findings.push_str(&format!(
+                    "  {:<6} {}  actual: {}\n",
+                    f.status.as_str(),
+                    f.message,
+                    f.actual
+                ));
             }
+        }
+        Kept {
+            outcome: ControlOutcome {
+                control_id: outcome.control_id.clone(),
+                status: outcome.status,
+                summary: outcome.summary.clone(),
+                evaluated_at: outcome.evaluated_at,
+                definition_sha256: outcome.definition_sha256.clone(),
+                checks: Vec::new(),
+                findings: Vec::new(),
+                exceptions: outcome.exceptions.clone(),
+            },
+            findings,
         }
     }
 }
@@ -352,7 +406,7 @@ fn control_json<'a>(catalog: &'a Catalog, o: &'a ControlOutcome) -> ControlJson<
 
 fn print_table(
     catalog: &Catalog,
-    mut outcomes: Vec<ControlOutcome>,
+    mut outcomes: Vec<Kept>,
     totals: &RunTotals,
 ) -> std::io::Result<()> {
     use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
@@ -372,12 +426,13 @@ fn print_table(
         table.force_no_tty();
     }
     outcomes.sort_by(|a, b| {
+        let (a, b) = (&a.outcome, &b.outcome);
         let key = |o: &ControlOutcome| (o.status != Status::Fail, o.status != Status::Error);
         key(a)
             .cmp(&key(b))
             .then_with(|| a.control_id.cmp(&b.control_id))
     });
-    for o in &outcomes {
+    for Kept { outcome: o, .. } in &outcomes {
         let category = catalog
             .get(&o.control_id)
             .map(|c| c.category.as_str())
@@ -395,21 +450,17 @@ fn print_table(
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
     writeln!(out, "{table}")?;
-    for o in &outcomes {
+    for Kept {
+        outcome: o,
+        findings,
+    } in &outcomes
+    {
         // Only the findings that are not passing were kept.
-        if o.findings.is_empty() && o.exceptions.is_empty() {
+        if findings.is_empty() && o.exceptions.is_empty() {
             continue;
         }
         writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
-        for f in &o.findings {
-            writeln!(
-                out,
-                "  {:<6} {}  actual: {}",
-                f.status.as_str(),
-                f.message,
-                f.actual
-            )?;
-        }
+        out.write_all(findings.as_bytes())?;
         for e in &o.exceptions {
             let what = match e.status.as_str() {
                 "applied" => format!(

@@ -148,3 +148,95 @@ async fn a_probe_that_hangs_times_out_as_error() {
     // Unblock the reader thread so the test process can exit promptly.
     let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
 }
+
+/// Controls are evaluated as soon as their own sources are in, not after every collection: a
+/// control reading the policies folder is out while the roster (a FIFO here, which the test
+/// fills only once that control's outcome is out) is still being read. A runner that waited
+/// for every collection would never see the roster (its read times out: `error`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_are_evaluated_as_their_sources_come_in() {
+    use std::sync::Mutex;
+    use trellis::model::ControlOutcome;
+    use trellis::runner::RunWatcher;
+
+    struct Watch {
+        events: Mutex<Vec<String>>,
+        statuses: Mutex<Vec<(String, Status)>>,
+        roster: std::path::PathBuf,
+    }
+    impl RunWatcher for Watch {
+        fn collected(&self, done: usize, total: usize) {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("collected {done}/{total}"));
+        }
+        fn outcome(&self, outcome: &ControlOutcome) {
+            self.events
+                .lock()
+                .unwrap()
+                .push(format!("evaluated {}", outcome.control_id));
+            self.statuses
+                .lock()
+                .unwrap()
+                .push((outcome.control_id.clone(), outcome.status));
+            if outcome.control_id == "policy" {
+                let roster = self.roster.clone();
+                // Opening a FIFO for writing waits for its reader: the probe, already waiting.
+                std::thread::spawn(move || std::fs::write(roster, ROSTER).unwrap());
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("roster.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&roster)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let controls = dir.path().join("controls");
+    std::fs::create_dir(&controls).unwrap();
+    write_control(
+        &controls,
+        "policy",
+        "  - probe: documents.policies\n    with: {title: Information Security Policy}\n    assert: approved_by != null\n",
+    );
+    write_control(
+        &controls,
+        "training",
+        "  - probe: hr.people\n    assert: security_training_date != null\n",
+    );
+    let catalog = catalog::load(&controls).unwrap();
+    // The roster's control first: catalog order does not hold the other back.
+    let mut selected: Vec<&Control> = catalog.controls().iter().collect();
+    selected.sort_by_key(|c| c.id != "training");
+    let mut ctx = context(dir.path(), "roster.csv", Duration::from_secs(20));
+    let mut sources = (*ctx.sources).clone();
+    sources.policies = Some(trellis::config::PoliciesSource {
+        path: "policies".into(),
+    });
+    ctx.sources = Arc::new(sources);
+    let watch = Watch {
+        events: Mutex::new(Vec::new()),
+        statuses: Mutex::new(Vec::new()),
+        roster,
+    };
+    let totals = runner::stream(&ctx, &selected, 4, &NoSink, &watch)
+        .await
+        .unwrap();
+    assert_eq!(
+        *watch.events.lock().unwrap(),
+        [
+            "collected 1/2",
+            "evaluated policy",
+            "collected 2/2",
+            "evaluated training"
+        ]
+    );
+    // The roster was read (everyone employed has a training date), not timed out.
+    let statuses = watch.statuses.lock().unwrap();
+    assert_eq!(statuses[1], ("training".to_string(), Status::Pass), "{statuses:?}");
+    assert_eq!(totals.controls, 2);
+}
