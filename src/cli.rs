@@ -432,7 +432,7 @@ async fn export(
             return EXIT_USAGE;
         }
     };
-    let store = match Store::connect(&loaded.config.database_url).await {
+    let store = match Store::connect_for_bulk_reads(&loaded.config.database_url).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

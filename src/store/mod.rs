@@ -55,7 +55,9 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::config::redact_url;
-use crate::model::{ControlOutcome, Evidence, LatestResult, RunState, Status, Trigger};
+use crate::model::{
+    ControlOutcome, Evidence, LatestResult, NewEvidence, RunState, Status, Trigger,
+};
 
 use entities::{control_results, evidence, findings, runs};
 
@@ -79,9 +81,23 @@ const MAX_BIND_PARAMS: usize = 32_766;
 /// Columns bound per row when inserting findings (all but `id`).
 const FINDING_COLUMNS: usize = 8;
 
-/// Findings inserted per statement.
-const FINDINGS_PER_INSERT: usize = MAX_BIND_PARAMS / FINDING_COLUMNS;
+/// Most findings inserted by one statement (a power of two, see [`findings_per_insert`]).
+const FINDINGS_PER_INSERT: usize = 256;
 const _: () = assert!(FINDINGS_PER_INSERT * FINDING_COLUMNS <= MAX_BIND_PARAMS);
+const _: () = assert!(FINDINGS_PER_INSERT.is_power_of_two());
+
+/// How many findings the next insert takes when `left` (> 0) are still to insert: as many as
+/// a statement takes, then the largest power of two left. A statement's text depends on its
+/// row count only, and each connection keeps the statements it prepared (SQLite's are large
+/// for hundreds of bound parameters): so every run uses the same nine statements instead of
+/// one more per control, which made a stored run of 10,000 people ~130 MiB larger.
+fn findings_per_insert(left: usize) -> usize {
+    if left >= FINDINGS_PER_INSERT {
+        FINDINGS_PER_INSERT
+    } else {
+        1 << left.max(1).ilog2()
+    }
+}
 
 /// A database error. Opaque on purpose: callers see its message, not the driver's types.
 #[derive(Debug)]
@@ -255,11 +271,31 @@ impl fmt::Debug for Store {
     }
 }
 
+/// How a process reads the database (see [`Store::connect_for_bulk_reads`]).
+#[derive(Debug, Clone, Copy)]
+enum Reads {
+    Few,
+    Bulk,
+}
+
 impl Store {
     /// Connects, creates the SQLite file if needed (URLs like `sqlite://trellis.db?mode=rwc`,
     /// `sqlite::memory:`), enables WAL + foreign keys + a busy timeout on SQLite, runs all
     /// migrations. `postgres://` URLs use PostgreSQL.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_for(url, Reads::Few).await
+    }
+
+    /// [`Store::connect`] for a process that reads much of the database once and exits
+    /// (`trellis export`): on SQLite, pages are read through a memory map and each connection
+    /// keeps a larger cache. A long-lived process (`serve`, whose scheduler writes runs) and
+    /// `check` use [`Store::connect`], whose connections keep SQLite's pages in a small cache
+    /// (the operating system's file cache holds the rest, outside the process).
+    pub async fn connect_for_bulk_reads(url: &str) -> Result<Store, StoreError> {
+        Store::connect_for(url, Reads::Bulk).await
+    }
+
+    async fn connect_for(url: &str, reads: Reads) -> Result<Store, StoreError> {
         let backend = backend_of(url).ok_or_else(|| StoreError::UnsupportedUrl {
             url: redact_url(url),
         })?;
@@ -274,14 +310,20 @@ impl Store {
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .create_if_missing(true);
                 if in_memory {
-                    o
-                } else {
-                    // Reads of a year of results (exports, history) go through memory-mapped
-                    // pages and a larger cache instead of a syscall per page.
-                    o.journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
+                    return o;
+                }
+                let o = o
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal);
+                match reads {
+                    // 4 MiB of pages per connection: a stored run's writes touch a page once
+                    // or twice, so a larger cache only grows the process (4 connections).
+                    Reads::Few => o.pragma("cache_size", "-4096"),
+                    // Reads of a year of results go through memory-mapped pages and a larger
+                    // cache instead of a syscall per page.
+                    Reads::Bulk => o
                         .pragma("mmap_size", "268435456")
-                        .pragma("cache_size", "-32768")
+                        .pragma("cache_size", "-32768"),
                 }
             });
             if in_memory {
@@ -395,30 +437,10 @@ impl Store {
     pub async fn record_evidence(
         &self,
         run_id: &str,
-        evidence: &[Evidence],
+        evidence: &[NewEvidence],
     ) -> Result<Vec<i64>, StoreError> {
         if evidence.is_empty() {
             return Ok(Vec::new());
-        }
-        let mut rows = Vec::with_capacity(evidence.len());
-        for item in evidence {
-            let content = if matches!(item.content, serde_json::Value::Null) {
-                None
-            } else {
-                Some(to_json("evidence content", &item.content)?)
-            };
-            rows.push(evidence::ActiveModel {
-                id: NotSet,
-                run_id: Set(run_id.to_string()),
-                probe: Set(item.probe.clone()),
-                params: Set(item.params.clone()),
-                collected_at: Set(db_time(item.collected_at)),
-                sha256: Set(item.sha256.clone()),
-                content: Set(content),
-                error: Set(item.error.clone()),
-                row_hash: Set(String::new()),
-                chain_hash: Set(String::new()),
-            });
         }
         const OP: &str = "record evidence";
         let txn = self.begin_write().await.during(OP)?;
@@ -427,11 +449,23 @@ impl Store {
         let mut head = integrity::lock_head(&txn, integrity::EVIDENCE_CHAIN, OP).await?;
         // One row at a time: the only portable way to learn each generated id. A run's
         // evidence list is short (one item per distinct probe call).
-        let mut ids = Vec::with_capacity(rows.len());
-        for (row, item) in rows.into_iter().zip(evidence) {
-            let content = match &row.content {
-                Set(c) => c.clone(),
-                _ => None,
+        let mut ids = Vec::with_capacity(evidence.len());
+        for item in evidence {
+            // Stored as the text the probe wrote (and the runner hashed); `null` as no content.
+            let content = (!item.content.is_null()).then(|| item.content.as_str());
+            let content_sha256 =
+                crate::integrity::sha256_hex(content.unwrap_or_default().as_bytes());
+            let row = evidence::ActiveModel {
+                id: NotSet,
+                run_id: Set(run_id.to_string()),
+                probe: Set(item.probe.clone()),
+                params: Set(item.params.clone()),
+                collected_at: Set(db_time(item.collected_at)),
+                sha256: Set(item.sha256.clone()),
+                content: Set(content.map(str::to_owned)),
+                error: Set(item.error.clone()),
+                row_hash: Set(String::new()),
+                chain_hash: Set(String::new()),
             };
             let id = evidence::Entity::insert(row)
                 .exec(&txn)
@@ -444,7 +478,7 @@ impl Store {
                 &item.probe,
                 &item.params,
                 db_time(item.collected_at),
-                &crate::integrity::sha256_hex(content.as_deref().unwrap_or_default().as_bytes()),
+                &content_sha256,
                 item.error.as_deref(),
             );
             head =
@@ -596,11 +630,14 @@ impl Store {
             OP,
         )
         .await?;
-        let mut rows = finding_rows.into_iter().peekable();
-        while rows.peek().is_some() {
+        let mut left = finding_rows.len();
+        let mut rows = finding_rows.into_iter();
+        while left > 0 {
+            let take = findings_per_insert(left);
+            left -= take;
             let chunk: Vec<findings::ActiveModel> = rows
                 .by_ref()
-                .take(FINDINGS_PER_INSERT)
+                .take(take)
                 .map(|mut row| {
                     row.control_result_id = Set(result_id);
                     row
@@ -1110,6 +1147,23 @@ pub(crate) fn stored_finding(row: findings::Model) -> Result<StoredFinding, Stor
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn findings_are_inserted_in_few_statement_sizes() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 0..3_000 {
+            let (mut left, mut inserted) = (n, 0);
+            while left > 0 {
+                let take = super::findings_per_insert(left);
+                assert!(take >= 1 && take <= left, "{n}: {take} of {left}");
+                sizes.insert(take);
+                left -= take;
+                inserted += take;
+            }
+            assert_eq!(inserted, n);
+        }
+        assert_eq!(sizes.len(), 9, "{sizes:?}");
+    }
+
     use super::*;
 
     #[test]
