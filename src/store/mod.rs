@@ -235,8 +235,8 @@ const NEWEST_RESULT_IDS: &str = concat!(
 /// Per control id, what backed its newest result (see [`Store::latest_basis`]).
 pub type ResultBasis = BTreeMap<String, Vec<crate::model::CheckBasis>>;
 
-/// Handle on the database. Cheap to clone: clones share one connection pool and the
-/// in-process change counter.
+/// Handle on the database. Cheap to clone: clones share one connection pool, the in-process
+/// change counter and the history kept for the overview.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -244,6 +244,8 @@ pub struct Store {
     /// Bumped whenever this process stores a result, so readers (the live trust page) can
     /// tell without asking the database.
     changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The newest history read for every control (see [`Store::history_days`]).
+    history: std::sync::Arc<rollup::HistoryCache>,
 }
 
 impl fmt::Debug for Store {
@@ -309,6 +311,7 @@ impl Store {
             db,
             backend,
             changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            history: std::sync::Arc::default(),
         };
         if store.catch_up_rollup().await? {
             tracing::info!("history roll-up brought up to date with the stored results");
