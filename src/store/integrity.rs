@@ -1,21 +1,21 @@
 //! The hash chains of evidence and results, run manifests, control definitions, and the
 //! verification that walks it all (`trellis verify`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
 use super::entities::{chain_heads, control_results, definitions, evidence, findings, runs};
 use super::{QueryContext, Store, StoreError, db_time};
 use crate::integrity::{
-    self as rules, ChainHead, ClosedRun, FindingFields, GENESIS, ManifestEvidence, ManifestResult,
-    ResultFields, RunChainHead, RunFields, RunManifest, Signer,
+    self as rules, ChainHead, ClosedRun, FindingFields, FindingsDigest, GENESIS, ManifestEvidence,
+    ManifestResult, ResultFields, RunChainHead, RunFields, RunManifest, Signer,
 };
 use crate::model::RunState;
 
@@ -30,6 +30,9 @@ const RUNS_PAGE: u64 = 100;
 
 /// Rows read per query while verifying (memory stays bounded).
 const PAGE: u64 = 500;
+
+/// Evidence content read per query while verifying, at most (one row at least, however big).
+const EVIDENCE_PAGE_BYTES: i64 = 32 << 20;
 
 /// The chain's head, locked for this transaction (PostgreSQL: `FOR UPDATE`; SQLite write
 /// transactions are exclusive already). Created at genesis when missing.
@@ -328,13 +331,25 @@ fn evidence_row_digest(row: &evidence::Model) -> String {
 }
 
 fn result_row_digest(row: &control_results::Model, findings: &[findings::Model]) -> String {
-    let findings_digest = rules::findings_digest(findings.iter().map(|f| FindingFields {
+    let mut digest = FindingsDigest::default();
+    for f in findings {
+        digest.add(&finding_fields(f));
+    }
+    result_digest_with(row, &digest.finish())
+}
+
+fn finding_fields(f: &findings::Model) -> FindingFields<'_> {
+    FindingFields {
         check: f.check_index,
         resource: &f.resource,
         status: &f.status,
         message: &f.message,
         actual: &f.actual,
-    }));
+    }
+}
+
+/// A result row's digest, its findings' digest given.
+fn result_digest_with(row: &control_results::Model, findings_digest: &str) -> String {
     rules::result_digest(&ResultFields {
         id: row.id,
         run_id: &row.run_id,
@@ -347,8 +362,98 @@ fn result_row_digest(row: &control_results::Model, findings: &[findings::Model])
         evidence_ids: &row.evidence_ids,
         finding_counts: &row.finding_counts,
         exceptions: &row.exceptions,
-        findings_digest: &findings_digest,
+        findings_digest,
     })
+}
+
+/// The findings of the results being verified, read in pages in `(result, id)` order
+/// alongside the results (in id order), so a result's findings are never all held at once.
+struct FindingsPages {
+    page: u64,
+    /// Every finding up to this `(result id, finding id)` has been read (`i64::MAX` as the
+    /// finding id: all of that result's, and of those before it).
+    after: (i64, i64),
+    buf: VecDeque<findings::Model>,
+}
+
+impl FindingsPages {
+    fn new(page: u64) -> FindingsPages {
+        FindingsPages {
+            page: page.max(1),
+            after: (i64::MIN, i64::MAX),
+            buf: VecDeque::new(),
+        }
+    }
+
+    /// The next finding of result `id`, in stored order; results are asked for in increasing
+    /// id order, and `upto` (at least `id`) bounds the results read ahead. Findings of
+    /// results never asked for (gone) are skipped.
+    async fn next_of(
+        &mut self,
+        db: &DatabaseConnection,
+        id: i64,
+        upto: i64,
+        op: &'static str,
+    ) -> Result<Option<findings::Model>, StoreError> {
+        loop {
+            while let Some(f) = self.buf.front() {
+                match f.control_result_id.cmp(&id) {
+                    std::cmp::Ordering::Less => {
+                        self.buf.pop_front();
+                    }
+                    std::cmp::Ordering::Equal => return Ok(self.buf.pop_front()),
+                    std::cmp::Ordering::Greater => return Ok(None),
+                }
+            }
+            if self.after.0 > id || (self.after.0 == id && self.after.1 == i64::MAX) {
+                return Ok(None);
+            }
+            self.read(db, upto, op).await?;
+        }
+    }
+
+    /// Reads the next page: the rest of the last result read from, then the results after
+    /// it up to `upto`.
+    async fn read(
+        &mut self,
+        db: &DatabaseConnection,
+        upto: i64,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        let (result, finding) = self.after;
+        let mut rows = Vec::new();
+        if finding != i64::MAX {
+            rows = findings::Entity::find()
+                .filter(findings::Column::ControlResultId.eq(result))
+                .filter(findings::Column::Id.gt(finding))
+                .order_by_asc(findings::Column::Id)
+                .limit(self.page)
+                .all(db)
+                .await
+                .during(op)?;
+        }
+        let wanted = self.page - rows.len() as u64;
+        if wanted > 0 {
+            rows.extend(
+                findings::Entity::find()
+                    .filter(findings::Column::ControlResultId.gt(result))
+                    .filter(findings::Column::ControlResultId.lte(upto))
+                    .order_by_asc(findings::Column::ControlResultId)
+                    .order_by_asc(findings::Column::Id)
+                    .limit(wanted)
+                    .all(db)
+                    .await
+                    .during(op)?,
+            );
+        }
+        self.after = match rows.last() {
+            Some(last) if rows.len() as u64 == self.page => (last.control_result_id, last.id),
+            // A short page: nothing more up to `upto`.
+            _ => (upto, i64::MAX),
+        };
+        self.buf.extend(rows);
+        Ok(())
+    }
 }
 
 /// One problem `verify` found.
@@ -687,9 +792,22 @@ impl Store {
 
     /// Walks both chains and every run manifest; reports every problem, the first of each
     /// chain naming the row where it breaks. `keys`: the public keys manifests may be signed
-    /// with (current and former).
+    /// with (current and former). Reads the rows a page at a time: its memory does not grow
+    /// with the number of rows.
     pub async fn verify(&self, keys: &[rules::PublicKey]) -> Result<IntegrityReport, StoreError> {
+        self.verify_in_pages(keys, PAGE, EVIDENCE_PAGE_BYTES).await
+    }
+
+    /// [`Store::verify`] reading at most `page` rows (evidence, results, findings, runs) per
+    /// query, and evidence content of at most `evidence_bytes` (but one row at least).
+    pub async fn verify_in_pages(
+        &self,
+        keys: &[rules::PublicKey],
+        page: u64,
+        evidence_bytes: i64,
+    ) -> Result<IntegrityReport, StoreError> {
         const OP: &str = "verify";
+        let page = page.max(1);
         let mut report = IntegrityReport::default();
         // Evidence chain.
         let mut prev = GENESIS.to_string();
@@ -698,15 +816,38 @@ impl Store {
         let mut chains: HashMap<&'static str, (i64, String)> = HashMap::new();
         let mut broken = false;
         loop {
-            let rows = evidence::Entity::find()
+            // The next rows' sizes, then as many of them as fit in `evidence_bytes`.
+            let sizes: Vec<(i64, Option<i64>)> = evidence::Entity::find()
+                .select_only()
+                .column(evidence::Column::Id)
+                .column_as(Expr::cust("CAST(LENGTH(content) AS BIGINT)"), "size")
                 .filter(evidence::Column::Id.gt(after))
                 .order_by_asc(evidence::Column::Id)
-                .limit(PAGE)
+                .limit(page)
+                .into_tuple()
                 .all(&self.db)
                 .await
                 .during(OP)?;
-            let Some(last) = rows.last() else { break };
-            after = last.id;
+            let Some(&(first, _)) = sizes.first() else {
+                break;
+            };
+            let mut upto = first;
+            let mut total: i64 = 0;
+            for &(id, size) in &sizes {
+                total = total.saturating_add(size.unwrap_or(0));
+                if id != first && total > evidence_bytes {
+                    break;
+                }
+                upto = id;
+            }
+            let rows = evidence::Entity::find()
+                .filter(evidence::Column::Id.gt(after))
+                .filter(evidence::Column::Id.lte(upto))
+                .order_by_asc(evidence::Column::Id)
+                .all(&self.db)
+                .await
+                .during(OP)?;
+            after = upto;
             for row in &rows {
                 report.evidence_rows += 1;
                 if broken {
@@ -741,44 +882,37 @@ impl Store {
             }
         }
         chains.insert(EVIDENCE_CHAIN, (prev_id.unwrap_or(0), prev.clone()));
-        // Results chain.
+        // Results chain, each result's findings read alongside.
         let mut prev = GENESIS.to_string();
         let mut prev_id: Option<i64> = None;
         let mut after = i64::MIN;
         let mut broken = false;
+        let mut findings = FindingsPages::new(page);
         loop {
             let rows = control_results::Entity::find()
                 .filter(control_results::Column::Id.gt(after))
                 .order_by_asc(control_results::Column::Id)
-                .limit(PAGE)
+                .limit(page)
                 .all(&self.db)
                 .await
                 .during(OP)?;
             let Some(last) = rows.last() else { break };
             after = last.id;
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let all_findings = findings::Entity::find()
-                .filter(findings::Column::ControlResultId.is_in(ids))
-                .order_by_asc(findings::Column::Id)
-                .all(&self.db)
-                .await
-                .during(OP)?;
-            let mut by_result: HashMap<i64, Vec<findings::Model>> = HashMap::new();
-            for f in all_findings {
-                by_result.entry(f.control_result_id).or_default().push(f);
-            }
             for row in &rows {
                 report.result_rows += 1;
                 if broken {
                     continue;
                 }
-                let f = by_result.remove(&row.id).unwrap_or_default();
+                let mut digest = FindingsDigest::default();
+                while let Some(f) = findings.next_of(&self.db, row.id, after, OP).await? {
+                    digest.add(&finding_fields(&f));
+                }
                 if let Some(p) = chain_problem(
                     RESULTS_CHAIN,
                     row.id,
                     prev_id,
                     &prev,
-                    &result_row_digest(row, &f),
+                    &result_digest_with(row, &digest.finish()),
                     &row.row_hash,
                     &row.chain_hash,
                 ) {
@@ -818,7 +952,8 @@ impl Store {
             }
         }
         // Runs: the chain of closed runs, each signed, each manifest matching its rows.
-        self.verify_runs(keys, &mut report).await?;
+        self.verify_runs(keys, page.min(RUNS_PAGE), &mut report)
+            .await?;
         Ok(report)
     }
 
@@ -828,6 +963,7 @@ impl Store {
     async fn verify_runs(
         &self,
         keys: &[rules::PublicKey],
+        page: u64,
         report: &mut IntegrityReport,
     ) -> Result<(), StoreError> {
         const OP: &str = "verify";
@@ -859,7 +995,7 @@ impl Store {
             let rows = runs::Entity::find()
                 .filter(runs::Column::ChainSeq.gt(after))
                 .order_by_asc(runs::Column::ChainSeq)
-                .limit(RUNS_PAGE)
+                .limit(page)
                 .all(&self.db)
                 .await
                 .during(OP)?;
