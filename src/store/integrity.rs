@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
@@ -390,7 +390,7 @@ impl FindingsPages {
     /// results never asked for (gone) are skipped.
     async fn next_of(
         &mut self,
-        db: &DatabaseConnection,
+        db: &DatabaseTransaction,
         id: i64,
         upto: i64,
         op: &'static str,
@@ -416,7 +416,7 @@ impl FindingsPages {
     /// it up to `upto`.
     async fn read(
         &mut self,
-        db: &DatabaseConnection,
+        db: &DatabaseTransaction,
         upto: i64,
         op: &'static str,
     ) -> Result<(), StoreError> {
@@ -792,8 +792,9 @@ impl Store {
 
     /// Walks both chains and every run manifest; reports every problem, the first of each
     /// chain naming the row where it breaks. `keys`: the public keys manifests may be signed
-    /// with (current and former). Reads the rows a page at a time: its memory does not grow
-    /// with the number of rows.
+    /// with (current and former). Reads one snapshot of the database (writes meanwhile do not
+    /// move the walk), a page of rows at a time: its memory does not grow with the number of
+    /// rows.
     pub async fn verify(&self, keys: &[rules::PublicKey]) -> Result<IntegrityReport, StoreError> {
         self.verify_in_pages(keys, PAGE, EVIDENCE_PAGE_BYTES).await
     }
@@ -808,6 +809,9 @@ impl Store {
     ) -> Result<IntegrityReport, StoreError> {
         const OP: &str = "verify";
         let page = page.max(1);
+        // One snapshot throughout: rows stored meanwhile are not half seen.
+        let snapshot = self.begin_snapshot().await.during(OP)?;
+        let txn = &snapshot;
         let mut report = IntegrityReport::default();
         // Evidence chain.
         let mut prev = GENESIS.to_string();
@@ -825,7 +829,7 @@ impl Store {
                 .order_by_asc(evidence::Column::Id)
                 .limit(page)
                 .into_tuple()
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?;
             let Some(&(first, _)) = sizes.first() else {
@@ -844,7 +848,7 @@ impl Store {
                 .filter(evidence::Column::Id.gt(after))
                 .filter(evidence::Column::Id.lte(upto))
                 .order_by_asc(evidence::Column::Id)
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?;
             after = upto;
@@ -893,7 +897,7 @@ impl Store {
                 .filter(control_results::Column::Id.gt(after))
                 .order_by_asc(control_results::Column::Id)
                 .limit(page)
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?;
             let Some(last) = rows.last() else { break };
@@ -904,7 +908,7 @@ impl Store {
                     continue;
                 }
                 let mut digest = FindingsDigest::default();
-                while let Some(f) = findings.next_of(&self.db, row.id, after, OP).await? {
+                while let Some(f) = findings.next_of(txn, row.id, after, OP).await? {
                     digest.add(&finding_fields(&f));
                 }
                 if let Some(p) = chain_problem(
@@ -928,7 +932,7 @@ impl Store {
         // The heads: the newest rows are still there.
         let heads = chain_heads::Entity::find()
             .filter(chain_heads::Column::Name.is_in([EVIDENCE_CHAIN, RESULTS_CHAIN]))
-            .all(&self.db)
+            .all(txn)
             .await
             .during(OP)?;
         for h in heads {
@@ -952,8 +956,9 @@ impl Store {
             }
         }
         // Runs: the chain of closed runs, each signed, each manifest matching its rows.
-        self.verify_runs(keys, page.min(RUNS_PAGE), &mut report)
+        self.verify_runs(txn, keys, page.min(RUNS_PAGE), &mut report)
             .await?;
+        snapshot.commit().await.during(OP)?;
         Ok(report)
     }
 
@@ -962,12 +967,13 @@ impl Store {
     /// the chain before it; only a `running` run is outside it and unsigned.
     async fn verify_runs(
         &self,
+        txn: &DatabaseTransaction,
         keys: &[rules::PublicKey],
         page: u64,
         report: &mut IntegrityReport,
     ) -> Result<(), StoreError> {
         const OP: &str = "verify";
-        let boundary = match legacy_boundary(&self.db, OP).await? {
+        let boundary = match legacy_boundary(txn, OP).await? {
             Legacy::At(b) => Some(b),
             Legacy::Pending | Legacy::Missing => {
                 report.problems.push(IntegrityProblem {
@@ -981,8 +987,8 @@ impl Store {
             }
         };
         let rows_by_run = RowsByRun {
-            results: self.count_by_run(RESULTS_CHAIN).await?,
-            evidence: self.count_by_run(EVIDENCE_CHAIN).await?,
+            results: self.count_by_run(txn, RESULTS_CHAIN).await?,
+            evidence: self.count_by_run(txn, EVIDENCE_CHAIN).await?,
         };
         let mut all_runs: HashSet<String> = HashSet::new();
         // The chain as computed from the rows (`walked`), and the previous row as stored.
@@ -996,7 +1002,7 @@ impl Store {
                 .filter(runs::Column::ChainSeq.gt(after))
                 .order_by_asc(runs::Column::ChainSeq)
                 .limit(page)
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?;
             let Some(last) = rows.last() else { break };
@@ -1039,6 +1045,7 @@ impl Store {
                     }
                 }
                 self.verify_run_seal(
+                    txn,
                     run,
                     seq,
                     keys,
@@ -1069,7 +1076,7 @@ impl Store {
         }
         // The head: the newest closed runs are still there.
         let head = chain_heads::Entity::find_by_id(RUNS_CHAIN.to_string())
-            .one(&self.db)
+            .one(txn)
             .await
             .during(OP)?
             .map(run_head);
@@ -1104,7 +1111,7 @@ impl Store {
             .order_by_asc(runs::Column::StartedAt)
             .order_by_asc(runs::Column::Id)
             .into_tuple::<(String, String, bool, bool)>()
-            .all(&self.db)
+            .all(txn)
             .await
             .during(OP)?;
         for (id, state, signed, finished) in unchained {
@@ -1153,7 +1160,11 @@ impl Store {
     }
 
     /// How many rows of `table` (evidence or results) each run has.
-    async fn count_by_run(&self, table: &'static str) -> Result<HashMap<String, u64>, StoreError> {
+    async fn count_by_run(
+        &self,
+        txn: &DatabaseTransaction,
+        table: &'static str,
+    ) -> Result<HashMap<String, u64>, StoreError> {
         const OP: &str = "verify";
         let rows: Vec<(String, i64)> = if table == EVIDENCE_CHAIN {
             evidence::Entity::find()
@@ -1162,7 +1173,7 @@ impl Store {
                 .column_as(evidence::Column::Id.count(), "n")
                 .group_by(evidence::Column::RunId)
                 .into_tuple()
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?
         } else {
@@ -1172,7 +1183,7 @@ impl Store {
                 .column_as(control_results::Column::Id.count(), "n")
                 .group_by(control_results::Column::RunId)
                 .into_tuple()
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?
         };
@@ -1188,6 +1199,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     async fn verify_run_seal(
         &self,
+        txn: &DatabaseTransaction,
         run: &runs::Model,
         seq: i64,
         keys: &[rules::PublicKey],
@@ -1306,7 +1318,7 @@ impl Store {
                 .select_only()
                 .column(control_results::Column::RowHash)
                 .into_tuple::<String>()
-                .one(&self.db)
+                .one(txn)
                 .await
                 .during(OP)?;
             match row {
@@ -1326,7 +1338,7 @@ impl Store {
                 .select_only()
                 .column(evidence::Column::RowHash)
                 .into_tuple::<String>()
-                .one(&self.db)
+                .one(txn)
                 .await
                 .during(OP)?;
             match row {
@@ -1353,7 +1365,7 @@ impl Store {
                     .select_only()
                     .column(evidence::Column::ChainHash)
                     .into_tuple()
-                    .one(&self.db)
+                    .one(txn)
                     .await
                     .during(OP)?
             } else {
@@ -1361,7 +1373,7 @@ impl Store {
                     .select_only()
                     .column(control_results::Column::ChainHash)
                     .into_tuple()
-                    .one(&self.db)
+                    .one(txn)
                     .await
                     .during(OP)?
             };

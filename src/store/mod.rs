@@ -47,10 +47,11 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
+    AccessMode,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait,
+    EntityTrait, FromQueryResult, IsolationLevel, QueryFilter, QueryOrder, QuerySelect,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -341,6 +342,22 @@ impl Store {
                 ..TransactionOptions::default()
             })
             .await
+    }
+
+    /// Starts a read transaction that sees one snapshot of the database throughout:
+    /// `REPEATABLE READ`, read only, on PostgreSQL; on SQLite every transaction does (from its
+    /// first read).
+    async fn begin_snapshot(&self) -> Result<DatabaseTransaction, DbErr> {
+        let options = if self.backend == "postgres" {
+            TransactionOptions {
+                isolation_level: Some(IsolationLevel::RepeatableRead),
+                access_mode: Some(AccessMode::ReadOnly),
+                ..TransactionOptions::default()
+            }
+        } else {
+            TransactionOptions::default()
+        };
+        self.db.begin_with_options(options).await
     }
 
     /// Records the start of a run; returns its id (a UUID v7, so ids sort by creation time).
