@@ -94,9 +94,21 @@ pub struct FindingFields<'a> {
 
 /// The digest of a result's findings, in stored order.
 pub fn findings_digest<'a>(findings: impl IntoIterator<Item = FindingFields<'a>>) -> String {
-    let mut h = Sha256::new();
+    let mut digest = FindingsDigest::default();
     for f in findings {
-        h.update(
+        digest.add(&f);
+    }
+    digest.finish()
+}
+
+/// [`findings_digest`] a finding at a time (for findings read a page at a time).
+#[derive(Default)]
+pub struct FindingsDigest(Sha256);
+
+impl FindingsDigest {
+    /// Adds the next finding, in stored order.
+    pub fn add(&mut self, f: &FindingFields<'_>) {
+        self.0.update(
             digest_fields(
                 "finding/1",
                 &[
@@ -110,7 +122,10 @@ pub fn findings_digest<'a>(findings: impl IntoIterator<Item = FindingFields<'a>>
             .as_bytes(),
         );
     }
-    hex::encode(h.finalize())
+
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
 }
 
 /// The columns of a control result, as stored, that its digest covers.

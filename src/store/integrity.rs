@@ -1,7 +1,7 @@
 //! The hash chains of evidence and results, run manifests, control definitions, and the
 //! verification that walks it all (`trellis verify`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -14,8 +14,8 @@ use serde::Serialize;
 use super::entities::{chain_heads, control_results, definitions, evidence, findings, runs};
 use super::{QueryContext, Store, StoreError, db_time};
 use crate::integrity::{
-    self as rules, ChainHead, ClosedRun, FindingFields, GENESIS, ManifestEvidence, ManifestResult,
-    ResultFields, RunChainHead, RunFields, RunManifest, Signer,
+    self as rules, ChainHead, ClosedRun, FindingFields, FindingsDigest, GENESIS, ManifestEvidence,
+    ManifestResult, ResultFields, RunChainHead, RunFields, RunManifest, Signer,
 };
 use crate::model::RunState;
 
@@ -30,6 +30,9 @@ const RUNS_PAGE: u64 = 100;
 
 /// Rows read per query while verifying (memory stays bounded).
 const PAGE: u64 = 500;
+
+/// Evidence content read per query while verifying, at most (one row at least, however big).
+const EVIDENCE_PAGE_BYTES: i64 = 32 << 20;
 
 /// The chain's head, locked for this transaction (PostgreSQL: `FOR UPDATE`; SQLite write
 /// transactions are exclusive already). Created at genesis when missing.
@@ -328,13 +331,25 @@ fn evidence_row_digest(row: &evidence::Model) -> String {
 }
 
 fn result_row_digest(row: &control_results::Model, findings: &[findings::Model]) -> String {
-    let findings_digest = rules::findings_digest(findings.iter().map(|f| FindingFields {
+    let mut digest = FindingsDigest::default();
+    for f in findings {
+        digest.add(&finding_fields(f));
+    }
+    result_digest_with(row, &digest.finish())
+}
+
+fn finding_fields(f: &findings::Model) -> FindingFields<'_> {
+    FindingFields {
         check: f.check_index,
         resource: &f.resource,
         status: &f.status,
         message: &f.message,
         actual: &f.actual,
-    }));
+    }
+}
+
+/// A result row's digest, its findings' digest given.
+fn result_digest_with(row: &control_results::Model, findings_digest: &str) -> String {
     rules::result_digest(&ResultFields {
         id: row.id,
         run_id: &row.run_id,
@@ -347,8 +362,98 @@ fn result_row_digest(row: &control_results::Model, findings: &[findings::Model])
         evidence_ids: &row.evidence_ids,
         finding_counts: &row.finding_counts,
         exceptions: &row.exceptions,
-        findings_digest: &findings_digest,
+        findings_digest,
     })
+}
+
+/// The findings of the results being verified, read in pages in `(result, id)` order
+/// alongside the results (in id order), so a result's findings are never all held at once.
+struct FindingsPages {
+    page: u64,
+    /// Every finding up to this `(result id, finding id)` has been read (`i64::MAX` as the
+    /// finding id: all of that result's, and of those before it).
+    after: (i64, i64),
+    buf: VecDeque<findings::Model>,
+}
+
+impl FindingsPages {
+    fn new(page: u64) -> FindingsPages {
+        FindingsPages {
+            page: page.max(1),
+            after: (i64::MIN, i64::MAX),
+            buf: VecDeque::new(),
+        }
+    }
+
+    /// The next finding of result `id`, in stored order; results are asked for in increasing
+    /// id order, and `upto` (at least `id`) bounds the results read ahead. Findings of
+    /// results never asked for (gone) are skipped.
+    async fn next_of(
+        &mut self,
+        db: &DatabaseTransaction,
+        id: i64,
+        upto: i64,
+        op: &'static str,
+    ) -> Result<Option<findings::Model>, StoreError> {
+        loop {
+            while let Some(f) = self.buf.front() {
+                match f.control_result_id.cmp(&id) {
+                    std::cmp::Ordering::Less => {
+                        self.buf.pop_front();
+                    }
+                    std::cmp::Ordering::Equal => return Ok(self.buf.pop_front()),
+                    std::cmp::Ordering::Greater => return Ok(None),
+                }
+            }
+            if self.after.0 > id || (self.after.0 == id && self.after.1 == i64::MAX) {
+                return Ok(None);
+            }
+            self.read(db, upto, op).await?;
+        }
+    }
+
+    /// Reads the next page: the rest of the last result read from, then the results after
+    /// it up to `upto`.
+    async fn read(
+        &mut self,
+        db: &DatabaseTransaction,
+        upto: i64,
+        op: &'static str,
+    ) -> Result<(), StoreError> {
+        let (result, finding) = self.after;
+        let mut rows = Vec::new();
+        if finding != i64::MAX {
+            rows = findings::Entity::find()
+                .filter(findings::Column::ControlResultId.eq(result))
+                .filter(findings::Column::Id.gt(finding))
+                .order_by_asc(findings::Column::Id)
+                .limit(self.page)
+                .all(db)
+                .await
+                .during(op)?;
+        }
+        let wanted = self.page - rows.len() as u64;
+        if wanted > 0 {
+            rows.extend(
+                findings::Entity::find()
+                    .filter(findings::Column::ControlResultId.gt(result))
+                    .filter(findings::Column::ControlResultId.lte(upto))
+                    .order_by_asc(findings::Column::ControlResultId)
+                    .order_by_asc(findings::Column::Id)
+                    .limit(wanted)
+                    .all(db)
+                    .await
+                    .during(op)?,
+            );
+        }
+        self.after = match rows.last() {
+            Some(last) if rows.len() as u64 == self.page => (last.control_result_id, last.id),
+            // A short page: nothing more up to `upto`.
+            _ => (upto, i64::MAX),
+        };
+        self.buf.extend(rows);
+        Ok(())
+    }
 }
 
 /// One problem `verify` found.
@@ -687,9 +792,26 @@ impl Store {
 
     /// Walks both chains and every run manifest; reports every problem, the first of each
     /// chain naming the row where it breaks. `keys`: the public keys manifests may be signed
-    /// with (current and former).
+    /// with (current and former). Reads one snapshot of the database (writes meanwhile do not
+    /// move the walk), a page of rows at a time: its memory does not grow with the number of
+    /// rows.
     pub async fn verify(&self, keys: &[rules::PublicKey]) -> Result<IntegrityReport, StoreError> {
+        self.verify_in_pages(keys, PAGE, EVIDENCE_PAGE_BYTES).await
+    }
+
+    /// [`Store::verify`] reading at most `page` rows (evidence, results, findings, runs) per
+    /// query, and evidence content of at most `evidence_bytes` (but one row at least).
+    pub async fn verify_in_pages(
+        &self,
+        keys: &[rules::PublicKey],
+        page: u64,
+        evidence_bytes: i64,
+    ) -> Result<IntegrityReport, StoreError> {
         const OP: &str = "verify";
+        let page = page.max(1);
+        // One snapshot throughout: rows stored meanwhile are not half seen.
+        let snapshot = self.begin_snapshot().await.during(OP)?;
+        let txn = &snapshot;
         let mut report = IntegrityReport::default();
         // Evidence chain.
         let mut prev = GENESIS.to_string();
@@ -698,15 +820,38 @@ impl Store {
         let mut chains: HashMap<&'static str, (i64, String)> = HashMap::new();
         let mut broken = false;
         loop {
-            let rows = evidence::Entity::find()
+            // The next rows' sizes, then as many of them as fit in `evidence_bytes`.
+            let sizes: Vec<(i64, Option<i64>)> = evidence::Entity::find()
+                .select_only()
+                .column(evidence::Column::Id)
+                .column_as(Expr::cust("CAST(LENGTH(content) AS BIGINT)"), "size")
                 .filter(evidence::Column::Id.gt(after))
                 .order_by_asc(evidence::Column::Id)
-                .limit(PAGE)
-                .all(&self.db)
+                .limit(page)
+                .into_tuple()
+                .all(txn)
                 .await
                 .during(OP)?;
-            let Some(last) = rows.last() else { break };
-            after = last.id;
+            let Some(&(first, _)) = sizes.first() else {
+                break;
+            };
+            let mut upto = first;
+            let mut total: i64 = 0;
+            for &(id, size) in &sizes {
+                total = total.saturating_add(size.unwrap_or(0));
+                if id != first && total > evidence_bytes {
+                    break;
+                }
+                upto = id;
+            }
+            let rows = evidence::Entity::find()
+                .filter(evidence::Column::Id.gt(after))
+                .filter(evidence::Column::Id.lte(upto))
+                .order_by_asc(evidence::Column::Id)
+                .all(txn)
+                .await
+                .during(OP)?;
+            after = upto;
             for row in &rows {
                 report.evidence_rows += 1;
                 if broken {
@@ -741,44 +886,37 @@ impl Store {
             }
         }
         chains.insert(EVIDENCE_CHAIN, (prev_id.unwrap_or(0), prev.clone()));
-        // Results chain.
+        // Results chain, each result's findings read alongside.
         let mut prev = GENESIS.to_string();
         let mut prev_id: Option<i64> = None;
         let mut after = i64::MIN;
         let mut broken = false;
+        let mut findings = FindingsPages::new(page);
         loop {
             let rows = control_results::Entity::find()
                 .filter(control_results::Column::Id.gt(after))
                 .order_by_asc(control_results::Column::Id)
-                .limit(PAGE)
-                .all(&self.db)
+                .limit(page)
+                .all(txn)
                 .await
                 .during(OP)?;
             let Some(last) = rows.last() else { break };
             after = last.id;
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let all_findings = findings::Entity::find()
-                .filter(findings::Column::ControlResultId.is_in(ids))
-                .order_by_asc(findings::Column::Id)
-                .all(&self.db)
-                .await
-                .during(OP)?;
-            let mut by_result: HashMap<i64, Vec<findings::Model>> = HashMap::new();
-            for f in all_findings {
-                by_result.entry(f.control_result_id).or_default().push(f);
-            }
             for row in &rows {
                 report.result_rows += 1;
                 if broken {
                     continue;
                 }
-                let f = by_result.remove(&row.id).unwrap_or_default();
+                let mut digest = FindingsDigest::default();
+                while let Some(f) = findings.next_of(txn, row.id, after, OP).await? {
+                    digest.add(&finding_fields(&f));
+                }
                 if let Some(p) = chain_problem(
                     RESULTS_CHAIN,
                     row.id,
                     prev_id,
                     &prev,
-                    &result_row_digest(row, &f),
+                    &result_digest_with(row, &digest.finish()),
                     &row.row_hash,
                     &row.chain_hash,
                 ) {
@@ -794,7 +932,7 @@ impl Store {
         // The heads: the newest rows are still there.
         let heads = chain_heads::Entity::find()
             .filter(chain_heads::Column::Name.is_in([EVIDENCE_CHAIN, RESULTS_CHAIN]))
-            .all(&self.db)
+            .all(txn)
             .await
             .during(OP)?;
         for h in heads {
@@ -818,7 +956,9 @@ impl Store {
             }
         }
         // Runs: the chain of closed runs, each signed, each manifest matching its rows.
-        self.verify_runs(keys, &mut report).await?;
+        self.verify_runs(txn, keys, page.min(RUNS_PAGE), &mut report)
+            .await?;
+        snapshot.commit().await.during(OP)?;
         Ok(report)
     }
 
@@ -827,11 +967,13 @@ impl Store {
     /// the chain before it; only a `running` run is outside it and unsigned.
     async fn verify_runs(
         &self,
+        txn: &DatabaseTransaction,
         keys: &[rules::PublicKey],
+        page: u64,
         report: &mut IntegrityReport,
     ) -> Result<(), StoreError> {
         const OP: &str = "verify";
-        let boundary = match legacy_boundary(&self.db, OP).await? {
+        let boundary = match legacy_boundary(txn, OP).await? {
             Legacy::At(b) => Some(b),
             Legacy::Pending | Legacy::Missing => {
                 report.problems.push(IntegrityProblem {
@@ -845,8 +987,8 @@ impl Store {
             }
         };
         let rows_by_run = RowsByRun {
-            results: self.count_by_run(RESULTS_CHAIN).await?,
-            evidence: self.count_by_run(EVIDENCE_CHAIN).await?,
+            results: self.count_by_run(txn, RESULTS_CHAIN).await?,
+            evidence: self.count_by_run(txn, EVIDENCE_CHAIN).await?,
         };
         let mut all_runs: HashSet<String> = HashSet::new();
         // The chain as computed from the rows (`walked`), and the previous row as stored.
@@ -859,8 +1001,8 @@ impl Store {
             let rows = runs::Entity::find()
                 .filter(runs::Column::ChainSeq.gt(after))
                 .order_by_asc(runs::Column::ChainSeq)
-                .limit(RUNS_PAGE)
-                .all(&self.db)
+                .limit(page)
+                .all(txn)
                 .await
                 .during(OP)?;
             let Some(last) = rows.last() else { break };
@@ -903,6 +1045,7 @@ impl Store {
                     }
                 }
                 self.verify_run_seal(
+                    txn,
                     run,
                     seq,
                     keys,
@@ -933,7 +1076,7 @@ impl Store {
         }
         // The head: the newest closed runs are still there.
         let head = chain_heads::Entity::find_by_id(RUNS_CHAIN.to_string())
-            .one(&self.db)
+            .one(txn)
             .await
             .during(OP)?
             .map(run_head);
@@ -968,7 +1111,7 @@ impl Store {
             .order_by_asc(runs::Column::StartedAt)
             .order_by_asc(runs::Column::Id)
             .into_tuple::<(String, String, bool, bool)>()
-            .all(&self.db)
+            .all(txn)
             .await
             .during(OP)?;
         for (id, state, signed, finished) in unchained {
@@ -1017,7 +1160,11 @@ impl Store {
     }
 
     /// How many rows of `table` (evidence or results) each run has.
-    async fn count_by_run(&self, table: &'static str) -> Result<HashMap<String, u64>, StoreError> {
+    async fn count_by_run(
+        &self,
+        txn: &DatabaseTransaction,
+        table: &'static str,
+    ) -> Result<HashMap<String, u64>, StoreError> {
         const OP: &str = "verify";
         let rows: Vec<(String, i64)> = if table == EVIDENCE_CHAIN {
             evidence::Entity::find()
@@ -1026,7 +1173,7 @@ impl Store {
                 .column_as(evidence::Column::Id.count(), "n")
                 .group_by(evidence::Column::RunId)
                 .into_tuple()
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?
         } else {
@@ -1036,7 +1183,7 @@ impl Store {
                 .column_as(control_results::Column::Id.count(), "n")
                 .group_by(control_results::Column::RunId)
                 .into_tuple()
-                .all(&self.db)
+                .all(txn)
                 .await
                 .during(OP)?
         };
@@ -1052,6 +1199,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     async fn verify_run_seal(
         &self,
+        txn: &DatabaseTransaction,
         run: &runs::Model,
         seq: i64,
         keys: &[rules::PublicKey],
@@ -1170,7 +1318,7 @@ impl Store {
                 .select_only()
                 .column(control_results::Column::RowHash)
                 .into_tuple::<String>()
-                .one(&self.db)
+                .one(txn)
                 .await
                 .during(OP)?;
             match row {
@@ -1190,7 +1338,7 @@ impl Store {
                 .select_only()
                 .column(evidence::Column::RowHash)
                 .into_tuple::<String>()
-                .one(&self.db)
+                .one(txn)
                 .await
                 .during(OP)?;
             match row {
@@ -1217,7 +1365,7 @@ impl Store {
                     .select_only()
                     .column(evidence::Column::ChainHash)
                     .into_tuple()
-                    .one(&self.db)
+                    .one(txn)
                     .await
                     .during(OP)?
             } else {
@@ -1225,7 +1373,7 @@ impl Store {
                     .select_only()
                     .column(control_results::Column::ChainHash)
                     .into_tuple()
-                    .one(&self.db)
+                    .one(txn)
                     .await
                     .during(OP)?
             };

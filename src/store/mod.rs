@@ -47,10 +47,11 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
+    AccessMode,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait,
+    EntityTrait, FromQueryResult, IsolationLevel, QueryFilter, QueryOrder, QuerySelect,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -251,8 +252,8 @@ const NEWEST_RESULT_IDS: &str = concat!(
 /// Per control id, what backed its newest result (see [`Store::latest_basis`]).
 pub type ResultBasis = BTreeMap<String, Vec<crate::model::CheckBasis>>;
 
-/// Handle on the database. Cheap to clone: clones share one connection pool and the
-/// in-process change counter.
+/// Handle on the database. Cheap to clone: clones share one connection pool, the in-process
+/// change counter and the history kept for the overview.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -260,6 +261,8 @@ pub struct Store {
     /// Bumped whenever this process stores a result, so readers (the live trust page) can
     /// tell without asking the database.
     changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The newest history read for every control (see [`Store::history_days`]).
+    history: std::sync::Arc<rollup::HistoryCache>,
 }
 
 impl fmt::Debug for Store {
@@ -351,6 +354,7 @@ impl Store {
             db,
             backend,
             changes: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            history: std::sync::Arc::default(),
         };
         if store.catch_up_rollup().await? {
             tracing::info!("history roll-up brought up to date with the stored results");
@@ -380,6 +384,22 @@ impl Store {
                 ..TransactionOptions::default()
             })
             .await
+    }
+
+    /// Starts a read transaction that sees one snapshot of the database throughout:
+    /// `REPEATABLE READ`, read only, on PostgreSQL; on SQLite every transaction does (from its
+    /// first read).
+    async fn begin_snapshot(&self) -> Result<DatabaseTransaction, DbErr> {
+        let options = if self.backend == "postgres" {
+            TransactionOptions {
+                isolation_level: Some(IsolationLevel::RepeatableRead),
+                access_mode: Some(AccessMode::ReadOnly),
+                ..TransactionOptions::default()
+            }
+        } else {
+            TransactionOptions::default()
+        };
+        self.db.begin_with_options(options).await
     }
 
     /// Records the start of a run; returns its id (a UUID v7, so ids sort by creation time).

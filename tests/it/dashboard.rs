@@ -9,9 +9,10 @@ use crate::common::app;
 use std::sync::Arc;
 
 use app::{ManualClock, TestApp, client, example_now, spawn_app_with_clock};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use trellis::auth::{Permission, Role, totp};
+use trellis::scheduler::Clock as _;
 use trellis::web::dashboard::{Access, Kind, ROUTES};
 
 pub(crate) use crate::common::staff::{PASSWORD, add_user};
@@ -286,6 +287,94 @@ async fn every_page_renders_for_an_admin() {
         .await
         .unwrap();
     assert!(evidence_page.contains("SHA-256"));
+}
+
+/// How many controls the overview's chart counts as passing all day today.
+fn passing_today(overview: &str) -> usize {
+    overview
+        .split("Controls passing all day over the last 90 days: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no trend summary in {overview}"))
+}
+
+/// The overview's "Needs review" table.
+fn needs_review(overview: &str) -> &str {
+    overview
+        .split("Needs review")
+        .nth(1)
+        .and_then(|s| s.split("Other controls").next())
+        .unwrap_or_default()
+}
+
+/// A result of `control` failing at `at`, stored in a run of its own.
+async fn store_failure(store: &trellis::store::Store, control: &str, at: DateTime<Utc>) {
+    use trellis::model::{ControlOutcome, Status, Trigger};
+    let run = store
+        .begin_run(Trigger::Manual, 1, at)
+        .await
+        .expect("begin run");
+    let outcome = ControlOutcome {
+        control_id: control.to_string(),
+        status: Status::Fail,
+        summary: format!("{control} fails now"),
+        evaluated_at: at,
+        definition_sha256: "ab".repeat(32),
+        checks: vec![],
+        findings: vec![],
+        exceptions: vec![],
+    };
+    store
+        .record_result(&run, &outcome, &[])
+        .await
+        .expect("record result");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_a_new_result_at_once_whoever_stored_it() {
+    let (app, clock) = spawn().await;
+    let vic = login(&app, "vic").await;
+    let passing: Vec<String> = app
+        .store
+        .latest_results()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == trellis::model::Status::Pass)
+        .map(|r| r.control_id)
+        .collect();
+    assert!(passing.len() >= 2, "two passing controls to fail");
+    let first = vic.get("/dashboard").await.text().await.unwrap();
+    let before = passing_today(&first);
+    assert!(before >= 2, "{before} passing today");
+    // Read twice: the second answer is the history kept from the first, and the same.
+    let again = vic.get("/dashboard").await.text().await.unwrap();
+    assert_eq!(passing_today(&again), before);
+
+    // A failure stored by this process, a minute later.
+    clock.advance(Duration::minutes(1));
+    store_failure(&app.store, &passing[0], clock.now()).await;
+    let html = vic.get("/dashboard").await.text().await.unwrap();
+    assert_eq!(passing_today(&html), before - 1, "this process's result");
+    let review = needs_review(&html);
+    assert!(review.contains(&format!("/dashboard/controls/{}\"", passing[0])));
+
+    // One stored by another instance on the same database: nothing tells this process but
+    // the database itself.
+    clock.advance(Duration::minutes(1));
+    let other = trellis::store::Store::connect(&app.loaded.config.database_url)
+        .await
+        .expect("another connection");
+    store_failure(&other, &passing[1], clock.now()).await;
+    let html = vic.get("/dashboard").await.text().await.unwrap();
+    assert_eq!(
+        passing_today(&html),
+        before - 2,
+        "another instance's result"
+    );
+    let review = needs_review(&html);
+    assert!(review.contains(&format!("/dashboard/controls/{}\"", passing[1])));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1164,7 +1164,29 @@ fn hashed(mut e: Evidence) -> Evidence {
 
 async fn problems(store: &Store, signer: &trellis::integrity::Signer) -> Vec<String> {
     let report = store.verify(&[signer.public_key()]).await.expect("verify");
+    // Read in pages smaller than a run (and than a result's findings), it finds the same.
+    assert_same_in_pages(store, signer, &report, &[(1, 1), (2, 1 << 20)]).await;
     report.problems.iter().map(ToString::to_string).collect()
+}
+
+/// `verify` reading `(rows, evidence bytes)` per page finds what it found reading its default
+/// pages (`report`).
+async fn assert_same_in_pages(
+    store: &Store,
+    signer: &trellis::integrity::Signer,
+    report: &trellis::store::IntegrityReport,
+    pages: &[(u64, i64)],
+) {
+    for &(page, evidence_bytes) in pages {
+        let paged = store
+            .verify_in_pages(&[signer.public_key()], page, evidence_bytes)
+            .await
+            .expect("verify in pages");
+        assert_eq!(
+            &paged, report,
+            "pages of {page} rows, {evidence_bytes} bytes"
+        );
+    }
 }
 
 async fn sql(store: &Store, sql: &str) {
@@ -1180,6 +1202,15 @@ async fn untouched_data_verifies(store: &Store) {
         (report.evidence_rows, report.result_rows, report.runs_signed),
         (4, 6, 2)
     );
+    // A page smaller than the rows (a result's three findings span pages, evidence is read
+    // a row at a time for its size): the same report.
+    assert_same_in_pages(
+        store,
+        &signer,
+        &report,
+        &[(1, 1), (2, 1), (4, 1 << 20), (5, 0)],
+    )
+    .await;
     // Another key's signatures are not accepted.
     let other = trellis::integrity::Signer::from_seed([4; 32]);
     let report = store.verify(&[other.public_key()]).await.expect("verify");

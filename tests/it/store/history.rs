@@ -10,6 +10,7 @@ use super::*;
 backends! {
     roll_up_agrees_with_the_results(url);
     rows_stored_outside_are_rolled_up_at_connection(url);
+    every_controls_history_follows_new_results(url);
 }
 
 /// Midnight (UTC) of day `d` after the base day, plus `minutes`.
@@ -185,6 +186,11 @@ async fn rows_stored_outside_are_rolled_up_at_connection(store: &Store, url: &st
         .history_days(day(-89), at(0, 0), Some("z"))
         .await
         .expect("z");
+    // Read for every control meanwhile (kept, with the roll-up not yet caught up) …
+    let kept = store
+        .history_days(day(-89), at(0, 0), None)
+        .await
+        .expect("every control");
     let again = Store::connect(url).await.expect("reconnect");
     let after = again
         .history_days(day(-89), at(0, 0), Some("z"))
@@ -192,6 +198,82 @@ async fn rows_stored_outside_are_rolled_up_at_connection(store: &Store, url: &st
         .expect("z");
     assert_ne!(before, after, "the new rows are counted");
     assert_agrees(&again, day(-89), at(0, 0)).await;
+    // … and read again once the other connection has rolled them up and sealed them.
+    assert_agrees(store, day(-89), at(0, 0)).await;
+    assert_ne!(
+        kept,
+        store
+            .history_days(day(-89), at(0, 0), None)
+            .await
+            .expect("every control")
+    );
     let p = problems(&again, &signer).await;
     assert!(p.is_empty(), "{p:?}");
+}
+
+/// The history of every control (the overview's, kept between reads) after each kind of new
+/// result: of today (read alone), of an earlier day, stored by another connection (another
+/// instance), dated after `now`; and on the next day.
+async fn every_controls_history_follows_new_results(store: &Store, url: &str) {
+    use Status::*;
+    run_with_results(
+        store,
+        &[
+            outcome("a", Pass, at(-5, 0)),
+            outcome("b", Pass, at(-1, 60)),
+            outcome("a", Pass, at(0, 30)),
+        ],
+    )
+    .await;
+    let now = at(0, 300);
+    let every = |now| async move {
+        store
+            .history_days(day(-89), now, None)
+            .await
+            .expect("every control")
+    };
+    assert_agrees(store, day(-89), now).await;
+    let first = every(now).await;
+    assert_eq!(every(now).await, first, "read again, unchanged");
+
+    // Of today, by this connection.
+    run_with_results(store, &[outcome("a", Fail, at(0, 120))]).await;
+    let days = every(now).await;
+    let a_today = days[0].1.last().expect("a today");
+    assert_eq!((a_today.day, a_today.count(Fail)), (day(0), 1));
+    assert_agrees(store, day(-89), now).await;
+
+    // Of an earlier day: the days before today change.
+    run_with_results(store, &[outcome("b", Error, at(-3, 0))]).await;
+    assert_agrees(store, day(-89), now).await;
+
+    // By another connection to the same database, of today and of an earlier day.
+    let other = Store::connect(url).await.expect("another connection");
+    run_with_results(&other, &[outcome("c", Fail, at(0, 200))]).await;
+    let days = every(now).await;
+    assert_eq!(
+        days.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    assert_agrees(store, day(-89), now).await;
+    run_with_results(&other, &[outcome("b", Fail, at(-2, 0))]).await;
+    assert_agrees(store, day(-89), now).await;
+
+    // Dated after `now`: counted once `now` has passed it; several before a read.
+    run_with_results(
+        store,
+        &[
+            outcome("a", Pass, at(0, 400)),
+            outcome("d", Pass, at(0, 250)),
+        ],
+    )
+    .await;
+    assert_agrees(store, day(-89), now).await;
+    assert_agrees(store, day(-89), at(0, 500)).await;
+    assert_agrees(store, day(-89), now).await;
+
+    // The next day: yesterday's evaluations come from the roll-up.
+    assert_agrees(store, day(-88), at(1, 10)).await;
+    run_with_results(store, &[outcome("b", Pass, at(1, 5))]).await;
+    assert_agrees(store, day(-88), at(1, 10)).await;
 }
