@@ -286,7 +286,12 @@ pub async fn stream(
             Some(Err(e)) => match tasks.get(&e.id()) {
                 Some(&i) => {
                     tracing::error!(error = %e, probe = plan.keys[i].probe(), "probe task failed");
-                    (i, Err(ProbeError::Io(format!("internal: the collection failed: {e}"))))
+                    (
+                        i,
+                        Err(ProbeError::Io(format!(
+                            "internal: the collection failed: {e}"
+                        ))),
+                    )
                 }
                 None => anyhow::bail!("internal: an unknown collection task failed: {e}"),
             },
@@ -439,8 +444,7 @@ impl<'p> Progress<'p> {
         for &i in checks {
             self.readers[i] -= 1;
             if self.readers[i] == 0 {
-                self.results[i] =
-                    Err(ProbeError::Io("internal: evidence already released".into()));
+                self.results[i] = Err(ProbeError::Io("internal: evidence already released".into()));
             }
         }
         outcome

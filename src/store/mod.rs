@@ -567,32 +567,11 @@ impl Store {
             row_hash: Set(String::new()),
             chain_hash: Set(String::new()),
         };
-        // Findings are prepared without their result id, which is only known once inserted.
-        let mut finding_rows = Vec::with_capacity(outcome.findings.len());
+        // Findings are written a chunk at a time once the result's id is known; their check
+        // indexes are checked here, before the transaction.
         for f in &outcome.findings {
-            finding_rows.push(findings::ActiveModel {
-                id: NotSet,
-                control_result_id: NotSet,
-                run_id: Set(run_id.to_string()),
-                control_id: Set(outcome.control_id.clone()),
-                check_index: Set(to_i32("finding check index", f.check)?),
-                resource: Set(f.resource.clone()),
-                status: Set(f.status.as_str().to_string()),
-                message: Set(f.message.clone()),
-                actual: Set(to_json("finding actual values", &f.actual)?),
-            });
+            to_i32("finding check index", f.check)?;
         }
-
-        // The digest of the findings as they are stored.
-        let findings_digest = crate::integrity::findings_digest(finding_rows.iter().map(|r| {
-            crate::integrity::FindingFields {
-                check: *r.check_index.as_ref(),
-                resource: r.resource.as_ref(),
-                status: r.status.as_ref(),
-                message: r.message.as_ref(),
-                actual: r.actual.as_ref(),
-            }
-        }));
 
         const OP: &str = "record result";
         let txn = self.begin_write().await.during(OP)?;
@@ -618,6 +597,42 @@ impl Store {
             .await
             .during(OP)?
             .last_insert_id;
+        // The findings, a chunk at a time (a control's findings are never all rows at once),
+        // and the digest of the findings as they are stored.
+        let mut findings_digest = crate::integrity::FindingsDigest::default();
+        let mut left = outcome.findings.len();
+        let mut findings = outcome.findings.iter();
+        while left > 0 {
+            let take = findings_per_insert(left);
+            left -= take;
+            let mut chunk = Vec::with_capacity(take);
+            for f in findings.by_ref().take(take) {
+                let row = findings::ActiveModel {
+                    id: NotSet,
+                    control_result_id: Set(result_id),
+                    run_id: Set(run_id.to_string()),
+                    control_id: Set(outcome.control_id.clone()),
+                    check_index: Set(to_i32("finding check index", f.check)?),
+                    resource: Set(f.resource.clone()),
+                    status: Set(f.status.as_str().to_string()),
+                    message: Set(f.message.clone()),
+                    actual: Set(to_json("finding actual values", &f.actual)?),
+                };
+                findings_digest.add(&crate::integrity::FindingFields {
+                    check: *row.check_index.as_ref(),
+                    resource: row.resource.as_ref(),
+                    status: row.status.as_ref(),
+                    message: row.message.as_ref(),
+                    actual: row.actual.as_ref(),
+                });
+                chunk.push(row);
+            }
+            findings::Entity::insert_many(chunk)
+                .exec_without_returning(&txn)
+                .await
+                .during(OP)?;
+        }
+        let findings_digest = findings_digest.finish();
         let digest = crate::integrity::result_digest(&crate::integrity::ResultFields {
             id: result_id,
             run_id,
@@ -650,24 +665,6 @@ impl Store {
             OP,
         )
         .await?;
-        let mut left = finding_rows.len();
-        let mut rows = finding_rows.into_iter();
-        while left > 0 {
-            let take = findings_per_insert(left);
-            left -= take;
-            let chunk: Vec<findings::ActiveModel> = rows
-                .by_ref()
-                .take(take)
-                .map(|mut row| {
-                    row.control_result_id = Set(result_id);
-                    row
-                })
-                .collect();
-            findings::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
-                .await
-                .during(OP)?;
-        }
         txn.commit().await.during(OP)?;
         self.changes.send_modify(|n| *n += 1);
         Ok(())

@@ -237,6 +237,10 @@ async fn controls_are_evaluated_as_their_sources_come_in() {
     );
     // The roster was read (everyone employed has a training date), not timed out.
     let statuses = watch.statuses.lock().unwrap();
-    assert_eq!(statuses[1], ("training".to_string(), Status::Pass), "{statuses:?}");
+    assert_eq!(
+        statuses[1],
+        ("training".to_string(), Status::Pass),
+        "{statuses:?}"
+    );
     assert_eq!(totals.controls, 2);
 }

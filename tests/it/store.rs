@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::new_evidence;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 use trellis::model::{
     CheckOutcome, ControlOutcome, Evidence, Finding, LatestResult, RunState, Status, Trigger,
 };
-use crate::common::new_evidence;
 use trellis::store::{Store, StoreError, testing};
 
 const POSTGRES_URL_ENV: &str = "TRELLIS_TEST_POSTGRES_URL";
@@ -968,7 +968,10 @@ async fn dashboard_reads_and_managed_exceptions(store: &Store) {
         .await
         .expect("run");
     let ev = store
-        .record_evidence(&run1, &new_evidence(&[evidence("hr.people", json!({"x": 1}))]))
+        .record_evidence(
+            &run1,
+            &new_evidence(&[evidence("hr.people", json!({"x": 1}))]),
+        )
         .await
         .expect("evidence");
     let mut first = outcome("c.one", Status::Fail, at(0));
@@ -1925,7 +1928,10 @@ async fn evidence_round_trips(store: &Store) {
             ..evidence("empty", json!({}))
         },
     ];
-    let ids = store.record_evidence(&run, &new_evidence(&cases)).await.expect("record");
+    let ids = store
+        .record_evidence(&run, &new_evidence(&cases))
+        .await
+        .expect("record");
     assert_eq!(ids.len(), cases.len());
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
     for (id, expected) in ids.iter().zip(&cases) {

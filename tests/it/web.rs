@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::common::new_evidence;
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::{App, test, web as aweb};
@@ -14,7 +15,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use trellis::config::TrustPageConfig;
 use trellis::model::{CheckOutcome, ControlOutcome, Evidence, Finding, Status, Trigger};
-use crate::common::new_evidence;
 use trellis::store::Store;
 use trellis::web::{self, WebState};
 
@@ -113,7 +113,10 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
         sha256: "0".repeat(64),
         error: None,
     };
-    let evidence_ids = store.record_evidence(&run, &new_evidence(&[evidence])).await.unwrap();
+    let evidence_ids = store
+        .record_evidence(&run, &new_evidence(&[evidence]))
+        .await
+        .unwrap();
     let outcome = ControlOutcome {
         control_id: control_id.into(),
         status,

@@ -14,8 +14,8 @@ use serde_json::json;
 use super::fetch;
 use super::{RegionSelection, Scope, object, scope_error, ts};
 use crate::probes::{
-    Attribute, Collected, IdAndAttributes, Probe, ProbeContext, ProbeError, Resource, scope_error_raw,
-    scoped_raw,
+    Attribute, Collected, IdAndAttributes, Probe, ProbeContext, ProbeError, Resource,
+    scope_error_raw, scoped_raw,
 };
 
 /// Collects one population per selected account and region with `per_region`; a scope that

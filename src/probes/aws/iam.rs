@@ -17,8 +17,7 @@ use super::fetch::{self, PolicyRef};
 use super::{Account, AccountSelection, object, scope_error, ts};
 use crate::probes::{
     Attribute, Collected, IdAndAttributes, Probe, ProbeContext, ProbeError, RawJson, Resource, raw,
-    scope_error_raw,
-    scoped_raw,
+    scope_error_raw, scoped_raw,
 };
 
 /// The AWS-managed policy that grants everything, in any partition (`aws`, `aws-us-gov`,
@@ -274,10 +273,7 @@ assert: mfa_active
                 .rows()
                 .map(|row| row.map(|row| credential_row(&account.name, &row, now)))
                 .collect::<Result<Vec<Resource>, ProbeError>>()?;
-            Ok((
-                resources,
-                raw(report.as_ref())?,
-            ))
+            Ok((resources, raw(report.as_ref())?))
         })
         .await
     }
@@ -454,10 +450,7 @@ assert: "!admin_attached_directly && direct_policies == 0"
                     scope: false,
                 });
             }
-            Ok((
-                resources,
-                raw(details.as_ref())?,
-            ))
+            Ok((resources, raw(details.as_ref())?))
         })
         .await
     }
@@ -575,7 +568,10 @@ assert: "!full_admin"
                     scope: false,
                 });
             }
-            let evidence = raw(&resources.iter().map(IdAndAttributes::of).collect::<Vec<_>>())?;
+            let evidence = raw(&resources
+                .iter()
+                .map(IdAndAttributes::of)
+                .collect::<Vec<_>>())?;
             Ok((resources, evidence))
         })
         .await
@@ -666,10 +662,7 @@ assert: present && minimum_length >= 14 && reuse_prevention != null && reuse_pre
                 unknown: Default::default(),
                 scope: false,
             };
-            Ok((
-                vec![resource],
-                raw(policy.as_ref())?,
-            ))
+            Ok((vec![resource], raw(policy.as_ref())?))
         })
         .await
     }
@@ -727,10 +720,7 @@ assert: root_mfa_enabled && !root_access_keys_present
                 unknown: Default::default(),
                 scope: false,
             };
-            Ok((
-                vec![resource],
-                raw(summary.as_ref())?,
-            ))
+            Ok((vec![resource], raw(summary.as_ref())?))
         })
         .await
     }
