@@ -259,11 +259,9 @@ impl RunWatcher for Output<'_> {
         use std::sync::atomic::Ordering::SeqCst;
         self.evaluated.store(done, SeqCst);
         match &self.bar {
-            Some(Bar::Term(bar)) => {
-                if self.all_collected.load(SeqCst) {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                }
+            Some(Bar::Term(bar)) if self.all_collected.load(SeqCst) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
             }
             Some(Bar::Lines) if done == total => {
                 eprintln!("progress: {done}/{total} controls evaluated");
