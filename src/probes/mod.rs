@@ -481,12 +481,14 @@ pub(crate) fn scoped_raw(
 }
 
 /// A resource as raw evidence, `{"attributes": {…}, "id": "…"}`, borrowed from it.
+#[cfg(feature = "aws")]
 #[derive(Serialize)]
 pub(crate) struct IdAndAttributes<'a> {
     attributes: &'a Attributes,
     id: &'a str,
 }
 
+#[cfg(feature = "aws")]
 impl<'a> IdAndAttributes<'a> {
     pub(crate) fn of(r: &'a Resource) -> IdAndAttributes<'a> {
         IdAndAttributes {
