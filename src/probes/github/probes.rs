@@ -128,6 +128,21 @@ struct PeopleEvidence<'a> {
     owners: &'a [RawJson],
 }
 
+impl<'a> PeopleEvidence<'a> {
+    /// From the listings of members, owners, members without 2FA, outside collaborators and
+    /// those without 2FA, in that order.
+    fn of(org: Option<&'a RawJson>, [m, o, m2, c, c2]: [&'a fetch::Users; 5]) -> Self {
+        PeopleEvidence {
+            members: &m.1,
+            members_2fa_disabled: &m2.1,
+            org,
+            outside_collaborators: &c.1,
+            outside_collaborators_2fa_disabled: &c2.1,
+            owners: &o.1,
+        }
+    }
+}
+
 /// Whole days, rounded up: a 15-day window is not stretched by 23 hours.
 fn days_rounded_up(d: chrono::Duration) -> i64 {
     let secs = d.num_seconds();
@@ -197,14 +212,8 @@ assert: two_factor_required && members_without_2fa == 0
                 unknown: Default::default(),
                 scope: false,
             };
-            let evidence = raw(&PeopleEvidence {
-                org: Some(&details.1),
-                members: &members.1,
-                owners: &owners.1,
-                members_2fa_disabled: &no_2fa.1,
-                outside_collaborators: &outside.1,
-                outside_collaborators_2fa_disabled: &outside_no_2fa.1,
-            })?;
+            let people = [&members, &owners, &no_2fa, &outside, &outside_no_2fa];
+            let evidence = raw(&PeopleEvidence::of(Some(&details.1), people.map(|p| p.as_ref())))?;
             Ok((vec![resource], evidence))
         })
         .await
@@ -300,14 +309,8 @@ assert: "!two_factor_disabled"
                     scope: false,
                 });
             }
-            let evidence = raw(&PeopleEvidence {
-                org: None,
-                members: &members.1,
-                owners: &owners.1,
-                members_2fa_disabled: &no_2fa.1,
-                outside_collaborators: &outside.1,
-                outside_collaborators_2fa_disabled: &outside_no_2fa.1,
-            })?;
+            let people = [&members, &owners, &no_2fa, &outside, &outside_no_2fa];
+            let evidence = raw(&PeopleEvidence::of(None, people.map(|p| p.as_ref())))?;
             Ok((resources, evidence))
         })
         .await
