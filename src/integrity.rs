@@ -92,16 +92,8 @@ pub struct FindingFields<'a> {
     pub actual: &'a str,
 }
 
-/// The digest of a result's findings, in stored order.
-pub fn findings_digest<'a>(findings: impl IntoIterator<Item = FindingFields<'a>>) -> String {
-    let mut digest = FindingsDigest::default();
-    for f in findings {
-        digest.add(&f);
-    }
-    digest.finish()
-}
-
-/// [`findings_digest`] a finding at a time (for findings read a page at a time).
+/// The digest of a result's findings, in stored order, taken a finding at a time (findings are
+/// written and read in chunks).
 #[derive(Default)]
 pub struct FindingsDigest(Sha256);
 
