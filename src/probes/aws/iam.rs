@@ -148,7 +148,7 @@ fn credential_row(
         None
     };
     let mfa = r.flag("mfa_active");
-    let mut keys = Vec::new();
+    let mut slots = Vec::with_capacity(6);
     let mut active = 0;
     let mut oldest_active: Option<i64> = None;
     let mut key_unused: Option<i64> = None;
@@ -163,12 +163,9 @@ fn credential_row(
             let unused = used.or(rotated).or(created).map(|t| days(now, t));
             key_unused = key_unused.max(unused);
         }
-        keys.push(json!({
-            "number": n,
-            "active": is_active,
-            "last_rotated": ts(rotated),
-            "last_used": ts(used),
-        }));
+        slots.push((format!("access_key_{n}_active"), Value::Bool(is_active)));
+        slots.push((format!("access_key_{n}_last_rotated"), ts(rotated)));
+        slots.push((format!("access_key_{n}_last_used"), ts(used)));
     }
     let error = (!r.problems.is_empty())
         .then(|| format!("credential report row of {user}: {}", r.problems.join("; ")));
@@ -177,25 +174,27 @@ fn credential_row(
     } else {
         format!("IAM user {user} in {account} ({arn})")
     };
+    let mut attributes = object(json!({
+        "account": account,
+        "user": user,
+        "arn": arn,
+        "is_root": is_root,
+        "created_at": ts(created),
+        "console_access": console,
+        "password_last_used": ts(password_used),
+        "password_last_changed": ts(password_changed),
+        "password_unused_days": password_unused_days,
+        "mfa_active": mfa,
+        "active_access_keys": active,
+        "oldest_active_key_days": oldest_active,
+        "access_key_unused_days": key_unused,
+    }));
+    // Each key slot as the report's own columns (flat: one attribute each, the dates typed).
+    attributes.extend(slots);
     Resource {
         id: arn.clone(),
         name,
-        attributes: object(json!({
-            "account": account,
-            "user": user,
-            "arn": arn,
-            "is_root": is_root,
-            "created_at": ts(created),
-            "console_access": console,
-            "password_last_used": ts(password_used),
-            "password_last_changed": ts(password_changed),
-            "password_unused_days": password_unused_days,
-            "mfa_active": mfa,
-            "active_access_keys": active,
-            "oldest_active_key_days": oldest_active,
-            "access_key_unused_days": key_unused,
-            "access_keys": keys,
-        })),
+        attributes,
         error,
         unknown: Default::default(),
         scope: false,
@@ -250,9 +249,34 @@ impl Probe for Credentials {
             "days since the least recently used active key was used (or rotated, if never used); null if none"
         ),
         attr!(
-            "access_keys",
-            List,
-            "both key slots: {number, active, last_rotated, last_used}"
+            "access_key_1_active",
+            Bool,
+            "the first key slot holds an active key"
+        ),
+        attr!(
+            "access_key_1_last_rotated",
+            Timestamp,
+            "when the first slot's key was created or last rotated; null if never"
+        ),
+        attr!(
+            "access_key_1_last_used",
+            Timestamp,
+            "when the first slot's key was last used; null if never"
+        ),
+        attr!(
+            "access_key_2_active",
+            Bool,
+            "the second key slot holds an active key"
+        ),
+        attr!(
+            "access_key_2_last_rotated",
+            Timestamp,
+            "when the second slot's key was created or last rotated; null if never"
+        ),
+        attr!(
+            "access_key_2_last_used",
+            Timestamp,
+            "when the second slot's key was last used; null if never"
         ),
     ];
     const EXAMPLE: &'static str = r#"probe: aws.iam.credentials
@@ -842,6 +866,11 @@ mod tests {
         // Key 2 was never used: unused since its rotation 30 days ago.
         assert_eq!(a["access_key_unused_days"], 30);
         assert_eq!(a["password_unused_days"], Value::Null);
+        // Each slot as the report's columns, the dates as timestamps.
+        assert_eq!(a["access_key_1_active"], true);
+        assert_eq!(a["access_key_1_last_used"], "2026-11-20T00:00:00Z");
+        assert_eq!(a["access_key_2_last_rotated"], "2026-10-23T00:00:00Z");
+        assert_eq!(a["access_key_2_last_used"], Value::Null);
         assert_eq!(a["console_access"], false);
         let root = credential_row(
             "prod",
