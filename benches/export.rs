@@ -434,7 +434,7 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     // As `trellis export` does (`TRELLIS_BENCH_PURGE=1`: without, to compare).
     if std::env::var_os("TRELLIS_BENCH_PURGE").is_none() {
-        trellis::export::keep_freed_memory();
+        trellis::allocator::keep_freed_memory();
     }
     let size = if bench {
         Size {

@@ -213,7 +213,7 @@ async fn run(cli: Cli) -> u8 {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
             };
-            crate::export::keep_freed_memory();
+            crate::allocator::keep_freed_memory();
             let request = crate::export::ExportRequest {
                 from,
                 to,
@@ -224,7 +224,7 @@ async fn run(cli: Cli) -> u8 {
             export(&loaded, &request, &out).await
         }
         Command::VerifyBundle { bundle, key } => {
-            crate::export::keep_freed_memory();
+            crate::allocator::keep_freed_memory();
             verify_bundle(&bundle, key.as_deref())
         }
         Command::Verify { format } => {

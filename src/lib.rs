@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod actions;
+pub mod allocator;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

@@ -567,20 +567,6 @@ async fn export_to<W: Write + Seek>(
     Ok((out, summary))
 }
 
-/// For a process that exports and exits (`trellis export`, `verify-bundle`): memory freed is kept
-/// for its next page instead of being handed back to the OS after a second and faulted in
-/// (zeroed by the kernel) again. A year's export allocates and frees several gigabytes in
-/// pages of a few megabytes; keeping them took its page faults from ~86,000 to ~8,500 and
-/// its system time from 2.3 s to 1.3 s. The heap's high-water mark does not change; the
-/// process gives everything back when it exits. Not for `trellis serve`, which lives on.
-pub fn keep_freed_memory() {
-    // `mi_option_purge_delay` in mimalloc.h (v2 and v3 alike): -1 never purges.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets a process-wide option, which mimalloc reads atomically at any time; it is
-    // a no-op for memory not allocated by mimalloc.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
-}
-
 /// `evidence/000000000042.json`: zero-padded, so path order is id order.
 pub fn evidence_path(id: i64) -> String {
     format!("evidence/{id:012}.json")
