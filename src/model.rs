@@ -167,8 +167,9 @@ pub struct Finding {
     pub status: Status,
     /// A sentence naming the resource and what was found.
     pub message: String,
-    /// The actual values the assertion saw (attribute name to value).
-    pub actual: serde_json::Value,
+    /// The actual values the assertion saw (a JSON object: attribute name to value), kept as
+    /// its JSON text (a large control has tens of thousands of findings).
+    pub actual: RawJson,
 }
 
 /// What a probe's evidence is, and so what a green result built on it can honestly claim.

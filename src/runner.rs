@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::catalog::Control;
-use crate::evaluate::{CheckInput, evaluate_control};
+use crate::evaluate::{CheckInput, CheckVerdict, combine, evaluate_check};
 use crate::model::{ControlOutcome, Evidence, NewEvidence, RawJson, Status, Trigger};
 use crate::probes::{BoxFuture, Collected, PlannedProbe, ProbeContext, ProbeError};
 use crate::store::Store;
@@ -246,11 +246,12 @@ pub async fn execute(
 
 /// Runs `controls` with `ctx` (whose `now` is the run's clock), feeding `sink` and `watcher`
 /// as it goes, and keeping nothing: each collection's raw evidence goes to the sink as soon
-/// as it is collected and is dropped; each control is evaluated as soon as the collections
-/// it reads are in (controls that become ready together in catalog order), its outcome goes
-/// to the sink and the watcher and is dropped; a collection's resources are dropped once the
-/// last control that reads them is evaluated. So a run holds the resources of the
-/// collections still being read, not of all of them.
+/// as it is collected and is dropped; every check that reads a collection is evaluated the
+/// moment it arrives, and the collection's resources are dropped then; a control's outcome is
+/// made from its checks' verdicts once the last is in (controls that become ready together in
+/// catalog order), goes to the sink and the watcher and is dropped. So a run holds at most the
+/// resources of the collections arriving at once, and the verdicts of the controls waiting
+/// for a check.
 pub async fn stream(
     ctx: &ProbeContext,
     controls: &[&Control],
@@ -264,7 +265,14 @@ pub async fn stream(
     let n = plan.keys.len();
     sink.planned(n).await?;
     let (mut set, tasks) = spawn_collections(ctx, &plan.keys, concurrency.max(1));
-    let mut run = Progress::new(&plan);
+    let mut run = Progress::new(&plan, controls);
+    // The collections left that may read each source's fetches.
+    let mut pending: HashMap<&'static str, usize> = HashMap::new();
+    for key in &plan.keys {
+        for source in key.sources() {
+            *pending.entry(source).or_default() += 1;
+        }
+    }
     let mut by_status = HashMap::new();
     let mut ids: Vec<i64> = vec![0; n];
     let mut evaluated = 0;
@@ -272,7 +280,7 @@ pub async fn stream(
     loop {
         // Every control whose collections are all in, in catalog order.
         while let Some(c) = run.ready.pop_first() {
-            let outcome = run.evaluate(controls[c], c, ctx.now);
+            let outcome = run.combine(c, ctx.now);
             sink.result(&outcome, &ids).await?;
             watcher.outcome(&outcome);
             *by_status.entry(outcome.status).or_insert(0) += 1;
@@ -302,11 +310,20 @@ pub async fn stream(
         // dropped).
         ids[i] = sink.evidence(i, &evidence).await?;
         drop(evidence);
-        run.arrived(i, result);
+        run.arrived(i, result, ctx.now);
         collected += 1;
         watcher.collected(collected, n);
+        // What a source's probes fetched is in their resources or stored once no collection
+        // that may read it is left.
+        for source in plan.keys[i].sources() {
+            if let Some(left) = pending.get_mut(source) {
+                *left -= 1;
+                if *left == 0 {
+                    ctx.cache.release(source);
+                }
+            }
+        }
         if collected == n {
-            // Every collection is over: what the probes fetched is in their resources or stored.
             ctx.cache.clear();
         }
     }
@@ -329,20 +346,18 @@ pub async fn stream(
     })
 }
 
-/// The run's distinct collections (probe + parameters) in first-use order, the collection
-/// each check of each control reads, and how many checks read each collection.
+/// The run's distinct collections (probe + parameters) in first-use order, and the
+/// collection each check of each control reads.
 struct Plan {
     keys: Vec<Arc<dyn PlannedProbe>>,
     /// `checks[c][k]`: the collection that check `k` of control `c` reads.
     checks: Vec<Vec<usize>>,
-    readers: Vec<usize>,
 }
 
 impl Plan {
     fn of(controls: &[&Control]) -> Plan {
         let mut keys: Vec<Arc<dyn PlannedProbe>> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        let mut readers: Vec<usize> = Vec::new();
         let mut checks = Vec::with_capacity(controls.len());
         for control in controls {
             let mine: Vec<usize> = control
@@ -352,52 +367,41 @@ impl Plan {
                     let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
                     *index.entry(key).or_insert_with(|| {
                         keys.push(check.planned.clone());
-                        readers.push(0);
                         keys.len() - 1
                     })
                 })
                 .collect();
-            for &i in &mine {
-                readers[i] += 1;
-            }
             checks.push(mine);
         }
-        Plan {
-            keys,
-            checks,
-            readers,
-        }
+        Plan { keys, checks }
     }
 }
 
-/// Where a run is: the collections in (their resources, until their last reader is
-/// evaluated), what each control still waits for, and the controls ready to evaluate.
+/// Where a run is: the verdicts of the checks evaluated so far, what each control still
+/// waits for, and the controls ready to be combined. A collection is evaluated for every check
+/// that reads it the moment it arrives and is then let go of: the run never holds a
+/// collection's resources while it waits for another one.
 struct Progress<'p> {
     plan: &'p Plan,
-    results: Vec<Result<Arc<Collected>, ProbeError>>,
-    /// Checks not yet evaluated that read each collection.
-    readers: Vec<usize>,
-    /// Collections each control still waits for.
+    controls: &'p [&'p Control],
+    /// `verdicts[c][k]`: check `k` of control `c`, once evaluated.
+    verdicts: Vec<Vec<Option<CheckVerdict>>>,
+    /// Checks each control still waits for.
     missing: Vec<usize>,
-    /// The controls waiting for each collection.
-    waiting: Vec<Vec<usize>>,
+    /// The (control, check) pairs that read each collection.
+    readers: Vec<Vec<(usize, usize)>>,
     ready: std::collections::BTreeSet<usize>,
 }
 
 impl<'p> Progress<'p> {
-    fn new(plan: &'p Plan) -> Progress<'p> {
-        let n = plan.keys.len();
-        let mut waiting: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut missing = Vec::with_capacity(plan.checks.len());
+    fn new(plan: &'p Plan, controls: &'p [&'p Control]) -> Progress<'p> {
+        let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); plan.keys.len()];
         for (c, checks) in plan.checks.iter().enumerate() {
-            let mut distinct = checks.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            for &i in &distinct {
-                waiting[i].push(c);
+            for (k, &i) in checks.iter().enumerate() {
+                readers[i].push((c, k));
             }
-            missing.push(distinct.len());
         }
+        let missing: Vec<usize> = plan.checks.iter().map(Vec::len).collect();
         let ready = missing
             .iter()
             .enumerate()
@@ -406,48 +410,35 @@ impl<'p> Progress<'p> {
             .collect();
         Progress {
             plan,
-            results: (0..n)
-                .map(|_| Err(ProbeError::Io("internal: collection did not finish".into())))
-                .collect(),
-            readers: plan.readers.clone(),
+            controls,
+            verdicts: plan.checks.iter().map(|k| vec![None; k.len()]).collect(),
             missing,
-            waiting,
+            readers,
             ready,
         }
     }
 
-    /// Collection `i` is in: the controls that waited only for it are ready.
-    fn arrived(&mut self, i: usize, result: Result<Collected, ProbeError>) {
-        self.results[i] = result.map(Arc::new);
-        for &c in &self.waiting[i] {
+    /// Collection `i` is in: every check that reads it is evaluated now, and the controls
+    /// with no check left are ready. The collection is dropped on return.
+    fn arrived(&mut self, i: usize, result: Result<Collected, ProbeError>, now: DateTime<Utc>) {
+        let input = CheckInput {
+            collected: result.map(Arc::new),
+            evidence: Some(i),
+        };
+        for (c, k) in std::mem::take(&mut self.readers[i]) {
+            self.verdicts[c][k] = Some(evaluate_check(self.controls[c], k, &input, now));
             self.missing[c] -= 1;
             if self.missing[c] == 0 {
                 self.ready.insert(c);
             }
         }
-        self.waiting[i] = Vec::new();
     }
 
-    /// Evaluates control `c` (all its collections are in), then lets go of each collection
-    /// it was the last to read.
-    fn evaluate(&mut self, control: &Control, c: usize, now: DateTime<Utc>) -> ControlOutcome {
-        let checks = &self.plan.checks[c];
-        let inputs: Vec<CheckInput> = checks
-            .iter()
-            .map(|&i| CheckInput {
-                collected: self.results[i].clone(),
-                evidence: Some(i),
-            })
-            .collect();
-        let outcome = evaluate_control(control, &inputs, now);
-        drop(inputs);
-        for &i in checks {
-            self.readers[i] -= 1;
-            if self.readers[i] == 0 {
-                self.results[i] = Err(ProbeError::Io("internal: evidence already released".into()));
-            }
-        }
-        outcome
+    /// Control `c`'s outcome (all its checks are evaluated); its verdicts are let go of.
+    fn combine(&mut self, c: usize, now: DateTime<Utc>) -> ControlOutcome {
+        let verdicts = std::mem::take(&mut self.verdicts[c]);
+        debug_assert_eq!(verdicts.len(), self.plan.checks[c].len());
+        combine(self.controls[c], verdicts.into_iter().flatten(), now)
     }
 }
 
@@ -606,4 +597,86 @@ pub async fn run_and_store(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::compile_file;
+    use crate::evaluate::evaluate_control;
+    use crate::probes::Resource;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn control(id: &str, checks: &str) -> Control {
+        let text = format!(
+            "id: {id}\ntitle: T\ncategory: C\ndescription: d\nclaim: procedure\nowner: o\nseverity: low\nchecks:\n{checks}"
+        );
+        compile_file(Path::new(&format!("{id}.yaml")), &text)
+            .map_err(|d| format!("{d:?}"))
+            .unwrap()
+            .0
+    }
+
+    const PEOPLE: &str = "  - probe: hr.people\n    assert: security_training_date != null\n";
+    const VENDORS: &str =
+        "  - probe: registers.vendors\n    assert: soc2_report_reviewed_on != null\n";
+
+    /// Collection `i` of the plan below: people (0) or vendors (1), one passing, one failing.
+    fn collection(i: usize) -> Result<Collected, ProbeError> {
+        let attr = ["security_training_date", "soc2_report_reviewed_on"][i];
+        let resource = |n: usize, value: serde_json::Value| Resource {
+            id: format!("r{i}:{n}"),
+            name: format!("Resource {n} of collection {i}"),
+            attributes: [(attr, value)].into_iter().collect(),
+            error: None,
+            unknown: Default::default(),
+            scope: false,
+        };
+        Ok(Collected {
+            resources: vec![resource(1, json!("2026-01-01")), resource(2, json!(null))],
+            raw: RawJson::null(),
+        })
+    }
+
+    #[test]
+    fn checks_are_evaluated_as_their_collections_arrive_and_combined_once_all_are_in() {
+        let now = Utc::now();
+        let both = control("both", &format!("{PEOPLE}{VENDORS}"));
+        let vendors = control("vendors", VENDORS);
+        let people = control("people", PEOPLE);
+        let controls = [&both, &vendors, &people];
+        let plan = Plan::of(&controls);
+        assert_eq!(plan.checks, [vec![0, 1], vec![1], vec![0]]);
+        // What evaluating each control with every collection at hand gives.
+        let expected: Vec<ControlOutcome> = controls
+            .iter()
+            .zip(&plan.checks)
+            .map(|(c, checks)| {
+                let inputs: Vec<CheckInput> = checks
+                    .iter()
+                    .map(|&i| CheckInput {
+                        collected: collection(i).map(Arc::new),
+                        evidence: Some(i),
+                    })
+                    .collect();
+                evaluate_control(c, &inputs, now)
+            })
+            .collect();
+        for (first, then, ready_first) in [(0, 1, 2), (1, 0, 1)] {
+            let mut run = Progress::new(&plan, &controls);
+            assert!(run.ready.is_empty());
+            run.arrived(first, collection(first), now);
+            // The control that also reads the other collection waits for it.
+            assert_eq!(run.ready.iter().copied().collect::<Vec<_>>(), [ready_first]);
+            assert_eq!(run.missing[0], 1);
+            run.arrived(then, collection(then), now);
+            assert_eq!(run.ready.len(), 3);
+            for (c, expected) in expected.iter().enumerate() {
+                assert_eq!(&run.combine(c, now), expected, "control {c}");
+            }
+        }
+        assert_eq!(expected[0].findings.len(), 4);
+        assert_eq!(expected[0].status, Status::Fail);
+    }
 }

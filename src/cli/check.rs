@@ -319,7 +319,7 @@ impl Kept {
                     "  {:<6} {}  actual: {}\n",
                     f.status.as_str(),
                     f.message,
-                    f.actual
+                    f.actual.as_str()
                 ));
             }
         }
@@ -377,7 +377,7 @@ struct FindingJson<'a> {
     resource: &'a str,
     status: Status,
     message: &'a str,
-    actual: &'a serde_json::Value,
+    actual: &'a crate::model::RawJson,
 }
 
 fn control_json<'a>(catalog: &'a Catalog, o: &'a ControlOutcome) -> ControlJson<'a> {

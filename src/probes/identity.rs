@@ -99,6 +99,7 @@ fn declared<'a>(register: &'a [ServiceAccount], seen: &Seen) -> Option<&'a Servi
 impl Probe for Accounts {
     const NAME: &'static str = "identity.accounts";
     const SOURCE: &'static str = "hr";
+    const ALSO_READS: &'static [&'static str] = &["aws", "github", "registers"];
     const KIND: super::EvidenceKind = super::EvidenceKind::System;
     const SUMMARY: &'static str = "Every account Trellis can see (AWS IAM users of each account, GitHub members and outside collaborators of each organisation), joined to the HR roster and the declared service accounts.";
     const ATTRIBUTES: &'static [Attribute] = &[

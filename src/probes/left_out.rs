@@ -138,6 +138,11 @@ impl PlannedProbe for NotInThisBuild {
         &self.key
     }
 
+    /// Reads nothing: the collection fails at once.
+    fn sources(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     fn collect<'a>(&'a self, _: &'a ProbeContext) -> BoxFuture<'a, Result<Collected, ProbeError>> {
         Box::pin(std::future::ready(Err(ProbeError::NotAvailable(self.name))))
     }

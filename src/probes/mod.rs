@@ -149,7 +149,7 @@ pub struct ProbeContext {
     pub now: DateTime<Utc>,
     /// Upper bound for one probe collection.
     pub timeout: Duration,
-    pub cache: Arc<FetchCache>,
+    pub cache: FetchCache,
     /// Read-only: the evidence earlier runs stored for the probes that declare
     /// [`Probe::READS_PREVIOUS`] (filled by the runner from the store before collection; empty
     /// when nothing is stored, e.g. `check --no-store`).
@@ -197,7 +197,7 @@ impl ProbeContext {
             base_dir: loaded.base_dir.clone(),
             now,
             timeout: loaded.config.limits.probe_timeout.to_std(),
-            cache: Arc::new(FetchCache::new()),
+            cache: FetchCache::new(),
             previous: Arc::new(PreviousEvidence::default()),
             validators: Arc::default(),
         }
@@ -241,6 +241,10 @@ pub trait Probe: Send + Sync + 'static {
     const EXAMPLE: &'static str;
     /// Whether the probe reads [`ProbeContext::previous`] (the runner then loads it).
     const READS_PREVIOUS: bool = false;
+    /// Other sources whose fetches the probe reads through the fetch cache (besides its own
+    /// [`Probe::SOURCE`]); the cache refuses any other during its collection, and the runner
+    /// lets go of a source's fetches once no collection that may read them is left.
+    const ALSO_READS: &'static [&'static str] = &[];
 
     /// Typed parameters: the check's `with:` mapping.
     type Params: DeserializeOwned + Serialize + schemars::JsonSchema + Debug + Send + Sync + 'static;
@@ -278,6 +282,8 @@ pub trait PlannedProbe: Send + Sync + Debug {
     fn probe(&self) -> &'static str;
     /// Canonical JSON of the parameters; with the probe name, the fetch-cache key.
     fn params_key(&self) -> &str;
+    /// The sources whose fetches the collection may read: the probe's own first.
+    fn sources(&self) -> Vec<&'static str>;
     fn collect<'a>(&'a self, ctx: &'a ProbeContext)
     -> BoxFuture<'a, Result<Collected, ProbeError>>;
 }
@@ -309,11 +315,23 @@ impl<P: Probe> PlannedProbe for Planned<P> {
         &self.key
     }
 
+    fn sources(&self) -> Vec<&'static str> {
+        std::iter::once(P::SOURCE)
+            .chain(P::ALSO_READS.iter().copied())
+            .collect()
+    }
+
     fn collect<'a>(
         &'a self,
         ctx: &'a ProbeContext,
     ) -> BoxFuture<'a, Result<Collected, ProbeError>> {
-        Box::pin(P::collect(ctx, &self.params))
+        Box::pin(async move {
+            let ctx = ProbeContext {
+                cache: ctx.cache.for_probe(P::SOURCE, P::ALSO_READS),
+                ..ctx.clone()
+            };
+            P::collect(&ctx, &self.params).await
+        })
     }
 }
 

@@ -106,7 +106,7 @@ async fn account_environments() {
     let f = finding(&findings, "production");
     assert_eq!(f.status, Status::Fail, "{f:#?}");
     assert_eq!(
-        f.actual["other_environments"],
+        f.actual.to_value()["other_environments"],
         serde_json::json!(["staging"]),
         "{f:#?}"
     );
@@ -116,7 +116,11 @@ async fn account_environments() {
     let findings = account_findings(&config(dir.path(), &moto, &[("main", None)])).await;
     let f = finding(&findings, "main");
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["environment"], serde_json::Value::Null, "{f:#?}");
+    assert_eq!(
+        f.actual.to_value()["environment"],
+        serde_json::Value::Null,
+        "{f:#?}"
+    );
 
     // Undeclared, but tagged in Organizations: the tag is the environment.
     let sdk = moto.sdk("us-east-1");
@@ -153,7 +157,7 @@ async fn account_environments() {
     let f = finding(&findings, "main");
     assert_eq!(f.status, Status::Fail, "{f:#?}");
     assert_eq!(
-        f.actual["other_environments"],
+        f.actual.to_value()["other_environments"],
         serde_json::json!(["production"]),
         "{f:#?}"
     );
@@ -175,7 +179,7 @@ async fn account_environments() {
         "{findings:#?}"
     );
     assert_eq!(
-        finding(&findings, "production").actual["other_environments"],
+        finding(&findings, "production").actual.to_value()["other_environments"],
         serde_json::json!(["staging"])
     );
     assert_eq!(finding(&findings, "staging").status, Status::Fail);

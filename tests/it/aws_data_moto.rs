@@ -483,7 +483,11 @@ async fn planted_violations_are_found(moto: &Moto) {
         .iter()
         .find(|f| f.resource == db_arn("db", "legacy") && f.status == Fail)
         .unwrap();
-    assert_eq!(legacy.actual["storage_encrypted"], false, "{legacy:?}");
+    assert_eq!(
+        legacy.actual.to_value()["storage_encrypted"],
+        false,
+        "{legacy:?}"
+    );
     assert!(
         legacy.message.contains("RDS instance legacy"),
         "{}",
@@ -592,8 +596,12 @@ async fn planted_violations_are_found(moto: &Moto) {
         .iter()
         .find(|f| f.resource == everywhere)
         .unwrap();
-    assert_eq!(trail.actual["logging"], true, "{trail:?}");
-    assert_eq!(trail.actual["log_file_validation"], false, "{trail:?}");
+    assert_eq!(trail.actual.to_value()["logging"], true, "{trail:?}");
+    assert_eq!(
+        trail.actual.to_value()["log_file_validation"],
+        false,
+        "{trail:?}"
+    );
     assert_exactly(
         &report,
         id,
@@ -606,7 +614,7 @@ async fn planted_violations_are_found(moto: &Moto) {
         .iter()
         .find(|f| f.resource.ends_with("acme/us-east-1/guardduty"))
         .unwrap();
-    assert_eq!(east.actual["enabled"], false);
+    assert_eq!(east.actual.to_value()["enabled"], false);
 
     // automated-alerting-for-security-events
     let id = "automated-alerting-for-security-events";
@@ -675,10 +683,10 @@ async fn planted_violations_are_found(moto: &Moto) {
         .find(|f| f.resource == db_arn("snapshot", "orders-partner"))
         .unwrap();
     assert_eq!(
-        partner.actual["shared_outside"],
+        partner.actual.to_value()["shared_outside"],
         serde_json::json!(["999988887777"])
     );
-    assert_eq!(partner.actual["public"], false);
+    assert_eq!(partner.actual.to_value()["public"], false);
 }
 
 async fn clean_resources_pass(moto: &Moto) {
@@ -747,12 +755,16 @@ async fn clean_resources_pass(moto: &Moto) {
         .iter()
         .find(|f| f.resource == "arn:aws:s3:::acme-data")
         .unwrap();
-    assert_eq!(bucket.actual["public_access_blocked"], true, "{bucket:?}");
+    assert_eq!(
+        bucket.actual.to_value()["public_access_blocked"],
+        true,
+        "{bucket:?}"
+    );
     // us-east-1 is in use through its databases alone.
     let east = outcome(&report, "automated-alerting-for-security-events")
         .findings
         .iter()
         .find(|f| f.resource.ends_with("acme/us-east-1/guardduty"))
         .unwrap();
-    assert_eq!(east.actual["enabled"], true, "{east:?}");
+    assert_eq!(east.actual.to_value()["enabled"], true, "{east:?}");
 }

@@ -429,7 +429,7 @@ async fn every_listing_is_requested_once_per_run_and_every_check_passes() {
         "arn:aws:rds:us-east-1:111122223333:cluster:ledger"
     );
     assert_eq!(
-        ledger.actual["instance_zones"],
+        ledger.actual.to_value()["instance_zones"],
         serde_json::json!(["us-east-1a", "us-east-1b"])
     );
 }

@@ -387,7 +387,7 @@ async fn planted_violations_are_found(moto: &Moto) {
         &["user/deploy"],
     );
     let keys = &findings(&report, "access-to-product-is-restricted", Fail)[0];
-    assert_eq!(keys.actual["active_access_keys"], 2);
+    assert_eq!(keys.actual.to_value()["active_access_keys"], 2);
 
     // Direct policies on tom.nguyen and deploy, and deploy's inline `*:*`.
     assert_resources(
@@ -523,7 +523,7 @@ async fn clean_resources_pass(moto: &Moto) {
             if o.control_id == "administrative-access-is-restricted" && i == 1 {
                 assert_eq!(check.status, Status::Fail);
                 let root = &findings(&report, &o.control_id, Status::Fail)[0];
-                assert_eq!(root.actual["root_mfa_enabled"], false);
+                assert_eq!(root.actual.to_value()["root_mfa_enabled"], false);
                 continue;
             }
             // The GitHub parts of shared controls, and the identity join (which needs the HR

@@ -502,7 +502,11 @@ async fn planted_load_balancers_and_monitoring_on_moto() {
     );
     assert_check(&report, HA, 0, Status::Fail, &["/app/single/"]);
     let single = finding(&report, HA, 0, "/app/single/");
-    assert_eq!(single.actual["zone_count"], json!(1), "{single:#?}");
+    assert_eq!(
+        single.actual.to_value()["zone_count"],
+        json!(1),
+        "{single:#?}"
+    );
     assert!(single.message.contains(&lbs.single), "{}", single.message);
     assert_check(
         &report,
@@ -521,12 +525,12 @@ async fn planted_load_balancers_and_monitoring_on_moto() {
     assert_check(&report, TRANSIT, TRANSIT_LB_CHECK, Status::Error, &[]);
     let legacy = finding(&report, TRANSIT, TRANSIT_LB_CHECK, "/app/legacy/");
     assert_eq!(
-        legacy.actual["plain_http_listeners"],
+        legacy.actual.to_value()["plain_http_listeners"],
         json!(1),
         "{legacy:#?}"
     );
     assert_eq!(
-        legacy.actual["allows_legacy_tls"],
+        legacy.actual.to_value()["allows_legacy_tls"],
         json!(true),
         "{legacy:#?}"
     );
@@ -604,16 +608,28 @@ async fn planted_load_balancers_and_monitoring_on_moto() {
     );
     assert_check(&report, UPTIME, 0, Status::Error, &[]);
     let legacy = finding(&report, UPTIME, 0, "/app/legacy/");
-    assert_eq!(legacy.actual["watched"], json!(true), "{legacy:#?}");
     assert_eq!(
-        legacy.actual["alarms_with_actions"],
+        legacy.actual.to_value()["watched"],
+        json!(true),
+        "{legacy:#?}"
+    );
+    assert_eq!(
+        legacy.actual.to_value()["alarms_with_actions"],
         json!(0),
         "{legacy:#?}"
     );
     let single = finding(&report, UPTIME, 0, "/app/single/");
-    assert_eq!(single.actual["watched"], json!(false), "{single:#?}");
+    assert_eq!(
+        single.actual.to_value()["watched"],
+        json!(false),
+        "{single:#?}"
+    );
     let app = finding(&report, UPTIME, 0, "endpoint:https://app.example.test");
-    assert_eq!(app.actual["alarms_with_actions"], json!(1), "{app:#?}");
+    assert_eq!(
+        app.actual.to_value()["alarms_with_actions"],
+        json!(1),
+        "{app:#?}"
+    );
 
     // The health check's alarm loses its action: the endpoint is watched, not notifying.
     front.reset().await;
@@ -638,7 +654,7 @@ async fn planted_load_balancers_and_monitoring_on_moto() {
     assert_check(&report, UPTIME, 0, Status::Pass, &[]);
     let app = finding(&report, UPTIME, 0, "endpoint:https://app.example.test");
     assert_eq!(app.status, Status::Fail);
-    assert_eq!(app.actual["watched"], json!(true), "{app:#?}");
+    assert_eq!(app.actual.to_value()["watched"], json!(true), "{app:#?}");
 }
 
 #[tokio::test]
@@ -1114,8 +1130,16 @@ async fn every_page_is_read_once_per_run_however_many_controls_read_it() {
         &["/app/api/"],
     );
     let api = finding(&report, TRANSIT, TRANSIT_LB_CHECK, "/app/api/");
-    assert_eq!(api.actual["plain_http_listeners"], json!(1), "{api:#?}");
-    assert_eq!(api.actual["allows_legacy_tls"], json!(true), "{api:#?}");
+    assert_eq!(
+        api.actual.to_value()["plain_http_listeners"],
+        json!(1),
+        "{api:#?}"
+    );
+    assert_eq!(
+        api.actual.to_value()["allows_legacy_tls"],
+        json!(true),
+        "{api:#?}"
+    );
     let expected: BTreeMap<String, usize> = [
         "DescribeLoadBalancers",
         "DescribeLoadBalancers page 2",

@@ -257,7 +257,7 @@ async fn planted_violations_are_found_with_one_request_per_page() {
         "{}",
         sam.message
     );
-    assert_eq!(sam.actual["admin_attached_directly"], true);
+    assert_eq!(sam.actual.to_value()["admin_attached_directly"], true);
 
     // ci-deploy: two active keys, one 539 days old, one never used in 82 days;
     // old.contractor: password unused since July.
@@ -285,7 +285,7 @@ async fn planted_violations_are_found_with_one_request_per_page() {
         ]
     );
     let ci = access.iter().find(|f| f.check == 1).unwrap();
-    assert_eq!(ci.actual["oldest_active_key_days"], 539);
+    assert_eq!(ci.actual.to_value()["oldest_active_key_days"], 539);
 
     // Direct policies: sam.okafor (managed) and ci-deploy (inline); the deployers group's
     // inline `*:*` (page 2); legacy-admin allows `*:*` but is attached to nobody.
@@ -372,7 +372,7 @@ async fn planted_violations_are_found_with_one_request_per_page() {
         &["vol-0bb0000000000002"],
     );
     let backup = &findings(&report, "automated-backup-process", Fail)[0];
-    assert_eq!(backup.actual["hours_since_snapshot"], 514);
+    assert_eq!(backup.actual.to_value()["hours_since_snapshot"], 514);
 
     // One request per listing page per run, however many controls read it.
     let expected: BTreeMap<String, usize> = [
@@ -820,7 +820,7 @@ async fn an_account_without_a_password_policy_fails_rather_than_errors() {
         .into_iter()
         .find(|f| f.resource.contains("password-policy"))
         .unwrap();
-    assert_eq!(f.actual["present"], false);
+    assert_eq!(f.actual.to_value()["present"], false);
     assert!(
         f.message
             .starts_with("password policy of AWS account acme fails"),

@@ -276,8 +276,8 @@ async fn planted(prefix: &str, graphql: bool) {
         .into_iter()
         .find(|f| f.resource.ends_with("acme/web"))
         .unwrap();
-    assert_eq!(web.actual["required_approving_reviews"], 1);
-    assert_eq!(web.actual["reviews_enforced_for_admins"], true);
+    assert_eq!(web.actual.to_value()["required_approving_reviews"], 1);
+    assert_eq!(web.actual.to_value()["reviews_enforced_for_admins"], true);
     // Archived, forked and excluded repositories are not read.
     for skipped in ["legacy", "lib-fork", "sandbox-tmp"] {
         assert!(
@@ -366,7 +366,7 @@ async fn planted(prefix: &str, graphql: bool) {
         lodash.message
     );
     // 21 days and 3 hours, rounded up.
-    assert_eq!(lodash.actual["age_days"], 22);
+    assert_eq!(lodash.actual.to_value()["age_days"], 22);
 
     // Secret scanning with push protection: only api and infra have both.
     let baseline_fail: Vec<&str> = findings(&report, "baseline-configurations", Fail)
@@ -756,8 +756,8 @@ async fn a_ruleset_admins_may_bypass_does_not_bind_them() {
         .into_iter()
         .find(|f| f.resource.ends_with("acme/web"))
         .unwrap();
-    assert_eq!(web.actual["required_approving_reviews"], 1);
-    assert_eq!(web.actual["reviews_enforced_for_admins"], false);
+    assert_eq!(web.actual.to_value()["required_approving_reviews"], 1);
+    assert_eq!(web.actual.to_value()["reviews_enforced_for_admins"], false);
 
     // A bypass list these credentials may not read: unknown, so `error` saying why.
     let server = MockServer::start().await;

@@ -132,19 +132,19 @@ async fn pages_are_published_redirects_stay_within_configured_hosts() {
 
     let f = page_finding(&report, "privacy-policy");
     assert_eq!(f.status, Status::Pass, "{f:#?}");
-    assert_eq!(f.actual["status"], json!(200));
-    assert_eq!(f.actual["https"], json!(true));
+    assert_eq!(f.actual.to_value()["status"], json!(200));
+    assert_eq!(f.actual.to_value()["https"], json!(true));
 
     let f = page_finding(&report, "terms-of-service");
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["status"], json!(404));
+    assert_eq!(f.actual.to_value()["status"], json!(404));
 
     let f = page_finding(&report, "description-of-services");
     assert_eq!(f.status, Status::Pass, "{f:#?}");
 
     let f = page_finding(&report, "confidential-reporting-channel");
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["status"], json!(302));
+    assert_eq!(f.actual.to_value()["status"], json!(302));
     assert!(elsewhere.received_requests().await.unwrap().is_empty());
 
     // What the probe records for each page.

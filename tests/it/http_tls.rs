@@ -194,7 +194,7 @@ async fn endpoints_get_the_right_verdict() {
 
     let f = finding(&findings, &good);
     assert_eq!(f.status, Status::Pass, "{f:#?}");
-    let a = &f.actual;
+    let a = f.actual.to_value();
     assert_eq!(a["accepts_tls10"], json!(false), "{f:#?}");
     assert_eq!(a["accepts_tls11"], json!(false), "{f:#?}");
     assert_eq!(a["certificate_valid"], json!(true), "{f:#?}");
@@ -204,33 +204,68 @@ async fn endpoints_get_the_right_verdict() {
 
     let f = finding(&findings, &expired);
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["certificate_valid"], json!(false), "{f:#?}");
-    assert!(f.actual["days_to_expiry"].as_i64().unwrap() < 0, "{f:#?}");
+    assert_eq!(
+        f.actual.to_value()["certificate_valid"],
+        json!(false),
+        "{f:#?}"
+    );
+    assert!(
+        f.actual.to_value()["days_to_expiry"].as_i64().unwrap() < 0,
+        "{f:#?}"
+    );
 
     let f = finding(&findings, &wrong_host);
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["certificate_valid"], json!(false), "{f:#?}");
-    assert_eq!(f.actual["hostname_matches"], json!(false), "{f:#?}");
+    assert_eq!(
+        f.actual.to_value()["certificate_valid"],
+        json!(false),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f.actual.to_value()["hostname_matches"],
+        json!(false),
+        "{f:#?}"
+    );
 
     let f = finding(&findings, &self_signed);
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["certificate_valid"], json!(false), "{f:#?}");
-    assert_eq!(f.actual["hostname_matches"], json!(true), "{f:#?}");
+    assert_eq!(
+        f.actual.to_value()["certificate_valid"],
+        json!(false),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f.actual.to_value()["hostname_matches"],
+        json!(true),
+        "{f:#?}"
+    );
 
     let f = finding(&findings, &near_expiry);
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["certificate_valid"], json!(true), "{f:#?}");
-    let days = f.actual["days_to_expiry"].as_i64().unwrap();
+    assert_eq!(
+        f.actual.to_value()["certificate_valid"],
+        json!(true),
+        "{f:#?}"
+    );
+    let days = f.actual.to_value()["days_to_expiry"].as_i64().unwrap();
     assert!((4..=5).contains(&days), "{f:#?}");
 
     let f = finding(&findings, &no_hsts);
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["hsts_max_age"], Value::Null, "{f:#?}");
-    assert_eq!(f.actual["certificate_valid"], json!(true), "{f:#?}");
+    assert_eq!(f.actual.to_value()["hsts_max_age"], Value::Null, "{f:#?}");
+    assert_eq!(
+        f.actual.to_value()["certificate_valid"],
+        json!(true),
+        "{f:#?}"
+    );
 
     let f = finding(&findings, &no_redirect);
     assert_eq!(f.status, Status::Fail, "{f:#?}");
-    assert_eq!(f.actual["http_redirects_to_https"], json!(false), "{f:#?}");
+    assert_eq!(
+        f.actual.to_value()["http_redirects_to_https"],
+        json!(false),
+        "{f:#?}"
+    );
 
     // Faults are errors naming the cause, never pass or fail.
     let f = finding(&findings, &refused);
@@ -243,8 +278,12 @@ async fn endpoints_get_the_right_verdict() {
     if let Some((_server, url)) = &openssl {
         let f = finding(&findings, url);
         assert_eq!(f.status, Status::Fail, "{f:#?}");
-        assert_eq!(f.actual["accepts_tls10"], json!(true), "{f:#?}");
-        assert_eq!(f.actual["certificate_valid"], json!(true), "{f:#?}");
+        assert_eq!(f.actual.to_value()["accepts_tls10"], json!(true), "{f:#?}");
+        assert_eq!(
+            f.actual.to_value()["certificate_valid"],
+            json!(true),
+            "{f:#?}"
+        );
     }
 }
 

@@ -184,7 +184,7 @@ async fn people_accounts_registers_and_exceptions() {
         ]
     );
     let ravi = findings(&report, "removal-of-access", Status::Fail)[0];
-    assert_eq!(ravi.actual["days_since_termination"], 20);
+    assert_eq!(ravi.actual.to_value()["days_since_termination"], 20);
     assert!(
         ravi.message
             .contains("Ravi Shankar <ravi.shankar@sprout.example> (E2)"),
@@ -251,7 +251,8 @@ async fn people_accounts_registers_and_exceptions() {
             .iter()
             .find(|f| f.resource.ends_with("sam-admin"))
             .unwrap()
-            .actual["person_accounts_in_system"],
+            .actual
+            .to_value()["person_accounts_in_system"],
         2
     );
 

@@ -37,7 +37,7 @@ fn context(dir: &Path, roster: &str, timeout: Duration) -> ProbeContext {
             .unwrap()
             .to_utc(),
         timeout,
-        cache: Arc::new(FetchCache::new()),
+        cache: FetchCache::new(),
         previous: Default::default(),
         validators: Default::default(),
     }

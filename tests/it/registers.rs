@@ -98,7 +98,7 @@ async fn register_dates_after_today_are_never_evidence() {
     // The planned tabletop does not count: the last one held is over a year old.
     let tabletop = findings(&report, "incident-response-plan-testing", Status::Fail);
     assert_eq!(tabletop.len(), 1);
-    assert_eq!(tabletop[0].actual["last_date"], "2025-10-01");
+    assert_eq!(tabletop[0].actual.to_value()["last_date"], "2025-10-01");
 
     // No meetings on record: never met is a failure, for both kinds.
     let meetings = findings(&report, "advisor-meetings-on-security", Status::Fail);
@@ -107,7 +107,11 @@ async fn register_dates_after_today_are_never_evidence() {
         kinds,
         ["meetings:board_security_review", "meetings:security_team"]
     );
-    assert!(meetings.iter().all(|f| f.actual["last_date"].is_null()));
+    assert!(
+        meetings
+            .iter()
+            .all(|f| f.actual.to_value()["last_date"].is_null())
+    );
 
     // An incident "resolved" next week: whether lessons are due is unknown, not passed.
     let lessons = outcome(&report, "lessons-learned");
@@ -168,7 +172,7 @@ async fn policy_mentions_are_whole_words() {
                             (
                                 o.control_id.clone(),
                                 f.status,
-                                f.actual["missing_mentions"].clone(),
+                                f.actual.to_value()["missing_mentions"].clone(),
                             )
                         })
                 })

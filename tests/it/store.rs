@@ -196,7 +196,7 @@ fn finding(check: usize, i: usize, status: Status) -> Finding {
         resource: format!("hr:E{i:05}"),
         status,
         message: format!("employee E{i:05} is {status}"),
-        actual: json!({ "index": i, "mfa": status == Status::Pass, "tags": ["a", "b"] }),
+        actual: json!({ "index": i, "mfa": status == Status::Pass, "tags": ["a", "b"] }).into(),
     }
 }
 
@@ -2610,7 +2610,8 @@ async fn export_reads_walk_a_period_in_id_order(store: &Store) {
         a.findings = (0..3)
             .map(|i| Finding {
                 message: format!("{odd} {i}"),
-                actual: serde_json::json!({"note": odd, "n": [i, 2.5, -3e-7], "k": {"z": null}}),
+                actual: serde_json::json!({"note": odd, "n": [i, 2.5, -3e-7], "k": {"z": null}})
+                    .into(),
                 ..finding(0, i, if i == 0 { Status::Fail } else { Status::Pass })
             })
             .collect();

@@ -140,14 +140,15 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
                 actual: json!({
                     "background_check_date": null,
                     "aws_user": "arn:aws:iam::123456789012:user/zz-marker",
-                }),
+                })
+                .into(),
             },
             Finding {
                 check: 0,
                 resource: "arn:aws:iam::123456789012:user/zz-marker".into(),
                 status: Status::Pass,
                 message: "zz-secret-person-4821 is fine".into(),
-                actual: json!({"email": "leak-marker@example.com"}),
+                actual: json!({"email": "leak-marker@example.com"}).into(),
             },
         ],
         exceptions: vec![trellis::model::ExceptionUse {

@@ -187,7 +187,7 @@ pub struct ApiFinding {
     pub status: String,
     pub message: String,
     #[schema(value_type = Object)]
-    pub actual: serde_json::Value,
+    pub actual: crate::model::RawJson,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -291,7 +291,7 @@ fn finding_rows(
             resource: f.resource.clone(),
             status: f.status.as_str().to_string(),
             message: f.message.clone(),
-            actual: serde_json::to_string(&f.actual).unwrap_or_default(),
+            actual: f.actual.as_str().to_owned(),
             expected: c
                 .checks
                 .get(f.check)
