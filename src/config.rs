@@ -156,7 +156,9 @@ pub struct LimitsConfig {
     /// default this plus `sources.github.rate_limit_wait`).
     #[serde(default = "default_probe_timeout")]
     pub probe_timeout: HumanDuration,
-    /// How many controls are evaluated at once within a run.
+    /// How many collections (a probe with its parameters) run at once within a run. Each
+    /// holds what it has read until it is evaluated, so this bounds a run's memory as well as
+    /// its load on the sources.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
 }

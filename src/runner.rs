@@ -247,11 +247,12 @@ pub async fn execute(
 /// Runs `controls` with `ctx` (whose `now` is the run's clock), feeding `sink` and `watcher`
 /// as it goes, and keeping nothing: each collection's raw evidence goes to the sink as soon
 /// as it is collected and is dropped; every check that reads a collection is evaluated the
-/// moment it arrives, and the collection's resources are dropped then; a control's outcome is
-/// made from its checks' verdicts once the last is in (controls that become ready together in
-/// catalog order), goes to the sink and the watcher and is dropped. So a run holds at most the
-/// resources of the collections arriving at once, and the verdicts of the controls waiting
-/// for a check.
+/// moment it arrives, and the collection's resources are dropped then. The controls a
+/// collection completes are evaluated, go to the sink and the watcher and are dropped one at
+/// a time (in catalog order); a control still waiting for another collection keeps its
+/// checks' verdicts until then. So a run holds the resources of at most `concurrency`
+/// collections, the findings of one control being stored, and the verdicts of the controls
+/// waiting for a collection.
 pub async fn stream(
     ctx: &ProbeContext,
     controls: &[&Control],
@@ -278,7 +279,7 @@ pub async fn stream(
     let mut evaluated = 0;
     let mut collected = 0;
     loop {
-        // Every control whose collections are all in, in catalog order.
+        // Controls that read no collection.
         while let Some(c) = run.ready.pop_first() {
             let outcome = run.combine(c, ctx.now);
             sink.result(&outcome, &ids).await?;
@@ -288,7 +289,8 @@ pub async fn stream(
             evaluated += 1;
             watcher.progress(evaluated, controls.len());
         }
-        let (i, mut result) = match set.join_next().await {
+        // `_permit` lets the next collection start once this one is evaluated and dropped.
+        let (i, mut result, _permit) = match set.join_next().await {
             Some(Ok(done)) => done,
             // A task that panicked still gets its evidence row: an error naming what happened.
             Some(Err(e)) => match tasks.get(&e.id()) {
@@ -299,6 +301,7 @@ pub async fn stream(
                         Err(ProbeError::Io(format!(
                             "internal: the collection failed: {e}"
                         ))),
+                        None,
                     )
                 }
                 None => anyhow::bail!("internal: an unknown collection task failed: {e}"),
@@ -310,7 +313,20 @@ pub async fn stream(
         // dropped).
         ids[i] = sink.evidence(i, &evidence).await?;
         drop(evidence);
-        run.arrived(i, result, ctx.now);
+        let input = CheckInput {
+            collected: result.map(Arc::new),
+            evidence: Some(i),
+        };
+        for c in run.arrived(i, &input, ctx.now) {
+            let outcome = run.finish(c, i, &input, ctx.now);
+            sink.result(&outcome, &ids).await?;
+            watcher.outcome(&outcome);
+            *by_status.entry(outcome.status).or_insert(0) += 1;
+            drop(outcome);
+            evaluated += 1;
+            watcher.progress(evaluated, controls.len());
+        }
+        drop(input);
         collected += 1;
         watcher.collected(collected, n);
         // What a source's probes fetched is in their resources or stored once no collection
@@ -377,10 +393,10 @@ impl Plan {
     }
 }
 
-/// Where a run is: the verdicts of the checks evaluated so far, what each control still
-/// waits for, and the controls ready to be combined. A collection is evaluated for every check
-/// that reads it the moment it arrives and is then let go of: the run never holds a
-/// collection's resources while it waits for another one.
+/// Where a run is: the verdicts of the checks evaluated so far and what each control still
+/// waits for. A collection is evaluated for every check that reads it the moment it arrives
+/// and is then let go of: the run never holds a collection's resources while it waits for
+/// another one, nor the findings of a control it could already have stored.
 struct Progress<'p> {
     plan: &'p Plan,
     controls: &'p [&'p Control],
@@ -390,6 +406,7 @@ struct Progress<'p> {
     missing: Vec<usize>,
     /// The (control, check) pairs that read each collection.
     readers: Vec<Vec<(usize, usize)>>,
+    /// Controls that read no collection, to be combined.
     ready: std::collections::BTreeSet<usize>,
 }
 
@@ -418,20 +435,49 @@ impl<'p> Progress<'p> {
         }
     }
 
-    /// Collection `i` is in: every check that reads it is evaluated now, and the controls
-    /// with no check left are ready. The collection is dropped on return.
-    fn arrived(&mut self, i: usize, result: Result<Collected, ProbeError>, now: DateTime<Utc>) {
-        let input = CheckInput {
-            collected: result.map(Arc::new),
-            evidence: Some(i),
-        };
-        for (c, k) in std::mem::take(&mut self.readers[i]) {
-            self.verdicts[c][k] = Some(evaluate_check(self.controls[c], k, &input, now));
-            self.missing[c] -= 1;
-            if self.missing[c] == 0 {
-                self.ready.insert(c);
+    /// Collection `i` is in. The checks reading it of controls that still wait for another
+    /// collection are evaluated now (their findings wait, the collection does not); the
+    /// controls it completes are returned in catalog order, to be finished one at a time with
+    /// [`Progress::finish`] while the collection is at hand, so only one of them holds its
+    /// findings at once.
+    fn arrived(&mut self, i: usize, input: &CheckInput, now: DateTime<Utc>) -> Vec<usize> {
+        let readers = std::mem::take(&mut self.readers[i]);
+        let mut reading: HashMap<usize, usize> = HashMap::new();
+        for &(c, _) in &readers {
+            *reading.entry(c).or_default() += 1;
+        }
+        let mut completed: Vec<usize> = reading
+            .into_iter()
+            .filter(|&(c, n)| self.missing[c] == n)
+            .map(|(c, _)| c)
+            .collect();
+        completed.sort_unstable();
+        for (c, k) in readers {
+            if completed.binary_search(&c).is_err() {
+                self.verdicts[c][k] = Some(evaluate_check(self.controls[c], k, input, now));
+                self.missing[c] -= 1;
             }
         }
+        completed
+    }
+
+    /// Control `c`, which collection `i` completes ([`Progress::arrived`]): its checks that
+    /// read `i` are evaluated, and its outcome made.
+    fn finish(
+        &mut self,
+        c: usize,
+        i: usize,
+        input: &CheckInput,
+        now: DateTime<Utc>,
+    ) -> ControlOutcome {
+        for (k, &reads) in self.plan.checks[c].iter().enumerate() {
+            if reads == i && self.verdicts[c][k].is_none() {
+                self.verdicts[c][k] = Some(evaluate_check(self.controls[c], k, input, now));
+                self.missing[c] -= 1;
+            }
+        }
+        debug_assert_eq!(self.missing[c], 0);
+        self.combine(c, now)
     }
 
     /// Control `c`'s outcome (all its checks are evaluated); its verdicts are let go of.
@@ -442,10 +488,17 @@ impl<'p> Progress<'p> {
     }
 }
 
-type Collections = JoinSet<(usize, Result<Collected, ProbeError>)>;
+type Collections = JoinSet<(
+    usize,
+    Result<Collected, ProbeError>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+)>;
 
-/// Starts every collection (at most `concurrency` at once), each in its own task; returns
-/// them with each task's place in the plan (to name a collection whose task failed).
+/// Starts every collection, each in its own task; returns them with each task's place in the
+/// plan (to name a collection whose task failed). At most `concurrency` collections are held
+/// at once: a task's permit comes back with its result and is let go of only once the
+/// collection has been stored and evaluated, so finished collections never pile up while the
+/// run is busy with another (their resources are most of a run's memory).
 fn spawn_collections(
     ctx: &ProbeContext,
     keys: &[Arc<dyn PlannedProbe>],
@@ -459,10 +512,12 @@ fn spawn_collections(
         let ctx = ctx.clone();
         let semaphore = semaphore.clone();
         let handle = set.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
+            // The semaphore is never closed; without a permit the collection still runs.
+            let permit = semaphore.acquire_owned().await.ok();
             (
                 i,
                 collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await,
+                permit,
             )
         });
         tasks.insert(handle.id(), i);
@@ -663,17 +718,34 @@ mod tests {
                 evaluate_control(c, &inputs, now)
             })
             .collect();
+        let input = |i: usize| CheckInput {
+            collected: collection(i).map(Arc::new),
+            evidence: Some(i),
+        };
         for (first, then, ready_first) in [(0, 1, 2), (1, 0, 1)] {
             let mut run = Progress::new(&plan, &controls);
             assert!(run.ready.is_empty());
-            run.arrived(first, collection(first), now);
-            // The control that also reads the other collection waits for it.
-            assert_eq!(run.ready.iter().copied().collect::<Vec<_>>(), [ready_first]);
+            let mut outcomes: Vec<Option<ControlOutcome>> = vec![None; controls.len()];
+            let first_in = input(first);
+            let done = run.arrived(first, &first_in, now);
+            // The control that also reads the other collection waits for it, its check of
+            // this one evaluated; the one this completes is evaluated only when finished.
+            assert_eq!(done, [ready_first]);
             assert_eq!(run.missing[0], 1);
-            run.arrived(then, collection(then), now);
-            assert_eq!(run.ready.len(), 3);
+            assert!(run.verdicts[0].iter().flatten().count() == 1);
+            assert!(run.verdicts[ready_first].iter().all(Option::is_none));
+            for c in done {
+                outcomes[c] = Some(run.finish(c, first, &first_in, now));
+            }
+            drop(first_in);
+            let then_in = input(then);
+            let done = run.arrived(then, &then_in, now);
+            assert_eq!(done.len(), 2);
+            for c in done {
+                outcomes[c] = Some(run.finish(c, then, &then_in, now));
+            }
             for (c, expected) in expected.iter().enumerate() {
-                assert_eq!(&run.combine(c, now), expected, "control {c}");
+                assert_eq!(outcomes[c].as_ref(), Some(expected), "control {c}");
             }
         }
         assert_eq!(expected[0].findings.len(), 4);

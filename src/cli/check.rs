@@ -158,8 +158,9 @@ enum State {
         controls: usize,
         failed: Option<std::io::Error>,
     },
-    /// What the table prints, kept until the end (it sorts failing controls first).
-    Table { outcomes: Vec<Kept> },
+    /// What the table prints, kept until the end (it sorts failing controls first); the
+    /// lines of the findings in a spool.
+    Table { outcomes: Vec<Kept>, spool: Spool },
 }
 
 impl<'a> Output<'a> {
@@ -173,6 +174,7 @@ impl<'a> Output<'a> {
         let state = match format {
             Format::Table => State::Table {
                 outcomes: Vec::new(),
+                spool: Spool::new(),
             },
             Format::Json => {
                 let mut out = BufWriter::new(std::io::stdout());
@@ -228,8 +230,8 @@ impl<'a> Output<'a> {
                 out.write_all(b"\n}\n")?;
                 out.flush()
             }
-            State::Table { outcomes } => match totals {
-                Some(t) => print_table(self.catalog, outcomes, t),
+            State::Table { outcomes, spool } => match totals {
+                Some(t) => print_table(self.catalog, outcomes, spool, t),
                 None => Ok(()),
             },
         }
@@ -297,25 +299,24 @@ impl RunWatcher for Output<'_> {
                 *controls += 1;
                 *failed = written.err();
             }
-            State::Table { outcomes } => outcomes.push(Kept::of(outcome)),
+            State::Table { outcomes, spool } => outcomes.push(Kept::of(outcome, spool)),
         }
     }
 }
 
 /// What the table keeps of an outcome until the run ends: the outcome without its checks and
-/// findings, and the lines of the findings that are not passing, written at once (a line
-/// takes a fraction of a finding's memory, and a large run fails many).
+/// findings, and where the lines of its findings that are not passing are in the spool.
 struct Kept {
     outcome: ControlOutcome,
-    findings: String,
+    findings: Spooled,
 }
 
 impl Kept {
-    fn of(outcome: &ControlOutcome) -> Kept {
-        let mut findings = String::new();
+    fn of(outcome: &ControlOutcome, spool: &mut Spool) -> Kept {
+        let mut lines = String::new();
         for f in &outcome.findings {
             if matches!(f.status, Status::Fail | Status::Error | Status::Waived) {
-                findings.push_str(&format!(
+                lines.push_str(&format!(
                     "  {:<6} {}  actual: {}\n",
                     f.status.as_str(),
                     f.message,
@@ -323,6 +324,7 @@ impl Kept {
                 ));
             }
         }
+        let findings = spool.push(lines.as_bytes());
         Kept {
             outcome: ControlOutcome {
                 control_id: outcome.control_id.clone(),
@@ -405,8 +407,10 @@ fn control_json<'a>(catalog: &'a Catalog, o: &'a ControlOutcome) -> ControlJson<
 fn print_table(
     catalog: &Catalog,
     mut outcomes: Vec<Kept>,
+    spool: Spool,
     totals: &RunTotals,
 ) -> std::io::Result<()> {
+    let mut spool = spool.into_reader()?;
     use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
     let tty = std::io::stdout().is_terminal();
     let colour = |s: Status| match s {
@@ -458,7 +462,7 @@ fn print_table(
             continue;
         }
         writeln!(out, "\n{} ({}):", o.control_id, o.status)?;
-        out.write_all(findings.as_bytes())?;
+        spool.copy(*findings, &mut out)?;
         for e in &o.exceptions {
             let what = match e.status.as_str() {
                 "applied" => format!(
@@ -494,4 +498,152 @@ fn print_table(
         totals.count(Status::NotApplicable)
     )?;
     out.flush()
+}
+
+/// Where a control's lines are in the [`Spool`].
+#[derive(Debug, Clone, Copy)]
+struct Spooled {
+    at: u64,
+    len: u64,
+}
+
+impl Spooled {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The lines of the findings that are not passing, for the table's end: written to an unnamed
+/// temporary file as each control is evaluated (a large run fails tens of thousands of
+/// findings, which a run would otherwise hold to its end) and read back in the table's order.
+/// In memory when no temporary file can be made; a write that fails is reported at the end.
+struct Spool {
+    file: Option<BufWriter<std::fs::File>>,
+    memory: Vec<u8>,
+    len: u64,
+    failed: Option<std::io::Error>,
+}
+
+impl Spool {
+    fn new() -> Spool {
+        let file = match tempfile::tempfile() {
+            Ok(f) => Some(BufWriter::new(f)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no temporary file for the findings: kept in memory");
+                None
+            }
+        };
+        Spool {
+            file,
+            memory: Vec::new(),
+            len: 0,
+            failed: None,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Spooled {
+        let at = self.len;
+        match &mut self.file {
+            Some(file) => {
+                if let Err(e) = file.write_all(bytes)
+                    && self.failed.is_none()
+                {
+                    self.failed = Some(e);
+                }
+            }
+            None => self.memory.extend_from_slice(bytes),
+        }
+        self.len += bytes.len() as u64;
+        Spooled {
+            at,
+            len: bytes.len() as u64,
+        }
+    }
+
+    fn into_reader(self) -> std::io::Result<SpoolReader> {
+        if let Some(e) = self.failed {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot keep the failing findings in a temporary file: {e}"),
+            ));
+        }
+        Ok(match self.file {
+            Some(file) => SpoolReader::File(file.into_inner().map_err(|e| e.into_error())?),
+            None => SpoolReader::Memory(self.memory),
+        })
+    }
+}
+
+enum SpoolReader {
+    File(std::fs::File),
+    Memory(Vec<u8>),
+}
+
+impl SpoolReader {
+    fn copy(&mut self, part: Spooled, out: &mut impl Write) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        match self {
+            SpoolReader::File(file) => {
+                file.seek(SeekFrom::Start(part.at))?;
+                let copied = std::io::copy(&mut (&*file).take(part.len), out)?;
+                if copied != part.len {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the temporary file of failing findings was cut short",
+                    ));
+                }
+                Ok(())
+            }
+            SpoolReader::Memory(bytes) => {
+                let range = usize::try_from(part.at).unwrap_or(usize::MAX)
+                    ..usize::try_from(part.at + part.len).unwrap_or(usize::MAX);
+                match bytes.get(range) {
+                    Some(b) => out.write_all(b),
+                    None => Err(std::io::Error::other(
+                        "internal: spooled lines out of range",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod spool_tests {
+    use super::*;
+
+    /// Parts come back as written, in any order, from the file and from memory alike.
+    #[test]
+    fn parts_come_back_as_written_in_any_order() {
+        let mut file = Spool::new();
+        assert!(file.file.is_some(), "a temporary file can be made here");
+        let mut memory = Spool {
+            file: None,
+            memory: Vec::new(),
+            len: 0,
+            failed: None,
+        };
+        for spool in [&mut file, &mut memory] {
+            let parts: Vec<(Spooled, String)> = ["first\n", "", "second line\n", "third\n"]
+                .iter()
+                .map(|t| (spool.push(t.as_bytes()), t.to_string()))
+                .collect();
+            assert!(parts[1].0.is_empty());
+            let taken = std::mem::replace(
+                spool,
+                Spool {
+                    file: None,
+                    memory: Vec::new(),
+                    len: 0,
+                    failed: None,
+                },
+            );
+            let mut reader = taken.into_reader().expect("reader");
+            for (part, text) in parts.iter().rev() {
+                let mut out = Vec::new();
+                reader.copy(*part, &mut out).expect("copy");
+                assert_eq!(String::from_utf8(out).expect("utf-8"), *text);
+            }
+        }
+    }
 }

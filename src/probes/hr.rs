@@ -39,7 +39,7 @@ pub const DEFAULT_COLUMNS: &[&str] = &[
 ];
 
 const REQUIRED: &[&str] = &["employee_id", "name", "email", "start_date"];
-const DATE_COLUMNS: &[&str] = &[
+const DATE_COLUMNS: [&str; 7] = [
     "start_date",
     "end_date",
     "background_check_date",
@@ -73,24 +73,40 @@ pub struct PeopleParams {
     pub started_on_or_after: Option<NaiveDate>,
 }
 
+/// The roster's text columns: [`DEFAULT_COLUMNS`] less [`DATE_COLUMNS`], in that order.
+const TEXT_COLUMNS: [&str; 8] = [
+    "employee_id",
+    "name",
+    "email",
+    "github_login",
+    "aws_username",
+    "department",
+    "title",
+    "manager_email",
+];
+
 /// One parsed roster row, shared through the fetch cache by every control reading the roster.
+/// Its cells are kept by column position ([`TEXT_COLUMNS`], [`DATE_COLUMNS`]): a roster of
+/// 10,000 people is held for as long as any collection may read it.
 #[derive(Debug, Clone)]
 pub(crate) struct Person {
     /// The row's line in the file (the header is line 1).
     row: usize,
-    fields: BTreeMap<&'static str, Option<String>>,
-    dates: BTreeMap<&'static str, Option<NaiveDate>>,
+    texts: [Option<Box<str>>; TEXT_COLUMNS.len()],
+    dates: [Option<NaiveDate>; DATE_COLUMNS.len()],
 }
 
 impl Person {
     /// A text column (`employee_id`, `email`, `github_login`…), `None` when empty.
     pub(crate) fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).and_then(|v| v.as_deref())
+        let i = TEXT_COLUMNS.iter().position(|c| *c == name)?;
+        self.texts[i].as_deref()
     }
 
     /// A date column (`start_date`, `end_date`…), `None` when empty.
     pub(crate) fn date(&self, name: &str) -> Option<NaiveDate> {
-        self.dates.get(name).copied().flatten()
+        let i = DATE_COLUMNS.iter().position(|c| *c == name)?;
+        self.dates[i]
     }
 }
 
@@ -195,53 +211,48 @@ assert: security_training_date != null && days_since(security_training_date) <= 
         // Each resource's row in the roster, for the raw evidence.
         let mut rows = Vec::new();
         for p in people.iter() {
-            let end = p.dates.get("end_date").copied().flatten();
+            let end = p.date("end_date");
             let terminated = end.is_some_and(|e| e <= today);
             if terminated && !params.include_terminated {
                 continue;
             }
-            let start = p.dates.get("start_date").copied().flatten();
+            let start = p.date("start_date");
             if let (Some(min), Some(start)) = (params.started_on_or_after, start)
                 && start < min
             {
                 continue;
             }
-            let mut attributes = serde_json::Map::new();
-            for (k, v) in &p.fields {
-                attributes.insert(
-                    (*k).to_string(),
-                    v.clone().map_or(Value::Null, Value::String),
-                );
-            }
-            for (k, v) in &p.dates {
-                attributes.insert(
-                    (*k).to_string(),
-                    v.map_or(Value::Null, |d| Value::String(d.to_string())),
-                );
-            }
-            attributes.insert("terminated".into(), Value::Bool(terminated));
             let manager_in_roster = p
                 .field("manager_email")
                 .is_some_and(|m| current.contains(&m.to_ascii_lowercase()));
-            attributes.insert("manager_in_roster".into(), Value::Bool(manager_in_roster));
             let days = start.map(|s| (today - s).num_days());
-            attributes.insert(
-                "days_employed".into(),
-                days.map_or(Value::Null, Value::from),
-            );
-            let id = p
-                .fields
-                .get("employee_id")
-                .cloned()
-                .flatten()
-                .unwrap_or_default();
-            let name = p.fields.get("name").cloned().flatten().unwrap_or_default();
-            let email = p.fields.get("email").cloned().flatten().unwrap_or_default();
+            let texts = TEXT_COLUMNS.iter().zip(&p.texts).map(|(k, v)| {
+                (
+                    *k,
+                    v.as_deref()
+                        .map_or(Value::Null, |v| Value::String(v.to_string())),
+                )
+            });
+            let dates = DATE_COLUMNS
+                .iter()
+                .zip(&p.dates)
+                .map(|(k, v)| (*k, v.map_or(Value::Null, |d| Value::String(d.to_string()))));
+            let attributes: crate::probes::Attributes = texts
+                .chain(dates)
+                .chain([
+                    ("terminated", Value::Bool(terminated)),
+                    ("manager_in_roster", Value::Bool(manager_in_roster)),
+                    ("days_employed", days.map_or(Value::Null, Value::from)),
+                ])
+                .collect();
+            let id = p.field("employee_id").unwrap_or_default();
+            let name = p.field("name").unwrap_or_default();
+            let email = p.field("email").unwrap_or_default();
             rows.push(p.row);
             let mut resource = Resource {
                 id: format!("hr:{id}"),
                 name: format!("{name} <{email}> ({id})"),
-                attributes: attributes.into(),
+                attributes,
                 error: None,
                 unknown: Default::default(),
                 scope: false,
@@ -386,8 +397,8 @@ pub(crate) fn parse_roster(
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        let mut fields = BTreeMap::new();
-        let mut dates = BTreeMap::new();
+        let mut texts: [Option<Box<str>>; TEXT_COLUMNS.len()] = Default::default();
+        let mut dates = [None; DATE_COLUMNS.len()];
         let mut good = true;
         for &field in DEFAULT_COLUMNS {
             let value = cell(field);
@@ -398,8 +409,8 @@ pub(crate) fn parse_roster(
                 )));
                 good = false;
             }
-            if DATE_COLUMNS.contains(&field) {
-                let date = match value {
+            if let Some(i) = DATE_COLUMNS.iter().position(|c| *c == field) {
+                dates[i] = match value {
                     None => None,
                     Some(v) => match NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
                         Ok(d) => Some(d),
@@ -413,26 +424,25 @@ pub(crate) fn parse_roster(
                         }
                     },
                 };
-                dates.insert(field, date);
-            } else {
-                fields.insert(field, value);
+            } else if let Some(i) = TEXT_COLUMNS.iter().position(|c| *c == field) {
+                texts[i] = value.map(String::into_boxed_str);
             }
         }
-        if let Some(id) = fields.get("employee_id").cloned().flatten() {
-            if let Some(first) = seen.get(&id) {
+        if let Some(id) = texts[0].as_deref() {
+            if let Some(first) = seen.get(id) {
                 problems.push(problem(format!(
                     "{}: duplicate id `{id}` (first on line {first})",
                     header(mapping, "employee_id")
                 )));
                 good = false;
             } else {
-                seen.insert(id, line);
+                seen.insert(id.to_string(), line);
             }
         }
         if good {
             people.push(Person {
                 row: line as usize,
-                fields,
+                texts,
                 dates,
             });
         }
@@ -479,11 +489,27 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(people.len(), 1);
         assert_eq!(people[0].row, 2);
-        assert_eq!(people[0].fields["github_login"], None);
+        assert_eq!(people[0].field("github_login"), None);
         assert_eq!(
-            people[0].dates["start_date"],
+            people[0].date("start_date"),
             NaiveDate::from_ymd_opt(2024, 1, 2)
         );
+        assert_eq!(
+            people[0].date("background_check_date"),
+            NaiveDate::from_ymd_opt(2024, 1, 1)
+        );
+        assert_eq!(people[0].field("email"), Some("ann@x.io"));
+        assert_eq!(people[0].date("end_date"), None);
+    }
+
+    /// Every column is kept, as text or as a date, and nothing else is.
+    #[test]
+    fn text_and_date_columns_partition_the_columns() {
+        let mut both: Vec<&str> = TEXT_COLUMNS.iter().chain(&DATE_COLUMNS).copied().collect();
+        both.sort_unstable();
+        let mut all = DEFAULT_COLUMNS.to_vec();
+        all.sort_unstable();
+        assert_eq!(both, all);
     }
 
     /// Every problem of every row, located by line, naming the column; good rows still parse.
@@ -600,7 +626,7 @@ mod tests {
             .collect();
         let (people, problems) = parse_roster(Path::new("r.csv"), csv.as_bytes(), &mapping);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(people[0].fields["employee_id"].as_deref(), Some("A7"));
+        assert_eq!(people[0].field("employee_id"), Some("A7"));
         let (_, problems) =
             parse_roster(Path::new("r.csv"), b"employee_id,name\n", &BTreeMap::new());
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();

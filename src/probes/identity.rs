@@ -18,13 +18,14 @@
 //! A declared service account's owner is looked up in the roster too: an owner who left, or
 //! who is not in the roster, leaves the account without anyone accountable.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::registers::NoParams;
-use super::{Attribute, Collected, Probe, ProbeContext, ProbeError, Resource, object};
+use super::{Attribute, Attributes, Collected, Probe, ProbeContext, ProbeError, Resource, object};
 use crate::registers::ServiceAccount;
 
 pub struct Accounts;
@@ -38,22 +39,23 @@ struct Seen {
     emails: Vec<String>,
 }
 
-/// What the join found for a person.
-#[derive(Clone)]
-struct PersonRef {
-    id: String,
-    name: String,
-    email: String,
+/// What the join found for a person: borrowed from the roster (an estate's accounts each
+/// hold their matches while the join runs).
+#[derive(Clone, Copy)]
+struct PersonRef<'a> {
+    id: &'a str,
+    name: &'a str,
+    email: &'a str,
     start: Option<NaiveDate>,
     end: Option<NaiveDate>,
 }
 
-impl PersonRef {
-    fn of(p: &super::hr::Person) -> Self {
+impl<'a> PersonRef<'a> {
+    fn of(p: &'a super::hr::Person) -> Self {
         PersonRef {
-            id: p.field("employee_id").unwrap_or("").to_string(),
-            name: p.field("name").unwrap_or("").to_string(),
-            email: p.field("email").unwrap_or("").to_string(),
+            id: p.field("employee_id").unwrap_or(""),
+            name: p.field("name").unwrap_or(""),
+            email: p.field("email").unwrap_or(""),
             start: p.date("start_date"),
             end: p.date("end_date"),
         }
@@ -66,7 +68,10 @@ impl PersonRef {
 
 /// Roster rows sharing an email are one person employed more than once: keep the current
 /// row (the latest start among current ones), else the one who left last.
-fn one_row_per_person(rows: Vec<PersonRef>, today: NaiveDate) -> Vec<PersonRef> {
+fn one_row_per_person(rows: Vec<PersonRef<'_>>, today: NaiveDate) -> Vec<PersonRef<'_>> {
+    if rows.len() < 2 {
+        return rows;
+    }
     let mut by_email: BTreeMap<String, PersonRef> = BTreeMap::new();
     for row in rows {
         let key = if row.email.is_empty() {
@@ -83,6 +88,69 @@ fn one_row_per_person(rows: Vec<PersonRef>, today: NaiveDate) -> Vec<PersonRef> 
         }
     }
     by_email.into_values().collect()
+}
+
+/// The roster's rows by each column an account is joined on (case-insensitively), in roster
+/// order: the join looks each account up instead of scanning the roster for it.
+struct RosterIndex<'a> {
+    people: &'a [super::hr::Person],
+    by: [HashMap<String, Vec<usize>>; 3],
+}
+
+const JOIN_COLUMNS: [&str; 3] = ["aws_username", "github_login", "email"];
+
+impl<'a> RosterIndex<'a> {
+    fn new(people: &'a [super::hr::Person]) -> Self {
+        let mut by: [HashMap<String, Vec<usize>>; 3] = Default::default();
+        for (row, person) in people.iter().enumerate() {
+            for (column, index) in JOIN_COLUMNS.iter().zip(by.iter_mut()) {
+                if let Some(value) = person.field(column) {
+                    index
+                        .entry(value.to_ascii_lowercase())
+                        .or_default()
+                        .push(row);
+                }
+            }
+        }
+        RosterIndex { people, by }
+    }
+
+    /// The rows whose `column` equals any of `values` (ignoring ASCII case), in roster order.
+    fn rows<'v>(
+        &self,
+        column: &str,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> Vec<PersonRef<'a>> {
+        let Some(at) = JOIN_COLUMNS.iter().position(|c| *c == column) else {
+            return Vec::new();
+        };
+        let mut rows: Vec<usize> = values
+            .into_iter()
+            .filter_map(|v| self.by[at].get(&v.to_ascii_lowercase()))
+            .flatten()
+            .copied()
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows.into_iter()
+            .map(|r| PersonRef::of(&self.people[r]))
+            .collect()
+    }
+}
+
+/// An account as its raw evidence records it.
+#[derive(Serialize)]
+struct RawAccount<'a> {
+    account: &'a str,
+    people: Vec<&'a str>,
+    system: &'a str,
+}
+
+/// The raw evidence: `{"accounts": [...], "source": "identity"}`.
+#[derive(Serialize)]
+struct RawAccounts<'a> {
+    accounts: Vec<RawAccount<'a>>,
+    source: &'static str,
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -181,12 +249,13 @@ assert: "!person_terminated || days_since_termination <= 1"
         } else {
             Vec::new()
         };
-        let (seen, mut resources, mut raw) = accounts_in_systems(ctx).await?;
+        let (seen, mut resources) = accounts_in_systems(ctx).await?;
         let today = ctx.now.date_naive();
+        let roster = RosterIndex::new(&people);
 
         // Join each account.
         let mut joined: Vec<(Seen, Vec<PersonRef>, &'static str, Option<&ServiceAccount>)> =
-            Vec::new();
+            Vec::with_capacity(seen.len());
         for s in seen {
             let service = declared(&declared_accounts, &s);
             let column = if s.kind == "aws" {
@@ -194,23 +263,11 @@ assert: "!person_terminated || days_since_termination <= 1"
             } else {
                 "github_login"
             };
-            let refs = PersonRef::of;
             let mut matched_by = column;
-            let mut matches: Vec<PersonRef> = people
-                .iter()
-                .filter(|p| p.field(column).is_some_and(|v| eq(v, &s.account)))
-                .map(refs)
-                .collect();
+            let mut matches = roster.rows(column, [s.account.as_str()]);
             if matches.is_empty() && !s.emails.is_empty() {
                 matched_by = "email";
-                matches = people
-                    .iter()
-                    .filter(|p| {
-                        p.field("email")
-                            .is_some_and(|e| s.emails.iter().any(|x| eq(x, e)))
-                    })
-                    .map(refs)
-                    .collect();
+                matches = roster.rows("email", s.emails.iter().map(String::as_str));
             }
             if service.is_some() {
                 matches.clear();
@@ -218,22 +275,19 @@ assert: "!person_terminated || days_since_termination <= 1"
             joined.push((s, one_row_per_person(matches, today), matched_by, service));
         }
         // Personal accounts per (system, person).
-        let mut per_person: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut per_person: HashMap<(&str, &str), usize> = HashMap::new();
         for (s, matches, _, _) in &joined {
             if let [one] = matches.as_slice() {
-                *per_person
-                    .entry((s.system.clone(), one.id.clone()))
-                    .or_default() += 1;
+                *per_person.entry((s.system.as_str(), one.id)).or_default() += 1;
             }
         }
         let owner = |email: &str| -> Option<PersonRef> {
-            let rows = people
-                .iter()
-                .filter(|p| p.field("email").is_some_and(|e| eq(e, email)))
-                .map(PersonRef::of)
-                .collect();
-            one_row_per_person(rows, today).into_iter().next()
+            one_row_per_person(roster.rows("email", [email]), today)
+                .into_iter()
+                .next()
         };
+        resources.reserve_exact(joined.len());
+        let mut raw = Vec::with_capacity(joined.len());
         for (s, matches, matched_by, service) in &joined {
             let person = matches.first().filter(|_| matches.len() == 1);
             let terminated = person.and_then(|p| p.left_by(today));
@@ -242,11 +296,7 @@ assert: "!person_terminated || days_since_termination <= 1"
             if matches.len() > 1 {
                 let why = format!(
                     "the account matches several people in the roster ({}): give it one owner (the {matched_by} column)",
-                    matches
-                        .iter()
-                        .map(|p| p.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    matches.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
                 );
                 for a in ["person_terminated", "end_date", "days_since_termination"] {
                     unknown.insert(a.to_string(), why.clone());
@@ -258,50 +308,97 @@ assert: "!person_terminated || days_since_termination <= 1"
                 (None, None) if matches.len() > 1 => "matches several people".to_string(),
                 (None, None) => "no owner found".to_string(),
             };
-            raw.push(json!({"system": s.system, "account": s.account, "people": matches.iter().map(|p| p.id.clone()).collect::<Vec<_>>()}));
+            raw.push(RawAccount {
+                account: &s.account,
+                people: matches.iter().map(|p| p.id).collect(),
+                system: &s.system,
+            });
+            let text = |v: Option<&str>| v.map_or(Value::Null, |v| Value::String(v.to_string()));
+            let flag = |v: Option<bool>| v.map_or(Value::Null, Value::Bool);
+            let mut people: Vec<&str> = matches.iter().map(|p| p.id).collect();
+            people.sort_unstable();
+            people.dedup();
             resources.push(Resource {
                 id: format!("identity:{}/{}", s.system, s.account),
                 name: format!("{} account {} ({who})", s.system, s.account),
-                attributes: object(json!({
-                    "system": s.system,
-                    "kind": s.kind,
-                    "account": s.account,
-                    "person": person.map(|p| p.id.clone()),
-                    "person_name": person.map(|p| p.name.clone()),
-                    "matched_by": (!matches.is_empty()).then_some(*matched_by),
-                    "people": matches.iter().map(|p| p.id.clone()).collect::<BTreeSet<_>>(),
-                    "person_terminated": terminated.is_some(),
-                    "end_date": person.and_then(|p| p.end).map(|d| d.to_string()),
-                    "days_since_termination": terminated.map(|end| (today - end).num_days()),
-                    "service_account": service.is_some(),
-                    "service_account_owner": service.map(|s| s.owner.clone()),
-                    "service_account_owner_in_roster": owner.as_ref().map(Option::is_some),
-                    "service_account_owner_terminated": owner.as_ref().map(|o| o.as_ref().and_then(|p| p.left_by(today)).is_some()),
-                    "orphan": matches.is_empty() && service.is_none(),
-                    "person_accounts_in_system": person
-                        .map(|p| per_person.get(&(s.system.clone(), p.id.clone())).copied().unwrap_or(0))
-                        .unwrap_or(0),
-                })),
+                attributes: Attributes::from_iter([
+                    ("system", text(Some(&s.system))),
+                    ("kind", text(Some(s.kind))),
+                    ("account", text(Some(&s.account))),
+                    ("person", text(person.map(|p| p.id))),
+                    ("person_name", text(person.map(|p| p.name))),
+                    (
+                        "matched_by",
+                        text((!matches.is_empty()).then_some(*matched_by)),
+                    ),
+                    (
+                        "people",
+                        Value::Array(
+                            people
+                                .into_iter()
+                                .map(|id| Value::String(id.to_string()))
+                                .collect(),
+                        ),
+                    ),
+                    ("person_terminated", Value::Bool(terminated.is_some())),
+                    (
+                        "end_date",
+                        person
+                            .and_then(|p| p.end)
+                            .map_or(Value::Null, |d| Value::String(d.to_string())),
+                    ),
+                    (
+                        "days_since_termination",
+                        terminated.map_or(Value::Null, |end| Value::from((today - end).num_days())),
+                    ),
+                    ("service_account", Value::Bool(service.is_some())),
+                    (
+                        "service_account_owner",
+                        text(service.map(|s| s.owner.as_str())),
+                    ),
+                    (
+                        "service_account_owner_in_roster",
+                        flag(owner.as_ref().map(Option::is_some)),
+                    ),
+                    (
+                        "service_account_owner_terminated",
+                        flag(
+                            owner
+                                .as_ref()
+                                .map(|o| o.as_ref().and_then(|p| p.left_by(today)).is_some()),
+                        ),
+                    ),
+                    (
+                        "orphan",
+                        Value::Bool(matches.is_empty() && service.is_none()),
+                    ),
+                    (
+                        "person_accounts_in_system",
+                        Value::from(
+                            person
+                                .and_then(|p| per_person.get(&(s.system.as_str(), p.id)).copied())
+                                .unwrap_or(0),
+                        ),
+                    ),
+                ]),
                 error: None,
                 unknown,
                 scope: false,
             });
         }
-        Ok(Collected {
-            resources,
-            raw: json!({"source": "identity", "accounts": raw}).into(),
-        })
+        let raw = super::raw(&RawAccounts {
+            accounts: raw,
+            source: "identity",
+        })?;
+        Ok(Collected { resources, raw })
     }
 }
 
 /// Every account of every configured system, plus an `error` resource for each system that
 /// could not be listed. Neither AWS nor GitHub configured: not configured.
-async fn accounts_in_systems(
-    ctx: &ProbeContext,
-) -> Result<(Vec<Seen>, Vec<Resource>, Vec<Value>), ProbeError> {
+async fn accounts_in_systems(ctx: &ProbeContext) -> Result<(Vec<Seen>, Vec<Resource>), ProbeError> {
     let mut seen = Vec::new();
     let mut errors = Vec::new();
-    let raw = Vec::new();
     let aws = ctx
         .sources
         .aws
@@ -338,7 +435,7 @@ async fn accounts_in_systems(
             }
         }
     }
-    Ok((seen, errors, raw))
+    Ok((seen, errors))
 }
 
 /// The IAM users of every configured AWS account (an `error` resource per account that could
@@ -367,7 +464,7 @@ async fn aws_accounts(
                         .filter(|(k, _)| {
                             matches!(k.to_ascii_lowercase().as_str(), "email" | "mail")
                         })
-                        .map(|(_, v)| v.clone())
+                        .map(|(_, v)| v.to_string())
                         .collect();
                     if u.name.contains('@') {
                         emails.push(u.name.clone());

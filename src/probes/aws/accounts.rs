@@ -57,7 +57,7 @@ pub(crate) fn environment_of(value: &str) -> Option<String> {
 }
 
 /// The environment named by a resource's tags, if any.
-fn tagged_environment(tags: &std::collections::BTreeMap<String, String>) -> Option<String> {
+fn tagged_environment(tags: &super::fetch::Tags) -> Option<String> {
     tags.iter()
         .find(|(k, _)| ENVIRONMENT_TAGS.iter().any(|t| k.eq_ignore_ascii_case(t)))
         .and_then(|(_, v)| environment_of(v))

@@ -51,13 +51,53 @@ where
     ctx.cache.get_or_fetch(&key, Box::pin(fetch)).await
 }
 
-/// `Key=Value` tags as a map.
+/// `Key=Value` tags, sorted by key (the last value of a repeated key wins). Serialized as a
+/// JSON object. A resource has a handful: as a `BTreeMap` each one held a ~0.5 KB tree node,
+/// most of what 10,000 IAM users' tags took in the fetch cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tags(Box<[(Box<str>, Box<str>)]>);
+
+impl Tags {
+    /// The value of tag `key` (case-sensitive, as AWS's keys are).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    /// (key, value) pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Tags {
+        let mut pairs: Vec<(Box<str>, Box<str>)> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        Tags(pairs.into_boxed_slice())
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+/// `Key=Value` tags (a pair without a key is dropped; one without a value is empty).
 pub(crate) fn tags<'a>(
     pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
-) -> BTreeMap<String, String> {
+) -> Tags {
     pairs
         .into_iter()
-        .filter_map(|(k, v)| k.map(|k| (k.to_string(), v.unwrap_or("").to_string())))
+        .filter_map(|(k, v)| k.map(|k| (k, v.unwrap_or(""))))
         .collect()
 }
 
@@ -321,7 +361,7 @@ pub(crate) struct IamUser {
     pub groups: Vec<String>,
     pub attached: Vec<PolicyRef>,
     pub inline: Vec<PolicyRef>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -621,7 +661,7 @@ pub(crate) struct SecurityGroup {
     pub owner_id: Option<String>,
     pub ingress: Vec<IngressRule>,
     pub egress_rules: i64,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 const DESCRIBE_SECURITY_GROUPS: Op = Op {
@@ -811,7 +851,7 @@ pub(crate) struct Volume {
     pub volume_type: Option<String>,
     pub instance_ids: Vec<String>,
     pub created_at: Option<DateTime<Utc>>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 const DESCRIBE_VOLUMES: Op = Op {
@@ -945,7 +985,7 @@ pub(crate) struct Vpc {
     pub is_default: bool,
     pub cidr: Option<String>,
     pub owner_id: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 const DESCRIBE_VPCS: Op = Op {
@@ -1044,7 +1084,7 @@ pub(crate) struct Instance {
     pub vpc_id: Option<String>,
     pub security_groups: Vec<String>,
     pub public_ip: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 const DESCRIBE_INSTANCES: Op = Op {
@@ -1114,4 +1154,35 @@ pub(crate) async fn instances(
         Ok(out)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tags read, serialize and compare like the map they replace: sorted by key, the last
+    /// value of a repeated key winning, a pair without a key dropped.
+    #[test]
+    fn tags_behave_like_a_map() {
+        let t = tags([
+            (Some("team"), Some("a")),
+            (Some("Name"), Some("web")),
+            (None, Some("dropped")),
+            (Some("team"), Some("b")),
+            (Some("empty"), None),
+        ]);
+        assert_eq!(t.get("team"), Some("b"));
+        assert_eq!(t.get("Name"), Some("web"));
+        assert_eq!(t.get("name"), None);
+        assert_eq!(
+            serde_json::to_string(&t).ok().as_deref(),
+            Some(r#"{"Name":"web","empty":"","team":"b"}"#)
+        );
+        let map: BTreeMap<&str, &str> = t.iter().collect();
+        assert_eq!(
+            serde_json::to_value(&t).ok(),
+            serde_json::to_value(&map).ok()
+        );
+        assert_eq!(tags([]), Tags::default());
+    }
 }

@@ -81,7 +81,7 @@ pub(crate) struct DbInstance {
     pub publicly_accessible: Option<bool>,
     pub deletion_protection: Option<bool>,
     pub cluster: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::fetch::Tags,
 }
 
 pub(crate) async fn db_instances(
@@ -142,7 +142,7 @@ pub(crate) struct DbCluster {
     pub publicly_accessible: Option<bool>,
     pub deletion_protection: Option<bool>,
     pub members: Vec<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: super::fetch::Tags,
 }
 
 pub(crate) async fn db_clusters(
