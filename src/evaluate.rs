@@ -488,10 +488,13 @@ fn evaluate_resource(
             Ok(false) => {
                 return finding(
                     Status::NotApplicable,
-                    format!(
-                        "{} is out of scope (`{}` is false)",
-                        resource.name, filter.source
-                    ),
+                    [
+                        resource.name.as_str(),
+                        " is out of scope (`",
+                        &filter.source,
+                        "` is false)",
+                    ]
+                    .concat(),
                 );
             }
             Err(e) => {
@@ -517,11 +520,25 @@ fn evaluate_resource(
     match run_bool(&check.assert, &ctx) {
         Ok(true) => finding(
             Status::Pass,
-            format!("{} passes `{}`", resource.name, check.assert.source),
+            // Built at its length (`format!` grows by doubling: a third more than the text,
+            // for each of tens of thousands of findings a large control holds at once).
+            [
+                resource.name.as_str(),
+                " passes `",
+                &check.assert.source,
+                "`",
+            ]
+            .concat(),
         ),
         Ok(false) => finding(
             Status::Fail,
-            format!("{} fails `{}`", resource.name, check.assert.source),
+            [
+                resource.name.as_str(),
+                " fails `",
+                &check.assert.source,
+                "`",
+            ]
+            .concat(),
         ),
         Err(e) => finding(
             Status::Error,

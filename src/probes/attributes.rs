@@ -1,10 +1,11 @@
 //! A resource's attributes, kept compact.
 //!
-//! A large estate holds tens of thousands of resources for a whole run (10,000 IAM users, the
-//! people of the roster, their joined accounts…), each with ten to twenty attributes. As a
-//! `serde_json::Map` (a B-tree of `String` keys) one resource costs 2–3 KiB before its values;
-//! here it is one boxed slice of (name, value) pairs sorted by name, the names interned and
-//! shared by every resource: 48 bytes an attribute. Lookups are binary searches.
+//! A large estate holds tens of thousands of resources at once (10,000 IAM users, the people
+//! of the roster, their joined accounts…), each with ten to twenty attributes. As a
+//! `serde_json::Map` (a B-tree of `String` keys) one resource costs 2–3 KiB before its values.
+//! Here a resource holds its values in one boxed slice, in the order of its names, and the
+//! sorted list of names is interned: every resource with the same names (every resource of a
+//! probe, as a rule) shares one list. 32 bytes an attribute; lookups are binary searches.
 //!
 //! The API is the part of `serde_json::Map` the probes and the evaluator use, and it
 //! serializes as the same JSON object (keys in sorted order, as `Map` does).
@@ -30,26 +31,67 @@ fn intern(name: &str) -> Arc<str> {
     new
 }
 
+/// A sorted list of attribute names, shared by every resource that has exactly these names
+/// (there are as many lists as shapes of resource: a few per probe).
+type Names = Arc<[Arc<str>]>;
+
+fn intern_names(names: &[Arc<str>]) -> Names {
+    static LISTS: OnceLock<Mutex<HashSet<Names>>> = OnceLock::new();
+    let mut lists = LISTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = lists.get(names) {
+        return found.clone();
+    }
+    let new: Names = Arc::from(names);
+    lists.insert(new.clone());
+    new
+}
+
 /// Attribute values by name (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Attributes(Box<[(Arc<str>, Value)]>);
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attributes {
+    /// Sorted, interned.
+    names: Names,
+    /// `values[i]` is the value of `names[i]`.
+    values: Box<[Value]>,
+}
+
+impl Default for Attributes {
+    fn default() -> Attributes {
+        Attributes {
+            names: intern_names(&[]),
+            values: Box::default(),
+        }
+    }
+}
 
 impl Attributes {
     pub fn new() -> Attributes {
         Attributes::default()
     }
 
+    /// From (name, value) pairs sorted by name, without repeats.
+    fn from_sorted(pairs: Vec<(Arc<str>, Value)>) -> Attributes {
+        let (names, values): (Vec<Arc<str>>, Vec<Value>) = pairs.into_iter().unzip();
+        Attributes {
+            names: intern_names(&names),
+            values: values.into_boxed_slice(),
+        }
+    }
+
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(name))
+        self.names.binary_search_by(|k| k.as_ref().cmp(name))
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.find(name).ok().map(|i| &self.0[i].1)
+        self.find(name).ok().map(|i| &self.values[i])
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         match self.find(name) {
-            Ok(i) => Some(&mut self.0[i].1),
+            Ok(i) => Some(&mut self.values[i]),
             Err(_) => None,
         }
     }
@@ -62,34 +104,37 @@ impl Attributes {
     pub fn insert(&mut self, name: String, value: Value) -> Option<Value> {
         let name = name.as_str();
         match self.find(name) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.values[i], value)),
             Err(i) => {
-                let mut pairs = std::mem::take(&mut self.0).into_vec();
-                pairs.insert(i, (intern(name), value));
-                self.0 = pairs.into_boxed_slice();
+                let mut names = self.names.to_vec();
+                names.insert(i, intern(name));
+                let mut values = std::mem::take(&mut self.values).into_vec();
+                values.insert(i, value);
+                self.names = intern_names(&names);
+                self.values = values.into_boxed_slice();
                 None
             }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.values.is_empty()
     }
 
     /// (name, value) pairs in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+        self.names.iter().map(AsRef::as_ref).zip(self.values.iter())
     }
 }
 
 impl From<serde_json::Map<String, Value>> for Attributes {
     fn from(map: serde_json::Map<String, Value>) -> Attributes {
         // A `Map` iterates in key order: already sorted.
-        Attributes(map.into_iter().map(|(k, v)| (intern(&k), v)).collect())
+        Attributes::from_sorted(map.into_iter().map(|(k, v)| (intern(&k), v)).collect())
     }
 }
 
@@ -103,13 +148,13 @@ impl<K: AsRef<str>> FromIterator<(K, Value)> for Attributes {
         pairs.reverse();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|later, earlier| later.0 == earlier.0);
-        Attributes(pairs.into_boxed_slice())
+        Attributes::from_sorted(pairs)
     }
 }
 
 impl<K: AsRef<str>> Extend<(K, Value)> for Attributes {
     fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
-        let mine = std::mem::take(&mut self.0).into_vec();
+        let mine = std::mem::take(self);
         *self = mine
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -123,7 +168,12 @@ impl IntoIterator for Attributes {
     type IntoIter = std::vec::IntoIter<(Arc<str>, Value)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_vec().into_iter()
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.values.into_vec())
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 }
 
@@ -140,7 +190,7 @@ impl std::ops::Index<&str> for Attributes {
 
 impl serde::Serialize for Attributes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        let mut map = serializer.serialize_map(Some(self.len()))?;
         for (k, v) in self.iter() {
             map.serialize_entry(k, v)?;
         }
@@ -185,8 +235,33 @@ mod tests {
 
     #[test]
     fn names_are_shared_between_resources() {
-        let one: Attributes = [("shared_name", json!(1))].into_iter().collect();
-        let two: Attributes = [("shared_name", json!(2))].into_iter().collect();
-        assert!(Arc::ptr_eq(&one.0[0].0, &two.0[0].0));
+        let one: Attributes = [("shared_name", json!(1)), ("other", json!(0))]
+            .into_iter()
+            .collect();
+        let two: Attributes = [("other", json!(2)), ("shared_name", json!(3))]
+            .into_iter()
+            .collect();
+        // One list of names for both, and each name's text once.
+        assert!(Arc::ptr_eq(&one.names, &two.names));
+        let three: Attributes = [("shared_name", json!(4))].into_iter().collect();
+        assert!(Arc::ptr_eq(&one.names[1], &three.names[0]));
+        assert_eq!(two.get("shared_name"), Some(&json!(3)));
+        // A resource given a name of its own gets a list of its own; the others keep theirs.
+        let mut four = two.clone();
+        four.insert("extra".into(), json!(true));
+        assert!(!Arc::ptr_eq(&four.names, &two.names));
+        assert_eq!(two.len(), 2);
+        assert_eq!(four.len(), 3);
+        assert_eq!(four.get("shared_name"), Some(&json!(3)));
+        let mut extended = two.clone();
+        extended.extend([("extra", json!(true))]);
+        assert_eq!(extended, four);
+        assert_eq!(
+            extended
+                .into_iter()
+                .map(|(k, _)| k.to_string())
+                .collect::<Vec<_>>(),
+            ["extra", "other", "shared_name"]
+        );
     }
 }
