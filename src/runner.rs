@@ -317,7 +317,10 @@ pub async fn stream(
             collected: result.map(Arc::new),
             evidence: Some(i),
         };
-        for c in run.arrived(i, &input, ctx.now) {
+        let completed = run.arrived(i, &input, ctx.now);
+        collected += 1;
+        watcher.collected(collected, n);
+        for c in completed {
             let outcome = run.finish(c, i, &input, ctx.now);
             sink.result(&outcome, &ids).await?;
             watcher.outcome(&outcome);
@@ -327,8 +330,6 @@ pub async fn stream(
             watcher.progress(evaluated, controls.len());
         }
         drop(input);
-        collected += 1;
-        watcher.collected(collected, n);
         // What a source's probes fetched is in their resources or stored once no collection
         // that may read it is left.
         for source in plan.keys[i].sources() {
