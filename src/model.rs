@@ -314,6 +314,29 @@ impl RawJson {
         serde_json::value::to_raw_value(value).map(RawJson)
     }
 
+    /// `value` serialized (compact) into a buffer of exactly its length, measured first: for a
+    /// collection's evidence (megabytes at a large estate), which written straight into a
+    /// growing buffer would double it (the old and the new buffer held at once) and then copy
+    /// it once more to shrink it. Twice the serializing, none of the copies.
+    pub fn of_sized<T: Serialize + ?Sized>(value: &T) -> Result<RawJson, serde_json::Error> {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, value)?;
+        let mut text = Vec::with_capacity(count.0);
+        serde_json::to_writer(&mut text, value)?;
+        let text = String::from_utf8(text).map_err(serde::ser::Error::custom)?;
+        RawJson::from_string(text)
+    }
+
     /// JSON text written elsewhere (e.g. streamed by a probe), checked to be one JSON value.
     pub fn from_string(text: String) -> Result<RawJson, serde_json::Error> {
         serde_json::value::RawValue::from_string(text).map(RawJson)
@@ -500,6 +523,15 @@ pub struct LatestResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_json_written_at_its_size_is_the_same_text() {
+        let value = serde_json::json!({"b": [1, "two", null], "a": {"nested": true}, "s": "é\"\n"});
+        let sized = RawJson::of_sized(&value).expect("serializes");
+        let plain = RawJson::of(&value).expect("serializes");
+        assert_eq!(sized.as_str(), plain.as_str());
+        assert_eq!(sized.to_value(), value);
+    }
 
     #[test]
     fn combine_follows_precedence() {

@@ -461,7 +461,7 @@ pub(crate) fn ts(t: Option<DateTime<Utc>>) -> serde_json::Value {
 /// Raw evidence serialized where it is collected; an error (never expected: evidence is plain
 /// data) is the collection's `error`.
 pub(crate) fn raw<T: Serialize + ?Sized>(value: &T) -> Result<RawJson, ProbeError> {
-    RawJson::of(value)
+    RawJson::of_sized(value)
         .map_err(|e| ProbeError::Io(format!("internal: cannot serialize the evidence: {e}")))
 }
 
