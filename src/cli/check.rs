@@ -526,15 +526,19 @@ struct Spool {
 
 impl Spool {
     fn new() -> Spool {
-        let file = match tempfile::tempfile() {
-            Ok(f) => Some(BufWriter::new(f)),
+        let mut spool = Spool::in_memory();
+        match tempfile::tempfile() {
+            Ok(f) => spool.file = Some(BufWriter::new(f)),
             Err(e) => {
                 tracing::debug!(error = %e, "no temporary file for the findings: kept in memory");
-                None
             }
-        };
+        }
+        spool
+    }
+
+    fn in_memory() -> Spool {
         Spool {
-            file,
+            file: None,
             memory: Vec::new(),
             len: 0,
             failed: None,
@@ -617,27 +621,14 @@ mod spool_tests {
     fn parts_come_back_as_written_in_any_order() {
         let mut file = Spool::new();
         assert!(file.file.is_some(), "a temporary file can be made here");
-        let mut memory = Spool {
-            file: None,
-            memory: Vec::new(),
-            len: 0,
-            failed: None,
-        };
+        let mut memory = Spool::in_memory();
         for spool in [&mut file, &mut memory] {
             let parts: Vec<(Spooled, String)> = ["first\n", "", "second line\n", "third\n"]
                 .iter()
                 .map(|t| (spool.push(t.as_bytes()), t.to_string()))
                 .collect();
             assert!(parts[1].0.is_empty());
-            let taken = std::mem::replace(
-                spool,
-                Spool {
-                    file: None,
-                    memory: Vec::new(),
-                    len: 0,
-                    failed: None,
-                },
-            );
+            let taken = std::mem::replace(spool, Spool::in_memory());
             let mut reader = taken.into_reader().expect("reader");
             for (part, text) in parts.iter().rev() {
                 let mut out = Vec::new();

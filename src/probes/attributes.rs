@@ -31,6 +31,15 @@ fn intern(name: &str) -> Arc<str> {
     new
 }
 
+/// Sorts (key, value) pairs by key, keeping the last value of a repeated key, as collecting
+/// them into a map would.
+pub(crate) fn sort_last_wins<K: Ord, V>(pairs: &mut Vec<(K, V)>) {
+    pairs.reverse();
+    // Stable: of a repeated key, the last given comes first and is the one kept.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+}
+
 /// A sorted list of attribute names, shared by every resource that has exactly these names
 /// (there are as many lists as shapes of resource: a few per probe).
 type Names = Arc<[Arc<str>]>;
@@ -144,10 +153,7 @@ impl<K: AsRef<str>> FromIterator<(K, Value)> for Attributes {
             .into_iter()
             .map(|(k, v)| (intern(k.as_ref()), v))
             .collect();
-        // The last value of a repeated name wins, as with a map.
-        pairs.reverse();
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        sort_last_wins(&mut pairs);
         Attributes::from_sorted(pairs)
     }
 }

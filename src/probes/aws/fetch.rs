@@ -78,9 +78,7 @@ impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Tags {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        pairs.reverse();
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        crate::probes::attributes::sort_last_wins(&mut pairs);
         Tags(pairs.into_boxed_slice())
     }
 }
