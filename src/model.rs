@@ -350,6 +350,11 @@ impl RawJson {
         self.as_str() == "null"
     }
 
+    /// The text itself, without a copy (a collection's evidence can be tens of MB).
+    pub fn into_string(self) -> String {
+        String::from(Box::<str>::from(self.0))
+    }
+
     /// The text parsed into a tree (for small documents and tests).
     pub fn to_value(&self) -> serde_json::Value {
         // The text was checked (or written by serde_json) when this was made.

@@ -26,12 +26,9 @@ pub trait RunSink: Send + Sync {
         Box::pin(async { Ok(()) })
     }
     /// Called once per collection as soon as it finishes (in completion order) with its place
-    /// in the run's plan; returns the stored id. The evidence is dropped after this call.
-    fn evidence<'a>(
-        &'a self,
-        index: usize,
-        evidence: &'a NewEvidence,
-    ) -> BoxFuture<'a, anyhow::Result<i64>>;
+    /// in the run's plan; returns the stored id. The evidence is the sink's to keep or drop
+    /// (a store moves its text into the row it writes: no copy of a large collection).
+    fn evidence(&self, index: usize, evidence: NewEvidence) -> BoxFuture<'_, anyhow::Result<i64>>;
     /// Called for each control as soon as it is evaluated. `evidence_ids[i]` is the id of the
     /// run's collection `i` (its place in the plan, not in completion order).
     fn result<'a>(
@@ -45,11 +42,7 @@ pub trait RunSink: Send + Sync {
 pub struct NoSink;
 
 impl RunSink for NoSink {
-    fn evidence<'a>(
-        &'a self,
-        index: usize,
-        _: &'a NewEvidence,
-    ) -> BoxFuture<'a, anyhow::Result<i64>> {
+    fn evidence(&self, index: usize, _: NewEvidence) -> BoxFuture<'_, anyhow::Result<i64>> {
         Box::pin(async move { Ok(index as i64) })
     }
     fn result<'a>(
@@ -72,15 +65,11 @@ impl RunSink for StoreSink {
     fn planned(&self, collections: usize) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move { Ok(self.store.plan_run(&self.run_id, collections).await?) })
     }
-    fn evidence<'a>(
-        &'a self,
-        _: usize,
-        evidence: &'a NewEvidence,
-    ) -> BoxFuture<'a, anyhow::Result<i64>> {
+    fn evidence(&self, _: usize, evidence: NewEvidence) -> BoxFuture<'_, anyhow::Result<i64>> {
         Box::pin(async move {
             let ids = self
                 .store
-                .record_evidence(&self.run_id, std::slice::from_ref(evidence))
+                .record_evidence(&self.run_id, vec![evidence])
                 .await?;
             ids.first()
                 .copied()
@@ -149,17 +138,14 @@ impl RunSink for Keeping<'_> {
     fn planned(&self, collections: usize) -> BoxFuture<'_, anyhow::Result<()>> {
         self.inner.planned(collections)
     }
-    fn evidence<'a>(
-        &'a self,
-        index: usize,
-        evidence: &'a NewEvidence,
-    ) -> BoxFuture<'a, anyhow::Result<i64>> {
+    fn evidence(&self, index: usize, evidence: NewEvidence) -> BoxFuture<'_, anyhow::Result<i64>> {
         Box::pin(async move {
+            let kept = Evidence::from(&evidence);
             let id = self.inner.evidence(index, evidence).await?;
             self.evidence
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((index, Evidence::from(evidence)));
+                .push((index, kept));
             Ok(id)
         })
     }
@@ -311,8 +297,7 @@ pub async fn stream(
         let evidence = to_evidence(plan.keys[i].as_ref(), &mut result, ctx.now);
         // A sink that cannot keep evidence ends the run (the set's tasks are aborted when it is
         // dropped).
-        ids[i] = sink.evidence(i, &evidence).await?;
-        drop(evidence);
+        ids[i] = sink.evidence(i, evidence).await?;
         let input = CheckInput {
             collected: result.map(Arc::new),
             evidence: Some(i),

@@ -970,7 +970,7 @@ async fn dashboard_reads_and_managed_exceptions(store: &Store) {
     let ev = store
         .record_evidence(
             &run1,
-            &new_evidence(&[evidence("hr.people", json!({"x": 1}))]),
+            new_evidence(&[evidence("hr.people", json!({"x": 1}))]),
         )
         .await
         .expect("evidence");
@@ -1130,7 +1130,7 @@ async fn sealed_fixture(store: &Store) -> trellis::integrity::Signer {
         let ev = store
             .record_evidence(
                 &run,
-                &new_evidence(&[
+                new_evidence(&[
                     hashed(evidence("hr.people", json!({"run": r, "people": [1, 2]}))),
                     hashed(evidence("documents.policies", json!({"run": r}))),
                 ]),
@@ -1887,7 +1887,7 @@ async fn run_lifecycle(store: &Store) {
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
     let err = store
-        .record_evidence("no-such-run", &new_evidence(&[evidence("p", json!(1))]))
+        .record_evidence("no-such-run", new_evidence(&[evidence("p", json!(1))]))
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
@@ -1900,7 +1900,7 @@ async fn evidence_round_trips(store: &Store) {
         .expect("begin run");
     assert!(
         store
-            .record_evidence(&run, &new_evidence(&[]))
+            .record_evidence(&run, new_evidence(&[]))
             .await
             .expect("no evidence")
             .is_empty()
@@ -1929,7 +1929,7 @@ async fn evidence_round_trips(store: &Store) {
         },
     ];
     let ids = store
-        .record_evidence(&run, &new_evidence(&cases))
+        .record_evidence(&run, new_evidence(&cases))
         .await
         .expect("record");
     assert_eq!(ids.len(), cases.len());
@@ -1947,7 +1947,7 @@ async fn evidence_round_trips(store: &Store) {
     assert!(store.evidence_rows(&[]).await.expect("page").is_empty());
     // A second batch gets new ids.
     let more = store
-        .record_evidence(&run, &new_evidence(&cases[..1]))
+        .record_evidence(&run, new_evidence(&cases[..1]))
         .await
         .expect("record");
     assert!(more[0] > ids[ids.len() - 1]);
@@ -1962,7 +1962,7 @@ async fn result_with_findings_round_trips(store: &Store) {
     let evidence_ids = store
         .record_evidence(
             &run,
-            &new_evidence(&[
+            new_evidence(&[
                 evidence("hr.employees", json!([1])),
                 evidence("idp.users", json!([2])),
             ]),
@@ -2100,7 +2100,7 @@ async fn invalid_result_is_rejected_atomically(store: &Store) {
         .await
         .expect("begin run");
     let ids = store
-        .record_evidence(&run, &new_evidence(&[evidence("p", json!(1))]))
+        .record_evidence(&run, new_evidence(&[evidence("p", json!(1))]))
         .await
         .expect("evidence");
     let mut bad = outcome("c.bad", Status::Pass, base_time());
@@ -2314,7 +2314,7 @@ async fn mark_interrupted_runs_only_touches_running_runs(store: &Store) {
     );
     assert!(matches!(
         store
-            .record_evidence(&completed, &new_evidence(&[evidence("p", json!(1))]))
+            .record_evidence(&completed, new_evidence(&[evidence("p", json!(1))]))
             .await,
         Err(StoreError::RunClosed { .. })
     ));
@@ -2346,7 +2346,7 @@ async fn timestamps_round_trip_exactly(store: &Store) {
         let ids = store
             .record_evidence(
                 &run,
-                &new_evidence(&[Evidence {
+                new_evidence(&[Evidence {
                     collected_at: ts,
                     ..evidence("p", json!(null))
                 }]),
@@ -2432,7 +2432,7 @@ async fn concurrent_writers(store: &Store, url: &str) {
                 .await
                 .expect("begin run");
             let ids = handle
-                .record_evidence(&run, &new_evidence(&[hashed(evidence("p", json!(w)))]))
+                .record_evidence(&run, new_evidence(&[hashed(evidence("p", json!(w)))]))
                 .await
                 .expect("evidence");
             for c in 0..20 {
@@ -2481,7 +2481,7 @@ async fn crash_writer_child_process() {
         .await
         .expect("begin run");
     let ids = store
-        .record_evidence(&run, &new_evidence(&[evidence("p", json!({"ok": true}))]))
+        .record_evidence(&run, new_evidence(&[evidence("p", json!({"ok": true}))]))
         .await
         .expect("evidence");
     store

@@ -114,7 +114,7 @@ async fn plant(store: &Store, control_id: &str, status: Status, evaluated_at: Da
         error: None,
     };
     let evidence_ids = store
-        .record_evidence(&run, &new_evidence(&[evidence]))
+        .record_evidence(&run, new_evidence(&[evidence]))
         .await
         .unwrap();
     let outcome = ControlOutcome {
