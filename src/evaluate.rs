@@ -432,7 +432,7 @@ fn evaluate_resource(
             f.attributes
                 .iter()
                 .all(|a| resource.attributes.contains_key(a) && !resource.unknown.contains_key(a))
-                && context(kinds, resource, now)
+                && context(kinds, resource, now, &[f])
                     .is_ok_and(|ctx| matches!(run_bool(f, &ctx), Ok(false)))
         });
         if out_of_scope {
@@ -454,7 +454,11 @@ fn evaluate_resource(
             format!("{} could not be read: {cause}", resource.name),
         );
     }
-    let ctx = match context(kinds, resource, now) {
+    let read: &[&Expr] = match &check.filter {
+        Some(filter) => &[filter, &check.assert],
+        None => &[&check.assert],
+    };
+    let ctx = match context(kinds, resource, now, read) {
         Ok(c) => c,
         Err(e) => return finding(Status::Error, format!("{}: {e}", resource.name)),
     };
@@ -583,12 +587,15 @@ fn run_bool(expr: &Expr, ctx: &cel::Context<'_, '_>) -> Result<bool, String> {
     }
 }
 
-/// The CEL context for one resource: its declared attributes (dates as timestamps; missing
-/// ones as null), `now`, and `days_since(t)`.
+/// The CEL context for one resource: the attributes `exprs` read (dates as timestamps;
+/// missing ones as null), `now`, and `days_since(t)`. Only what is read is converted: a
+/// resource has up to ~20 attributes (lists, maps) and a check usually reads one or two, for
+/// each of tens of thousands of resources.
 fn context<'a, 'b>(
     kinds: &[crate::probes::Attribute],
     resource: &Resource,
     now: DateTime<Utc>,
+    exprs: &[&Expr],
 ) -> Result<cel::Context<'a, 'b>, String> {
     let mut ctx = cel::Context::with_env(ENV.clone());
     let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
@@ -597,7 +604,12 @@ fn context<'a, 'b>(
         (now_fixed - t).num_days()
     })
     .map_err(|e| format!("internal: {e:?}"))?;
-    for attr in kinds {
+    let read = |attr: &&crate::probes::Attribute| {
+        exprs
+            .iter()
+            .any(|e| e.attributes.iter().any(|a| a == attr.name))
+    };
+    for attr in kinds.iter().filter(read) {
         let raw = resource.attributes.get(attr.name).unwrap_or(&Value::Null);
         ctx.add_variable_from_value(attr.name, to_cel(attr.name, attr.kind, raw)?);
     }
@@ -1068,6 +1080,47 @@ mod tests {
         assert_eq!(out.status, Status::Pass);
         assert_eq!(out.exceptions[0].status, "expired");
         assert!(out.exceptions[0].resources.is_empty());
+    }
+
+    #[test]
+    fn a_check_reads_only_the_attributes_its_expressions_name() {
+        // `end_date` is not a date: a check that reads it is `error` naming it, one that does
+        // not is evaluated on what it reads (each check's context holds only its attributes).
+        let bad = || person("1", json!({"end_date": "soon", "department": "eng"}));
+        let reads_it = control("  - probe: hr.people\n    assert: end_date == null\n");
+        let out = evaluate_control(&reads_it, &[input(vec![bad()])], now());
+        assert_eq!(out.findings[0].status, Status::Error);
+        assert!(
+            out.findings[0]
+                .message
+                .contains("attribute `end_date`: invalid date `soon`"),
+            "{}",
+            out.findings[0].message
+        );
+        let other = control(
+            "  - probe: hr.people\n    where: department == 'eng'\n    assert: start_date == null\n",
+        );
+        let out = evaluate_control(&other, &[input(vec![bad()])], now());
+        assert_eq!(
+            out.findings[0].status,
+            Status::Pass,
+            "{}",
+            out.findings[0].message
+        );
+        let out = evaluate_control(
+            &other,
+            &[input(vec![person(
+                "2",
+                json!({"department": "eng", "start_date": "2020-01-01"}),
+            )])],
+            now(),
+        );
+        assert_eq!(
+            out.findings[0].status,
+            Status::Fail,
+            "{}",
+            out.findings[0].message
+        );
     }
 
     #[test]
