@@ -253,13 +253,6 @@ pub async fn stream(
     sink.planned(n).await?;
     let (mut set, tasks) = spawn_collections(ctx, &plan.keys, concurrency.max(1));
     let mut run = Progress::new(&plan, controls);
-    // The collections left that may read each source's fetches.
-    let mut pending: HashMap<&'static str, usize> = HashMap::new();
-    for key in &plan.keys {
-        for source in key.sources() {
-            *pending.entry(source).or_default() += 1;
-        }
-    }
     let mut by_status = HashMap::new();
     let mut ids: Vec<i64> = vec![0; n];
     let mut evaluated = 0;
@@ -315,16 +308,6 @@ pub async fn stream(
             watcher.progress(evaluated, controls.len());
         }
         drop(input);
-        // What a source's probes fetched is in their resources or stored once no collection
-        // that may read it is left.
-        for source in plan.keys[i].sources() {
-            if let Some(left) = pending.get_mut(source) {
-                *left -= 1;
-                if *left == 0 {
-                    ctx.cache.release(source);
-                }
-            }
-        }
         if collected == n {
             ctx.cache.clear();
         }
@@ -493,22 +476,74 @@ fn spawn_collections(
     let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
     let mut tasks = HashMap::new();
-    for (i, planned) in keys.iter().enumerate() {
+    let sources: Vec<Vec<&'static str>> = keys.iter().map(|k| k.sources()).collect();
+    let readers = Arc::new(Readers::of(
+        sources.iter().map(Vec::as_slice),
+        ctx.cache.clone(),
+    ));
+    for ((i, planned), sources) in keys.iter().enumerate().zip(sources) {
         let planned = planned.clone();
         let ctx = ctx.clone();
         let semaphore = semaphore.clone();
+        let reading = Reading(readers.clone(), sources);
         let handle = set.spawn(async move {
             // The semaphore is never closed; without a permit the collection still runs.
             let permit = semaphore.acquire_owned().await.ok();
-            (
-                i,
-                collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await,
-                permit,
-            )
+            let collected =
+                collect_one(&ctx, planned.as_ref(), ctx.timeout_for(planned.probe())).await;
+            drop(reading);
+            (i, collected, permit)
         });
         tasks.insert(handle.id(), i);
     }
     (set, tasks)
+}
+
+/// The collections not yet finished that may read each source's fetches. What a source's
+/// probes fetched is in their resources and evidence once the last of them has finished, and is
+/// dropped from the cache then, not when the run gets to that collection (while it evaluates
+/// a large one, the others finish and wait with their resources).
+struct Readers {
+    left: std::sync::Mutex<HashMap<&'static str, usize>>,
+    cache: crate::probes::FetchCache,
+}
+
+impl Readers {
+    /// `collections`: the sources each collection of the run may read.
+    fn of<'s>(
+        collections: impl IntoIterator<Item = &'s [&'static str]>,
+        cache: crate::probes::FetchCache,
+    ) -> Readers {
+        let mut left: HashMap<&'static str, usize> = HashMap::new();
+        for sources in collections {
+            for &source in sources {
+                *left.entry(source).or_default() += 1;
+            }
+        }
+        Readers {
+            left: std::sync::Mutex::new(left),
+            cache,
+        }
+    }
+}
+
+/// One collection's claim on its sources' fetches, given up when it is dropped: when the
+/// collection finishes, fails, times out, or its task panics or is aborted.
+struct Reading(Arc<Readers>, Vec<&'static str>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let Reading(readers, sources) = self;
+        let mut left = readers.left.lock().unwrap_or_else(|p| p.into_inner());
+        for source in sources.iter() {
+            if let Some(n) = left.get_mut(source) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    readers.cache.release(source);
+                }
+            }
+        }
+    }
 }
 
 async fn collect_one(
@@ -678,6 +713,41 @@ mod tests {
             resources: vec![resource(1, json!("2026-01-01")), resource(2, json!(null))],
             raw: RawJson::null(),
         })
+    }
+
+    #[tokio::test]
+    async fn a_sources_fetches_are_dropped_when_the_last_collection_reading_them_ends() {
+        let cache = crate::probes::FetchCache::new();
+        let mut held = Vec::new();
+        for key in ["aws:prod:iam", "hr.roster:/r.csv"] {
+            let v: Arc<Vec<u8>> = cache
+                .get_or_fetch(key, async { Ok::<_, ProbeError>(vec![0u8; 16]) })
+                .await
+                .expect("fetched");
+            held.push(v);
+        }
+        let held_by_cache = |held: &[Arc<Vec<u8>>]| -> Vec<usize> {
+            held.iter().map(|v| Arc::strong_count(v) - 1).collect()
+        };
+        // Two collections read aws (one of them also reads hr), one reads hr.
+        let readers = Arc::new(Readers::of(
+            [&["aws"][..], &["aws", "hr"][..], &["hr"][..]],
+            cache.clone(),
+        ));
+        let aws_only = Reading(readers.clone(), vec!["aws"]);
+        let both = Reading(readers.clone(), vec!["aws", "hr"]);
+        let hr_only = Reading(readers.clone(), vec!["hr"]);
+        drop(aws_only);
+        assert_eq!(held_by_cache(&held), [1, 1], "aws is still read by one");
+        drop(both);
+        assert_eq!(held_by_cache(&held), [0, 1], "aws let go of; hr still read");
+        // A collection whose task panics drops its claim all the same.
+        let task = tokio::spawn(async move {
+            let _claim = hr_only;
+            panic!("a probe bug");
+        });
+        assert!(task.await.is_err());
+        assert_eq!(held_by_cache(&held), [0, 0]);
     }
 
     #[test]
