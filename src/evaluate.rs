@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use serde_json::Value;
 
 use crate::catalog::{Check, Claim, Control, Expect, Expr, expr::ENV};
 use crate::exceptions::Exception;
 use crate::model::{
     CheckBasis, CheckOutcome, ControlOutcome, EvidenceKind, ExceptionUse, Finding, RawJson, Status,
 };
-use crate::probes::{AttrKind, Collected, ProbeError, Resource};
+use crate::probes::{AttrKind, AttrValue, Collected, ProbeError, Resource};
 
 /// What the runner collected for one check.
 #[derive(Debug, Clone)]
@@ -379,7 +378,7 @@ fn note_basis(
         let Some(day) = resource
             .attributes
             .get(name)
-            .and_then(Value::as_str)
+            .and_then(AttrValue::as_str)
             .and_then(|s| s.get(..10))
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
             .filter(|d| *d <= today)
@@ -393,7 +392,7 @@ fn note_basis(
         && let Some(days) = resource
             .attributes
             .get("review_interval_days")
-            .and_then(Value::as_i64)
+            .and_then(AttrValue::as_i64)
             .filter(|_| !resource.unknown.contains_key("review_interval_days"))
     {
         basis.review_days = Some(basis.review_days.map_or(days, |d| d.min(days)));
@@ -564,7 +563,7 @@ fn actual_values(assert: &Expr, filter: Option<&Expr>, resource: &Resource) -> R
             use serde::ser::SerializeMap;
             let mut map = serializer.serialize_map(Some(self.0.len()))?;
             for name in &self.0 {
-                map.serialize_entry(name, self.1.attributes.get(name).unwrap_or(&Value::Null))?;
+                map.serialize_entry(name, &self.1.attributes[*name])?;
             }
             map.end()
         }
@@ -610,23 +609,23 @@ fn context<'a, 'b>(
             .any(|e| e.attributes.iter().any(|a| a == attr.name))
     };
     for attr in kinds.iter().filter(read) {
-        let raw = resource.attributes.get(attr.name).unwrap_or(&Value::Null);
+        let raw = &resource.attributes[attr.name];
         ctx.add_variable_from_value(attr.name, to_cel(attr.name, attr.kind, raw)?);
     }
     Ok(ctx)
 }
 
-fn to_cel(name: &str, kind: AttrKind, v: &Value) -> Result<cel::Value, String> {
+fn to_cel(name: &str, kind: AttrKind, v: &AttrValue) -> Result<cel::Value, String> {
     if v.is_null() {
         return Ok(cel::Value::Null);
     }
     match (kind, v) {
-        (AttrKind::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        (AttrKind::Date, AttrValue::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|dt| cel::Value::Timestamp(dt.and_utc().fixed_offset()))
             .ok_or_else(|| format!("attribute `{name}`: invalid date `{s}`")),
-        (AttrKind::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s)
+        (AttrKind::Timestamp, AttrValue::String(s)) => DateTime::parse_from_rfc3339(s)
             .map(cel::Value::Timestamp)
             .map_err(|e| format!("attribute `{name}`: invalid timestamp `{s}`: {e}")),
         _ => cel::to_value(v).map_err(|e| format!("attribute `{name}`: {e}")),
@@ -637,7 +636,7 @@ fn to_cel(name: &str, kind: AttrKind, v: &Value) -> Result<cel::Value, String> {
 mod tests {
     use super::*;
     use crate::catalog::compile_file;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::path::Path;
 
     fn control(checks: &str) -> Control {

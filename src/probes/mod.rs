@@ -45,7 +45,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::model::RawJson;
-pub use attributes::Attributes;
+pub use attributes::{AttrValue, Attributes};
 pub use cache::FetchCache;
 
 use crate::config::SourcesConfig;

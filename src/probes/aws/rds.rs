@@ -360,7 +360,11 @@ fn unknown_when_null(
 ) -> BTreeMap<String, String> {
     names
         .iter()
-        .filter(|n| attributes.get(n).is_none_or(Value::is_null))
+        .filter(|n| {
+            attributes
+                .get(n)
+                .is_none_or(crate::probes::AttrValue::is_null)
+        })
         .map(|n| (n.to_string(), format!("{operation} did not report it")))
         .collect()
 }
