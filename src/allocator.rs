@@ -1,7 +1,8 @@
 //! How the binary's allocator (mimalloc) hands memory back to the operating system.
 //!
 //! Process-wide options, set through `mi_option_set`; with `--features system-allocator`
-//! (no mimalloc) they change nothing.
+//! (no mimalloc) they change nothing. The C libraries linked in (SQLite) allocate through the
+//! C library's malloc, not mimalloc: on glibc that is told the same (see [`c_malloc`]).
 
 /// Option numbers in mimalloc.h (v3, which `libmimalloc-sys` builds; the first three are the
 /// same in v2).
@@ -32,6 +33,7 @@ pub fn return_freed_memory() {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_AFTER_MS);
         libmimalloc_sys::mi_option_set(ALLOW_THP, 0);
     }
+    c_malloc::return_freed_memory();
 }
 
 /// For a process that exports and exits (`trellis export`, `verify-bundle`): memory freed is kept
@@ -43,4 +45,38 @@ pub fn return_freed_memory() {
 pub fn keep_freed_memory() {
     // SAFETY: as above.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) }
+    c_malloc::keep_freed_memory();
+}
+
+/// glibc's malloc, which SQLite allocates from (a stored run binds each collection's evidence,
+/// megabytes of JSON, and SQLite copies it). glibc serves a block of 128 KiB or more with its
+/// own `mmap`, unmapped when freed, but each time such a block is freed it raises that
+/// threshold to the block's size (up to 32 MiB): after the first evidence blob, the next ones
+/// came from the SQLite thread's heap arena, which glibc rarely shrinks, and stayed resident.
+/// Fixing the threshold at its default keeps large blocks mapped on their own: stored `check`
+/// runs at the 4× scale estate peaked at 102.1–117.9 MiB (median 107.5) instead of
+/// 103.8–132.9 MiB (median 118.4), `verify` at 62 MiB instead of 82 (BENCHMARKS.md, "Memory,
+/// sixth pass"). Elsewhere than glibc, nothing to do.
+mod c_malloc {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn set_mmap_threshold(bytes: std::ffi::c_int) {
+        // SAFETY: `mallopt` only sets a process-wide parameter of malloc; it may be called at
+        // any time, from any thread. It returns 0 only for an invalid value, and these are valid.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn set_mmap_threshold(_bytes: std::ffi::c_int) {}
+
+    /// glibc's default threshold, no longer moving.
+    pub(super) fn return_freed_memory() {
+        set_mmap_threshold(128 * 1024);
+    }
+
+    /// The most glibc itself raises it to: large blocks are reused, as mimalloc's are then.
+    pub(super) fn keep_freed_memory() {
+        set_mmap_threshold(32 * 1024 * 1024);
+    }
 }
