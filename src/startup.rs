@@ -44,6 +44,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
     scheduler: Option<(SchedulerHandle, tokio::task::JoinHandle<()>)>,
+    /// On SQLite, the lock that makes this the only instance scheduling runs on the database,
+    /// held while the application lives ([`lock_sqlite_scheduler`]).
+    _scheduling: Option<std::fs::File>,
     pub store: Store,
     pub catalog: Arc<Catalog>,
 }
@@ -61,6 +64,10 @@ impl Application {
         let (signer, _) = signing(&loaded)?;
 
         let shutdown = CancellationToken::new();
+        let scheduling = match options.scheduler {
+            true => lock_sqlite_scheduler(&loaded.config.database_url)?,
+            false => None,
+        };
         let scheduler = if options.scheduler {
             let controls = catalog
                 .controls()
@@ -129,6 +136,7 @@ impl Application {
             server,
             shutdown,
             scheduler,
+            _scheduling: scheduling,
             store,
             catalog,
         })
@@ -266,6 +274,38 @@ pub fn verifying_keys(loaded: &Loaded) -> anyhow::Result<(bool, Vec<crate::integ
         );
     }
     Ok((found, keys))
+}
+
+/// SQLite serves one instance: a second `serve` on the same database file would schedule
+/// every run again. The scheduling instance holds an exclusive lock on `<database>.scheduler.lock`
+/// (released by the OS when the process ends, however it ends); another that cannot take it
+/// refuses to start, naming the database. `None` for PostgreSQL and in-memory databases.
+fn lock_sqlite_scheduler(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(db) = crate::store::sqlite_file(url) else {
+        return Ok(None);
+    };
+    let mut name = db.clone().into_os_string();
+    name.push(".scheduler.lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the scheduler's lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "another `trellis serve` is already scheduling runs on the SQLite database {} (it \
+             holds {}); SQLite serves one instance: stop the other, or use PostgreSQL \
+             (`database_url: postgres://…`) to run several",
+            db.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// `trellis serve`.

@@ -1047,6 +1047,20 @@ fn backend_of(url: &str) -> Option<&'static str> {
     }
 }
 
+/// The file of a SQLite database URL (`sqlite://PATH?…`, `sqlite:PATH`), as SQLite opens it
+/// (a relative path from the working directory); `None` for an in-memory database or another
+/// backend.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if backend_of(url) != Some("sqlite") || is_sqlite_memory(url) {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
 /// True for `sqlite::memory:`, `sqlite://:memory:` and `sqlite://...?mode=memory`.
 fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
@@ -1210,6 +1224,15 @@ mod tests {
         ] {
             assert_eq!(backend_of(url), expect, "{url}");
         }
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/trellis/t.db?mode=rwc"),
+            Some("/var/lib/trellis/t.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite://t.db"), Some("t.db".into()));
+        assert_eq!(sqlite_file("sqlite:t.db?mode=rwc"), Some("t.db".into()));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://t.db?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://u@h/db"), None);
         assert!(is_sqlite_memory("sqlite::memory:"));
         assert!(is_sqlite_memory("sqlite://?mode=memory"));
         assert!(!is_sqlite_memory("sqlite://trellis.db?mode=rwc"));

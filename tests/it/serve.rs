@@ -144,3 +144,92 @@ async fn a_broken_register_does_not_take_the_page_down() {
         vendor_review.summary
     );
 }
+
+/// SQLite serves one instance: a second `trellis serve` on the same database refuses to start,
+/// naming the database, instead of scheduling every run a second time; once the first has
+/// stopped (here killed: the lock goes with the process), another starts.
+#[test]
+fn a_second_serve_on_the_same_sqlite_database_refuses_to_start() {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let cfg = dir.path().join("trellis.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database_url: \"sqlite://{}?mode=rwc\"\ncontrols_dir: {}\nserver:\n  bind: 127.0.0.1:0\nsources:\n  policies:\n    path: {}\n",
+            db.display(),
+            repo().join("controls").display(),
+            repo().join("examples/policies").display(),
+        ),
+    )
+    .unwrap();
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env_remove("TRELLIS_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Waits for "trellis is serving" in its log (read to the end on a thread of its own, so a
+    // full pipe never blocks it); panics with the log if it exits first.
+    let serving = |child: &mut std::process::Child| {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let up = line.contains("trellis is serving");
+                tx.send((up, line)).ok();
+            }
+        });
+        let mut log = String::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok((true, _)) => return,
+                Ok((false, line)) => log.push_str(&line),
+                Err(e) => panic!("serve did not start ({e}): {log}"),
+            }
+        }
+    };
+    let mut first = serve();
+    serving(&mut first);
+
+    let mut second = serve();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            first.kill().unwrap();
+            panic!("a second serve is running on the same SQLite database");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = second.wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another `trellis serve` is already scheduling runs on the SQLite database")
+            && err.contains(&db.display().to_string())
+            && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    // The first goes on serving.
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first serve exited"
+    );
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut third = serve();
+    serving(&mut third);
+    third.kill().unwrap();
+    third.wait().unwrap();
+}
