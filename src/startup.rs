@@ -64,9 +64,10 @@ impl Application {
         let (signer, _) = signing(&loaded)?;
 
         let shutdown = CancellationToken::new();
-        let scheduling = match options.scheduler {
-            true => lock_sqlite_scheduler(&loaded.config.database_url)?,
-            false => None,
+        let scheduling = if options.scheduler {
+            lock_sqlite_scheduler(&loaded.config.database_url)?
+        } else {
+            None
         };
         let scheduler = if options.scheduler {
             let controls = catalog
