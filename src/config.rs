@@ -48,6 +48,10 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     #[serde(default)]
     pub signing: SigningConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 fn default_database_url() -> String {
@@ -80,6 +84,8 @@ impl fmt::Debug for Config {
             .field("trust_page", &self.trust_page)
             .field("dashboard", &self.dashboard)
             .field("signing", &self.signing)
+            .field("metrics", &self.metrics)
+            .field("log", &self.log)
             .finish()
     }
 }
@@ -1201,6 +1207,37 @@ impl Default for TrustPageConfig {
     }
 }
 
+/// The metrics listener: `/metrics` (Prometheus text format), `/healthz` and `/readyz` on an
+/// address of its own, never on `server.bind`. Off unless `bind` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the metrics listener (`127.0.0.1:9464`); absent: no metrics listener. What
+    /// it serves is internal (control ids, sources, error causes): keep it off public networks.
+    #[serde(default)]
+    pub bind: Option<String>,
+}
+
+/// How log lines are written (to standard error). `TRELLIS_LOG` sets which (an env filter,
+/// e.g. `info,trellis=debug`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default: one human-readable line per event) or `json` (one JSON object per
+    /// line: `timestamp`, `level`, `target`, `fields`, for log collectors).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// See [`LogConfig::format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// A loaded configuration and where it came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -1687,5 +1724,40 @@ mod tests {
         };
         let err = g.token(dir.path()).unwrap_err();
         assert!(err.contains("TRELLIS_TEST_SURELY_UNSET_VAR"));
+    }
+
+    /// `metrics` and `log`: off and text by default, set in the file or the environment,
+    /// unknown keys refused; the commented-out example in config.example.yaml is valid.
+    #[test]
+    fn metrics_listener_and_log_format() {
+        let c = parse(Path::new("t.yaml"), "", &[]).unwrap();
+        assert!(c.metrics.bind.is_none());
+        assert_eq!(c.log.format, LogFormat::Text);
+        let text = "metrics: {bind: \"127.0.0.1:9464\"}\nlog: {format: json}\n";
+        let c = parse(Path::new("t.yaml"), text, &[]).unwrap();
+        assert_eq!(c.metrics.bind.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = parse(
+            Path::new("t.yaml"),
+            "",
+            &env(&[
+                ("TRELLIS__METRICS__BIND", "127.0.0.1:0"),
+                ("TRELLIS__LOG__FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics.bind.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(c.log.format, LogFormat::Json);
+        for bad in ["metrics: {bnd: x}\n", "log: {format: xml}\n"] {
+            assert!(parse(Path::new("t.yaml"), bad, &[]).is_err(), "{bad}");
+        }
+        let start = BUNDLED_EXAMPLE.find("# metrics:").unwrap();
+        let block: String = BUNDLED_EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
+            .collect();
+        let c = parse(Path::new("example"), &block, &[]).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert_eq!(c.metrics.bind.as_deref(), Some("127.0.0.1:9464"));
     }
 }
