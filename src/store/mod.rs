@@ -17,6 +17,7 @@ mod access;
 mod dashboard;
 mod entities;
 mod export;
+mod health;
 mod integrity;
 mod rollup;
 mod signin;
@@ -32,6 +33,7 @@ pub use dashboard::{
     ManagedState, ResultDetail, finding_changes,
 };
 pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
+pub use health::Readiness;
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use rollup::ControlDays;
 pub use signin::{Attempt, Gate, LoginLimits, NewSession};
