@@ -1,5 +1,5 @@
 //! The public web side: the trust site (page, JSON, Atom feed, security.txt, stylesheet),
-//! document requests, and `/healthz`.
+//! document requests, `/healthz` and `/readyz`.
 //!
 //! - [`site`] renders the whole public site from the store's evaluations through the pure
 //!   [`trust_view`]; [`SiteCache`] keeps it in memory for the live server and `trellis render`
@@ -22,6 +22,7 @@ mod cache;
 pub mod dashboard;
 mod documents;
 mod feed;
+mod health;
 mod history;
 mod narrative;
 mod page;
@@ -219,7 +220,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
 /// Registers the routes (each `GET` also answers `HEAD`):
 /// - the public site from the cache: `/` (and `/index.html`), `/assets/trust.css`,
 ///   `/api/v1/trust` (and `.json`), `/feed.atom`, `/.well-known/security.txt`;
-/// - `/healthz`;
+/// - `/healthz` (process up) and `/readyz` (database reachable, migrations applied);
 /// - document requests: `/request-access` (form and post), `/access/{id}` (an approval's
 ///   page) and `/access/{id}/{document}` (the download);
 /// - a 404 fallback.
@@ -246,8 +247,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     cfg.service(
         web::resource("/healthz")
-            .route(web::get().to(healthz))
-            .route(web::head().to(healthz)),
+            .route(web::get().to(health::healthz))
+            .route(web::head().to(health::healthz)),
+    );
+    cfg.service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .route(web::head().to(readyz)),
     );
     documents::configure(cfg);
     dashboard::configure(cfg);
@@ -360,25 +366,8 @@ struct ApiError {
     error: &'static str,
 }
 
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-}
-
-async fn healthz(state: web::Data<WebState>) -> HttpResponse {
-    match state.store.runs(1).await {
-        Ok(_) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(Health { status: "ok" }),
-        Err(error) => {
-            tracing::error!(%error, "healthz: store query failed");
-            HttpResponse::ServiceUnavailable()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(Health {
-                    status: "unavailable",
-                })
-        }
-    }
+async fn readyz(state: web::Data<WebState>) -> HttpResponse {
+    health::readyz(&state.store).await
 }
 
 async fn not_found() -> HttpResponse {
