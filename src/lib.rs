@@ -17,6 +17,7 @@ pub mod evaluate;
 pub mod exceptions;
 pub mod export;
 pub mod integrity;
+pub mod metrics;
 pub mod model;
 pub mod oidc;
 pub mod probes;

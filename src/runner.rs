@@ -565,6 +565,13 @@ async fn collect_one(
         ),
         Err(e) => tracing::warn!(probe = planned.probe(), error = %e, "collection failed"),
     }
+    let source = planned.sources().first().copied().unwrap_or("unknown");
+    crate::metrics::collection_finished(
+        planned.probe(),
+        source,
+        started.elapsed(),
+        result.as_ref().err(),
+    );
     result
 }
 
@@ -618,6 +625,7 @@ pub async fn run_and_store(
     signer: &crate::integrity::Signer,
     watcher: &dyn RunWatcher,
 ) -> anyhow::Result<RunTotals> {
+    let started = std::time::Instant::now();
     // Each definition is kept by its hash, so any run's controls can be shown as they were.
     for c in controls {
         store
@@ -661,6 +669,7 @@ pub async fn run_and_store(
         Ok(report) => (report.finished_at, None),
         Err(e) => (Utc::now(), Some(format!("{e:#}"))),
     };
+    crate::metrics::run_finished(started.elapsed(), outcome.is_ok());
     // Closed, signed and chained at once: the manifest lists the definitions, evidence and
     // verdict hashes, and the chains' heads.
     if let Err(e) = store

@@ -47,6 +47,8 @@ pub struct Application {
     /// On SQLite, the lock that makes this the only instance scheduling runs on the database,
     /// held while the application lives ([`lock_sqlite_scheduler`]).
     _scheduling: Option<std::fs::File>,
+    /// The metrics listener, when `metrics.bind` is set.
+    metrics: Option<web::metrics::MetricsServer>,
     pub store: Store,
     pub catalog: Arc<Catalog>,
 }
@@ -131,6 +133,7 @@ impl Application {
         })
         .listen(listener)?
         .run();
+        let metrics = metrics_server(&loaded, &store, &catalog, options.clock.clone())?;
         tracing::info!(port, controls = catalog.len(), "trellis is serving");
         Ok(Application {
             port,
@@ -138,6 +141,7 @@ impl Application {
             shutdown,
             scheduler,
             _scheduling: scheduling,
+            metrics,
             store,
             catalog,
         })
@@ -145,6 +149,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `metrics.bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|m| m.port)
     }
 
     /// The handle that asks the scheduler for runs ("run now").
@@ -156,6 +165,9 @@ impl Application {
     /// letting in-flight runs finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let result = self.server.await;
+        if let Some(metrics) = &self.metrics {
+            metrics.stop().await;
+        }
         self.shutdown.cancel();
         if let Some((_, join)) = self.scheduler
             && let Err(e) = join.await
@@ -164,6 +176,22 @@ impl Application {
         }
         result.context("web server failed")
     }
+}
+
+/// The metrics listener on `metrics.bind` (none when unset): `/metrics` read from `store`
+/// and the process's own metrics, `/healthz`, `/readyz`.
+fn metrics_server(
+    loaded: &Loaded,
+    store: &Store,
+    catalog: &Catalog,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<web::metrics::MetricsServer>> {
+    let Some(bind) = &loaded.config.metrics.bind else {
+        return Ok(None);
+    };
+    let controls = catalog.controls().iter().map(|c| c.id.clone()).collect();
+    let source = crate::metrics::ScrapeSource::new(store.clone(), controls, clock);
+    web::metrics::MetricsServer::start(bind, source).map(Some)
 }
 
 /// Single sign-on's identity provider, when configured: its client secret must be readable.

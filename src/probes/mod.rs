@@ -111,6 +111,22 @@ impl ProbeError {
     pub fn is_not_configured(&self) -> bool {
         matches!(self, ProbeError::NotConfigured(_))
     }
+
+    /// The kind of failure, one word for metrics: `not_configured`, `auth`, `throttled`,
+    /// `timeout`, `bad_body`, `unavailable`, `io` (a file missing or unreadable, and other
+    /// failures to read) or `not_available` (not in this build).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            ProbeError::NotConfigured(_) => "not_configured",
+            ProbeError::Auth(_) => "auth",
+            ProbeError::Throttled(_) => "throttled",
+            ProbeError::Timeout(_) => "timeout",
+            ProbeError::BadBody(_) => "bad_body",
+            ProbeError::Unavailable(_) => "unavailable",
+            ProbeError::Io(_) => "io",
+            ProbeError::NotAvailable(_) => "not_available",
+        }
+    }
 }
 
 pub use crate::model::EvidenceKind;

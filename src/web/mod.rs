@@ -1,5 +1,5 @@
 //! The public web side: the trust site (page, JSON, Atom feed, security.txt, stylesheet),
-//! document requests, `/healthz` and `/readyz`.
+//! document requests, `/healthz` and `/readyz`; and the metrics listener ([`metrics`]).
 //!
 //! - [`site`] renders the whole public site from the store's evaluations through the pure
 //!   [`trust_view`]; [`SiteCache`] keeps it in memory for the live server and `trellis render`
@@ -24,6 +24,7 @@ mod documents;
 mod feed;
 mod health;
 mod history;
+pub mod metrics;
 mod narrative;
 mod page;
 mod security_txt;

@@ -66,6 +66,7 @@ fn tagged_environment(tags: &super::fetch::Tags) -> Option<String> {
 impl Account {
     pub fn organizations(&self) -> aws_sdk_organizations::Client {
         let conf = aws_sdk_organizations::config::Builder::from(&self.sdk)
+            .interceptor(super::CountCalls)
             .region(Region::new(self.home_region.clone()))
             .build();
         aws_sdk_organizations::Client::from_conf(conf)

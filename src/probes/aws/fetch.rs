@@ -115,6 +115,7 @@ pub(crate) async fn account_id(
     let key = format!("aws:{}:account-id", account.name);
     cached(ctx, key, async {
         let conf = aws_sdk_sts::config::Builder::from(&account.sdk)
+            .interceptor(super::CountCalls)
             .region(aws_config::Region::new(account.home_region.clone()))
             .build();
         let client = aws_sdk_sts::Client::from_conf(conf);

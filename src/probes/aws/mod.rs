@@ -124,6 +124,7 @@ impl Account {
 
     pub fn iam(&self) -> aws_sdk_iam::Client {
         let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .interceptor(CountCalls)
             .region(Region::new(self.home_region.clone()))
             .build();
         aws_sdk_iam::Client::from_conf(conf)
@@ -131,6 +132,7 @@ impl Account {
 
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+            .interceptor(CountCalls)
             .region(Region::new(region.to_string()))
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
@@ -144,6 +146,7 @@ macro_rules! regional_client {
         impl $crate::probes::aws::Account {
             pub fn $name(&self, region: &str) -> $sdk::Client {
                 let conf = $sdk::config::Builder::from(&self.sdk)
+                    .interceptor($crate::probes::aws::CountCalls)
                     .region(aws_config::Region::new(region.to_string()))
                     .build();
                 $sdk::Client::from_conf(conf)
@@ -420,6 +423,61 @@ const THROTTLED: &[&str] = &[
     "SlowDown",
 ];
 
+/// Counts every attempt of every AWS call (retries included) and every answer saying to slow
+/// down, for `/metrics` (`trellis_api_requests_total{source="aws"}`,
+/// `trellis_api_throttles_total`). Added to every client Trellis builds: the one place all
+/// AWS requests pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountCalls;
+
+impl aws_sdk_iam::config::Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "trellis-count-calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_iam::config::RuntimeComponents,
+        _: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        crate::metrics::api_request("aws");
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_iam::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_iam::config::RuntimeComponents,
+        _: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        let response = context.response();
+        let status = response.status().as_u16();
+        let error_type = response.headers().get("x-amzn-errortype");
+        if throttling_answer(
+            status,
+            error_type,
+            response.body().bytes().unwrap_or_default(),
+        ) {
+            crate::metrics::api_throttled("aws");
+        }
+        Ok(())
+    }
+}
+
+/// Whether an AWS answer says to slow down: HTTP 429, or an error whose code (in the
+/// `x-amzn-ErrorType` header, or the XML or JSON body) is one of [`THROTTLED`].
+fn throttling_answer(status: u16, error_type: Option<&str>, body: &[u8]) -> bool {
+    if status == 429 {
+        return true;
+    }
+    if status < 400 {
+        return false;
+    }
+    let names = |text: &str| THROTTLED.iter().any(|code| text.contains(code));
+    error_type.is_some_and(names) || names(&String::from_utf8_lossy(body))
+}
+
 /// Turns an SDK error into the cause of an `error` verdict, naming the operation (and the
 /// permission, when access was denied). Never a pass, never a fail.
 pub(crate) fn classify<E>(op: Op, label: &str, err: SdkError<E>) -> ProbeError
@@ -525,6 +583,36 @@ mod tests {
         called.sort();
         called.dedup();
         assert_eq!(granted, called);
+    }
+
+    #[test]
+    fn throttling_answers_are_recognised() {
+        for (status, header, body, expect) in [
+            (429, None, "", true),
+            (400, None, "<Error><Code>Throttling</Code></Error>", true),
+            (
+                503,
+                None,
+                "<Response><Errors><Error><Code>RequestLimitExceeded</Code>",
+                true,
+            ),
+            (400, Some("ThrottlingException:http://internal"), "{}", true),
+            (
+                400,
+                None,
+                "{\"__type\":\"com.amazon#ThrottlingException\"}",
+                true,
+            ),
+            (403, None, "<Code>AccessDenied</Code>", false),
+            (200, None, "Throttling", false),
+            (500, None, "", false),
+        ] {
+            assert_eq!(
+                throttling_answer(status, header, body.as_bytes()),
+                expect,
+                "{status} {header:?} {body}"
+            );
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ const ROUTE53_METRICS_REGION: &str = "us-east-1";
 impl Account {
     pub fn route53(&self) -> aws_sdk_route53::Client {
         let conf = aws_sdk_route53::config::Builder::from(&self.sdk)
+            .interceptor(super::CountCalls)
             .region(Region::new(ROUTE53_METRICS_REGION))
             .build();
         aws_sdk_route53::Client::from_conf(conf)

@@ -76,6 +76,7 @@ impl Account {
     /// buckets are addressed by path, since the endpoint has no per-bucket host names.
     pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .interceptor(super::CountCalls)
             .region(Region::new(region.to_string()))
             .force_path_style(self.sdk.endpoint_url().is_some())
             .build();
@@ -87,6 +88,7 @@ impl Account {
     /// emulator on one host and port cannot answer).
     pub fn s3control(&self) -> aws_sdk_s3control::Client {
         let mut conf = aws_sdk_s3control::config::Builder::from(&self.sdk)
+            .interceptor(super::CountCalls)
             .region(Region::new(self.home_region.clone()));
         if let Some(url) = self.sdk.endpoint_url() {
             conf = conf.endpoint_resolver(FixedEndpoint(url.to_string()));

@@ -559,6 +559,7 @@ impl Github {
                 // Checked with the permit held: no call leaves while one in flight may be
                 // told the limit is used up.
                 self.await_limit(resource, &what).await?;
+                crate::metrics::api_request("github");
                 tokio::time::timeout(
                     self.source.call_timeout.to_std(),
                     Box::pin(self.send(path, method, kept)),
@@ -570,6 +571,7 @@ impl Github {
                 Ok(Err(e)) => format!("{what}: GitHub could not be reached: {e}"),
                 Ok(Ok(answer)) => {
                     if let Some(wait) = rate_limited(&answer, Utc::now()) {
+                        crate::metrics::api_throttled("github");
                         let refuse = |left: Duration| {
                             ProbeError::Throttled(format!(
                                 "{what} ({route}): GitHub's {} rate limit needs a {}s wait, more than the {}s left of sources.github.rate_limit_wait",

@@ -245,6 +245,7 @@ pub(crate) async fn fetch(http: &Http, url: &url::Url) -> Fetched {
     };
     let mut current = url.clone();
     loop {
+        crate::metrics::api_request("http");
         let response = match client.get(current.clone()).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -254,6 +255,9 @@ pub(crate) async fn fetch(http: &Http, url: &url::Url) -> Fetched {
         };
         out.final_url = current.to_string();
         let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            crate::metrics::api_throttled("http");
+        }
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)

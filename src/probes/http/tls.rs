@@ -369,7 +369,10 @@ pub(crate) async fn check_endpoint(http: &Http, url: &url::Url, now: DateTime<Ut
     if out.tls_error.is_none() {
         let client = http.verifier(now).and_then(|v| http.client(Some(v)));
         let answer = match client {
-            Ok(c) => c.get(url.clone()).send().await.map_err(|e| describe(&e)),
+            Ok(c) => {
+                crate::metrics::api_request("http");
+                c.get(url.clone()).send().await.map_err(|e| describe(&e))
+            }
             Err(e) => Err(e.to_string()),
         };
         match answer {
@@ -586,6 +589,7 @@ async fn plain_http(http: &Http, url: &url::Url, out: &mut Endpoint) {
             return;
         }
     };
+    crate::metrics::api_request("http");
     match client.get(plain.clone()).send().await {
         Ok(response) => {
             let status = response.status().as_u16();
