@@ -141,7 +141,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    init_tracing(matches!(cli.command, Command::Serve));
+    init_tracing(
+        matches!(cli.command, Command::Serve),
+        log_format(cli.config.as_deref()),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,15 +158,32 @@ pub fn main() -> ExitCode {
     ExitCode::from(runtime.block_on(run(cli)))
 }
 
-fn init_tracing(serving: bool) {
+/// `log.format` of the configuration, read before logging starts (so that every line has the
+/// format); `text` when the configuration cannot be loaded (the command then reports why).
+fn log_format(path: Option<&std::path::Path>) -> config::LogFormat {
+    config::load(path)
+        .map(|l| l.config.log.format)
+        .unwrap_or_default()
+}
+
+/// Logs to standard error, as text or JSON lines, filtered by `TRELLIS_LOG` (default `info`
+/// when serving, else `warn`). Installed once, first thing: a second subscriber is refused.
+fn init_tracing(serving: bool, format: config::LogFormat) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        config::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("warning: cannot set up logging: {e}");
+    }
 }
 
 async fn run(cli: Cli) -> u8 {
