@@ -204,6 +204,17 @@ pub fn api_throttled(source: &'static str) {
         .inc();
 }
 
+/// The requests and throttles this process counted for `source` so far (what
+/// `trellis_api_requests_total` and `trellis_api_throttles_total` say).
+pub fn api_counts(source: &'static str) -> (u64, u64) {
+    let m = global();
+    let labels = SourceLabels { source };
+    (
+        m.api_requests.get_or_create(&labels).get(),
+        m.api_throttles.get_or_create(&labels).get(),
+    )
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,

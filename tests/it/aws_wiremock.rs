@@ -416,6 +416,7 @@ async fn throttling_then_success_is_evaluated_normally() {
     healthy(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let loaded = loaded(dir.path(), &server.uri(), &["us-east-1"], QUICK);
+    let (requests, throttles) = trellis::metrics::api_counts("aws");
     let report = run(&loaded, &["restricted-port-configurations"], at(NOW)).await;
     let o = outcome(&report, "restricted-port-configurations");
     assert_eq!(o.status, Status::Fail, "{}", o.summary);
@@ -427,6 +428,12 @@ async fn throttling_then_success_is_evaluated_normally() {
     let c = counts(&server).await;
     assert_eq!(c["DescribeSecurityGroups"], 2, "{c:?}");
     assert_eq!(c["DescribeSecurityGroups page 2"], 1, "{c:?}");
+    // `/metrics` counts every attempt and the throttled one (other tests of this process
+    // count theirs too).
+    let (now_requests, now_throttles) = trellis::metrics::api_counts("aws");
+    let sent: usize = c.values().sum();
+    assert!(now_requests - requests >= sent as u64, "{c:?}");
+    assert!(now_throttles > throttles);
 }
 
 #[tokio::test]

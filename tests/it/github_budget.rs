@@ -576,8 +576,12 @@ async fn budget(repos: usize, members: usize) -> (Stats, Stats) {
     let store = trellis::store::Store::connect("sqlite::memory:")
         .await
         .unwrap();
+    let (counted, _) = trellis::metrics::api_counts("github");
     let first = stored_run(&store, &loaded).await;
     let cold = fake.stats();
+    // `/metrics` counts every request sent (other tests of this process count theirs too).
+    let (now_counted, _) = trellis::metrics::api_counts("github");
+    assert!(now_counted - counted >= cold.requests as u64);
     assert!(
         cold.requests <= planned(repos, members),
         "{repos} repositories: {} requests, planned {}: {:?}",
@@ -680,7 +684,10 @@ async fn used_up(reset_in: i64, window: &str, ids: &[&str]) -> (RunReport, Stats
         .await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("    concurrency: 1\n    rate_limit_wait: {window}\n");
+    let (_, throttles) = trellis::metrics::api_counts("github");
     let report = run(&config(dir.path(), &server.uri(), &extra), ids).await;
+    // `/metrics` counts the limit that made Trellis wait or give up.
+    assert!(trellis::metrics::api_counts("github").1 > throttles);
     (report, fake.stats())
 }
 

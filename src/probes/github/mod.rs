@@ -484,6 +484,7 @@ impl Github {
         let wait = wait + Duration::from_secs(1);
         let now = tokio::time::Instant::now();
         let until = now + wait;
+        crate::metrics::api_throttled("github");
         if until > self.limits.deadline {
             let left = self.limits.deadline.saturating_duration_since(now);
             return Err(ProbeError::Throttled(format!(
