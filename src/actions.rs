@@ -91,6 +91,31 @@ pub async fn run_now(
         })
 }
 
+/// Asks for a running run to stop between collections (whichever instance works on it); it
+/// closes `cancelled`. Audited (`run.cancel`) in the transaction that records the request.
+pub async fn cancel_run(
+    store: &Store,
+    actor: &Actor,
+    run_id: &str,
+    via: Via,
+    now: DateTime<Utc>,
+) -> Result<(), ActionError> {
+    match store
+        .request_cancel(run_id, actor, via.as_str(), now)
+        .await?
+    {
+        crate::store::CancelOutcome::Requested | crate::store::CancelOutcome::AlreadyRequested => {
+            Ok(())
+        }
+        crate::store::CancelOutcome::Closed(state) => Err(ActionError::Conflict(format!(
+            "the run is not running (it is {state})"
+        ))),
+        crate::store::CancelOutcome::NotFound => {
+            Err(ActionError::NotFound(format!("no run `{run_id}`")))
+        }
+    }
+}
+
 /// Proposes an exception (checked against the catalog and today's date); someone else must
 /// approve it. Audited with the creation.
 pub async fn propose_exception(

@@ -1,6 +1,7 @@
 //! The `trellis` command line.
 
 mod check;
+mod runs;
 mod site;
 mod users;
 
@@ -91,6 +92,9 @@ pub enum Command {
     /// Manage the staff who sign in to the dashboards and the API.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// List runs, or cancel a running one (whichever instance works on it).
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
     /// Export a period's evidence for auditors: a signed, reproducible zip (populations as CSV
     /// and JSON, control definitions, raw evidence, run attestations, OSCAL, a summary).
     Export {
@@ -155,7 +159,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    ExitCode::from(runtime.block_on(run(cli)))
+    let code = runtime.block_on(run(cli));
+    // A probe stuck in a blocking read (a hung network file system, a pipe nobody writes)
+    // must not keep the process from exiting once its work is given up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    ExitCode::from(code)
 }
 
 /// `log.format` of the configuration, read before logging starts (so that every line has the
@@ -252,6 +260,12 @@ async fn run(cli: Cli) -> u8 {
                 return EXIT_USAGE;
             };
             verify(&loaded, format).await
+        }
+        Command::Runs(command) => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            runs::runs(&loaded, command).await
         }
         Command::User(command) => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {

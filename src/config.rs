@@ -167,6 +167,22 @@ pub struct LimitsConfig {
     /// its load on the sources.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Units of queued runs this instance works on at once (a unit is the controls that share
+    /// collections or a source, see ARCHITECTURE.md "Run queue"); each runs up to
+    /// `concurrency` collections.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// How long an instance's claim on a unit of work holds without renewal (renewed every
+    /// third of it). When an instance dies, another takes its work over after this.
+    #[serde(default = "default_lease")]
+    pub lease: HumanDuration,
+    /// How often an idle instance looks for queued work another instance queued.
+    #[serde(default = "default_queue_poll")]
+    pub queue_poll: HumanDuration,
+    /// On shutdown (SIGTERM), how long a unit in progress may take to finish before it is
+    /// released to the queue for another instance.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
 }
 
 fn default_probe_timeout() -> HumanDuration {
@@ -175,12 +191,28 @@ fn default_probe_timeout() -> HumanDuration {
 fn default_concurrency() -> usize {
     4
 }
+fn default_workers() -> usize {
+    2
+}
+fn default_lease() -> HumanDuration {
+    "30s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+fn default_shutdown_grace() -> HumanDuration {
+    "30s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+fn default_queue_poll() -> HumanDuration {
+    "2s".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             probe_timeout: default_probe_timeout(),
             concurrency: default_concurrency(),
+            workers: default_workers(),
+            lease: default_lease(),
+            queue_poll: default_queue_poll(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }

@@ -437,8 +437,30 @@ impl Signer {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        crate::access::write_private(path, hex::encode(seed).as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // Written aside, then linked into place: several instances starting together on one
+        // configuration end up with one key (the first link wins; the others read it), and
+        // nobody reads a key file half written.
+        let aside = path.with_extension(format!("new-{}", std::process::id()));
+        crate::access::write_private(&aside, hex::encode(seed).as_bytes())
+            .with_context(|| format!("cannot write {}", aside.display()))?;
+        let linked = std::fs::hard_link(&aside, path);
+        if let Err(e) = std::fs::remove_file(&aside) {
+            tracing::warn!(path = %aside.display(), error = %e, "cannot remove the key's temporary file");
+        }
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Signer::load(path)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} appeared and vanished while it was created",
+                        path.display()
+                    )
+                });
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot write {}", path.display()));
+            }
+        }
         let signer = Signer::from_seed(seed);
         tracing::info!(path = %path.display(), key = %signer.key_id(), "created the evidence signing key");
         Ok(signer)

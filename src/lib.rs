@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod oidc;
 pub mod probes;
+pub mod queue;
 pub mod registers;
 pub mod runner;
 pub mod schedule;

@@ -180,11 +180,15 @@ pub fn collection_finished(
 
 /// A run of this process ended after `elapsed`; `completed`: without an error.
 pub fn run_finished(elapsed: Duration, completed: bool) {
+    run_closed(elapsed, if completed { "completed" } else { "failed" });
+}
+
+/// A queued run was closed by this process in `state` (`completed`, `interrupted`,
+/// `cancelled`), `elapsed` after it started.
+pub fn run_closed(elapsed: Duration, outcome: &'static str) {
     global()
         .run_seconds
-        .get_or_create(&RunLabels {
-            outcome: if completed { "completed" } else { "failed" },
-        })
+        .get_or_create(&RunLabels { outcome })
         .observe(elapsed.as_secs_f64());
 }
 
@@ -331,6 +335,22 @@ impl ScrapeSource {
             "control_last_success_age_seconds",
             "Seconds since each control's newest evaluation that was not an error",
             age,
+        );
+        // The run queue, as every instance shares it (wall clock: leases are real time).
+        let queue = self.store.queue_stats(chrono::Utc::now()).await?;
+        let depth = Gauge::<i64>::default();
+        depth.set(i64::try_from(queue.queued).unwrap_or(i64::MAX));
+        registry.register(
+            "queue_depth",
+            "Units of queued runs waiting for an instance to claim them",
+            depth,
+        );
+        let held = Gauge::<i64>::default();
+        held.set(i64::try_from(queue.leases_held).unwrap_or(i64::MAX));
+        registry.register(
+            "leases_held",
+            "Units of runs under a live lease (being worked on by some instance)",
+            held,
         );
         Ok(())
     }

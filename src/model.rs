@@ -490,8 +490,12 @@ impl Trigger {
 pub enum RunState {
     Running,
     Completed,
-    /// The process stopped (crash, kill) before the run finished; set at the next start.
+    /// The run's work could not complete (its process crashed or was killed and no instance
+    /// could finish it, a unit failed too often); the run's `error` says why.
     Interrupted,
+    /// Stopped between collections at someone's request (`trellis runs cancel`, the
+    /// dashboard); audited.
+    Cancelled,
 }
 
 impl RunState {
@@ -500,6 +504,7 @@ impl RunState {
             RunState::Running => "running",
             RunState::Completed => "completed",
             RunState::Interrupted => "interrupted",
+            RunState::Cancelled => "cancelled",
         }
     }
 
@@ -508,6 +513,7 @@ impl RunState {
             RunState::Running,
             RunState::Completed,
             RunState::Interrupted,
+            RunState::Cancelled,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)

@@ -613,19 +613,14 @@ impl<F: Fn(usize, usize) + Send + Sync> RunWatcher for F {
     }
 }
 
-/// Runs `controls` and stores everything in `store` as one run of `trigger`, closed with its
-/// manifest signed by `signer` (in the transaction that closes it). A run that cannot be
-/// closed stays `running` and is closed as `interrupted`, signed, at the next start.
-pub async fn run_and_store(
+/// What a run's collections need from the store before they start: each control's definition
+/// recorded by its hash (so any run's controls can be shown as they were), the evidence stored
+/// before for probes that carry a value across runs, and the HTTP validators earlier runs kept.
+async fn prepare(
     store: &Store,
     ctx: &ProbeContext,
     controls: &[&Control],
-    concurrency: usize,
-    trigger: Trigger,
-    signer: &crate::integrity::Signer,
-    watcher: &dyn RunWatcher,
-) -> anyhow::Result<RunTotals> {
-    let started = std::time::Instant::now();
+) -> anyhow::Result<ProbeContext> {
     // Each definition is kept by its hash, so any run's controls can be shown as they were.
     for c in controls {
         store
@@ -651,6 +646,84 @@ pub async fn run_and_store(
     ctx.validators = Arc::new(crate::probes::conditional::Validators::new(
         store.http_validators().await?,
     ));
+    Ok(ctx)
+}
+
+/// Keeps the HTTP validators this run used for the next (a cache: failing costs requests only).
+async fn keep_validators(store: &Store, ctx: &ProbeContext) {
+    if let Err(e) = store
+        .save_http_validators(&ctx.validators.used(), Utc::now())
+        .await
+    {
+        tracing::warn!(error = %e, "cannot keep the HTTP validators: the next run asks again in full");
+    }
+}
+
+/// Writes one unit of a queued run into the run: like [`StoreSink`], but each unit adds its
+/// collections to the run's plan.
+struct UnitSink(StoreSink);
+
+impl RunSink for UnitSink {
+    fn planned(&self, collections: usize) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .store
+                .add_planned(&self.0.run_id, collections)
+                .await?)
+        })
+    }
+    fn evidence(&self, index: usize, evidence: NewEvidence) -> BoxFuture<'_, anyhow::Result<i64>> {
+        self.0.evidence(index, evidence)
+    }
+    fn result<'a>(
+        &'a self,
+        outcome: &'a ControlOutcome,
+        evidence_ids: &'a [i64],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.0.result(outcome, evidence_ids)
+    }
+}
+
+/// Runs `controls` as one unit of the queued run `run_id` (see [`crate::queue`]): collects,
+/// evaluates and stores them into that run, which stays open (the queue closes it once all
+/// its units have ended).
+pub async fn run_unit(
+    store: &Store,
+    ctx: &ProbeContext,
+    controls: &[&Control],
+    concurrency: usize,
+    run_id: &str,
+) -> anyhow::Result<RunTotals> {
+    let ctx = prepare(store, ctx, controls).await?;
+    let sink = UnitSink(StoreSink {
+        store: store.clone(),
+        run_id: run_id.to_string(),
+    });
+    let outcome = stream(&ctx, controls, concurrency, &sink, &NoWatcher).await;
+    keep_validators(store, &ctx).await;
+    outcome
+}
+
+/// Follows nothing.
+struct NoWatcher;
+
+impl RunWatcher for NoWatcher {}
+
+/// Runs `controls` and stores everything in `store` as one run of `trigger`, closed with its
+/// manifest signed by `signer` (in the transaction that closes it). A run that cannot be
+/// closed stays `running` and is closed as `interrupted`, signed, at the next start.
+pub async fn run_and_store(
+    store: &Store,
+    ctx: &ProbeContext,
+    controls: &[&Control],
+    concurrency: usize,
+    trigger: Trigger,
+    signer: &crate::integrity::Signer,
+    watcher: &dyn RunWatcher,
+) -> anyhow::Result<RunTotals> {
+    let started = std::time::Instant::now();
+    let ctx = prepare(store, ctx, controls).await?;
     let ctx = &ctx;
     let run_id = store.begin_run(trigger, controls.len(), ctx.now).await?;
     watcher.begun(&run_id);
@@ -659,12 +732,7 @@ pub async fn run_and_store(
         run_id: run_id.clone(),
     };
     let outcome = stream(ctx, controls, concurrency, &sink, watcher).await;
-    if let Err(e) = store
-        .save_http_validators(&ctx.validators.used(), Utc::now())
-        .await
-    {
-        tracing::warn!(error = %e, "cannot keep the HTTP validators: the next run asks again in full");
-    }
+    keep_validators(store, ctx).await;
     let (finished_at, error) = match &outcome {
         Ok(report) => (report.finished_at, None),
         Err(e) => (Utc::now(), Some(format!("{e:#}"))),

@@ -53,10 +53,19 @@ pub struct ScheduledControl {
 /// A boxed, sendable future borrowing the executor.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What an executor began: the run it recorded (if any control was left to run) and the
+/// controls it left out because a run elsewhere (another instance) has them or claimed their
+/// slot first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Began {
+    pub run_id: Option<String>,
+    pub elsewhere: Vec<String>,
+}
+
 /// Where an executor says which run it began, once the run is recorded (so whoever asked for
 /// it can show it). Dropping it unsent means the run never began.
 #[derive(Debug, Default)]
-pub struct Begun(Option<oneshot::Sender<String>>);
+pub struct Begun(Option<oneshot::Sender<Began>>);
 
 impl Begun {
     /// Nobody is waiting (scheduled and startup runs).
@@ -66,20 +75,33 @@ impl Begun {
 
     /// Reports the run's id; a requester that went away is no error.
     pub fn report(self, run_id: &str) {
+        self.report_began(Began {
+            run_id: Some(run_id.to_string()),
+            elsewhere: Vec::new(),
+        });
+    }
+
+    /// Reports what began.
+    pub fn report_began(self, began: Began) {
         if let Some(tx) = self.0 {
-            let _ = tx.send(run_id.to_string());
+            // The requester may have gone away; the run goes ahead regardless.
+            let _ = tx.send(began);
         }
     }
 }
 
 /// What the scheduler drives; implemented elsewhere (runner + store). Object-safe.
 pub trait Executor: Send + Sync + 'static {
-    /// Runs these controls as one run (shared fetch cache); resolves when the run is stored.
-    /// Calls `begun.report` as soon as the run is recorded, before any probe runs.
+    /// Runs these controls as one run; resolves when the run is closed. Calls `begun.report`
+    /// as soon as the run is recorded, before any probe runs. `slots`: for scheduled and
+    /// startup runs, the slot each control is due for (`schedule:<time>`,
+    /// `startup:<last success>@<window>`); an executor shared by several instances runs a
+    /// control once per slot, whichever instance asks first.
     fn run(
         &self,
         controls: Vec<String>,
         trigger: Trigger,
+        slots: HashMap<String, String>,
         begun: Begun,
     ) -> BoxFuture<'_, anyhow::Result<()>>;
     /// Newest successful evaluation time per control (for "on start, run what is stale").
@@ -87,6 +109,32 @@ pub trait Executor: Send + Sync + 'static {
     /// Marks runs cut off by a crash as interrupted; called once at start, before any run.
     /// Returns how many were marked.
     fn mark_interrupted(&self) -> BoxFuture<'_, anyhow::Result<u64>>;
+}
+
+/// How long instances starting together share one startup run of a stale control: their
+/// startup slots fall in the same window.
+const STARTUP_WINDOW_SECS: i64 = 15 * 60;
+
+/// The startup slot of each stale control: its last success as this instance read it, and the
+/// window of `now`. Instances that start together and read the same last success claim the same
+/// slot, so only one runs the control; a restart in a later window runs it again if it is
+/// still stale.
+fn startup_slots(
+    stale: &[String],
+    last: &HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> HashMap<String, String> {
+    let window = now.timestamp().div_euclid(STARTUP_WINDOW_SECS) * STARTUP_WINDOW_SECS;
+    stale
+        .iter()
+        .map(|c| {
+            let seen = last.get(c).map_or_else(
+                || "never".to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            );
+            (c.clone(), format!("startup:{seen}@{window}"))
+        })
+        .collect()
 }
 
 /// Wall-clock time, injectable for tests.
@@ -170,11 +218,14 @@ impl SchedulerHandle {
             .map_err(|_| SchedulerStopped)?;
         let mut accepted = answer.await.map_err(|_| SchedulerStopped)?;
         if !accepted.queued.is_empty() {
-            accepted.run_id = match tokio::time::timeout(BEGIN_WAIT, run_id).await {
-                Ok(Ok(id)) => Some(id),
-                // Failed before it was recorded, or the store is slow: the run's own log says.
-                Ok(Err(_)) | Err(_) => None,
-            };
+            // Otherwise it failed before it was recorded, or the store is slow: the run's own
+            // log says.
+            if let Ok(Ok(began)) = tokio::time::timeout(BEGIN_WAIT, run_id).await {
+                accepted.run_id = began.run_id;
+                // Running elsewhere (another instance): not queued here.
+                accepted.queued.retain(|c| !began.elsewhere.contains(c));
+                accepted.already_running.extend(began.elsewhere);
+            }
         }
         Ok(accepted)
     }
@@ -311,6 +362,7 @@ impl Scheduler {
             last = executor.last_success() => last,
         };
         let now = self.clock.now();
+        let last_seen = last.as_ref().ok().cloned().unwrap_or_default();
         let stale: Vec<String> = match last {
             Ok(last) => self
                 .entries
@@ -333,7 +385,8 @@ impl Scheduler {
             info!("startup: every control is fresh");
         } else {
             info!(controls = ?stale, "startup: running stale or never-evaluated controls");
-            self.start_run(stale, Trigger::Startup, Begun::unwatched());
+            let slots = startup_slots(&stale, &last_seen, now);
+            self.start_run(stale, Trigger::Startup, slots, Begun::unwatched());
         }
         true
     }
@@ -341,6 +394,7 @@ impl Scheduler {
     /// Starts one run of every control due at or before `now` and computes their next times.
     fn fire_due(&mut self, now: DateTime<Utc>) {
         let mut due = Vec::new();
+        let mut slots = HashMap::new();
         for entry in &mut self.entries {
             let Some(next) = entry.next else { continue };
             if next > now {
@@ -351,11 +405,18 @@ impl Scheduler {
                 warn!(control = %entry.control.id, due = %next, late_secs = late.num_seconds(), "firing late; missed times are not replayed");
             }
             due.push(entry.control.id.clone());
+            slots.insert(
+                entry.control.id.clone(),
+                format!(
+                    "schedule:{}",
+                    next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            );
             // From `now`, not `next`: missed times coalesce into this one run.
             entry.next = entry.control.schedule.next_after(now);
         }
         if !due.is_empty() {
-            self.start_run(due, Trigger::Schedule, Begun::unwatched());
+            self.start_run(due, Trigger::Schedule, slots, Begun::unwatched());
         }
     }
 
@@ -377,6 +438,7 @@ impl Scheduler {
         &mut self,
         controls: Vec<String>,
         trigger: Trigger,
+        slots: HashMap<String, String>,
         begun: Begun,
     ) -> (Vec<String>, Vec<String>) {
         let (busy, free): (Vec<String>, Vec<String>) =
@@ -393,7 +455,7 @@ impl Scheduler {
         let abort = self.tasks.spawn(async move {
             info!(controls = ?controls, trigger = trigger.as_str(), "run starting");
             let started = tokio::time::Instant::now();
-            match executor.run(controls.clone(), trigger, begun).await {
+            match executor.run(controls.clone(), trigger, slots, begun).await {
                 Ok(()) => info!(
                     controls = ?controls,
                     trigger = trigger.as_str(),
@@ -455,7 +517,7 @@ impl Scheduler {
                 let (queued, already_running) = if known.is_empty() {
                     (Vec::new(), Vec::new())
                 } else {
-                    self.start_run(known, Trigger::Manual, begun)
+                    self.start_run(known, Trigger::Manual, HashMap::new(), begun)
                 };
                 // The requester may have gone away; the run goes ahead regardless.
                 let _ = reply.send(RunNowAccepted {
@@ -529,6 +591,8 @@ mod tests {
         panic: bool,
         /// Runs fail before they are recorded (`begun` dropped unsent).
         never_begin: bool,
+        /// Controls another instance is running.
+        elsewhere: HashSet<String>,
     }
 
     struct FakeExecutor {
@@ -538,6 +602,8 @@ mod tests {
         calls: mpsc::UnboundedSender<Call>,
         /// "mark", "last", "run" in call order.
         log: Mutex<Vec<&'static str>>,
+        /// The slots of every run, in call order.
+        slots: Mutex<Vec<HashMap<String, String>>>,
         finished: AtomicUsize,
     }
 
@@ -546,14 +612,28 @@ mod tests {
             &self,
             controls: Vec<String>,
             trigger: Trigger,
+            slots: HashMap<String, String>,
             begun: Begun,
         ) -> BoxFuture<'_, anyhow::Result<()>> {
             Box::pin(async move {
                 self.log.lock().unwrap().push("run");
+                self.slots.lock().unwrap().push(slots);
                 if self.behaviour.never_begin {
                     anyhow::bail!("store is down");
                 }
-                begun.report(&format!("run-{}", controls.join("+")));
+                let elsewhere: Vec<String> = controls
+                    .iter()
+                    .filter(|c| self.behaviour.elsewhere.contains(*c))
+                    .cloned()
+                    .collect();
+                let controls: Vec<String> = controls
+                    .into_iter()
+                    .filter(|c| !elsewhere.contains(c))
+                    .collect();
+                begun.report_began(Began {
+                    run_id: (!controls.is_empty()).then(|| format!("run-{}", controls.join("+"))),
+                    elsewhere,
+                });
                 let blocks = controls.iter().any(|c| self.behaviour.blocking.contains(c));
                 let call = Call {
                     controls,
@@ -639,6 +719,7 @@ mod tests {
             gate: Semaphore::new(0),
             calls: tx,
             log: Mutex::new(Vec::new()),
+            slots: Mutex::new(Vec::new()),
             finished: AtomicUsize::new(0),
         });
         let shutdown = CancellationToken::new();
@@ -1020,6 +1101,91 @@ mod tests {
             h.next_call().await,
             call(&["a"], Trigger::Schedule, "2026-11-23T09:15:00Z")
         );
+        assert_eq!(h.stop().await, []);
+    }
+    #[tokio::test(start_paused = true)]
+    async fn scheduled_and_startup_runs_name_their_slots_and_manual_runs_none() {
+        let controls = vec![
+            control("a", "*/15 * * * *"),
+            control("b", "0 0 1 1 *"),
+            control("c", "0 0 1 1 *"),
+        ];
+        let base = at(BASE);
+        let mut h = start(
+            controls,
+            Behaviour {
+                last_success: HashMap::from([
+                    ("a".to_string(), base),
+                    ("b".to_string(), base - chrono::Duration::days(3)),
+                ]),
+                ..Behaviour::default()
+            },
+        );
+        assert_eq!(
+            h.next_call().await,
+            call(&["b", "c"], Trigger::Startup, BASE)
+        );
+        assert_eq!(
+            h.next_call().await,
+            call(&["a"], Trigger::Schedule, "2026-11-23T09:00:00Z")
+        );
+        h.handle.run_now(ids(&["a"])).await.unwrap();
+        h.next_call().await;
+        let slots = h.executor.slots.lock().unwrap().clone();
+        // 08:59:30 falls in the 15-minute window that began at 08:45.
+        let window = at("2026-11-23T08:45:00Z").timestamp();
+        assert_eq!(
+            slots,
+            vec![
+                HashMap::from([
+                    (
+                        "b".to_string(),
+                        format!("startup:2026-11-20T08:59:30.000000Z@{window}")
+                    ),
+                    ("c".to_string(), format!("startup:never@{window}")),
+                ]),
+                HashMap::from([("a".to_string(), "schedule:2026-11-23T09:00:00Z".to_string())]),
+                HashMap::new(),
+            ]
+        );
+        assert_eq!(h.stop().await, []);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_now_reports_controls_running_on_another_instance() {
+        let far = "0 0 1 1 *";
+        let controls = vec![control("a", far), control("b", far)];
+        let last_success = fresh(&controls);
+        let mut h = start(
+            controls,
+            Behaviour {
+                last_success,
+                elsewhere: HashSet::from(["a".to_string()]),
+                ..Behaviour::default()
+            },
+        );
+        let answer = h.handle.run_now(vec![]).await.unwrap();
+        assert_eq!(
+            answer,
+            RunNowAccepted {
+                queued: ids(&["b"]),
+                already_running: ids(&["a"]),
+                unknown: vec![],
+                run_id: Some("run-b".into()),
+            }
+        );
+        h.next_call().await;
+        let answer = h.handle.run_now(ids(&["a"])).await.unwrap();
+        assert_eq!(
+            answer,
+            RunNowAccepted {
+                queued: vec![],
+                already_running: ids(&["a"]),
+                unknown: vec![],
+                run_id: None,
+            }
+        );
+        h.next_call().await;
         assert_eq!(h.stop().await, []);
     }
 }

@@ -43,7 +43,12 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     shutdown: CancellationToken,
-    scheduler: Option<(SchedulerHandle, tokio::task::JoinHandle<()>)>,
+    /// The scheduler's handle and task, and the queue workers' task.
+    scheduler: Option<(
+        SchedulerHandle,
+        tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     /// On SQLite, the lock that makes this the only instance scheduling runs on the database,
     /// held while the application lives ([`lock_sqlite_scheduler`]).
     _scheduling: Option<std::fs::File>,
@@ -84,19 +89,34 @@ impl Application {
                     freshness: c.freshness.unwrap_or(default_freshness),
                 })
                 .collect();
-            let executor = Arc::new(PipelineExecutor {
+            let instance = crate::queue::instance_name();
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let closed = Arc::new(tokio::sync::Notify::new());
+            let executor = Arc::new(QueueExecutor {
                 signer: signer.clone(),
                 catalog: catalog.clone(),
                 store: store.clone(),
+                clock: clock.clone(),
+                instance: instance.clone(),
+                wake: Arc::clone(&wake),
+                closed: Arc::clone(&closed),
+                shutdown: shutdown.clone(),
+            });
+            let workers = Arc::new(crate::queue::Workers {
+                store: store.clone(),
+                catalog: catalog.clone(),
                 loaded: Arc::new(loaded.clone()),
                 clock: clock.clone(),
+                signer: signer.clone(),
+                instance,
+                config: crate::queue::QueueConfig::from_loaded(&loaded),
+                wake,
+                closed,
             });
-            Some(scheduler::spawn(
-                controls,
-                executor,
-                clock.clone(),
-                shutdown.clone(),
-            ))
+            let workers = workers.spawn(shutdown.clone());
+            let (handle, join) =
+                scheduler::spawn(controls, executor, clock.clone(), shutdown.clone());
+            Some((handle, join, workers))
         } else {
             None
         };
@@ -112,7 +132,7 @@ impl Application {
         .with_dashboard(
             loaded.config.dashboard.clone(),
             secure_cookies(&loaded),
-            scheduler.as_ref().map(|(h, _)| h.clone()),
+            scheduler.as_ref().map(|(h, _, _)| h.clone()),
         )
         .with_signer(signer.clone())
         .with_oidc(oidc(&loaded)?);
@@ -158,21 +178,26 @@ impl Application {
 
     /// The handle that asks the scheduler for runs ("run now").
     pub fn scheduler(&self) -> Option<SchedulerHandle> {
-        self.scheduler.as_ref().map(|(h, _)| h.clone())
+        self.scheduler.as_ref().map(|(h, _, _)| h.clone())
     }
 
-    /// Serves until the server stops (SIGINT/SIGTERM), then stops the scheduler gracefully,
-    /// letting in-flight runs finish.
+    /// Serves until the server stops (SIGINT/SIGTERM), then stops gracefully: the scheduler
+    /// queues nothing more, the workers claim nothing more, and a unit in progress has the
+    /// queue's grace to finish before it is released to another instance.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let result = self.server.await;
+        tracing::info!("stopping: no new work is claimed");
         if let Some(metrics) = &self.metrics {
             metrics.stop().await;
         }
         self.shutdown.cancel();
-        if let Some((_, join)) = self.scheduler
-            && let Err(e) = join.await
-        {
-            tracing::error!(error = %e, "scheduler task failed");
+        if let Some((_, scheduler, workers)) = self.scheduler {
+            if let Err(e) = scheduler.await {
+                tracing::error!(error = %e, "scheduler task failed");
+            }
+            if let Err(e) = workers.await {
+                tracing::error!(error = %e, "queue workers task failed");
+            }
         }
         result.context("web server failed")
     }
@@ -345,68 +370,105 @@ pub async fn serve(loaded: Loaded) -> anyhow::Result<()> {
         .await
 }
 
-/// Tells the scheduler's requester which run began.
-struct ReportBegun(std::sync::Mutex<Option<Begun>>);
-
-impl crate::runner::RunWatcher for ReportBegun {
-    fn begun(&self, run_id: &str) {
-        let begun = match self.0.lock() {
-            Ok(mut b) => b.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(b) = begun {
-            b.report(run_id);
-        }
-    }
-}
-
-/// Runs controls for the scheduler: collect → evaluate → store.
-struct PipelineExecutor {
+/// Runs controls for the scheduler through the run queue: queues the run (claiming each
+/// control's slot, so several instances on one database run a slot once), wakes this
+/// instance's workers, and waits until some instance's workers closed it.
+struct QueueExecutor {
     signer: crate::integrity::Signer,
     catalog: Arc<Catalog>,
     store: Store,
-    loaded: Arc<Loaded>,
     clock: Arc<dyn Clock>,
+    instance: String,
+    wake: Arc<tokio::sync::Notify>,
+    /// Notified when this instance's workers close a run.
+    closed: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
 }
 
-impl Executor for PipelineExecutor {
+/// How often a waiting scheduler task looks whether its run closed (another instance may
+/// close it; this instance's workers say so at once).
+const CLOSE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Executor for QueueExecutor {
     fn run(
         &self,
         controls: Vec<String>,
         trigger: Trigger,
+        slots: HashMap<String, String>,
         begun: Begun,
     ) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
-            let selected: Vec<&Control> = if controls.is_empty() {
-                self.catalog.controls().iter().collect()
+            let controls: Vec<String> = if controls.is_empty() {
+                self.catalog
+                    .controls()
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .collect()
             } else {
                 controls
-                    .iter()
-                    .filter_map(|id| self.catalog.get(id))
-                    .collect()
             };
+            let catalog = Arc::clone(&self.catalog);
+            let units = move |ids: &[String]| {
+                let selected: Vec<&Control> = ids.iter().filter_map(|id| catalog.get(id)).collect();
+                crate::queue::units_of(&selected)
+            };
+            // Controls due for different slots are queued apart, each with its slot.
+            let mut groups: std::collections::BTreeMap<Option<&str>, Vec<String>> =
+                std::collections::BTreeMap::new();
+            for id in &controls {
+                groups
+                    .entry(slots.get(id).map(String::as_str))
+                    .or_default()
+                    .push(id.clone());
+            }
             let now = self.clock.now();
-            let ctx = crate::probes::ProbeContext::for_run(&self.loaded, now);
-            // Exceptions approved in the dashboard apply as file ones do.
-            let managed = catalog::managed_exceptions(&self.store, now.date_naive()).await?;
-            let controls = catalog::with_exceptions(&selected, &managed);
-            let selected: Vec<&Control> = controls.iter().collect();
-            let report = crate::runner::run_and_store(
-                &self.store,
-                &ctx,
-                &selected,
-                self.loaded.config.limits.concurrency,
-                trigger,
-                &self.signer,
-                &ReportBegun(std::sync::Mutex::new(Some(begun))),
-            )
-            .await?;
-            tracing::info!(
-                trigger = trigger.as_str(),
-                controls = report.controls,
-                collections = report.collections,
-                "run finished"
-            );
+            let mut began = crate::scheduler::Began::default();
+            let mut runs = Vec::new();
+            for (slot, ids) in groups {
+                let enqueued = self
+                    .store
+                    .enqueue_run(trigger, &ids, slot, &self.instance, now, &units)
+                    .await?;
+                if !enqueued.slot_taken.is_empty() {
+                    tracing::info!(controls = ?enqueued.slot_taken, slot = slot.unwrap_or(""), "slot claimed by another instance: not run here");
+                }
+                if !enqueued.in_flight.is_empty() {
+                    tracing::warn!(controls = ?enqueued.in_flight, trigger = trigger.as_str(), "controls are running (on this or another instance); not starting them again");
+                }
+                began.elsewhere.extend(enqueued.in_flight);
+                began.elsewhere.extend(enqueued.slot_taken);
+                if let Some(id) = enqueued.run_id {
+                    began.run_id.get_or_insert_with(|| id.clone());
+                    runs.push(id);
+                }
+            }
+            begun.report_began(began);
+            if runs.is_empty() {
+                return Ok(());
+            }
+            self.wake.notify_waiters();
+            // Wait for the runs to close, so this instance's scheduler does not start their
+            // controls again meanwhile (other instances see them in `run_controls`).
+            for id in runs {
+                loop {
+                    let closed = self.closed.notified();
+                    tokio::pin!(closed);
+                    closed.as_mut().enable();
+                    match self.store.run(&id).await {
+                        Ok(Some(run)) if run.state != crate::model::RunState::Running => break,
+                        Ok(None) => break,
+                        Ok(Some(_)) => {}
+                        Err(e) => {
+                            tracing::warn!(run = %id, error = %e, "cannot read the run's state")
+                        }
+                    }
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return Ok(()),
+                        () = &mut closed => {}
+                        () = tokio::time::sleep(CLOSE_POLL) => {}
+                    }
+                }
+            }
             Ok(())
         })
     }

@@ -16,6 +16,7 @@ mod m20261204_000010_sso;
 mod m20261205_000011_history_rollup;
 mod m20261205_000012_http_validators;
 mod m20261205_000013_run_collections;
+mod m20261205_000014_run_queue;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_history_rollup::Migration),
             Box::new(m20261205_000012_http_validators::Migration),
             Box::new(m20261205_000013_run_collections::Migration),
+            Box::new(m20261205_000014_run_queue::Migration),
         ]
     }
 }

@@ -133,6 +133,11 @@ impl Store {
             .column_as(Expr::cust("''"), "row_hash")
             .column_as(Expr::cust("''"), "chain_hash")
             .column_as(Expr::cust("CAST(NULL AS BIGINT)"), "chain_seq")
+            .column_as(
+                Expr::cust("CAST(NULL AS TIMESTAMPTZ)"),
+                "cancel_requested_at",
+            )
+            .column_as(Expr::cust("CAST(NULL AS TEXT)"), "cancel_requested_by")
             .filter(C::StartedAt.gte(db_time(start)))
             .filter(C::StartedAt.lt(db_time(end)))
             .order_by_asc(C::StartedAt)

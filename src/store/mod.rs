@@ -19,6 +19,7 @@ mod entities;
 mod export;
 mod health;
 mod integrity;
+mod queue;
 mod rollup;
 mod signin;
 mod sso;
@@ -35,6 +36,10 @@ pub use dashboard::{
 pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
 pub use health::Readiness;
 pub use integrity::{IntegrityProblem, IntegrityReport};
+pub use queue::{
+    CancelOutcome, ClaimedUnit, Closable, Enqueued, Lease, MAX_ATTEMPTS, QueueStats, SlotClaim,
+    UnitEnd, UnitRow,
+};
 pub use rollup::ControlDays;
 pub use signin::{Attempt, Gate, LoginLimits, NewSession};
 pub use sso::{NO_PASSWORD, SsoLogin, SsoOutcome, SsoSignIn};
@@ -138,6 +143,9 @@ pub enum StoreError {
     /// A run is closed (and signed) once; nothing is added to it afterwards.
     #[error("run {run} is {state} already: nothing more is recorded in a closed run")]
     RunClosed { run: String, state: String },
+    /// A queued run has this control's result already (stored by another instance).
+    #[error("run {run} has a result of {control_id} already: a control is evaluated once per run")]
+    DuplicateResult { run: String, control_id: String },
     #[error(
         "control {control_id}: check {check} refers to evidence index {index}, \
          but the run stored {available} evidence item(s)"
@@ -192,6 +200,8 @@ pub struct RunSummary {
     pub collections_total: Option<usize>,
     pub collections_done: usize,
     pub error: Option<String>,
+    /// Who asked for this running run to be cancelled, if anyone did.
+    pub cancel_requested_by: Option<String>,
 }
 
 /// A finding as stored, with the keys tying it to its result, run and control.
@@ -416,24 +426,7 @@ impl Store {
         started_at: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let row = runs::ActiveModel {
-            id: Set(id.clone()),
-            trigger: Set(trigger.as_str().to_string()),
-            state: Set(RunState::Running.as_str().to_string()),
-            started_at: Set(db_time(started_at)),
-            finished_at: Set(None),
-            controls_total: Set(to_i32("controls_total", controls_total)?),
-            controls_done: Set(0),
-            error: Set(None),
-            manifest: Set(None),
-            signature: Set(None),
-            key_id: Set(None),
-            row_hash: Set(String::new()),
-            chain_hash: Set(String::new()),
-            chain_seq: Set(None),
-            collections_total: Set(None),
-            collections_done: Set(0),
-        };
+        let row = new_run_row(&id, trigger, controls_total, started_at)?;
         runs::Entity::insert(row)
             .exec_without_returning(&self.db)
             .await
@@ -607,6 +600,15 @@ impl Store {
         if updated.rows_affected == 0 {
             ensure_run_is_running(&txn, run_id, OP).await?;
             return Err(StoreError::RunNotFound(run_id.to_string()));
+        }
+        // A queued run evaluates each control once, whichever instance evaluates it: an
+        // instance that lost its lease without noticing cannot add a second result. (Checked
+        // under the results chain's lock, which every result insert holds.)
+        if queue::has_result(&txn, run_id, &outcome.control_id, OP).await? {
+            return Err(StoreError::DuplicateResult {
+                run: run_id.to_string(),
+                control_id: outcome.control_id.clone(),
+            });
         }
         let fields = result_row.clone();
         let result_id = control_results::Entity::insert(result_row)
@@ -783,9 +785,11 @@ impl Store {
         .await
     }
 
-    /// At startup: every run still `running` (the process died mid-run) becomes
-    /// `interrupted`, `finished_at = now`, signed and chained as a finished run is (its
-    /// manifest lists what it stored before it stopped). Returns how many.
+    /// At startup: every run still `running` that no queue rows carry (a `trellis check`
+    /// that died mid-run, or a run from before the queue) becomes `interrupted`,
+    /// `finished_at = now`, signed and chained as a finished run is (its manifest lists what
+    /// it stored before it stopped). Returns how many. Queued runs are never touched here:
+    /// another instance may be working on them; their leases and [`Store::reap`] close them.
     pub async fn mark_interrupted_runs(
         &self,
         now: DateTime<Utc>,
@@ -802,8 +806,9 @@ impl Store {
             .all(&self.db)
             .await
             .during(OP)?;
+        let queued = Store::queued_run_ids(&self.db, self.db.get_database_backend()).await?;
         let mut marked = 0;
-        for id in running {
+        for id in running.into_iter().filter(|id| !queued.contains(id)) {
             match self
                 .close_run(&id, RunState::Interrupted, now, None, signer, OP)
                 .await
@@ -1096,6 +1101,35 @@ async fn ensure_run_is_running(
 
 /// A timestamp as stored: truncated to microseconds (PostgreSQL's precision) so both
 /// backends keep exactly the same value.
+/// A new `running` run row.
+fn new_run_row(
+    id: &str,
+    trigger: Trigger,
+    controls_total: usize,
+    started_at: DateTime<Utc>,
+) -> Result<runs::ActiveModel, StoreError> {
+    Ok(runs::ActiveModel {
+        id: Set(id.to_string()),
+        trigger: Set(trigger.as_str().to_string()),
+        state: Set(RunState::Running.as_str().to_string()),
+        started_at: Set(db_time(started_at)),
+        finished_at: Set(None),
+        controls_total: Set(to_i32("controls_total", controls_total)?),
+        controls_done: Set(0),
+        error: Set(None),
+        manifest: Set(None),
+        signature: Set(None),
+        key_id: Set(None),
+        row_hash: Set(String::new()),
+        chain_hash: Set(String::new()),
+        chain_seq: Set(None),
+        collections_total: Set(None),
+        collections_done: Set(0),
+        cancel_requested_at: Set(None),
+        cancel_requested_by: Set(None),
+    })
+}
+
 fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
@@ -1175,6 +1209,7 @@ pub(crate) fn run_summary(row: runs::Model) -> Result<RunSummary, StoreError> {
         collections_total,
         collections_done,
         error: row.error,
+        cancel_requested_by: row.cancel_requested_by,
     })
 }
 

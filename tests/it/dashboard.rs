@@ -1204,3 +1204,118 @@ async fn auditors_download_signed_bundles() {
             .contains("Export evidence")
     );
 }
+
+/// Queues a run of code-of-conduct as another instance would (this one's workers are not woken).
+async fn queue_behind_the_workers(app: &TestApp) -> String {
+    app.store
+        .enqueue_run(
+            trellis::model::Trigger::Manual,
+            &["code-of-conduct".to_string()],
+            None,
+            "elsewhere",
+            example_now(),
+            &|ids: &[String]| vec![ids.to_vec()],
+        )
+        .await
+        .unwrap()
+        .run_id
+        .unwrap()
+}
+
+/// A running run's page offers reviewers "Cancel run"; posting it records the request (audited),
+/// the page says who asked, and the queue closes the run `cancelled`. Viewers see no button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_run_is_cancelled_from_its_page() {
+    let clock = ManualClock::new(example_now());
+    // Idle workers look for work only hourly here, so a run queued behind their back stays
+    // queued until it is cancelled; the reaper runs every second.
+    let app = spawn_app_with_clock(
+        &[
+            ("TRELLIS__LIMITS__QUEUE_POLL", "1h"),
+            ("TRELLIS__LIMITS__LEASE", "2s"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    add_user(&app, "sam", Role::Security).await;
+    add_user(&app, "vic", Role::Viewer).await;
+    let run = queue_behind_the_workers(&app).await;
+    let page = format!("/dashboard/runs/{run}");
+
+    let vic = login(&app, "vic").await;
+    let seen = vic.get(&page).await.text().await.unwrap();
+    assert!(
+        seen.contains("running") && !seen.contains("Cancel run"),
+        "{seen}"
+    );
+    assert_eq!(
+        vic.post(&format!("{page}/cancel"), &[]).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let sam = login(&app, "sam").await;
+    let seen = sam.get(&page).await.text().await.unwrap();
+    assert!(seen.contains("Cancel run"), "{seen}");
+    let cancelled = sam.post(&format!("{page}/cancel"), &[]).await;
+    assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
+    assert_eq!(cancelled.headers()["location"], page.as_str());
+    let audit = app
+        .store
+        .audit_log(Some("run.cancel"), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].detail["via"].as_str()),
+        ("sam", Some("dashboard"))
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = app.store.run(&run).await.unwrap().unwrap().state;
+        if state == trellis::model::RunState::Cancelled {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {state:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seen = sam.get(&page).await.text().await.unwrap();
+    assert!(
+        seen.contains("cancelled")
+            && seen.contains("cancelled by sam")
+            && !seen.contains("Cancel run"),
+        "{seen}"
+    );
+    // Closed: cancelling again is a conflict.
+    assert_eq!(
+        sam.post(&format!("{page}/cancel"), &[]).await.status(),
+        StatusCode::CONFLICT
+    );
+
+    // Through the API: another queued run, cancelled with a token; unknown and closed runs.
+    let token = new_api_token(&sam, "ci").await;
+    let other = queue_behind_the_workers(&app).await;
+    let cancel = |id: String| {
+        let (address, token) = (app.address.clone(), token.clone());
+        async move {
+            client()
+                .post(format!("{address}/api/v1/runs/{id}/cancel"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let answer = cancel(other.clone()).await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answer["cancel_requested_by"], "sam", "{answer}");
+    assert_eq!(cancel("nope".into()).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(cancel(run.clone()).await.status(), StatusCode::CONFLICT);
+    let audit = app
+        .store
+        .audit_log(Some("run.cancel"), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(audit[0].detail["via"], "api");
+}

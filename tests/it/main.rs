@@ -24,6 +24,7 @@ mod github_wiremock;
 mod http_pages;
 mod http_tls;
 mod identity;
+mod instances;
 mod metrics;
 mod oidc;
 mod pipeline;

@@ -205,6 +205,12 @@ async fn metrics_after_a_run_of_the_example_config() {
         assert!(s.labels.get("source").is_some() && s.labels.get("cause").is_some());
     }
 
+    // The run queue, once the run is closed: nothing waiting, no lease held.
+    let depth = find(&scrape, "trellis_queue_depth", &[]).expect("queue depth");
+    assert_eq!(number(depth), 0.0);
+    let held = find(&scrape, "trellis_leases_held", &[]).expect("leases held");
+    assert_eq!(number(held), 0.0);
+
     // The metrics listener also answers health checks; the public one never serves metrics.
     assert_eq!(get(format!("{metrics}/healthz")).await.0, 200);
     assert_eq!(get(format!("{metrics}/readyz")).await.0, 200);

@@ -33,25 +33,43 @@ async fn the_api_answers_as_its_openapi_document_says() {
     let token = staff::api_token(&app, admin).await;
     // Its own working directory: schemathesis keeps a hypothesis database in `.hypothesis`.
     let work = tempfile::tempdir().unwrap();
-    let mut run = tokio::process::Command::new(&bin);
-    run.current_dir(work.path())
-        .arg("--config-file")
-        .arg(app::repo().join("tests/schemathesis.toml"))
-        .arg("run")
-        .arg(format!("{}/api/openapi.json", app.address))
-        .args(["--checks", "all"])
-        .args(["--max-examples", "30", "--seed", "20261204"])
-        .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--workers", "2", "--request-timeout", "30"])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(300), run.output())
-        .await
-        .expect("schemathesis finishes within 5 minutes")
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let fuzz = || {
+        let mut run = tokio::process::Command::new(&bin);
+        run.current_dir(work.path())
+            .arg("--config-file")
+            .arg(app::repo().join("tests/schemathesis.toml"))
+            .arg("run")
+            .arg(format!("{}/api/openapi.json", app.address))
+            .args(["--checks", "all"])
+            .args(["--max-examples", "30", "--seed", "20261204"])
+            .args(["--phases", "examples,coverage,fuzzing"])
+            .args(["--workers", "2", "--request-timeout", "30"])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(300), run.output())
+                .await
+                .expect("schemathesis finishes within 5 minutes")
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out, text)
+        }
+    };
+    let (mut out, mut text) = fuzz().await;
+    // CPython 3.11's `ast.parse` now and then raises "AST constructor recursion depth
+    // mismatch" (python/cpython#106905) inside hypothesis while it describes a lambda of
+    // schemathesis's: an error of the test tool's interpreter, not an answer of the API. Run
+    // once more when that is the only error; any other problem fails at once.
+    if !out.status.success()
+        && text.contains("AST constructor recursion depth mismatch")
+        && text.contains("Errors:\n  🚫 Runtime Error: 1\n")
+        && !text.contains("Failures:")
+    {
+        eprintln!("schemathesis hit CPython's AST recursion-depth bug; running it again");
+        (out, text) = fuzz().await;
+    }
     assert!(
         out.status.success(),
         "schemathesis found problems (exit {:?}):\n{text}",

@@ -19,7 +19,7 @@ use serde_json::json;
 use trellis::model::{
     CheckOutcome, ControlOutcome, Evidence, Finding, LatestResult, RunState, Status, Trigger,
 };
-use trellis::store::{Store, StoreError, testing};
+use trellis::store::{Lease, Store, StoreError, UnitEnd, testing};
 
 const POSTGRES_URL_ENV: &str = "TRELLIS_TEST_POSTGRES_URL";
 
@@ -131,6 +131,11 @@ macro_rules! backends {
 }
 
 backends! {
+    queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice();
+    queue_units_are_claimed_once_each_and_expired_leases_are_taken_over();
+    queue_units_whose_claimers_keep_dying_close_the_run_interrupted_with_why();
+    queue_cancel_is_audited_and_closes_the_run_cancelled();
+    queue_runs_refuse_a_second_result_of_a_control();
     migrations_are_idempotent(url);
     run_lifecycle();
     evidence_round_trips();
@@ -2858,3 +2863,363 @@ async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Stor
 }
 
 mod history;
+
+// ---------------------------------------------------------------------------------------------
+// The run queue (issue 19)
+// ---------------------------------------------------------------------------------------------
+
+/// The runs' (evaluation) clock; leases use the wall clock.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
+}
+
+/// Queues a manual run of `controls`, one unit each; its id.
+async fn queue_manual(store: &Store, controls: &[&str]) -> String {
+    store
+        .enqueue_run(
+            Trigger::Manual,
+            &ids(controls),
+            None,
+            "x",
+            t0(),
+            &one_unit_each,
+        )
+        .await
+        .unwrap()
+        .run_id
+        .unwrap()
+}
+
+/// One unit per control.
+fn one_unit_each(ids: &[String]) -> Vec<Vec<String>> {
+    ids.iter().map(|id| vec![id.clone()]).collect()
+}
+
+fn ids(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+async fn queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice(store: &Store) {
+    let now = t0();
+    let slot = Some("schedule:2026-11-23T09:00:00Z");
+    let a = store
+        .enqueue_run(
+            Trigger::Schedule,
+            &ids(&["a", "b"]),
+            slot,
+            "one",
+            now,
+            &one_unit_each,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.queued, ids(&["a", "b"]));
+    let run = a.run_id.clone().unwrap();
+    // The same slot from another instance: taken.
+    let b = store
+        .enqueue_run(
+            Trigger::Schedule,
+            &ids(&["a", "b", "c"]),
+            slot,
+            "two",
+            now,
+            &one_unit_each,
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.slot_taken, ids(&["a", "b"]));
+    assert_eq!(b.queued, ids(&["c"]));
+    // Another slot while a and b still run: claimed, but not queued again.
+    let c = store
+        .enqueue_run(
+            Trigger::Schedule,
+            &ids(&["a"]),
+            Some("schedule:2026-11-23T09:01:00Z"),
+            "two",
+            now,
+            &one_unit_each,
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.in_flight, c.run_id), (ids(&["a"]), None));
+    // Run now (no slot): a is running, d is not.
+    let d = store
+        .enqueue_run(
+            Trigger::Manual,
+            &ids(&["a", "d"]),
+            None,
+            "two",
+            now,
+            &one_unit_each,
+        )
+        .await
+        .unwrap();
+    assert_eq!((d.in_flight, d.queued), (ids(&["a"]), ids(&["d"])));
+    let claims = store.slot_claims().await.unwrap();
+    let seen: Vec<(&str, &str, Option<&str>, &str)> = claims
+        .iter()
+        .map(|c| {
+            (
+                c.control_id.as_str(),
+                c.slot.as_str(),
+                c.run_id.as_deref(),
+                c.claimed_by.as_str(),
+            )
+        })
+        .collect();
+    let other = b.run_id.as_deref();
+    assert_eq!(
+        seen,
+        [
+            (
+                "a",
+                "schedule:2026-11-23T09:00:00Z",
+                Some(run.as_str()),
+                "one"
+            ),
+            ("a", "schedule:2026-11-23T09:01:00Z", None, "two"),
+            (
+                "b",
+                "schedule:2026-11-23T09:00:00Z",
+                Some(run.as_str()),
+                "one"
+            ),
+            ("c", "schedule:2026-11-23T09:00:00Z", other, "two"),
+        ]
+    );
+    let summary = store.run(&run).await.unwrap().unwrap();
+    assert_eq!(
+        (summary.state, summary.controls_total),
+        (RunState::Running, 2)
+    );
+}
+
+async fn queue_units_are_claimed_once_each_and_expired_leases_are_taken_over(store: &Store) {
+    let now = Utc::now();
+    let lease = now + TimeDelta::seconds(30);
+    let run = queue_manual(store, &["a", "b", "c", "d"]).await;
+    // Four claimers at once get four different units (SKIP LOCKED on PostgreSQL).
+    let claims = futures::future::join_all(
+        ["w1", "w2", "w3", "w4"].map(|w| store.claim_unit(w, now, lease)),
+    )
+    .await;
+    let mut units: Vec<i32> = claims
+        .into_iter()
+        .map(|c| c.unwrap().expect("a unit for each claimer").unit)
+        .collect();
+    units.sort_unstable();
+    assert_eq!(units, [0, 1, 2, 3]);
+    assert_eq!(store.claim_unit("w5", now, lease).await.unwrap(), None);
+    let stats = store.queue_stats(now).await.unwrap();
+    assert_eq!((stats.queued, stats.leases_held), (0, 4));
+    // w1 works on; the others' leases run out (their instances died) and w5 takes one over.
+    let later = lease + TimeDelta::seconds(1);
+    let held = store.units_owned_by(&run, "w1").await;
+    for unit in store.run_units(&run).await.unwrap() {
+        if unit.owner.as_deref() == Some("w1") {
+            continue;
+        }
+        assert_eq!(unit.attempts, 1);
+    }
+    let Lease::Held { cancel: false } = store
+        .renew_lease(&run, held, "w1", later + TimeDelta::seconds(30))
+        .await
+        .unwrap()
+    else {
+        panic!("w1 lost its lease");
+    };
+    let taken = store
+        .claim_unit("w5", later, later + TimeDelta::seconds(30))
+        .await
+        .unwrap()
+        .expect("an expired unit");
+    assert_ne!(taken.unit, held);
+    assert_eq!(taken.attempts, 2);
+    // Its former owner can neither renew nor end it.
+    let former = store
+        .run_units(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.unit == taken.unit)
+        .unwrap();
+    assert_eq!(former.owner.as_deref(), Some("w5"));
+    for w in ["w2", "w3", "w4"] {
+        assert_eq!(
+            store.renew_lease(&run, taken.unit, w, later).await.unwrap(),
+            Lease::Lost
+        );
+        assert!(
+            !store
+                .end_unit(&run, taken.unit, w, UnitEnd::Done, None)
+                .await
+                .unwrap()
+        );
+    }
+    // Released (shutdown): back to the queue at once, the claim not counted; claimable while
+    // the other leases still hold.
+    assert!(store.release_unit(&run, held, "w1").await.unwrap());
+    let again = store
+        .claim_unit("w6", now, later + TimeDelta::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.unit, again.attempts), (held, 1));
+    // Nothing closes while units are open.
+    assert_eq!(store.reap(later).await.unwrap(), vec![]);
+}
+
+async fn queue_units_whose_claimers_keep_dying_close_the_run_interrupted_with_why(store: &Store) {
+    let run = queue_manual(store, &["a", "b"]).await;
+    let mut now = Utc::now();
+    // Unit 0 is done; unit 1's claimers die (their leases expire) MAX_ATTEMPTS times.
+    let first = store
+        .claim_unit("w", now, now + TimeDelta::seconds(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .end_unit(&run, first.unit, "w", UnitEnd::Done, None)
+            .await
+            .unwrap()
+    );
+    for attempt in 1..=trellis::store::MAX_ATTEMPTS {
+        let c = store
+            .claim_unit(&format!("dies-{attempt}"), now, now + TimeDelta::seconds(1))
+            .await
+            .unwrap()
+            .expect("claimable again");
+        assert_eq!(c.attempts, attempt);
+        now += TimeDelta::seconds(2);
+    }
+    assert_eq!(store.claim_unit("w", now, now).await.unwrap(), None);
+    let closable = store.reap(now).await.unwrap();
+    assert_eq!(closable.len(), 1);
+    assert_eq!(closable[0].state, RunState::Interrupted);
+    let why = closable[0].error.clone().unwrap();
+    assert!(why.contains("unit 1: claimed 3 times"), "{why}");
+    store
+        .close_run_as(&closable[0], t0(), &signer())
+        .await
+        .unwrap();
+    let summary = store.run(&run).await.unwrap().unwrap();
+    assert_eq!(summary.state, RunState::Interrupted);
+    assert_eq!(summary.error.as_deref(), Some(why.as_str()));
+    // Closed and signed once: the reaper finds nothing more, and the chain verifies.
+    assert_eq!(store.reap(now).await.unwrap(), vec![]);
+    let report = store.verify(&[signer().public_key()]).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+async fn queue_cancel_is_audited_and_closes_the_run_cancelled(store: &Store) {
+    let run = queue_manual(store, &["a", "b"]).await;
+    let now = Utc::now();
+    let working = store
+        .claim_unit("w", now, now + TimeDelta::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let casey = trellis::store::Actor::new("casey", None);
+    assert_eq!(
+        store
+            .request_cancel(&run, &casey, "cli", now)
+            .await
+            .unwrap(),
+        trellis::store::CancelOutcome::Requested
+    );
+    assert_eq!(
+        store
+            .request_cancel(&run, &casey, "cli", now)
+            .await
+            .unwrap(),
+        trellis::store::CancelOutcome::AlreadyRequested
+    );
+    assert_eq!(
+        store
+            .request_cancel("nope", &casey, "cli", now)
+            .await
+            .unwrap(),
+        trellis::store::CancelOutcome::NotFound
+    );
+    // The queued unit is cancelled at once, and nothing more is claimed.
+    assert_eq!(store.claim_unit("v", now, now).await.unwrap(), None);
+    // The worker sees the request at its next renewal and stops.
+    assert_eq!(
+        store
+            .renew_lease(&run, working.unit, "w", now + TimeDelta::seconds(30))
+            .await
+            .unwrap(),
+        Lease::Held { cancel: true }
+    );
+    assert!(
+        store
+            .end_unit(&run, working.unit, "w", UnitEnd::Cancelled, None)
+            .await
+            .unwrap()
+    );
+    let closable = store.reap(now).await.unwrap();
+    assert_eq!(closable.len(), 1);
+    assert_eq!(closable[0].state, RunState::Cancelled);
+    assert_eq!(closable[0].error.as_deref(), Some("cancelled by casey"));
+    store
+        .close_run_as(&closable[0], t0(), &signer())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .request_cancel(&run, &casey, "cli", now)
+            .await
+            .unwrap(),
+        trellis::store::CancelOutcome::Closed("cancelled".into())
+    );
+    let audit = store.audit_log(Some("run.cancel"), 10, 0).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].target, format!("run:{run}"));
+    assert_eq!(audit[0].detail["via"], "cli");
+    assert_eq!(
+        store
+            .run(&run)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested_by
+            .as_deref(),
+        Some("casey")
+    );
+}
+
+/// An instance that lost its lease without noticing cannot store a second result of a control
+/// in a queued run; runs outside the queue (`trellis check`, history imports) are not held to it.
+async fn queue_runs_refuse_a_second_result_of_a_control(store: &Store) {
+    let run = queue_manual(store, &["a"]).await;
+    let result = outcome("a", Status::Pass, t0());
+    store.record_result(&run, &result, &[]).await.unwrap();
+    let again = store.record_result(&run, &result, &[]).await;
+    assert!(
+        matches!(again, Err(StoreError::DuplicateResult { ref control_id, .. }) if control_id == "a"),
+        "{again:?}"
+    );
+    assert_eq!(store.run_results(&run).await.unwrap().len(), 1);
+    let outside = store.begin_run(Trigger::Cli, 2, t0()).await.unwrap();
+    store.record_result(&outside, &result, &[]).await.unwrap();
+    store.record_result(&outside, &result, &[]).await.unwrap();
+}
+
+trait OwnedUnits {
+    async fn units_owned_by(&self, run: &str, owner: &str) -> i32;
+}
+
+impl OwnedUnits for Store {
+    /// The one unit of `run` that `owner` holds.
+    async fn units_owned_by(&self, run: &str, owner: &str) -> i32 {
+        let units = self.run_units(run).await.unwrap();
+        let mine: Vec<i32> = units
+            .iter()
+            .filter(|u| u.owner.as_deref() == Some(owner))
+            .map(|u| u.unit)
+            .collect();
+        assert_eq!(mine.len(), 1, "{units:?}");
+        mine[0]
+    }
+}

@@ -590,11 +590,24 @@ async fn nothing_public_leaks_resource_detail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_stored_by_another_process_show_within_the_refresh_interval() {
-    let app = spawn_app_with(
-        &[("TRELLIS__SERVER__REFRESH_INTERVAL", "200ms")],
-        example_now(),
-    )
-    .await;
+    results_stored_by_another_process_show(None).await;
+}
+
+/// The same with the application on PostgreSQL: another instance's result reaches this
+/// instance's page through the same data-version poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_stored_by_another_instance_on_postgres_show_within_the_refresh_interval() {
+    if let Some(db) = crate::common::app::postgres_env("another_instance").await {
+        results_stored_by_another_process_show(Some(db)).await;
+    }
+}
+
+async fn results_stored_by_another_process_show(db: Option<(&'static str, String)>) {
+    let mut env = vec![("TRELLIS__SERVER__REFRESH_INTERVAL", "200ms")];
+    if let Some((key, url)) = &db {
+        env.push((key, url.as_str()));
+    }
+    let app = spawn_app_with(&env, example_now()).await;
     let before = json(&app).await;
     assert_eq!(control(&before, "code-of-conduct")["status"], "passing");
     // Another process (say `trellis check`) stores a failure through its own connection.

@@ -9,7 +9,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     pub trigger: String,
-    /// `running` | `completed` | `interrupted`.
+    /// `running` | `completed` | `interrupted` | `cancelled`.
     pub state: String,
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
@@ -29,6 +29,10 @@ pub struct Model {
     /// progress only, not signed.
     pub collections_total: Option<i32>,
     pub collections_done: i32,
+    /// A cancel asked for (CLI or dashboard) and by whom: seen by whichever instance works on
+    /// the run. Coordination only, not signed (the closed state `cancelled` is).
+    pub cancel_requested_at: Option<DateTimeUtc>,
+    pub cancel_requested_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,7 +23,7 @@ use crate::web::WebState;
                        without authentication.",
         version = env!("CARGO_PKG_VERSION")
     ),
-    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now, super::export::api_export),
+    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now, cancel_run, super::export::api_export),
     components(schemas(ApiControl, ApiControlDetail, ApiCheck, ApiResult, ApiFinding, ApiRun, ApiException, NewException, ApiError, RunNowAnswer)),
     modifiers(&BearerAuth, &CommonAnswers),
     security(("bearer" = []))
@@ -204,6 +204,8 @@ pub struct ApiRun {
     /// Collections whose evidence is stored so far.
     pub collections_done: usize,
     pub error: Option<String>,
+    /// Who asked for this running run to be cancelled (it stops between collections).
+    pub cancel_requested_by: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -431,6 +433,7 @@ fn api_run(r: crate::store::RunSummary) -> ApiRun {
         collections_total: r.collections_total,
         collections_done: r.collections_done,
         error: r.error,
+        cancel_requested_by: r.cancel_requested_by,
     }
 }
 
@@ -616,6 +619,29 @@ pub async fn end_exception(
         actions::end_exception(&state.store, &staff.actor(), &path, now).await,
         now.date_naive(),
     ))
+}
+
+/// Asks for a running run to stop between collections (whichever instance works on it); it
+/// closes `cancelled`. Audited. Answers with the run as it stands.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", params(("id" = String, Path)), responses(
+    (status = 202, body = ApiRun), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn cancel_run(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, csrf_header(&req))?;
+    let now = state.clock.now();
+    if let Err(e) = actions::cancel_run(&state.store, &staff.actor(), &path, Via::Api, now).await {
+        return Ok(action_failed(e));
+    }
+    Ok(match state.store.run(&path).await {
+        Ok(Some(r)) => HttpResponse::Accepted().json(api_run(r)),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run `{path}`")),
+        Err(e) => store_failed(&e),
+    })
 }
 
 /// Asks the scheduler to run a control now (answers once the run has started).

@@ -105,6 +105,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/resources", "/dashboard/resources?id=hr:E1001", Page, READ, pages::resource),
     route!(get "/dashboard/runs", "/dashboard/runs", Page, READ, pages::runs),
     route!(get "/dashboard/runs/{id}", "/dashboard/runs/00000000-0000-0000-0000-000000000000", Page, READ, pages::run),
+    route!(post "/dashboard/runs/{id}/cancel", "/dashboard/runs/00000000-0000-0000-0000-000000000000/cancel", Page, REVIEW, review::cancel_run),
     route!(get "/dashboard/evidence/{id}", "/dashboard/evidence/1", Page, EVIDENCE, pages::evidence),
     route!(get "/dashboard/exceptions", "/dashboard/exceptions", Page, READ, review::exceptions),
     route!(post "/dashboard/exceptions", "/dashboard/exceptions", Page, REVIEW, review::create_exception),
@@ -132,6 +133,7 @@ pub static ROUTES: &[Route] = &[
     route!(post "/api/v1/exceptions/{id}/approve", "/api/v1/exceptions/MX-1/approve", Api, REVIEW, api::approve_exception),
     route!(post "/api/v1/exceptions/{id}/end", "/api/v1/exceptions/MX-1/end", Api, REVIEW, api::end_exception),
     route!(post "/api/v1/controls/{id}/run", "/api/v1/controls/code-of-conduct/run", Api, REVIEW, api::run_now),
+    route!(post "/api/v1/runs/{id}/cancel", "/api/v1/runs/00000000-0000-0000-0000-000000000000/cancel", Api, REVIEW, api::cancel_run),
     route!(get "/api/v1/export", "/api/v1/export?from=2026-11-01&to=2026-11-30", Api, EXPORT, export::api_export),
 ];
 

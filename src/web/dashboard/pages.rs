@@ -465,6 +465,11 @@ struct ChangeRow {
 #[derive(Debug, Serialize)]
 struct RunPage {
     run: RunRow,
+    /// The viewer may cancel it: it is running, no cancel was asked for, and the viewer
+    /// reviews.
+    can_cancel: bool,
+    /// Who asked for it to be cancelled (while it stops).
+    cancel_requested_by: Option<String>,
     results: Vec<RunResultRow>,
     probe_errors: Vec<ProbeErrorRow>,
     new_failures: Vec<ChangeRow>,
@@ -548,6 +553,10 @@ pub async fn run(
     }
     let body = RunPage {
         run: run_row(&summary, now),
+        can_cancel: summary.state == crate::model::RunState::Running
+            && summary.cancel_requested_by.is_none()
+            && staff.user.role.can(Permission::Review),
+        cancel_requested_by: summary.cancel_requested_by.clone(),
         results: results
             .iter()
             .map(|r| RunResultRow {

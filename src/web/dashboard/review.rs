@@ -76,6 +76,30 @@ pub async fn run_now(
     })
 }
 
+/// Cancels a running run (the run page's button); back to the run.
+pub async fn cancel_run(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    staff: Staff,
+    path: web::Path<String>,
+    form: super::Form<CsrfForm>,
+) -> Result<HttpResponse, AuthError> {
+    staff.require(Permission::Review)?;
+    staff.check_post(&req, &form.csrf)?;
+    let cancelled = actions::cancel_run(
+        &state.store,
+        &staff.actor(),
+        &path,
+        Via::Dashboard,
+        state.clock.now(),
+    )
+    .await;
+    Ok(match cancelled {
+        Ok(()) => see_other(&format!("/dashboard/runs/{}", path.as_str())),
+        Err(e) => action_error(&state, &staff, e),
+    })
+}
+
 #[derive(Debug, Serialize)]
 struct ExceptionRow {
     id: String,
