@@ -412,61 +412,43 @@ impl Executor for QueueExecutor {
                 let selected: Vec<&Control> = ids.iter().filter_map(|id| catalog.get(id)).collect();
                 crate::queue::units_of(&selected)
             };
-            // Controls due for different slots are queued apart, each with its slot.
-            let mut groups: std::collections::BTreeMap<Option<&str>, Vec<String>> =
-                std::collections::BTreeMap::new();
-            for id in &controls {
-                groups
-                    .entry(slots.get(id).map(String::as_str))
-                    .or_default()
-                    .push(id.clone());
-            }
             let now = self.clock.now();
-            let mut began = crate::scheduler::Began::default();
-            let mut runs = Vec::new();
-            for (slot, ids) in groups {
-                let enqueued = self
-                    .store
-                    .enqueue_run(trigger, &ids, slot, &self.instance, now, &units)
-                    .await?;
-                if !enqueued.slot_taken.is_empty() {
-                    tracing::info!(controls = ?enqueued.slot_taken, slot = slot.unwrap_or(""), "slot claimed by another instance: not run here");
-                }
-                if !enqueued.in_flight.is_empty() {
-                    tracing::warn!(controls = ?enqueued.in_flight, trigger = trigger.as_str(), "controls are running (on this or another instance); not starting them again");
-                }
-                began.elsewhere.extend(enqueued.in_flight);
-                began.elsewhere.extend(enqueued.slot_taken);
-                if let Some(id) = enqueued.run_id {
-                    began.run_id.get_or_insert_with(|| id.clone());
-                    runs.push(id);
-                }
+            let enqueued = self
+                .store
+                .enqueue_run(trigger, &controls, &slots, &self.instance, now, &units)
+                .await?;
+            if !enqueued.slot_taken.is_empty() {
+                tracing::info!(controls = ?enqueued.slot_taken, "slot claimed by another instance: not run here");
             }
-            begun.report_began(began);
-            if runs.is_empty() {
+            if !enqueued.in_flight.is_empty() {
+                tracing::warn!(controls = ?enqueued.in_flight, trigger = trigger.as_str(), "controls are running (on this or another instance); not starting them again");
+            }
+            let mut elsewhere = enqueued.in_flight;
+            elsewhere.extend(enqueued.slot_taken);
+            begun.report_began(crate::scheduler::Began {
+                run_id: enqueued.run_id.clone(),
+                elsewhere,
+            });
+            let Some(id) = enqueued.run_id else {
                 return Ok(());
-            }
+            };
             self.wake.notify_waiters();
-            // Wait for the runs to close, so this instance's scheduler does not start their
+            // Wait for the run to close, so this instance's scheduler does not start its
             // controls again meanwhile (other instances see them in `run_controls`).
-            for id in runs {
-                loop {
-                    let closed = self.closed.notified();
-                    tokio::pin!(closed);
-                    closed.as_mut().enable();
-                    match self.store.run(&id).await {
-                        Ok(Some(run)) if run.state != crate::model::RunState::Running => break,
-                        Ok(None) => break,
-                        Ok(Some(_)) => {}
-                        Err(e) => {
-                            tracing::warn!(run = %id, error = %e, "cannot read the run's state")
-                        }
-                    }
-                    tokio::select! {
-                        () = self.shutdown.cancelled() => return Ok(()),
-                        () = &mut closed => {}
-                        () = tokio::time::sleep(CLOSE_POLL) => {}
-                    }
+            loop {
+                let closed = self.closed.notified();
+                tokio::pin!(closed);
+                closed.as_mut().enable();
+                match self.store.run(&id).await {
+                    Ok(Some(run)) if run.state != crate::model::RunState::Running => break,
+                    Ok(None) => break,
+                    Ok(Some(_)) => {}
+                    Err(e) => tracing::warn!(run = %id, error = %e, "cannot read the run's state"),
+                }
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return Ok(()),
+                    () = &mut closed => {}
+                    () = tokio::time::sleep(CLOSE_POLL) => {}
                 }
             }
             Ok(())

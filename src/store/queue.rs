@@ -17,7 +17,7 @@
 //! Lease deadlines are Unix milliseconds of the instances' wall clocks (never the evaluation
 //! clock, which tests fix).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
@@ -171,15 +171,15 @@ impl Store {
     /// Queues one run of `controls` (trigger `trigger`, started at `started_at`), split into
     /// the units `units` makes of the controls that are queued.
     ///
-    /// With `slot` (`schedule:<time>`, `startup:<last success>`), each control is first
-    /// claimed for that slot: a control another instance claimed it for is left out
-    /// (`slot_taken`). Controls in a running run are left out (`in_flight`). Nothing is queued
+    /// A control with a slot in `slots` (`schedule:<time>`, `startup:<last success>@<window>`)
+    /// is first claimed for that slot: a control another instance claimed it for is left out
+    /// (`slot_taken`). Controls due for different slots still make one run. Controls in a running run are left out (`in_flight`). Nothing is queued
     /// when nothing is left. One transaction, under an advisory lock on PostgreSQL.
     pub async fn enqueue_run(
         &self,
         trigger: Trigger,
         controls: &[String],
-        slot: Option<&str>,
+        slots: &HashMap<String, String>,
         instance: &str,
         started_at: DateTime<Utc>,
         units: &(dyn Fn(&[String]) -> Vec<Vec<String>> + Send + Sync),
@@ -202,7 +202,7 @@ impl Store {
             if !seen.insert(control.as_str()) {
                 continue;
             }
-            match slot {
+            match slots.get(control) {
                 None => won.push(control.clone()),
                 Some(slot) => {
                     let claimed = txn
@@ -211,7 +211,7 @@ impl Store {
                              VALUES ($1, $2, NULL, $3, $4) ON CONFLICT DO NOTHING",
                             vec![
                                 control.as_str().into(),
-                                slot.into(),
+                                slot.as_str().into(),
                                 instance.into(),
                                 db_time(Utc::now()).into(),
                             ],
@@ -271,10 +271,14 @@ impl Store {
                 ))
                 .await
                 .during(OP)?;
-                if let Some(slot) = slot {
+                if let Some(slot) = slots.get(control) {
                     txn.execute_raw(self.stmt(
                         "UPDATE run_slots SET run_id = $1 WHERE control_id = $2 AND slot = $3",
-                        vec![run_id.as_str().into(), control.as_str().into(), slot.into()],
+                        vec![
+                            run_id.as_str().into(),
+                            control.as_str().into(),
+                            slot.as_str().into(),
+                        ],
                     ))
                     .await
                     .during(OP)?;

@@ -1211,7 +1211,7 @@ async fn queue_behind_the_workers(app: &TestApp) -> String {
         .enqueue_run(
             trellis::model::Trigger::Manual,
             &["code-of-conduct".to_string()],
-            None,
+            &std::collections::HashMap::new(),
             "elsewhere",
             example_now(),
             &|ids: &[String]| vec![ids.to_vec()],

@@ -9,7 +9,7 @@
 //!   unreachable, the tests fail. If it is not set, the PostgreSQL variants pass without
 //!   running (and say so on stderr).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -2879,7 +2879,7 @@ async fn queue_manual(store: &Store, controls: &[&str]) -> String {
         .enqueue_run(
             Trigger::Manual,
             &ids(controls),
-            None,
+            &HashMap::new(),
             "x",
             t0(),
             &one_unit_each,
@@ -2899,14 +2899,22 @@ fn ids(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// Each of `controls` due for `slot`.
+fn due(controls: &[&str], slot: &str) -> HashMap<String, String> {
+    controls
+        .iter()
+        .map(|c| (c.to_string(), slot.to_string()))
+        .collect()
+}
+
 async fn queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice(store: &Store) {
     let now = t0();
-    let slot = Some("schedule:2026-11-23T09:00:00Z");
+    let slot = "schedule:2026-11-23T09:00:00Z";
     let a = store
         .enqueue_run(
             Trigger::Schedule,
             &ids(&["a", "b"]),
-            slot,
+            &due(&["a", "b"], slot),
             "one",
             now,
             &one_unit_each,
@@ -2920,7 +2928,7 @@ async fn queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice(
         .enqueue_run(
             Trigger::Schedule,
             &ids(&["a", "b", "c"]),
-            slot,
+            &due(&["a", "b", "c"], slot),
             "two",
             now,
             &one_unit_each,
@@ -2934,7 +2942,7 @@ async fn queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice(
         .enqueue_run(
             Trigger::Schedule,
             &ids(&["a"]),
-            Some("schedule:2026-11-23T09:01:00Z"),
+            &due(&["a"], "schedule:2026-11-23T09:01:00Z"),
             "two",
             now,
             &one_unit_each,
@@ -2947,7 +2955,7 @@ async fn queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice(
         .enqueue_run(
             Trigger::Manual,
             &ids(&["a", "d"]),
-            None,
+            &HashMap::new(),
             "two",
             now,
             &one_unit_each,
@@ -2992,6 +3000,34 @@ async fn queue_slots_are_claimed_once_and_running_controls_are_not_queued_twice(
         (summary.state, summary.controls_total),
         (RunState::Running, 2)
     );
+    // Controls due for different slots (a startup run: each its own last success) make one
+    // run, each claimed for its own slot.
+    let mut slots = due(&["e"], "startup:never@0");
+    slots.extend(due(&["f"], "startup:2026-11-20T09:00:00.000000Z@0"));
+    let e = store
+        .enqueue_run(
+            Trigger::Startup,
+            &ids(&["e", "f"]),
+            &slots,
+            "one",
+            now,
+            &one_unit_each,
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.queued, ids(&["e", "f"]));
+    let again = store
+        .enqueue_run(
+            Trigger::Startup,
+            &ids(&["e", "f"]),
+            &slots,
+            "two",
+            now,
+            &one_unit_each,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.slot_taken, again.run_id), (ids(&["e", "f"]), None));
 }
 
 async fn queue_units_are_claimed_once_each_and_expired_leases_are_taken_over(store: &Store) {
