@@ -1256,6 +1256,11 @@ async fn a_running_run_is_cancelled_from_its_page() {
     let sam = login(&app, "sam").await;
     let seen = sam.get(&page).await.text().await.unwrap();
     assert!(seen.contains("Cancel run"), "{seen}");
+    // Its work: one unit, queued, nobody holding it yet.
+    assert!(
+        seen.contains("Work (1 unit)") && seen.contains("<td>queued</td>"),
+        "{seen}"
+    );
     let cancelled = sam.post(&format!("{page}/cancel"), &[]).await;
     assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
     assert_eq!(cancelled.headers()["location"], page.as_str());

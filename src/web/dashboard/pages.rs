@@ -470,6 +470,8 @@ struct RunPage {
     can_cancel: bool,
     /// Who asked for it to be cancelled (while it stops).
     cancel_requested_by: Option<String>,
+    /// Its units of work, when it went through the run queue (`serve`).
+    units: Vec<UnitRow>,
     results: Vec<RunResultRow>,
     probe_errors: Vec<ProbeErrorRow>,
     new_failures: Vec<ChangeRow>,
@@ -489,6 +491,17 @@ struct RunResultRow {
 struct ProbeErrorRow {
     probe: String,
     params: String,
+    error: String,
+}
+
+/// One unit of a queued run: which instance holds or held it, and how it ended.
+#[derive(Debug, Serialize)]
+struct UnitRow {
+    unit: i32,
+    controls: usize,
+    state: String,
+    owner: String,
+    attempts: i32,
     error: String,
 }
 
@@ -518,6 +531,20 @@ pub async fn run(
     };
     let evidence = match state.store.run_evidence(&summary.id).await {
         Ok(e) => e,
+        Err(e) => return Ok(store_error(&state, &staff, &e)),
+    };
+    let units = match state.store.run_units(&summary.id).await {
+        Ok(units) => units
+            .into_iter()
+            .map(|u| UnitRow {
+                unit: u.unit,
+                controls: serde_json::from_str::<Vec<String>>(&u.controls).map_or(0, |c| c.len()),
+                state: u.state,
+                owner: u.owner.unwrap_or_default(),
+                attempts: u.attempts,
+                error: u.error.unwrap_or_default(),
+            })
+            .collect(),
         Err(e) => return Ok(store_error(&state, &staff, &e)),
     };
     let catalog = &state.site.inputs().catalog;
@@ -557,6 +584,7 @@ pub async fn run(
             && summary.cancel_requested_by.is_none()
             && staff.user.role.can(Permission::Review),
         cancel_requested_by: summary.cancel_requested_by.clone(),
+        units,
         results: results
             .iter()
             .map(|r| RunResultRow {
