@@ -38,6 +38,19 @@ fn config(dir: &Path, ca_file: &Path, endpoints: &[String], plain_port: u16) -> 
 /// An HTTPS endpoint on `ip` presenting `leaf` (with HSTS when `hsts`), and its plain
 /// http:// on `plain_port` redirecting to it when `redirect`. Returns its URL.
 async fn endpoint(ip: &str, leaf: &Leaf, hsts: bool, plain_port: u16, redirect: bool) -> String {
+    // The plain port is taken first: the HTTPS server's free port, picked by the system on
+    // the same address, could otherwise be the one `plain_port` was free as.
+    let target = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let redirect_to = target.clone();
+    http_server(
+        ip,
+        plain_port,
+        handler(move |_| match redirect_to.get().filter(|_| redirect) {
+            Some(to) => Response::redirect(301, to),
+            None => Response::ok("plain"),
+        }),
+    )
+    .await;
     let addr = https_server(
         ip,
         leaf,
@@ -52,19 +65,9 @@ async fn endpoint(ip: &str, leaf: &Leaf, hsts: bool, plain_port: u16, redirect: 
     )
     .await;
     let url = format!("https://{addr}/");
-    let target = url.clone();
-    http_server(
-        ip,
-        plain_port,
-        handler(move |_| {
-            if redirect {
-                Response::redirect(301, &target)
-            } else {
-                Response::ok("plain")
-            }
-        }),
-    )
-    .await;
+    target
+        .set(url.clone())
+        .expect("the redirect target is set once");
     url
 }
 
