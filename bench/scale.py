@@ -4,6 +4,7 @@
 Usage:
   bench/scale.py [--factors 1,2,4] [--users 2500] [--groups 1250] [--repos 500] [--members 250]
                  [--trellis target/release/trellis] [--keep] [--skip-github]
+                 [--serve N [--serve-with TRELLIS]...]
 
 The sizes given are the *base*; each factor multiplies them, so the default factors 1, 2, 4 end
 at the issue's estate (10,000 IAM users — a third with console passwords, a fifth with access
@@ -26,6 +27,10 @@ For each factor, in a fresh temp directory, it:
    - `verify` (the chains and signatures of the stored runs);
 5. prints wall time, peak RSS, AWS and GitHub requests (GitHub: total, 304s, and the requests
    that count against the primary rate limit) and findings by status, per run.
+
+With `--serve N` it runs `trellis serve` instead, N times on fresh databases (each binary of
+`--serve-with`, interleaved), until the startup run (every control, through the run queue) is
+closed, and prints its wall time, peak RSS (VmHWM), units, AWS and GitHub requests.
 
 Nothing here reaches the internet: moto and the stand-in listen on loopback, and the AWS SDK
 gets dummy credentials. Python standard library plus boto3 (moto's own dependency, in .venv).
@@ -280,6 +285,9 @@ def one_factor(args, factor: float, trellis: str):
             except KeyboardInterrupt:
                 return None
 
+        if args.serve:
+            return serve_runs(args, tmp, config, env, moto_log, gh_port)
+
         rows = []
         runs = [
             ("check --no-store --format json", ["check", "--no-store", "--format", "json"]),
@@ -335,6 +343,75 @@ def one_factor(args, factor: float, trellis: str):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def serve_runs(args, tmp: str, config: str, env, moto_log: str, gh_port):
+    """`trellis serve` on a fresh database, until the startup run (every control) is closed:
+    wall time, peak RSS (VmHWM), AWS and GitHub requests. `--serve N` times for each binary of
+    `--serve-with` (default `--trellis`), interleaved."""
+    import sqlite3  # noqa: PLC0415
+
+    binaries = [os.path.abspath(b) for b in (args.serve_with or [args.trellis])]
+    with open(config, encoding="utf-8") as f:
+        text = f.read()
+    rows = []
+    for i in range(args.serve):
+        for b, binary in enumerate(binaries):
+            db = os.path.join(tmp, f"serve-{i}-{b}.db")
+            cfg = os.path.join(tmp, f"serve-{i}-{b}.yaml")
+            with open(cfg, "w", encoding="utf-8") as f:
+                f.write(re.sub(r'database_url: "[^"]*"', f'database_url: "sqlite://{db}?mode=rwc"', text)
+                        + "server:\n  bind: 127.0.0.1:0\n")
+            aws_before = moto_requests(moto_log)
+            gh_before = github_stats(gh_port)
+            started = time.time()
+            log = open(os.path.join(tmp, f"serve-{i}-{b}.log"), "wb")
+            proc = subprocess.Popen([binary, "--config", cfg, "serve"], stdout=log, stderr=log, env=env)
+            peak, closed, units = 0, None, None
+            try:
+                while closed is None:
+                    if proc.poll() is not None:
+                        raise SystemExit(f"error: serve exited {proc.returncode} (see {log.name})")
+                    with open(f"/proc/{proc.pid}/status", encoding="utf-8") as st:
+                        for line in st:
+                            if line.startswith("VmHWM:"):
+                                peak = int(line.split()[1])
+                    if os.path.exists(db):
+                        con = sqlite3.connect(db, timeout=10)
+                        try:
+                            row = con.execute(
+                                "SELECT id, state, controls_done FROM runs WHERE state != 'running' "
+                                "ORDER BY started_at LIMIT 1").fetchone()
+                            if row:
+                                closed = row
+                                units = con.execute(
+                                    "SELECT COUNT(*) FROM run_units WHERE run_id = ?", (row[0],)
+                                ).fetchone()[0]
+                        except sqlite3.OperationalError:
+                            pass  # not migrated yet
+                        finally:
+                            con.close()
+                    time.sleep(0.05)
+                wall = time.time() - started
+                with open(f"/proc/{proc.pid}/status", encoding="utf-8") as st:
+                    for line in st:
+                        if line.startswith("VmHWM:"):
+                            peak = int(line.split()[1])
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+                log.close()
+            aws = moto_requests(moto_log) - aws_before
+            gh = "-"
+            if gh_port is not None:
+                after = github_stats(gh_port)
+                req = after["requests"] - gh_before["requests"]
+                nm = after["not_modified"] - gh_before["not_modified"]
+                gh = f"{req} ({nm} x 304, {req - nm} counted)"
+            rows.append((binary, wall, peak / 1024))
+            print(f"  serve #{i} {binary}: startup run {closed[1]} ({closed[2]} controls, {units} units) "
+                  f"in {wall:6.1f} s, peak {peak / 1024:6.1f} MiB, aws {aws}, github {gh}", flush=True)
+    return {"factor": 0, "runs": rows}
+
+
 def errored_controls(json_path: str):
     with open(json_path, encoding="utf-8") as f:
         report = json.load(f)
@@ -353,6 +430,10 @@ def main() -> int:
         os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "release", "trellis"))
     ap.add_argument("--keep", action="store_true", help="keep each factor's temp dir")
     ap.add_argument("--skip-github", action="store_true")
+    ap.add_argument("--serve", type=int, default=0, metavar="N",
+                    help="instead of the check runs, run `serve` N times on fresh databases until its startup run closes")
+    ap.add_argument("--serve-with", action="append", metavar="TRELLIS",
+                    help="with --serve: a binary to measure (repeatable; interleaved); default --trellis")
     ap.add_argument("--hold", action="store_true",
                     help="build the (first factor's) estate, print its config and wait: for profiling by hand")
     args = ap.parse_args()
@@ -362,7 +443,7 @@ def main() -> int:
         raise SystemExit(f"error: {args.trellis} missing: cargo build --release (or --trellis PATH)")
     factors = [float(x) for x in args.factors.split(",")]
     results = [one_factor(args, f, os.path.abspath(args.trellis)) for f in factors]
-    if args.hold:
+    if args.hold or args.serve:
         return 0
 
     print("\n== slope (stored first run; time and memory against the base size)")
