@@ -162,13 +162,14 @@ pub struct LimitsConfig {
     /// default this plus `sources.github.rate_limit_wait`).
     #[serde(default = "default_probe_timeout")]
     pub probe_timeout: HumanDuration,
-    /// How many collections (a probe with its parameters) run at once within a run. Each
-    /// holds what it has read until it is evaluated, so this bounds a run's memory as well as
-    /// its load on the sources.
+    /// How many collections (a probe with its parameters) run at once: within a run of
+    /// `check`, and across all the units of queued runs one `serve` instance works on. Each
+    /// holds what it has read until it is evaluated, so this bounds memory as well as the load
+    /// on the sources.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Units of queued runs this instance works on at once (a unit is the controls that share
-    /// collections or a source, see ARCHITECTURE.md "Run queue"); each runs up to
+    /// collections, see ARCHITECTURE.md "Run queue"); together they run at most
     /// `concurrency` collections.
     #[serde(default = "default_workers")]
     pub workers: usize,

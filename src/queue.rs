@@ -3,12 +3,15 @@
 //!
 //! A run is queued by the scheduler of whichever instance claims its slot, or by "run now" on
 //! any instance ([`crate::store::Store::enqueue_run`]). Its controls are split into units by
-//! [`units_of`]: the controls that read the same collection (probe + parameters) or fetch from
-//! the same source are one unit, because a collection's resources live only in the memory of
-//! the instance that collected them (the store keeps the raw evidence, not the parsed
-//! resources) and a source's fetches are shared through that instance's cache. Each unit is
-//! then collected and evaluated by one instance with the streaming runner
-//! ([`crate::runner::run_unit`]), so a run's units spread over the instances.
+//! [`units_of`]: the controls that read the same collection (probe + parameters) are one
+//! unit, and so are all the collections of one control, because a collection's resources live
+//! only in the memory of the instance that collected them (the store keeps the raw evidence,
+//! not the parsed resources) and a control's checks are combined there. Each unit is then
+//! collected and evaluated by one instance with the streaming runner
+//! ([`crate::runner::run_unit`]), so a run's units spread over the instances. One instance's
+//! units share its `limits.concurrency` collection permits. Units do not share a fetch cache:
+//! two units reading one listing (a GitHub organisation's repositories) each fetch it, and
+//! GitHub answers the second with a `304` from the kept validators.
 //!
 //! Leases: a worker renews its unit's lease every third of [`QueueConfig::lease`]. If its
 //! instance dies (`kill -9`), the lease expires and another instance claims the unit; the
@@ -35,8 +38,8 @@ use crate::scheduler::Clock;
 use crate::store::{ClaimedUnit, Lease, Store, UnitEnd};
 
 /// The controls of a run, split into units that can be worked on separately: two controls are
-/// in one unit when they read the same collection or any of their collections fetch from the
-/// same source. Units keep the catalog's order, as do the controls in each.
+/// in one unit when they read the same collection (probe + parameters). Units keep the
+/// catalog's order, as do the controls in each.
 pub fn units_of(controls: &[&Control]) -> Vec<Vec<String>> {
     let n = controls.len();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -47,28 +50,15 @@ pub fn units_of(controls: &[&Control]) -> Vec<Vec<String>> {
         }
         i
     }
-    // The first control seen with each collection and each source.
+    // The first control seen with each collection.
     let mut first: HashMap<String, usize> = HashMap::new();
     for (c, control) in controls.iter().enumerate() {
         for check in &control.checks {
-            let mut keys = vec![format!(
-                "collection:{}:{}",
-                check.planned.probe(),
-                check.planned.params_key()
-            )];
-            keys.extend(
-                check
-                    .planned
-                    .sources()
-                    .into_iter()
-                    .map(|s| format!("source:{s}")),
-            );
-            for key in keys {
-                let other = *first.entry(key).or_insert(c);
-                let (a, b) = (root(&mut parent, c), root(&mut parent, other));
-                if a != b {
-                    parent[a.max(b)] = a.min(b);
-                }
+            let key = format!("{}:{}", check.planned.probe(), check.planned.params_key());
+            let other = *first.entry(key).or_insert(c);
+            let (a, b) = (root(&mut parent, c), root(&mut parent, other));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
             }
         }
     }
@@ -134,6 +124,8 @@ pub struct Workers {
     pub wake: Arc<Notify>,
     /// Notified when these workers close a run.
     pub closed: Arc<Notify>,
+    /// The collections this instance's units may hold at once (`limits.concurrency`).
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// How a unit's work stopped early.
@@ -330,7 +322,7 @@ impl Workers {
             &self.store,
             &ctx,
             &selected,
-            self.loaded.config.limits.concurrency,
+            Arc::clone(&self.permits),
             &unit.run_id,
         )
         .await?;
@@ -399,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn controls_sharing_a_collection_or_a_source_are_one_unit() {
+    fn controls_sharing_a_collection_are_one_unit() {
         let iam = "  - probe: aws.iam.users\n    assert: user != ''\n";
         let iam2 = "  - probe: aws.iam.password_policy\n    assert: present\n";
         let vendors = "  - probe: registers.vendors\n    assert: name != ''\n";
@@ -409,13 +401,17 @@ mod tests {
         let b = control("b", vendors);
         let c = control("c", iam2);
         let d = control("d", policies);
-        let units = units_of(&[&a, &b, &c, &d]);
-        // a and c read different IAM collections but the same source.
-        assert_eq!(units, vec![vec!["a", "c"], vec!["b"], vec!["d"]]);
-        // A control reading two sources joins their units.
+        // a and c read different collections of one source: apart.
+        let a2 = control("a2", iam);
+        let units = units_of(&[&a, &b, &c, &d, &a2]);
+        assert_eq!(
+            units,
+            vec![vec!["a", "a2"], vec!["b"], vec!["c"], vec!["d"]]
+        );
+        // A control reading two collections joins their units.
         let e = control("e", &both);
         let units = units_of(&[&a, &b, &c, &d, &e]);
-        assert_eq!(units, vec![vec!["a", "c"], vec!["b", "d", "e"]]);
+        assert_eq!(units, vec![vec!["a"], vec!["b", "d", "e"], vec!["c"]]);
         assert!(units_of(&[]).is_empty());
     }
 }

@@ -246,12 +246,26 @@ pub async fn stream(
     sink: &dyn RunSink,
     watcher: &dyn RunWatcher,
 ) -> anyhow::Result<RunTotals> {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    stream_with(ctx, controls, permits, sink, watcher).await
+}
+
+/// [`stream`] holding one of `permits` per collection in flight: several runs (the units of
+/// queued runs one instance works on) sharing one semaphore hold at most its permits'
+/// collections between them.
+pub async fn stream_with(
+    ctx: &ProbeContext,
+    controls: &[&Control],
+    permits: Arc<Semaphore>,
+    sink: &dyn RunSink,
+    watcher: &dyn RunWatcher,
+) -> anyhow::Result<RunTotals> {
     let started_at = ctx.now;
     let elapsed = std::time::Instant::now();
     let plan = Plan::of(controls);
     let n = plan.keys.len();
     sink.planned(n).await?;
-    let (mut set, tasks) = spawn_collections(ctx, &plan.keys, concurrency.max(1));
+    let (mut set, tasks) = spawn_collections(ctx, &plan.keys, permits);
     let mut run = Progress::new(&plan, controls);
     let mut by_status = HashMap::new();
     let mut ids: Vec<i64> = vec![0; n];
@@ -471,9 +485,8 @@ type Collections = JoinSet<(
 fn spawn_collections(
     ctx: &ProbeContext,
     keys: &[Arc<dyn PlannedProbe>],
-    concurrency: usize,
+    semaphore: Arc<Semaphore>,
 ) -> (Collections, HashMap<tokio::task::Id, usize>) {
-    let semaphore = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
     let mut tasks = HashMap::new();
     let sources: Vec<Vec<&'static str>> = keys.iter().map(|k| k.sources()).collect();
@@ -642,10 +655,21 @@ async fn prepare(
             store.latest_evidence(&readers).await?,
         ));
     }
-    // Conditional requests: the answers earlier runs kept, and this run's collector.
-    ctx.validators = Arc::new(crate::probes::conditional::Validators::new(
-        store.http_validators().await?,
-    ));
+    // Conditional requests: the answers earlier runs kept, and this run's collector (read
+    // only when one of the collections asks conditionally: a unit of a queued run without
+    // one does not load them).
+    let conditional = controls.iter().flat_map(|c| &c.checks).any(|check| {
+        check
+            .planned
+            .sources()
+            .iter()
+            .any(|s| crate::probes::conditional::SOURCES.contains(s))
+    });
+    if conditional {
+        ctx.validators = Arc::new(crate::probes::conditional::Validators::new(
+            store.http_validators().await?,
+        ));
+    }
     Ok(ctx)
 }
 
@@ -692,7 +716,7 @@ pub async fn run_unit(
     store: &Store,
     ctx: &ProbeContext,
     controls: &[&Control],
-    concurrency: usize,
+    permits: Arc<Semaphore>,
     run_id: &str,
 ) -> anyhow::Result<RunTotals> {
     let ctx = prepare(store, ctx, controls).await?;
@@ -700,7 +724,7 @@ pub async fn run_unit(
         store: store.clone(),
         run_id: run_id.to_string(),
     });
-    let outcome = stream(&ctx, controls, concurrency, &sink, &NoWatcher).await;
+    let outcome = stream_with(&ctx, controls, permits, &sink, &NoWatcher).await;
     keep_validators(store, &ctx).await;
     outcome
 }

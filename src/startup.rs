@@ -112,6 +112,9 @@ impl Application {
                 config: crate::queue::QueueConfig::from_loaded(&loaded),
                 wake,
                 closed,
+                permits: Arc::new(tokio::sync::Semaphore::new(
+                    loaded.config.limits.concurrency.max(1),
+                )),
             });
             let workers = workers.spawn(shutdown.clone());
             let (handle, join) =

@@ -11,6 +11,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// The sources whose probes ask conditionally (a run loads the kept answers only when it
+/// collects from one of them).
+pub const SOURCES: &[&str] = &["github"];
+
 /// One kept answer: its validators, the `Link` header (pagination) and the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validator {
