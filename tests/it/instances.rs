@@ -1,7 +1,8 @@
 //! Several `trellis serve` processes on one database (issue 19): real processes, a real
-//! database. A scheduled slot runs once whichever instance claims it; an instance killed with
-//! SIGKILL mid-collection has its work finished by another; a run is cancelled between
-//! collections; SIGTERM hands a unit in progress back to the queue.
+//! database. A scheduled slot runs once whichever instance claims it; the units of one run go
+//! to different instances; an instance killed with SIGKILL mid-collection has its work
+//! finished by another; a run is cancelled between collections; SIGTERM hands a unit in
+//! progress back to the queue.
 //!
 //! Collections are held mid-way with a FIFO as the HR roster: the HR probe blocks opening it
 //! until the test writes the roster into it.
@@ -546,4 +547,58 @@ async fn two_instances_racing_on_run_now_start_one_run() {
     one_result_each(&store, &started[0], &["background-checks"]).await;
     assert_eq!(store.runs(10).await.unwrap().len(), 2);
     drop((a, b));
+}
+
+/// The units of one run go to different instances: with one worker each, the first instance
+/// is held by the HR unit (the roster FIFO), and the second takes the policies unit of the same
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_s_units_are_worked_by_different_instances() {
+    let Some(url) = postgres("units_shared").await else {
+        return;
+    };
+    let setup = Setup::new(&url, "0 0 1 1 *", "  workers: 1\n");
+    let a = setup.serve();
+    let store = setup.store().await;
+    let (run, owner) = hr_unit_claimed(&store).await;
+    assert!(owner.contains(&format!(":{}:", a.pid())), "{owner}");
+    let b = setup.serve();
+    wait_for("code-of-conduct's result", || async {
+        let results = store.run_results(&run).await.unwrap();
+        results
+            .iter()
+            .any(|r| r.control_id == "code-of-conduct")
+            .then_some(())
+    })
+    .await;
+    let writer = setup.release_roster();
+    let summary = closed(&store, &run).await;
+    writer.join().unwrap();
+    assert_eq!(
+        summary.state,
+        RunState::Completed,
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    one_result_each(&store, &run, &["background-checks", "code-of-conduct"]).await;
+    let owners: Vec<(String, String)> = store
+        .run_units(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.controls, u.owner.unwrap_or_default()))
+        .collect();
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    for (controls, owner) in &owners {
+        let pid = if controls.contains("background-checks") {
+            a.pid()
+        } else {
+            b.pid()
+        };
+        assert!(owner.contains(&format!(":{pid}:")), "{owners:?}");
+    }
+    assert_eq!(store.runs(10).await.unwrap().len(), 1);
+    drop((a, b));
+    setup.verify();
 }
