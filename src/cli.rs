@@ -60,6 +60,11 @@ pub enum Command {
         /// evaluated): `auto` when standard error is a terminal.
         #[arg(long, value_enum, default_value_t = check::Progress::Auto)]
         progress: check::Progress,
+        /// A previous `check --format json` output: exit 1 only for failures it does not have
+        /// (by fingerprint: control, check and resource), for pipelines that must not break on
+        /// known issues.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
     },
     /// Check every control file and report every problem as path:line:col: message.
     Validate,
@@ -213,11 +218,21 @@ async fn run(cli: Cli) -> u8 {
             no_store,
             as_of,
             progress,
+            baseline,
         } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
             };
-            check::check(&loaded, &controls, format, no_store, as_of, progress).await
+            check::check(
+                &loaded,
+                &controls,
+                format,
+                no_store,
+                as_of,
+                progress,
+                baseline.as_deref(),
+            )
+            .await
         }
         Command::Render { out, as_of } => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {

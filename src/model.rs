@@ -172,6 +172,52 @@ pub struct Finding {
     pub actual: RawJson,
 }
 
+/// A failure's stable name across runs: the control, the check's place in it and the
+/// resource (empty for a check that fails or errs as a whole: its probe could not collect, or
+/// it found no resource where one is required): the first 32 hex digits of the SHA-256 of
+/// `<control id's length>:<control id>\n<check>\n<resource>` (the length keeps the parts
+/// apart whatever they hold). Reordering a control's checks changes its fingerprints.
+pub fn fingerprint(control_id: &str, check: usize, resource: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let text = format!("{}:{control_id}\n{check}\n{resource}", control_id.len());
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..16])
+}
+
+impl ControlOutcome {
+    /// What fails or errs in this outcome, by [`fingerprint`]: each finding that fails or errs,
+    /// and each check that fails or errs with no such finding of its own (its probe could not
+    /// collect, or it required resources and found none). As `(fingerprint, check, resource)`.
+    pub fn failures(&self) -> Vec<(String, usize, &str)> {
+        let failing = |s: Status| matches!(s, Status::Fail | Status::Error);
+        let mut out: Vec<(String, usize, &str)> = self
+            .findings
+            .iter()
+            .filter(|f| failing(f.status))
+            .map(|f| {
+                (
+                    f.fingerprint(&self.control_id),
+                    f.check,
+                    f.resource.as_str(),
+                )
+            })
+            .collect();
+        for (k, check) in self.checks.iter().enumerate() {
+            if failing(check.status) && !out.iter().any(|(_, c, _)| *c == k) {
+                out.push((fingerprint(&self.control_id, k, ""), k, ""));
+            }
+        }
+        out
+    }
+}
+
+impl Finding {
+    /// This finding's [`fingerprint`] within `control_id`.
+    pub fn fingerprint(&self, control_id: &str) -> String {
+        fingerprint(control_id, self.check, &self.resource)
+    }
+}
+
 /// What a probe's evidence is, and so what a green result built on it can honestly claim.
 ///
 /// - `system`: read from the system the claim is about (AWS, GitHub, public endpoints, the
@@ -533,6 +579,23 @@ pub struct LatestResult {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fingerprints_are_the_sha256_of_control_check_and_resource() {
+        // `printf '17:background-checks\n0\nhr:E1021' | sha256sum | cut -c1-32`
+        assert_eq!(
+            fingerprint("background-checks", 0, "hr:E1021"),
+            "3f2e7ca2c2229842580f5b5340814e09"
+        );
+        assert_ne!(
+            fingerprint("background-checks", 1, "hr:E1021"),
+            fingerprint("background-checks", 0, "hr:E1021")
+        );
+        assert_ne!(
+            fingerprint("a", 0, "b\n0\nc"),
+            fingerprint("a\n0\nb", 0, "c")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -42,7 +42,15 @@ pub(super) async fn check(
     no_store: bool,
     as_of: Option<DateTime<Utc>>,
     progress: Progress,
+    baseline: Option<&std::path::Path>,
 ) -> u8 {
+    let baseline = match baseline.map(read_baseline).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let today = as_of.unwrap_or_else(Utc::now).date_naive();
     let catalog = match load_catalog(loaded, today) {
         Ok(c) => c,
@@ -62,13 +70,14 @@ pub(super) async fn check(
         selected = catalog.controls().iter().collect();
     }
     let ctx = ProbeContext::for_run(loaded, as_of.unwrap_or_else(Utc::now));
-    let output = Output::new(
+    let mut output = Output::new(
         &catalog,
         format,
         progress_bar(progress),
         ctx.now,
         selected.len(),
     );
+    output.baseline = baseline;
     let concurrency = loaded.config.limits.concurrency;
     let totals = if no_store {
         runner::stream(&ctx, &selected, concurrency, &NoSink, &output).await
@@ -110,6 +119,14 @@ pub(super) async fn check(
     };
     let failed = totals.as_ref().map_or(true, RunTotals::any_failing);
     let error = totals.as_ref().err().map(|e| format!("{e:#}"));
+    let against_baseline = output.baseline.as_ref().map(|_| {
+        std::mem::take(
+            &mut *output
+                .new_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    });
     if let Err(e) = output.finish(totals.as_ref().ok(), error.as_deref()) {
         eprintln!("error: cannot write output: {e}");
     }
@@ -117,7 +134,70 @@ pub(super) async fn check(
         eprintln!("error: {e}");
         return EXIT_FAILED;
     }
+    if let Some(new) = against_baseline {
+        // Only what the baseline does not know fails the command.
+        if new.is_empty() {
+            eprintln!("baseline: no failure that the baseline does not have");
+            return EXIT_OK;
+        }
+        eprintln!("baseline: {} failure(s) not in the baseline:", new.len());
+        for line in new.iter().take(50) {
+            eprintln!("  {line}");
+        }
+        if new.len() > 50 {
+            eprintln!("  … and {} more", new.len() - 50);
+        }
+        return EXIT_FAILED;
+    }
     if failed { EXIT_FAILED } else { EXIT_OK }
+}
+
+/// The fingerprints of what fails or errs in a `check --format json` document.
+fn read_baseline(path: &std::path::Path) -> Result<std::collections::HashSet<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        controls: Vec<DocControl>,
+    }
+    #[derive(serde::Deserialize)]
+    struct DocControl {
+        id: String,
+        #[serde(default)]
+        findings: Vec<DocItem>,
+        #[serde(default)]
+        failing_checks: Vec<DocItem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct DocItem {
+        status: Status,
+        fingerprint: Option<String>,
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read the baseline {}: {e}", path.display()))?;
+    let doc: Doc = serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
+        format!(
+            "{}:{}:{}: not a `trellis check --format json` document: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let mut fingerprints = std::collections::HashSet::new();
+    for control in doc.controls {
+        for item in control.findings.into_iter().chain(control.failing_checks) {
+            if !matches!(item.status, Status::Fail | Status::Error) {
+                continue;
+            }
+            let Some(fp) = item.fingerprint else {
+                return Err(format!(
+                    "{}: control `{}` has findings without fingerprints (made by an older trellis): make the baseline again with this one",
+                    path.display(),
+                    control.id
+                ));
+            };
+            fingerprints.insert(fp);
+        }
+    }
+    Ok(fingerprints)
 }
 
 fn progress_bar(progress: Progress) -> Option<Bar> {
@@ -149,6 +229,10 @@ struct Output<'a> {
     controls: usize,
     evaluated: std::sync::atomic::AtomicUsize,
     all_collected: std::sync::atomic::AtomicBool,
+    /// With `--baseline`: the fingerprints of the failures it has, and the failures of this
+    /// run it does not (`control resource (fingerprint)`).
+    baseline: Option<std::collections::HashSet<String>>,
+    new_failures: Mutex<Vec<String>>,
 }
 
 enum State {
@@ -198,6 +282,8 @@ impl<'a> Output<'a> {
             controls,
             evaluated: Default::default(),
             all_collected: Default::default(),
+            baseline: None,
+            new_failures: Mutex::new(Vec::new()),
         }
     }
 
@@ -273,6 +359,19 @@ impl RunWatcher for Output<'_> {
     }
 
     fn outcome(&self, outcome: &ControlOutcome) {
+        if let Some(baseline) = &self.baseline {
+            let mut new = self.new_failures.lock().unwrap_or_else(|p| p.into_inner());
+            for (fp, check, resource) in outcome.failures() {
+                if !baseline.contains(&fp) {
+                    let what = if resource.is_empty() {
+                        format!("check {check}")
+                    } else {
+                        resource.to_string()
+                    };
+                    new.push(format!("{} {what} ({fp})", outcome.control_id));
+                }
+            }
+        }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *state {
             State::Json {
@@ -371,6 +470,10 @@ struct ControlJson<'a> {
     status: Status,
     summary: &'a str,
     findings: Vec<FindingJson<'a>>,
+    /// Checks that fail or err with no finding of their own (their probe could not collect,
+    /// or no resource was found where one is required).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failing_checks: Vec<FailingCheckJson<'a>>,
     exceptions: &'a [crate::model::ExceptionUse],
 }
 
@@ -380,6 +483,17 @@ struct FindingJson<'a> {
     status: Status,
     message: &'a str,
     actual: &'a crate::model::RawJson,
+    /// Stable across runs: control, check and resource (`--baseline` compares these).
+    fingerprint: String,
+}
+
+#[derive(serde::Serialize)]
+struct FailingCheckJson<'a> {
+    check: usize,
+    probe: &'a str,
+    status: Status,
+    summary: &'a str,
+    fingerprint: String,
 }
 
 fn control_json<'a>(catalog: &'a Catalog, o: &'a ControlOutcome) -> ControlJson<'a> {
@@ -398,6 +512,21 @@ fn control_json<'a>(catalog: &'a Catalog, o: &'a ControlOutcome) -> ControlJson<
                 status: f.status,
                 message: &f.message,
                 actual: &f.actual,
+                fingerprint: f.fingerprint(&o.control_id),
+            })
+            .collect(),
+        failing_checks: o
+            .failures()
+            .into_iter()
+            .filter(|(_, _, resource)| resource.is_empty())
+            .filter_map(|(fingerprint, k, _)| {
+                o.checks.get(k).map(|c| FailingCheckJson {
+                    check: k,
+                    probe: &c.probe,
+                    status: c.status,
+                    summary: &c.summary,
+                    fingerprint,
+                })
             })
             .collect(),
         exceptions: &o.exceptions,

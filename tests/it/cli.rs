@@ -865,3 +865,134 @@ async fn streamed_json_is_whole_and_a_run_cut_short_says_why() {
     assert_eq!(ids, ["background-checks"], "{v}");
     assert!(stderr(&out).contains("the disk refuses training results"));
 }
+
+/// `check --baseline previous.json` fails only on failures the baseline does not have, by
+/// fingerprint (control, check, resource); the JSON carries the fingerprints, stable across
+/// runs; a baseline without them, or not JSON, is a usage error naming the file.
+#[test]
+fn check_with_a_baseline_fails_only_on_new_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--no-store",
+            "--format",
+            "json",
+            "--as-of",
+            EXAMPLE_NOW,
+        ];
+        args.extend_from_slice(extra);
+        trellis(&args, None)
+    };
+    let first = json(&[]);
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    // Every finding and every check that fails without findings has a fingerprint.
+    let mut failing = Vec::new();
+    for c in doc["controls"].as_array().unwrap() {
+        for f in c["findings"].as_array().unwrap() {
+            let fp = f["fingerprint"].as_str().expect("a fingerprint");
+            assert_eq!(fp.len(), 32, "{f}");
+            if f["status"] == "fail" || f["status"] == "error" {
+                failing.push((c["id"].as_str().unwrap().to_string(), fp.to_string()));
+            }
+        }
+        for k in c["failing_checks"].as_array().into_iter().flatten() {
+            failing.push((
+                c["id"].as_str().unwrap().to_string(),
+                k["fingerprint"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    // Unconfigured sources make whole checks error: they are failures too.
+    assert!(
+        doc["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["failing_checks"]
+                .as_array()
+                .is_some_and(|k| !k.is_empty())),
+        "no failing check without findings"
+    );
+    assert!(failing.len() > 10, "{}", failing.len());
+    let baseline = dir.path().join("baseline.json");
+    std::fs::write(&baseline, &first.stdout).unwrap();
+    let path = baseline.to_str().unwrap();
+
+    // Nothing new: exit 0, and the fingerprints are the same as before.
+    let again = json(&["--baseline", path]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stderr(&again).contains("no failure that the baseline does not have"));
+    let doc2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        doc["controls"]
+            .to_string()
+            .matches("\"fingerprint\"")
+            .count(),
+        doc2["controls"]
+            .to_string()
+            .matches("\"fingerprint\"")
+            .count()
+    );
+    for (_, fp) in &failing {
+        assert!(String::from_utf8_lossy(&again.stdout).contains(fp.as_str()));
+    }
+
+    // One known failure taken out of the baseline: it is new, named, and fails the command.
+    let (control, gone) = failing
+        .iter()
+        .find(|(c, _)| c == "background-checks")
+        .cloned()
+        .expect("a background-checks failure");
+    let text = String::from_utf8(first.stdout.clone()).unwrap();
+    let trimmed = dir.path().join("trimmed.json");
+    std::fs::write(&trimmed, text.replace(&gone, "0".repeat(32).as_str())).unwrap();
+    let out = json(&["--baseline", trimmed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("1 failure(s) not in the baseline")
+            && err.contains(&gone)
+            && err.contains(&control),
+        "{err}"
+    );
+
+    // The table format compares the same way.
+    let table = trellis(
+        &[
+            "check",
+            "--no-store",
+            "--as-of",
+            EXAMPLE_NOW,
+            "--baseline",
+            path,
+        ],
+        None,
+    );
+    assert_eq!(table.status.code(), Some(0), "{}", stderr(&table));
+
+    // A baseline without fingerprints (an older trellis) or not JSON: usage errors.
+    let old = dir.path().join("old.json");
+    std::fs::write(
+        &old,
+        r#"{"controls": [{"id": "x", "findings": [{"resource": "r", "status": "fail"}]}]}"#,
+    )
+    .unwrap();
+    let out = json(&["--baseline", old.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("without fingerprints"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\n  \"controls\": [oops]\n}\n").unwrap();
+    let out = json(&["--baseline", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("{}:2:", bad.display())),
+        "{}",
+        stderr(&out)
+    );
+}
