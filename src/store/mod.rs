@@ -806,9 +806,11 @@ impl Store {
             .all(&self.db)
             .await
             .during(OP)?;
-        let queued = Store::queued_run_ids(&self.db, self.db.get_database_backend()).await?;
         let mut marked = 0;
-        for id in running.into_iter().filter(|id| !queued.contains(id)) {
+        for id in running {
+            if self.is_queued(&id).await? {
+                continue;
+            }
             match self
                 .close_run(&id, RunState::Interrupted, now, None, signer, OP)
                 .await

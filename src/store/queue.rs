@@ -723,21 +723,17 @@ impl Store {
         })
     }
 
-    /// Which runs have queue rows (runs of `serve`); the others are `check` runs or older.
-    pub(super) async fn queued_run_ids(
-        txn_or_db: &impl ConnectionTrait,
-        backend: DatabaseBackend,
-    ) -> Result<HashSet<String>, StoreError> {
-        const OP: &str = "read queued runs";
-        txn_or_db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT DISTINCT run_id FROM run_units",
+    /// Whether `run_id` has queue rows (a run of `serve`); the others are `check` runs or
+    /// older.
+    pub(super) async fn is_queued(&self, run_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT 1 FROM run_units WHERE run_id = $1 LIMIT 1",
+                vec![run_id.into()],
             ))
             .await
-            .during(OP)?
-            .iter()
-            .map(|r| r.try_get_by_index::<String>(0).during(OP))
-            .collect()
+            .during("read queued runs")?
+            .is_some())
     }
 }

@@ -257,6 +257,18 @@ async fn closed(store: &Store, run: &str) -> trellis::store::RunSummary {
     .await
 }
 
+/// Waits until `control` has a result in `run`.
+async fn result_stored(store: &Store, run: &str, control: &str) {
+    wait_for(&format!("{control}'s result"), || async {
+        let results = store.run_results(run).await.unwrap();
+        results
+            .iter()
+            .any(|r| r.control_id == control)
+            .then_some(())
+    })
+    .await;
+}
+
 /// Each control has exactly one result in `run`.
 async fn one_result_each(store: &Store, run: &str, controls: &[&str]) {
     let results = store.run_results(run).await.unwrap();
@@ -415,14 +427,7 @@ async fn a_run_is_cancelled_between_collections(url: &str) {
     let store = setup.store().await;
     let (run, _) = hr_unit_claimed(&store).await;
     // The policies unit finishes meanwhile.
-    wait_for("code-of-conduct's result", || async {
-        let results = store.run_results(&run).await.unwrap();
-        results
-            .iter()
-            .any(|r| r.control_id == "code-of-conduct")
-            .then_some(())
-    })
-    .await;
+    result_stored(&store, &run, "code-of-conduct").await;
     let out = setup.trellis(&["runs", "cancel", &run]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -563,14 +568,7 @@ async fn one_run_s_units_are_worked_by_different_instances() {
     let (run, owner) = hr_unit_claimed(&store).await;
     assert!(owner.contains(&format!(":{}:", a.pid())), "{owner}");
     let b = setup.serve();
-    wait_for("code-of-conduct's result", || async {
-        let results = store.run_results(&run).await.unwrap();
-        results
-            .iter()
-            .any(|r| r.control_id == "code-of-conduct")
-            .then_some(())
-    })
-    .await;
+    result_stored(&store, &run, "code-of-conduct").await;
     let writer = setup.release_roster();
     let summary = closed(&store, &run).await;
     writer.join().unwrap();
