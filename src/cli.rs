@@ -1,6 +1,7 @@
 //! The `trellis` command line.
 
 mod check;
+mod notify;
 mod runs;
 mod site;
 mod users;
@@ -100,6 +101,9 @@ pub enum Command {
     /// List runs, or cancel a running one (whichever instance works on it).
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Notifications: send a test message to a channel, show the outbox's state.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Export a period's evidence for auditors: a signed, reproducible zip (populations as CSV
     /// and JSON, control definitions, raw evidence, run attestations, OSCAL, a summary).
     Export {
@@ -281,6 +285,12 @@ async fn run(cli: Cli) -> u8 {
                 return EXIT_USAGE;
             };
             runs::runs(&loaded, command).await
+        }
+        Command::Notify(command) => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            notify::notify(&loaded, command).await
         }
         Command::User(command) => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
@@ -678,10 +688,39 @@ async fn verify(loaded: &Loaded, format: Format) -> u8 {
         }
     }
     if report.problems.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
+        return EXIT_OK;
     }
+    // The security team hears of it (once per distinct finding of tampering).
+    let text: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    let detail = format!(
+        "{} problem(s); the first: {}",
+        text.len(),
+        text.first().map(String::as_str).unwrap_or_default()
+    );
+    let event = crate::notify::NewEvent {
+        key: format!(
+            "verify_failed:{}",
+            &crate::integrity::sha256_hex(text.join("\n").as_bytes())[..32]
+        ),
+        event: crate::notify::Event {
+            kind: crate::notify::EventKind::VerifyFailed,
+            control_id: None,
+            status: None,
+            count: text.len(),
+            open_total: None,
+            fingerprints: Vec::new(),
+            run_id: None,
+            detail,
+            at: chrono::Utc::now(),
+        },
+    };
+    if let Err(e) = store
+        .add_events(&[event], chrono::Utc::now().timestamp_millis())
+        .await
+    {
+        eprintln!("warning: could not queue the verify_failed notification: {e}");
+    }
+    EXIT_FAILED
 }
 
 /// The JSON Schema of a file format, by name.

@@ -52,6 +52,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub notifications: crate::notify::config::NotificationsConfig,
 }
 
 fn default_database_url() -> String {
@@ -86,6 +88,7 @@ impl fmt::Debug for Config {
             .field("signing", &self.signing)
             .field("metrics", &self.metrics)
             .field("log", &self.log)
+            .field("notifications", &self.notifications)
             .finish()
     }
 }
@@ -1373,6 +1376,11 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
 
 /// What one field cannot say about another: documents need NDA terms.
 fn check_relations(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
+    let problems =
+        crate::notify::config::check(&config.notifications, path, &diag::YamlIndex::new(text));
+    if let Some(first) = problems.into_iter().next() {
+        return Err(ConfigError::Invalid(first));
+    }
     let docs = &config.trust_page.documents;
     if !docs.items.is_empty() && docs.nda.as_deref().is_none_or(|t| t.trim().is_empty()) {
         let (line, column) = key_position(text, "documents:");
@@ -1571,6 +1579,21 @@ mod tests {
         assert!(err(&typo).contains("scope"), "unknown keys are refused");
         let bad_role = format!("{base}    client_secret_env: A\n    role_map: {{a: root}}\n");
         assert!(!err(&bad_role).is_empty(), "unknown roles are refused");
+    }
+
+    /// The commented-out `notifications` example is valid, rules and channels included.
+    #[test]
+    fn notifications_example_parses() {
+        let start = BUNDLED_EXAMPLE.find("# notifications:").unwrap_or_default();
+        let text: String = BUNDLED_EXAMPLE[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
+            .collect();
+        let c = parse(Path::new("example"), &text, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.notifications.channels.len(), 4);
+        assert_eq!(c.notifications.rules.len(), 3);
+        assert_eq!(c.notifications.digest_window.to_string(), "1m");
     }
 
     #[test]

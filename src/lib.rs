@@ -19,6 +19,8 @@ pub mod export;
 pub mod integrity;
 pub mod metrics;
 pub mod model;
+pub mod net;
+pub mod notify;
 pub mod oidc;
 pub mod probes;
 pub mod queue;

@@ -202,23 +202,10 @@ impl std::fmt::Debug for Oidc {
 /// An HTTP client for the provider: system roots, no redirects followed, no idle connections
 /// kept, bounded time.
 fn http_client() -> Result<reqwest::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        .map_err(|e| format!("cannot configure TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
+    crate::net::https_client(HTTP_TIMEOUT)?
         // Sign-ins are rare: a pooled connection would mostly be one the provider (or its
         // load balancer) has closed by then, and the token request would fail on it.
         .pool_max_idle_per_host(0)
-        .timeout(HTTP_TIMEOUT)
-        .connect_timeout(HTTP_TIMEOUT)
-        .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

@@ -54,6 +54,8 @@ pub struct Application {
     _scheduling: Option<std::fs::File>,
     /// The metrics listener, when `metrics.bind` is set.
     metrics: Option<web::metrics::MetricsServer>,
+    /// The notifier's task (with the scheduler).
+    notifier: Option<tokio::task::JoinHandle<()>>,
     pub store: Store,
     pub catalog: Arc<Catalog>,
 }
@@ -76,6 +78,7 @@ impl Application {
         } else {
             None
         };
+        let mut notifier = None;
         let scheduler = if options.scheduler {
             let controls = catalog
                 .controls()
@@ -90,6 +93,7 @@ impl Application {
                 })
                 .collect();
             let instance = crate::queue::instance_name();
+            let instance_for_notify = instance.clone();
             let wake = Arc::new(tokio::sync::Notify::new());
             let closed = Arc::new(tokio::sync::Notify::new());
             let executor = Arc::new(QueueExecutor {
@@ -119,6 +123,16 @@ impl Application {
             let workers = workers.spawn(shutdown.clone());
             let (handle, join) =
                 scheduler::spawn(controls, executor, clock.clone(), shutdown.clone());
+            notifier = Some(
+                Arc::new(notifier_of(
+                    &loaded,
+                    &store,
+                    &catalog,
+                    &clock,
+                    instance_for_notify,
+                )?)
+                .spawn(shutdown.clone()),
+            );
             Some((handle, join, workers))
         } else {
             None
@@ -165,6 +179,7 @@ impl Application {
             scheduler,
             _scheduling: scheduling,
             metrics,
+            notifier,
             store,
             catalog,
         })
@@ -202,8 +217,51 @@ impl Application {
                 tracing::error!(error = %e, "queue workers task failed");
             }
         }
+        if let Some(notifier) = self.notifier
+            && let Err(e) = notifier.await
+        {
+            tracing::error!(error = %e, "notifier task failed");
+        }
         result.context("web server failed")
     }
+}
+
+/// The notifier of this instance (see [`crate::notify::sender`]).
+fn notifier_of(
+    loaded: &Loaded,
+    store: &Store,
+    catalog: &Arc<Catalog>,
+    clock: &Arc<dyn Clock>,
+    instance: String,
+) -> anyhow::Result<crate::notify::sender::Notifier> {
+    Ok(crate::notify::sender::Notifier {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        config: loaded.config.notifications.clone(),
+        base_dir: loaded.base_dir.clone(),
+        dashboard: dashboard_url(loaded),
+        instance,
+        clock: clock.clone(),
+        default_freshness: loaded.config.default_freshness.get(),
+        poll: loaded
+            .config
+            .limits
+            .queue_poll
+            .to_std()
+            .min(std::time::Duration::from_secs(2)),
+        http: crate::notify::channels::http_client().map_err(|e| anyhow::anyhow!(e))?,
+    })
+}
+
+/// Where messages link to: `notifications.dashboard_url`, else `trust_page.base_url`.
+pub fn dashboard_url(loaded: &Loaded) -> Option<String> {
+    loaded
+        .config
+        .notifications
+        .dashboard_url
+        .as_ref()
+        .or(loaded.config.trust_page.base_url.as_ref())
+        .map(|u| u.as_str().to_string())
 }
 
 /// The metrics listener on `metrics.bind` (none when unset): `/metrics` read from `store`

@@ -17,6 +17,7 @@ mod m20261205_000011_history_rollup;
 mod m20261205_000012_http_validators;
 mod m20261205_000013_run_collections;
 mod m20261205_000014_run_queue;
+mod m20261206_000015_notifications;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000012_http_validators::Migration),
             Box::new(m20261205_000013_run_collections::Migration),
             Box::new(m20261205_000014_run_queue::Migration),
+            Box::new(m20261206_000015_notifications::Migration),
         ]
     }
 }

@@ -774,6 +774,29 @@ impl Store {
             op,
         )
         .await?;
+        if state == RunState::Interrupted {
+            let event = crate::notify::Event {
+                kind: crate::notify::EventKind::RunInterrupted,
+                control_id: None,
+                status: None,
+                count: usize::try_from(run.controls_total - run.controls_done).unwrap_or(0),
+                open_total: None,
+                fingerprints: Vec::new(),
+                run_id: Some(run.id.clone()),
+                detail: error
+                    .unwrap_or("its process stopped before the run ended")
+                    .to_string(),
+                at: finished_at,
+            };
+            let key = format!("run_interrupted:{}", run.id);
+            super::notify::add_event_in(
+                &txn,
+                &crate::notify::NewEvent { key, event },
+                chrono::Utc::now().timestamp_millis(),
+                op,
+            )
+            .await?;
+        }
         txn.commit().await.during(op)?;
         Ok(())
     }

@@ -19,6 +19,7 @@ mod entities;
 mod export;
 mod health;
 mod integrity;
+mod notify;
 mod queue;
 mod rollup;
 mod signin;
@@ -36,6 +37,7 @@ pub use dashboard::{
 pub use export::{Evaluation, ExportResult, FindingRow, FindingsPage, PeriodResult, SealedRun};
 pub use health::Readiness;
 pub use integrity::{IntegrityProblem, IntegrityReport};
+pub use notify::{Batch, BatchEnd, DeliveryRow, FailedDelivery, NotifyOverview};
 pub use queue::{
     CancelOutcome, ClaimedUnit, Closable, Enqueued, Lease, MAX_ATTEMPTS, QueueStats, SlotClaim,
     UnitEnd, UnitRow,
@@ -684,6 +686,10 @@ impl Store {
             OP,
         )
         .await?;
+        // What changed since the control's last result, as notification events: written
+        // with the result or not at all.
+        notify::record_transitions(&txn, run_id, outcome, Utc::now().timestamp_millis(), OP)
+            .await?;
         txn.commit().await.during(OP)?;
         self.changes.send_modify(|n| *n += 1);
         Ok(())

@@ -95,29 +95,7 @@ impl Setup {
     }
 
     fn serve(&self) -> Instance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env_remove("TRELLIS_CONFIG")
-            .env("TRELLIS_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let kept = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let instance = Instance { child, log };
-        instance.wait_for_log("trellis is serving");
-        instance
+        serve(&self.config)
     }
 
     /// Writes the example roster into the FIFO once a reader opens it (on a thread: opening a
@@ -156,17 +134,44 @@ impl Setup {
     }
 }
 
-struct Instance {
+/// Starts `trellis serve --config CONFIG` and waits until it serves; its log is kept.
+pub(crate) fn serve(config: &std::path::Path) -> Instance {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env_remove("TRELLIS_CONFIG")
+        .env("TRELLIS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let kept = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let mut log = kept.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let instance = Instance { child, log };
+    instance.wait_for_log("trellis is serving");
+    instance
+}
+
+pub(crate) struct Instance {
     child: Child,
     log: Arc<Mutex<String>>,
 }
 
 impl Instance {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    fn wait_for_log(&self, what: &str) {
+    pub(crate) fn wait_for_log(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.log().contains(what) {
             assert!(
@@ -182,7 +187,7 @@ impl Instance {
         self.child.id()
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -216,7 +221,7 @@ impl Drop for Instance {
     }
 }
 
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

@@ -26,6 +26,7 @@ mod http_tls;
 mod identity;
 mod instances;
 mod metrics;
+mod notify;
 mod oidc;
 mod pipeline;
 mod registers;

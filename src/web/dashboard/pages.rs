@@ -157,6 +157,49 @@ struct Overview {
     frameworks: Vec<Tally>,
     trend: charts::LineChart,
     totals: Tally,
+    notifications: NotifyView,
+}
+
+/// The outbox as the overview shows it: failed deliveries first (a message the team never
+/// got is a problem of its own).
+#[derive(Debug, Serialize)]
+struct NotifyView {
+    pending: i64,
+    sent: i64,
+    failed: i64,
+    failed_recent: Vec<FailedRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedRow {
+    channel: String,
+    kind: String,
+    control_id: Option<String>,
+    attempts: i32,
+    error: String,
+    queued: Option<Time>,
+}
+
+impl NotifyView {
+    fn of(o: crate::store::NotifyOverview) -> NotifyView {
+        NotifyView {
+            pending: o.pending + o.sending,
+            sent: o.sent,
+            failed: o.failed,
+            failed_recent: o
+                .failed_recent
+                .into_iter()
+                .map(|f| FailedRow {
+                    channel: f.channel,
+                    kind: f.kind.replace('_', " "),
+                    control_id: f.control_id,
+                    attempts: f.attempts,
+                    error: f.last_error.unwrap_or_default(),
+                    queued: DateTime::from_timestamp_millis(f.created_ms).map(time),
+                })
+                .collect(),
+        }
+    }
 }
 
 pub(super) fn freshness(state: &WebState, c: &Control) -> Duration {
@@ -249,7 +292,12 @@ pub async fn overview(state: web::Data<WebState>, staff: Staff) -> Result<HttpRe
     let (problems, healthy): (Vec<ControlRow>, Vec<ControlRow>) =
         rows.into_iter().partition(|r| r.state.key.is_problem());
     let first_day = now.date_naive() - Duration::days(i64::from(HISTORY_DAYS) - 1);
+    let notifications = match state.store.notify_overview().await {
+        Ok(o) => NotifyView::of(o),
+        Err(e) => return Ok(store_error(&state, &staff, &e)),
+    };
     let body = Overview {
+        notifications,
         problems,
         healthy,
         categories: categories.into_values().collect(),

@@ -1,0 +1,327 @@
+//! Notifications (issue 20): the security team hears about changes without opening the
+//! dashboard.
+//!
+//! Data flow, one way like the rest of Trellis:
+//! 1. **Events are written with their cause.** The transaction that stores a control's result
+//!    ([`crate::store::Store::record_result`]) compares the result's failures, by fingerprint
+//!    (control, check, resource: [`crate::model::fingerprint`]), with what was failing before
+//!    ([`transitions`]) and writes the events (`failing`, `erroring`, `fixed`, `reopened`) to
+//!    the outbox. Closing a run as interrupted writes `run_interrupted` the same way. Sweeps
+//!    on every instance find the rest (`stale`, `exception_expiring`, `exception_expired`);
+//!    each event has a unique key, so an event found by two instances is written once.
+//! 2. **Rules route them** ([`channels_for`]): each event becomes one delivery per channel
+//!    that a matching rule names, in one transaction.
+//! 3. **A sender delivers** ([`sender`]): a channel's pending deliveries become one message
+//!    (a digest when several arrive within `digest_window`), claimed under a lease so that
+//!    two instances never send the same one; failures are retried with backoff and, after
+//!    `max_attempts`, marked failed and shown on the dashboard.
+//!
+//! An event is sent once per transition, not once per run: a control failing for a week is
+//! one `failing` message, then one `fixed`.
+
+pub mod channels;
+pub mod config;
+pub mod message;
+pub mod sender;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Control;
+use crate::model::{ControlOutcome, Status};
+use config::RuleConfig;
+
+/// What happened. Rules name these (`events: [failing, fixed]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Resources (or whole checks) of a control newly fail.
+    Failing,
+    /// Checks of a control could not be evaluated (their probe could not collect), or
+    /// resources newly err.
+    Erroring,
+    /// What failed or erred passes now (or is gone), in checks that were evaluated.
+    Fixed,
+    /// What had been fixed fails again (within [`REOPEN_WINDOW_DAYS`] of its fix).
+    Reopened,
+    /// A control's newest successful result is older than its freshness.
+    Stale,
+    /// An exception expires within `notifications.exception_warning`.
+    ExceptionExpiring,
+    /// An exception has expired: what it waived counts again.
+    ExceptionExpired,
+    /// A run stopped before it evaluated everything (its instances died, it was cancelled
+    /// with failures, or a unit failed too often).
+    RunInterrupted,
+    /// `trellis verify` found stored records that do not verify.
+    VerifyFailed,
+    /// `trellis notify test`.
+    Test,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Failing,
+        EventKind::Erroring,
+        EventKind::Fixed,
+        EventKind::Reopened,
+        EventKind::Stale,
+        EventKind::ExceptionExpiring,
+        EventKind::ExceptionExpired,
+        EventKind::RunInterrupted,
+        EventKind::VerifyFailed,
+        EventKind::Test,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Failing => "failing",
+            EventKind::Erroring => "erroring",
+            EventKind::Fixed => "fixed",
+            EventKind::Reopened => "reopened",
+            EventKind::Stale => "stale",
+            EventKind::ExceptionExpiring => "exception_expiring",
+            EventKind::ExceptionExpired => "exception_expired",
+            EventKind::RunInterrupted => "run_interrupted",
+            EventKind::VerifyFailed => "verify_failed",
+            EventKind::Test => "test",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Fingerprints kept in an event at most (its count is always exact).
+pub const MAX_FINGERPRINTS: usize = 50;
+
+/// A fixed fingerprint is remembered this long, to tell `reopened` from `failing`.
+pub const REOPEN_WINDOW_DAYS: i64 = 90;
+
+/// One event, as kept in the outbox (JSON). Carries no resource names: messages say how many
+/// resources changed and link to the dashboard, which shows which.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_id: Option<String>,
+    /// The control's status in the result that caused the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Resources (or whole checks) that changed.
+    #[serde(default)]
+    pub count: usize,
+    /// Resources (or whole checks) failing or erring after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_total: Option<usize>,
+    /// The changed fingerprints (at most [`MAX_FINGERPRINTS`]), for receivers that track
+    /// findings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// One line saying what happened beyond the kind (the result's summary, a run's error,
+    /// an exception's id and date).
+    #[serde(default)]
+    pub detail: String,
+    /// When it happened (the result's evaluation time, the sweep's time).
+    pub at: DateTime<Utc>,
+}
+
+/// An event to add to the outbox under a unique key (a second add with the same key is a
+/// no-op: how sweeps on several instances write an event once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub key: String,
+    pub event: Event,
+}
+
+/// A fingerprint's state as the outbox last recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingState {
+    Fail,
+    Error,
+    /// Failed or erred before, passes (or is gone) since `since`.
+    Fixed,
+}
+
+impl FindingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingState::Fail => "fail",
+            FindingState::Error => "error",
+            FindingState::Fixed => "fixed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FindingState> {
+        match text {
+            "fail" => Some(FindingState::Fail),
+            "error" => Some(FindingState::Error),
+            "fixed" => Some(FindingState::Fixed),
+            _ => None,
+        }
+    }
+}
+
+/// A fingerprint the outbox knows for a control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub fingerprint: String,
+    pub check: usize,
+    pub state: FindingState,
+}
+
+/// What one result changes: fingerprint states to write (upsert), to forget, and the events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transitions {
+    pub set: Vec<(String, usize, FindingState)>,
+    pub forget: Vec<String>,
+    pub events: Vec<Event>,
+}
+
+/// Compares a control's new result with the fingerprints known for it.
+///
+/// - A failure (a finding that fails or errs, or a check that does as a whole) not known as
+///   failing: `failing` (`reopened` if it had been fixed; `erroring` when it errs).
+/// - A known failure the result no longer has, in a check the result evaluated (not `error`):
+///   `fixed`. In a check that erred now, nothing is known about it: it stays as it was
+///   (an outage is never a fix). Waived now: forgotten without an event (accepted, not
+///   fixed); it is new again if it fails after its exception.
+/// - A known failure of a check the control no longer has (its file was edited): forgotten.
+///
+/// One event per kind, counting the fingerprints it covers.
+pub fn transitions(run_id: &str, outcome: &ControlOutcome, known: &[Known]) -> Transitions {
+    // What fails or errs now, by fingerprint.
+    let mut now: BTreeMap<String, (usize, FindingState)> = BTreeMap::new();
+    let mut waived: BTreeSet<String> = BTreeSet::new();
+    for f in &outcome.findings {
+        let state = match f.status {
+            Status::Fail => FindingState::Fail,
+            Status::Error => FindingState::Error,
+            Status::Waived => {
+                waived.insert(f.fingerprint(&outcome.control_id));
+                continue;
+            }
+            Status::Pass | Status::NotApplicable => continue,
+        };
+        now.insert(f.fingerprint(&outcome.control_id), (f.check, state));
+    }
+    for (k, check) in outcome.checks.iter().enumerate() {
+        let state = match check.status {
+            Status::Fail => FindingState::Fail,
+            Status::Error => FindingState::Error,
+            _ => continue,
+        };
+        if !now.values().any(|(c, _)| *c == k) {
+            now.insert(
+                crate::model::fingerprint(&outcome.control_id, k, ""),
+                (k, state),
+            );
+        }
+    }
+    let erred_checks: BTreeSet<usize> = outcome
+        .checks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.status == Status::Error)
+        .map(|(k, _)| k)
+        .collect();
+    let known_by: HashMap<&str, &Known> =
+        known.iter().map(|k| (k.fingerprint.as_str(), k)).collect();
+
+    let mut out = Transitions::default();
+    let mut changed: BTreeMap<EventKind, Vec<String>> = BTreeMap::new();
+    for (fp, &(check, state)) in &now {
+        let before = known_by.get(fp.as_str()).map(|k| k.state);
+        let kind = match (before, state) {
+            (Some(b), s) if b == s => continue,
+            (_, FindingState::Error) => EventKind::Erroring,
+            (Some(FindingState::Fixed), _) => EventKind::Reopened,
+            _ => EventKind::Failing,
+        };
+        changed.entry(kind).or_default().push(fp.clone());
+        out.set.push((fp.clone(), check, state));
+    }
+    let mut open_total = now.len();
+    for k in known {
+        if now.contains_key(&k.fingerprint) || k.state == FindingState::Fixed {
+            continue;
+        }
+        // A check the control no longer has, or waived now: forgotten.
+        if k.check >= outcome.checks.len() || waived.contains(&k.fingerprint) {
+            out.forget.push(k.fingerprint.clone());
+        } else if erred_checks.contains(&k.check) {
+            // Unknown now: still open as far as anyone knows.
+            open_total += 1;
+        } else {
+            changed
+                .entry(EventKind::Fixed)
+                .or_default()
+                .push(k.fingerprint.clone());
+            out.set
+                .push((k.fingerprint.clone(), k.check, FindingState::Fixed));
+        }
+    }
+    for (kind, mut fingerprints) in changed {
+        let count = fingerprints.len();
+        fingerprints.truncate(MAX_FINGERPRINTS);
+        out.events.push(Event {
+            kind,
+            control_id: Some(outcome.control_id.clone()),
+            status: Some(outcome.status),
+            count,
+            open_total: Some(open_total),
+            fingerprints,
+            run_id: Some(run_id.to_string()),
+            detail: outcome.summary.clone(),
+            at: outcome.evaluated_at,
+        });
+    }
+    out
+}
+
+/// The channels an event goes to: those named by every rule whose events include its kind and
+/// whose filters all match its control. A filter on controls (severity, category, owner,
+/// framework, id) never matches an event about no control (a run, `verify`), nor one about a
+/// control no longer in the catalog.
+pub fn channels_for(
+    event: &Event,
+    control: Option<&Control>,
+    rules: &[RuleConfig],
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        if !rule.events.contains(&event.kind) {
+            continue;
+        }
+        let filtered = !(rule.severity.is_empty()
+            && rule.controls.is_empty()
+            && rule.categories.is_empty()
+            && rule.owners.is_empty()
+            && rule.frameworks.is_empty());
+        let matches = match control {
+            None => !filtered,
+            Some(c) => {
+                (rule.severity.is_empty() || rule.severity.contains(&c.severity))
+                    && (rule.controls.is_empty() || rule.controls.contains(&c.id))
+                    && (rule.categories.is_empty() || rule.categories.contains(&c.category))
+                    && (rule.owners.is_empty() || rule.owners.contains(&c.owner))
+                    && (rule.frameworks.is_empty()
+                        || c.frameworks
+                            .iter()
+                            .any(|f| rule.frameworks.contains(&f.framework)))
+            }
+        };
+        if matches {
+            out.extend(rule.channels.iter().cloned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
