@@ -366,19 +366,30 @@ impl LinkSigner {
 
     /// The signature of a download link.
     pub fn sign(&self, request_id: &str, expires: i64) -> String {
+        self.sign_for("access-link", request_id, expires)
+    }
+
+    /// Whether `signature` is this key's for the request and expiry (constant time).
+    pub fn verify(&self, request_id: &str, expires: i64, signature: &str) -> bool {
+        self.verify_for("access-link", request_id, expires, signature)
+    }
+
+    /// The signature of a link for `purpose` (`access-link`, `subscribe-confirm`,
+    /// `unsubscribe`): a link signed for one purpose is refused for any other.
+    pub fn sign_for(&self, purpose: &str, id: &str, expires: i64) -> String {
         hex::encode(
-            self.mac(&format!("access-link\n{request_id}\n{expires}"))
+            self.mac(&format!("{purpose}\n{id}\n{expires}"))
                 .finalize()
                 .into_bytes(),
         )
     }
 
-    /// Whether `signature` is this key's for the request and expiry (constant time).
-    pub fn verify(&self, request_id: &str, expires: i64, signature: &str) -> bool {
+    /// Whether `signature` is this key's for `purpose`, `id` and `expires` (constant time).
+    pub fn verify_for(&self, purpose: &str, id: &str, expires: i64, signature: &str) -> bool {
         let Ok(bytes) = hex::decode(signature) else {
             return false;
         };
-        self.mac(&format!("access-link\n{request_id}\n{expires}"))
+        self.mac(&format!("{purpose}\n{id}\n{expires}"))
             .verify_slice(&bytes)
             .is_ok()
     }

@@ -208,8 +208,9 @@ impl AccessVerdict {
 }
 
 /// Decides a document access request (`id` may be an unambiguous prefix). Audited with the
-/// decision. An approval's link is made by the caller from the answer's `expires_at` — it is
-/// shown once and never logged.
+/// decision. With `mail` (visitor email configured), an approval's link is emailed to the
+/// requester: the email is queued in the decision's transaction. Without, the caller makes
+/// the link from the answer's `expires_at` and shows it once; it is never logged.
 pub async fn decide_access(
     store: &Store,
     actor: &Actor,
@@ -217,6 +218,7 @@ pub async fn decide_access(
     verdict: AccessVerdict,
     note: Option<&str>,
     now: DateTime<Utc>,
+    mail: Option<&crate::notify::visitors::Visitors>,
 ) -> Result<AccessRequest, ActionError> {
     let decision = match verdict {
         AccessVerdict::Approve { valid_for } => {
@@ -234,8 +236,14 @@ pub async fn decide_access(
     };
     let decided = async {
         let request = store.find_access_request(id).await?;
+        let email = match (mail, decision) {
+            (Some(v), Decision::Approve { expires_at }) => {
+                Some(v.document_link_event(&request.id, expires_at))
+            }
+            _ => None,
+        };
         store
-            .decide_access_request(&request.id, decision, actor, note, now)
+            .decide_access_request(&request.id, decision, actor, note, now, email.as_ref())
             .await
     };
     Ok(decided.await?)

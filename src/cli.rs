@@ -4,6 +4,7 @@ mod check;
 mod notify;
 mod runs;
 mod site;
+mod subscribers;
 mod users;
 
 use std::io::IsTerminal;
@@ -104,6 +105,9 @@ pub enum Command {
     /// Notifications: send a test message to a channel, show the outbox's state.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
+    /// The trust page's email subscribers (personal data): export or delete one; audited.
+    #[command(subcommand)]
+    Subscribers(subscribers::SubscribersCommand),
     /// Export a period's evidence for auditors: a signed, reproducible zip (populations as CSV
     /// and JSON, control definitions, raw evidence, run attestations, OSCAL, a summary).
     Export {
@@ -286,6 +290,12 @@ async fn run(cli: Cli) -> u8 {
             };
             runs::runs(&loaded, command).await
         }
+        Command::Subscribers(command) => {
+            let Some(loaded) = load_config(cli.config.as_deref()) else {
+                return EXIT_USAGE;
+            };
+            subscribers::subscribers(&loaded, command).await
+        }
         Command::Notify(command) => {
             let Some(loaded) = load_config(cli.config.as_deref()) else {
                 return EXIT_USAGE;
@@ -318,6 +328,17 @@ fn load_config(path: Option<&std::path::Path>) -> Option<Loaded> {
         Ok(l) => Some(l),
         Err(e) => {
             eprintln!("{e}");
+            None
+        }
+    }
+}
+
+/// The configured database, or the error printed.
+async fn connect(loaded: &Loaded) -> Option<crate::store::Store> {
+    match crate::store::Store::connect(&loaded.config.database_url).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("error: {e}");
             None
         }
     }
@@ -703,15 +724,9 @@ async fn verify(loaded: &Loaded, format: Format) -> u8 {
             &crate::integrity::sha256_hex(text.join("\n").as_bytes())[..32]
         ),
         event: crate::notify::Event {
-            kind: crate::notify::EventKind::VerifyFailed,
-            control_id: None,
-            status: None,
             count: text.len(),
-            open_total: None,
-            fingerprints: Vec::new(),
-            run_id: None,
             detail,
-            at: chrono::Utc::now(),
+            ..crate::notify::Event::new(crate::notify::EventKind::VerifyFailed, chrono::Utc::now())
         },
     };
     if let Err(e) = store

@@ -1381,6 +1381,16 @@ fn check_relations(path: &Path, text: &str, config: &Config) -> Result<(), Confi
     if let Some(first) = problems.into_iter().next() {
         return Err(ConfigError::Invalid(first));
     }
+    if config.notifications.visitors.is_some() && config.trust_page.base_url.is_none() {
+        let (line, column) = key_position(text, "visitors:");
+        return Err(ConfigError::Invalid(Diagnostic::new(
+            path,
+            line,
+            column,
+            "notifications.visitors needs trust_page.base_url: the emails carry absolute \
+             links (confirm, unsubscribe, the trust page)",
+        )));
+    }
     let docs = &config.trust_page.documents;
     if !docs.items.is_empty() && docs.nda.as_deref().is_none_or(|t| t.trim().is_empty()) {
         let (line, column) = key_position(text, "documents:");
@@ -1590,9 +1600,23 @@ mod tests {
             .take_while(|l| l.starts_with('#'))
             .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
             .collect();
+        let text = format!("trust_page:\n  base_url: https://trust.example.com\n{text}");
         let c = parse(Path::new("example"), &text, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.notifications.channels.len(), 4);
         assert_eq!(c.notifications.rules.len(), 3);
+        let visitors = c
+            .notifications
+            .visitors
+            .unwrap_or_else(|| panic!("no visitors"));
+        assert_eq!(visitors.topics.len(), 3);
+        assert_eq!(visitors.subprocessor_notice_days, Some(30));
+        // Without the trust page's address, visitor mail is refused at its line.
+        let without = text.replace("trust_page:\n  base_url: https://trust.example.com\n", "");
+        let err = parse(Path::new("x.yaml"), &without, &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("needs trust_page.base_url"), "{err}");
         assert_eq!(c.notifications.digest_window.to_string(), "1m");
     }
 

@@ -66,6 +66,10 @@ pub struct Vendor {
     pub owner: Option<String>,
     /// Public website.
     pub website: Option<String>,
+    /// When it starts processing data (a new subprocessor): subscribers are told
+    /// `notifications.visitors.subprocessor_notice_days` ahead of it.
+    #[serde(default)]
+    pub starts_on: Option<NaiveDate>,
 }
 
 /// How a risk is treated.
@@ -129,6 +133,23 @@ pub struct Incident {
     pub lessons_learned_link: Option<String>,
     /// When the lessons-learned document was shared with the team.
     pub lessons_learned_on: Option<NaiveDate>,
+    /// Announce it to the trust page's subscribers (incident notices): once when listed,
+    /// once when resolved. Only `public_title` (else `title`) and `public_summary` are sent.
+    #[serde(default)]
+    pub public: bool,
+    /// The title subscribers see (default: `title`).
+    #[serde(default)]
+    pub public_title: Option<String>,
+    /// What subscribers are told: impact, what was done, what they should do.
+    #[serde(default)]
+    pub public_summary: Option<String>,
+}
+
+impl Incident {
+    /// The title subscribers see.
+    pub fn public_title(&self) -> &str {
+        self.public_title.as_deref().unwrap_or(&self.title)
+    }
 }
 
 /// Kind of exercise.

@@ -152,7 +152,8 @@ impl Application {
             scheduler.as_ref().map(|(h, _, _)| h.clone()),
         )
         .with_signer(signer.clone())
-        .with_oidc(oidc(&loaded)?);
+        .with_oidc(oidc(&loaded)?)
+        .with_visitors(visitors(&loaded)?);
         tokio::spawn(state.site.clone().poll_store(
             loaded.config.server.refresh_interval.to_std(),
             shutdown.clone(),
@@ -227,7 +228,7 @@ impl Application {
 }
 
 /// The notifier of this instance (see [`crate::notify::sender`]).
-fn notifier_of(
+pub fn notifier_of(
     loaded: &Loaded,
     store: &Store,
     catalog: &Arc<Catalog>,
@@ -250,7 +251,43 @@ fn notifier_of(
             .to_std()
             .min(std::time::Duration::from_secs(2)),
         http: crate::notify::channels::http_client().map_err(|e| anyhow::anyhow!(e))?,
+        visitors: visitors(loaded)?,
+        display: loaded.config.trust_page.failing_display,
+        registers_dir: loaded
+            .config
+            .sources
+            .registers
+            .as_ref()
+            .map(|r| loaded.resolve(&r.path)),
     })
+}
+
+/// Mail to the trust page's visitors, when `notifications.visitors` is set (the config's
+/// checks make sure `trust_page.base_url` is then set too). Signs its links with the
+/// documents' link key.
+pub fn visitors(loaded: &Loaded) -> anyhow::Result<Option<Arc<crate::notify::visitors::Visitors>>> {
+    let Some(config) = &loaded.config.notifications.visitors else {
+        return Ok(None);
+    };
+    let trust = &loaded.config.trust_page;
+    let base_url = trust
+        .base_url
+        .clone()
+        .context("notifications.visitors needs trust_page.base_url: emails carry absolute links")?;
+    let key_file = loaded.resolve(&trust.documents.link_key_file);
+    Ok(Some(Arc::new(crate::notify::visitors::Visitors {
+        config: config.clone(),
+        base_url,
+        company: trust.company.clone(),
+        signer: crate::access::LinkSigner::load_or_create(&key_file)?,
+        base_dir: loaded.base_dir.clone(),
+        documents: trust
+            .documents
+            .items
+            .iter()
+            .map(|d| (d.id.clone(), d.title.clone()))
+            .collect(),
+    })))
 }
 
 /// Where messages link to: `notifications.dashboard_url`, else `trust_page.base_url`.
@@ -326,6 +363,9 @@ pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web
     let mut narrative = web::Narrative::build(trust, registers.as_ref());
     let (signer, _) = signing(loaded)?;
     let key = signer.public_key();
+    if loaded.config.notifications.visitors.is_some() {
+        narrative.subscribe_url = trust.base_url.as_ref().map(|b| b.join("/subscribe"));
+    }
     narrative.signing_key = Some(web::SigningKeyView {
         algorithm: "ed25519",
         public_key: key.to_text(),

@@ -2,12 +2,15 @@
 
 aiosmtpd with STARTTLS required (the test CA's certificate), AUTH required after STARTTLS,
 and each message written as JSON into OUT_DIR: envelope, whether the session was TLS and
-authenticated, and the message text as received.
+authenticated, the message text as received, its headers and its decoded plain-text body.
 
 Usage: smtp_server.py PORT CERT KEY USER PASSWORD OUT_DIR   (prints "ready" once listening;
 stops when standard input closes).
 """
 
+import email
+import warnings
+import email.policy
 import json
 import os
 import ssl
@@ -18,13 +21,19 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 def main():
+    # aiosmtpd's own use of its deprecated login_data.
+    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
     port, cert, key, user, password, out = sys.argv[1:7]
     received = {"n": 0}
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
             received["n"] += 1
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            body = message.get_body(("plain",))
             record = {
+                "headers": {k: str(v) for k, v in message.items()},
+                "body": body.get_content() if body is not None else "",
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
                 "tls": session.ssl is not None,

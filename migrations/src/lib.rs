@@ -18,6 +18,7 @@ mod m20261205_000012_http_validators;
 mod m20261205_000013_run_collections;
 mod m20261205_000014_run_queue;
 mod m20261206_000015_notifications;
+mod m20261206_000016_subscribers;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_run_collections::Migration),
             Box::new(m20261205_000014_run_queue::Migration),
             Box::new(m20261206_000015_notifications::Migration),
+            Box::new(m20261206_000016_subscribers::Migration),
         ]
     }
 }

@@ -2,7 +2,6 @@
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::Loaded;
-use crate::store::Store;
 
 /// What `trellis notify` does.
 #[derive(Debug, clap::Subcommand)]
@@ -46,12 +45,8 @@ pub async fn notify(loaded: &Loaded, command: NotifyCommand) -> u8 {
             }
         }
         NotifyCommand::Status => {
-            let store = match Store::connect(&loaded.config.database_url).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return EXIT_USAGE;
-                }
+            let Some(store) = super::connect(loaded).await else {
+                return EXIT_USAGE;
             };
             match store.notify_overview().await {
                 Ok(o) => {

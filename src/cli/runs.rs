@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::Loaded;
-use crate::store::{CancelOutcome, Store};
+use crate::store::CancelOutcome;
 
 /// What `trellis runs` does.
 #[derive(Debug, clap::Subcommand)]
@@ -23,12 +23,8 @@ pub enum RunsCommand {
 }
 
 pub async fn runs(loaded: &Loaded, command: RunsCommand) -> u8 {
-    let store = match Store::connect(&loaded.config.database_url).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+    let Some(store) = super::connect(loaded).await else {
+        return EXIT_USAGE;
     };
     match command {
         RunsCommand::List { limit } => match store.runs(limit).await {

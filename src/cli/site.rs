@@ -161,6 +161,13 @@ pub async fn access(loaded: &Loaded, command: AccessCommand) -> u8 {
                 }
             };
             let valid_for = valid_for.unwrap_or(documents.config.link_valid_for.get());
+            let mail = match crate::startup::visitors(loaded) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return EXIT_USAGE;
+                }
+            };
             let decided = crate::actions::decide_access(
                 &store,
                 &decider(),
@@ -168,10 +175,19 @@ pub async fn access(loaded: &Loaded, command: AccessCommand) -> u8 {
                 AccessVerdict::Approve { valid_for },
                 note.as_deref(),
                 now,
+                mail.as_deref(),
             )
             .await;
             if let Ok(r) = &decided {
                 print_request(r);
+                if mail.is_some() {
+                    println!(
+                        "The link is emailed to {} by the next running `trellis serve` \
+                         (`trellis notify status` shows a delivery that failed).",
+                        r.email
+                    );
+                    return EXIT_OK;
+                }
                 let expires_at = r.expires_at.unwrap_or(now + valid_for);
                 println!("link:      {}", documents.link(&r.id, expires_at));
                 if documents.base_url.is_none() {
@@ -214,7 +230,7 @@ async fn decide(
     note: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, ActionError> {
-    crate::actions::decide_access(store, &decider(), id, verdict, note, now).await
+    crate::actions::decide_access(store, &decider(), id, verdict, note, now, None).await
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {

@@ -7,7 +7,6 @@ use chrono::Utc;
 use super::{EXIT_OK, EXIT_USAGE};
 use crate::auth::{Role, hash_password};
 use crate::config::Loaded;
-use crate::store::Store;
 
 /// What `trellis user` does.
 #[derive(Debug, clap::Subcommand)]
@@ -66,12 +65,8 @@ fn read_password() -> Result<String, String> {
 }
 
 pub async fn user(loaded: &Loaded, command: UserCommand) -> u8 {
-    let store = match Store::connect(&loaded.config.database_url).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+    let Some(store) = super::connect(loaded).await else {
+        return EXIT_USAGE;
     };
     let actor = super::site::decider();
     let now = Utc::now();

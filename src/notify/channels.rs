@@ -22,7 +22,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::Event;
-use super::config::{ChannelConfig, ChannelKind, SmtpTls, read_secret};
+use super::config::{ChannelConfig, ChannelKind, read_secret};
 use super::message::{self, Context};
 
 /// How long one HTTP delivery may take.
@@ -210,85 +210,17 @@ async fn send_email(
     out: &Outgoing<'_>,
     ctx: Context<'_>,
 ) -> Result<(), String> {
-    use lettre::message::{Mailbox, header::ContentType};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-
     let smtp = channel.smtp.as_ref().ok_or("no smtp server configured")?;
-    let from: Mailbox = channel
-        .from
-        .as_deref()
-        .ok_or("no sender configured")?
-        .parse()
-        .map_err(|e| format!("from: {e}"))?;
     let rendered = message::render(out.events, ctx);
-    let mut builder = lettre::Message::builder()
-        .from(from.clone())
-        .subject(rendered.subject.clone())
-        .message_id(Some(format!("<{}@{}>", out.id, from.email.domain())))
-        .date_now()
-        .header(ContentType::TEXT_PLAIN);
-    for to in &channel.to {
-        builder = builder.to(to.parse().map_err(|e| format!("to `{to}`: {e}"))?);
-    }
-    let email = builder
-        .body(rendered.plain_text())
-        .map_err(|e| format!("cannot build the message: {e}"))?;
-
-    let tls = if smtp.tls == SmtpTls::None {
-        Tls::None
-    } else {
-        let mut params = TlsParameters::builder(smtp.host.clone());
-        if let Some(ca) = &smtp.ca_file {
-            let path = if ca.is_absolute() {
-                ca.clone()
-            } else {
-                base_dir.join(ca)
-            };
-            let pem = std::fs::read(&path)
-                .map_err(|e| format!("cannot read smtp.ca_file {}: {e}", path.display()))?;
-            params = params.add_root_certificate(
-                Certificate::from_pem(&pem)
-                    .map_err(|e| format!("smtp.ca_file {}: {e}", path.display()))?,
-            );
-        }
-        let params = params
-            .build_rustls()
-            .map_err(|e| format!("cannot configure TLS: {e}"))?;
-        match smtp.tls {
-            SmtpTls::Starttls => Tls::Required(params),
-            _ => Tls::Wrapper(params),
-        }
+    let mail = super::mail::Mail {
+        from: channel.from.as_deref().ok_or("no sender configured")?,
+        to: &channel.to,
+        subject: &rendered.subject,
+        body: rendered.plain_text(),
+        id: out.id,
+        headers: Vec::new(),
     };
-    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-        .port(smtp.port())
-        .tls(tls)
-        .timeout(Some(smtp.timeout.to_std()));
-    let user = read_secret(
-        smtp.username_env.as_deref(),
-        smtp.username_file.as_deref(),
-        base_dir,
-        "smtp.username",
-    )?;
-    let password = read_secret(
-        smtp.password_env.as_deref(),
-        smtp.password_file.as_deref(),
-        base_dir,
-        "smtp.password",
-    )?;
-    if let (Some(user), Some(password)) = (user, password) {
-        transport = transport.credentials(Credentials::new(
-            user.expose().to_string(),
-            password.expose().to_string(),
-        ));
-    }
-    transport
-        .build()
-        .send(email)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("SMTP {}:{}: {e}", smtp.host, smtp.port()))
+    super::mail::send(smtp, base_dir, mail).await
 }
 
 #[cfg(test)]

@@ -49,6 +49,13 @@ pub struct NotificationsConfig {
     /// Wait before the first retry; each further retry waits twice as long (at most an hour).
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff: HumanDuration,
+    /// How often each instance looks for changes no stored result carries: controls gone
+    /// stale, exceptions expiring, public status changes, subprocessor and incident notices.
+    #[serde(default = "default_sweep_every")]
+    pub sweep_every: HumanDuration,
+    /// `policy_review_due` is sent this long before a policy's next review is due.
+    #[serde(default = "default_exception_warning")]
+    pub review_warning: HumanDuration,
     /// `exception_expiring` is sent this long before an exception's `expires_on`.
     #[serde(default = "default_exception_warning")]
     pub exception_warning: HumanDuration,
@@ -56,9 +63,89 @@ pub struct NotificationsConfig {
     /// Default: `trust_page.base_url`; without either, messages name the control without a link.
     #[serde(default)]
     pub dashboard_url: Option<crate::config::BaseUrl>,
+    /// Email to visitors of the trust page: subscriptions to public changes (double opt-in)
+    /// and approved document links. Absent: no subscribe form, document links are shown once
+    /// to staff to forward.
+    #[serde(default)]
+    pub visitors: Option<VisitorsConfig>,
+}
+
+/// What visitors may subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// A public control's status on the trust page changes.
+    Status,
+    /// A subprocessor is added, changed or removed (the vendors register).
+    Subprocessors,
+    /// An incident marked `public: true` in the incidents register.
+    Incidents,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 3] = [Topic::Status, Topic::Subprocessors, Topic::Incidents];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Status => "status",
+            Topic::Subprocessors => "subprocessors",
+            Topic::Incidents => "incidents",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// How the subscribe form names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Topic::Status => "Status changes of the controls on this page",
+            Topic::Subprocessors => "Subprocessor changes (advance notice of new subprocessors)",
+            Topic::Incidents => "Security incident notices",
+        }
+    }
+}
+
+/// See [`NotificationsConfig::visitors`]. Needs `trust_page.base_url` (emails carry absolute
+/// links).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorsConfig {
+    /// The sender visitors see (`Example Security <security@example.com>`).
+    pub from: String,
+    pub smtp: SmtpConfig,
+    /// What the subscribe form offers (default: all).
+    #[serde(default = "all_topics")]
+    pub topics: Vec<Topic>,
+    /// Subscriptions accepted per client address per hour (and confirmation emails per
+    /// address per day).
+    #[serde(default = "default_subscriptions_per_hour")]
+    pub subscriptions_per_hour: u32,
+    /// How long a confirmation link works.
+    #[serde(default = "default_confirm_within")]
+    pub confirm_within: HumanDuration,
+    /// A subprocessor whose `starts_on` is set is announced this many days before it starts
+    /// (the advance notice a data-processing agreement promises); announced at once when the
+    /// date is nearer.
+    #[serde(default)]
+    pub subprocessor_notice_days: Option<u32>,
+}
+
+fn all_topics() -> Vec<Topic> {
+    Topic::ALL.to_vec()
+}
+fn default_subscriptions_per_hour() -> u32 {
+    5
+}
+fn default_confirm_within() -> HumanDuration {
+    "2d".parse().unwrap_or_else(|e| unreachable!("{e}"))
 }
 
 fn default_digest_window() -> HumanDuration {
+    "1m".parse().unwrap_or_else(|e| unreachable!("{e}"))
+}
+fn default_sweep_every() -> HumanDuration {
     "1m".parse().unwrap_or_else(|e| unreachable!("{e}"))
 }
 fn default_max_attempts() -> u32 {
@@ -78,9 +165,12 @@ impl Default for NotificationsConfig {
             rules: Vec::new(),
             digest_window: default_digest_window(),
             max_attempts: default_max_attempts(),
+            sweep_every: default_sweep_every(),
             retry_backoff: default_retry_backoff(),
             exception_warning: default_exception_warning(),
+            review_warning: default_exception_warning(),
             dashboard_url: None,
+            visitors: None,
         }
     }
 }
@@ -325,6 +415,40 @@ pub fn check(config: &NotificationsConfig, path: &Path, index: &YamlIndex) -> Ve
             }
         }
     }
+    for (j, r) in config.rules.iter().enumerate() {
+        for (k, kind) in r.events.iter().enumerate() {
+            if kind.is_for_visitors() {
+                out.push(at(
+                    format!("notifications.rules[{j}].events[{k}]"),
+                    format!(
+                        "`{}` is sent to the trust page's subscribers (notifications.visitors), \
+                         not by rules",
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(v) = &config.visitors {
+        if v.from.parse::<lettre::message::Mailbox>().is_err() {
+            out.push(at(
+                "notifications.visitors.from".into(),
+                format!(
+                    "`{}` is not a mailbox (expected `Example <security@example.com>`)",
+                    v.from
+                ),
+            ));
+        }
+        if let Some(problem) = smtp_problem(&v.smtp) {
+            out.push(at("notifications.visitors.smtp".into(), problem));
+        }
+        if v.topics.is_empty() {
+            out.push(at(
+                "notifications.visitors.topics".into(),
+                "offer at least one topic".into(),
+            ));
+        }
+    }
     if config.max_attempts == 0 {
         out.push(at(
             "notifications.max_attempts".into(),
@@ -418,40 +542,35 @@ fn channel_problems(c: &ChannelConfig) -> Vec<(&'static str, String)> {
             }
             match &c.smtp {
                 None => out.push(("smtp", "required: the mail server".into())),
-                Some(smtp) => {
-                    if smtp.tls == SmtpTls::None && !is_loopback(&smtp.host) {
-                        out.push((
-                            "smtp",
-                            format!(
-                                "tls: none sends mail (and credentials) in the clear: only \
-                                 for a relay on the loopback interface, not `{}`",
-                                smtp.host
-                            ),
-                        ));
-                    }
-                    let user = smtp.username_env.is_some() || smtp.username_file.is_some();
-                    let pass = smtp.password_env.is_some() || smtp.password_file.is_some();
-                    if user != pass {
-                        out.push((
-                            "smtp",
-                            "give both the user name and the password (each by *_env or \
-                             *_file), or neither"
-                                .into(),
-                        ));
-                    }
-                    if (smtp.username_env.is_some() && smtp.username_file.is_some())
-                        || (smtp.password_env.is_some() && smtp.password_file.is_some())
-                    {
-                        out.push((
-                            "smtp",
-                            "name each credential with one of *_env and *_file, not both".into(),
-                        ));
-                    }
-                }
+                Some(smtp) => out.extend(smtp_problem(smtp).map(|p| ("smtp", p))),
             }
         }
     }
     out
+}
+
+/// What is wrong with an SMTP server's settings.
+fn smtp_problem(smtp: &SmtpConfig) -> Option<String> {
+    if smtp.tls == SmtpTls::None && !is_loopback(&smtp.host) {
+        return Some(format!(
+            "tls: none sends mail (and credentials) in the clear: only for a relay on the \
+             loopback interface, not `{}`",
+            smtp.host
+        ));
+    }
+    let user = smtp.username_env.is_some() || smtp.username_file.is_some();
+    let pass = smtp.password_env.is_some() || smtp.password_file.is_some();
+    if user != pass {
+        return Some(
+            "give both the user name and the password (each by *_env or *_file), or neither".into(),
+        );
+    }
+    if (smtp.username_env.is_some() && smtp.username_file.is_some())
+        || (smtp.password_env.is_some() && smtp.password_file.is_some())
+    {
+        return Some("name each credential with one of *_env and *_file, not both".into());
+    }
+    None
 }
 
 /// Why `url` cannot be an endpoint: not http(s), or plain HTTP off the loopback interface.

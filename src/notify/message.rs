@@ -141,7 +141,21 @@ pub fn describe(event: &Event, ctx: Context<'_>) -> String {
             event.detail
         ),
         EventKind::VerifyFailed => format!("trellis verify failed: {}", event.detail),
+        EventKind::PolicyReviewDue => format!("Policy review: {}", event.detail),
+        EventKind::RegisterOverdue => format!(
+            "{t}: {} newly overdue in the registers{still}.",
+            plural(n, "entry", "entries")
+        ),
         EventKind::Test => event.detail.clone(),
+        EventKind::SubscriptionConfirm
+        | EventKind::PublicStatus
+        | EventKind::Subprocessor
+        | EventKind::IncidentNotice
+        | EventKind::DocumentLink => event
+            .visitor
+            .as_ref()
+            .map(|v| v.headline.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -187,7 +201,14 @@ fn subject_of(event: &Event, ctx: Context<'_>) -> String {
         EventKind::ExceptionExpired => format!("{t}: an exception expired"),
         EventKind::RunInterrupted => "a run was interrupted".to_string(),
         EventKind::VerifyFailed => "trellis verify failed".to_string(),
+        EventKind::PolicyReviewDue => "a policy review is due".to_string(),
+        EventKind::RegisterOverdue => format!("{t}: register entries overdue"),
         EventKind::Test => "test message".to_string(),
+        EventKind::SubscriptionConfirm
+        | EventKind::PublicStatus
+        | EventKind::Subprocessor
+        | EventKind::IncidentNotice
+        | EventKind::DocumentLink => describe(event, ctx),
     }
 }
 

@@ -6,8 +6,10 @@
 //!    ([`crate::store::Store::record_result`]) compares the result's failures, by fingerprint
 //!    (control, check, resource: [`crate::model::fingerprint`]), with what was failing before
 //!    ([`transitions`]) and writes the events (`failing`, `erroring`, `fixed`, `reopened`) to
-//!    the outbox. Closing a run as interrupted writes `run_interrupted` the same way. Sweeps
-//!    on every instance find the rest (`stale`, `exception_expiring`, `exception_expired`);
+//!    the outbox (`register_overdue` instead of `failing` for checks reading a register).
+//!    Closing a run as interrupted writes `run_interrupted` the same way. Sweeps on every
+//!    instance find the rest (`stale`, `exception_expiring`, `exception_expired`,
+//!    `policy_review_due`, and the visitors' public changes);
 //!    each event has a unique key, so an event found by two instances is written once.
 //! 2. **Rules route them** ([`channels_for`]): each event becomes one delivery per channel
 //!    that a matching rule names, in one transaction.
@@ -21,8 +23,10 @@
 
 pub mod channels;
 pub mod config;
+pub mod mail;
 pub mod message;
 pub mod sender;
+pub mod visitors;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -57,12 +61,29 @@ pub enum EventKind {
     RunInterrupted,
     /// `trellis verify` found stored records that do not verify.
     VerifyFailed,
+    /// A policy document's review falls due within `review_warning`, or is overdue (read
+    /// from the newest `documents.policies` evidence).
+    PolicyReviewDue,
+    /// Register entries newly fail a control's check (a vendor not reassessed in time, a
+    /// risk not reviewed, an access review missing…): reported as this instead of `failing`
+    /// for checks reading a register.
+    RegisterOverdue,
     /// `trellis notify test`.
     Test,
+    /// To a visitor: confirm your subscription (double opt-in).
+    SubscriptionConfirm,
+    /// To subscribers: a public control's status on the trust page changed.
+    PublicStatus,
+    /// To subscribers: a subprocessor was added (or will start), changed or removed.
+    Subprocessor,
+    /// To subscribers: an incident marked `public: true`.
+    IncidentNotice,
+    /// To a requester: their approved document request's download link.
+    DocumentLink,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Failing,
         EventKind::Erroring,
         EventKind::Fixed,
@@ -72,8 +93,37 @@ impl EventKind {
         EventKind::ExceptionExpired,
         EventKind::RunInterrupted,
         EventKind::VerifyFailed,
+        EventKind::PolicyReviewDue,
+        EventKind::RegisterOverdue,
         EventKind::Test,
+        EventKind::SubscriptionConfirm,
+        EventKind::PublicStatus,
+        EventKind::Subprocessor,
+        EventKind::IncidentNotice,
+        EventKind::DocumentLink,
     ];
+
+    /// Sent to visitors of the trust page (subscribers, requesters), never by rules.
+    pub fn is_for_visitors(self) -> bool {
+        matches!(
+            self,
+            EventKind::SubscriptionConfirm
+                | EventKind::PublicStatus
+                | EventKind::Subprocessor
+                | EventKind::IncidentNotice
+                | EventKind::DocumentLink
+        )
+    }
+
+    /// The subscription topic a visitor event belongs to (`None`: sent to one person).
+    pub fn topic(self) -> Option<config::Topic> {
+        match self {
+            EventKind::PublicStatus => Some(config::Topic::Status),
+            EventKind::Subprocessor => Some(config::Topic::Subprocessors),
+            EventKind::IncidentNotice => Some(config::Topic::Incidents),
+            _ => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,7 +136,14 @@ impl EventKind {
             EventKind::ExceptionExpired => "exception_expired",
             EventKind::RunInterrupted => "run_interrupted",
             EventKind::VerifyFailed => "verify_failed",
+            EventKind::PolicyReviewDue => "policy_review_due",
+            EventKind::RegisterOverdue => "register_overdue",
             EventKind::Test => "test",
+            EventKind::SubscriptionConfirm => "subscription_confirm",
+            EventKind::PublicStatus => "public_status",
+            EventKind::Subprocessor => "subprocessor",
+            EventKind::IncidentNotice => "incident_notice",
+            EventKind::DocumentLink => "document_link",
         }
     }
 
@@ -129,6 +186,45 @@ pub struct Event {
     pub detail: String,
     /// When it happened (the result's evaluation time, the sweep's time).
     pub at: DateTime<Utc>,
+    /// For visitor events: what the message says (public wording only) and whom it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<VisitorNotice>,
+}
+
+impl Event {
+    /// An event of `kind` at `at`, about nothing in particular yet (set what applies with
+    /// `Event { control_id: …, ..Event::new(kind, at) }`).
+    pub fn new(kind: EventKind, at: DateTime<Utc>) -> Event {
+        Event {
+            kind,
+            control_id: None,
+            status: None,
+            count: 0,
+            open_total: None,
+            fingerprints: Vec::new(),
+            run_id: None,
+            detail: String::new(),
+            at,
+            visitor: None,
+        }
+    }
+}
+
+/// What a visitor event says, and for a personal message whom it is for. Public wording only:
+/// what the trust page itself shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorNotice {
+    /// One line (a digest's line, a single message's subject).
+    pub headline: String,
+    /// The paragraph under it.
+    #[serde(default)]
+    pub body: String,
+    /// A subscriber's id (confirmation) or a document request's id (its link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Until when a link in it works (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 /// An event to add to the outbox under a unique key (a second add with the same key is a
@@ -230,6 +326,12 @@ pub fn transitions(run_id: &str, outcome: &ControlOutcome, known: &[Known]) -> T
         .filter(|(_, c)| c.status == Status::Error)
         .map(|(k, _)| k)
         .collect();
+    let reads_register = |check: usize| {
+        outcome
+            .checks
+            .get(check)
+            .is_some_and(|c| c.probe.starts_with("registers."))
+    };
     let known_by: HashMap<&str, &Known> =
         known.iter().map(|k| (k.fingerprint.as_str(), k)).collect();
 
@@ -241,6 +343,7 @@ pub fn transitions(run_id: &str, outcome: &ControlOutcome, known: &[Known]) -> T
             (Some(b), s) if b == s => continue,
             (_, FindingState::Error) => EventKind::Erroring,
             (Some(FindingState::Fixed), _) => EventKind::Reopened,
+            _ if reads_register(check) => EventKind::RegisterOverdue,
             _ => EventKind::Failing,
         };
         changed.entry(kind).or_default().push(fp.clone());
@@ -279,6 +382,7 @@ pub fn transitions(run_id: &str, outcome: &ControlOutcome, known: &[Known]) -> T
             run_id: Some(run_id.to_string()),
             detail: outcome.summary.clone(),
             at: outcome.evaluated_at,
+            visitor: None,
         });
     }
     out

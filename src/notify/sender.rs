@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::channels::{self, Outgoing};
 use super::config::{ChannelConfig, NotificationsConfig};
 use super::message::Context;
+use super::visitors::{self, Visitors, visitor_channels};
 use super::{Event, EventKind, NewEvent, channels_for};
 use crate::catalog::Catalog;
+use crate::config::FailingDisplay;
 use crate::model::LatestResult;
 use crate::scheduler::Clock;
 use crate::store::{BatchEnd, Store, StoreError};
@@ -22,8 +24,6 @@ use crate::store::{BatchEnd, Store, StoreError};
 /// How long an instance holds a message it is sending: longer than any channel's timeouts,
 /// so a lease only expires when its instance died.
 const SEND_LEASE: Duration = Duration::from_secs(300);
-/// How often the sweeps run.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The longest wait between two retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Messages sent per channel per tick at most (the rest wait for the next tick).
@@ -44,7 +44,23 @@ pub struct Notifier {
     /// How often the outbox is looked at.
     pub poll: Duration,
     pub http: reqwest::Client,
+    /// Mail to the trust page's visitors, when `notifications.visitors` is set.
+    pub visitors: Option<Arc<Visitors>>,
+    /// How the trust page shows failures (status notices say what the page says).
+    pub display: FailingDisplay,
+    /// The registers folder (subprocessor changes, public incidents), when configured.
+    pub registers_dir: Option<PathBuf>,
 }
+
+/// Where a claimed message goes.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Team(&'a ChannelConfig),
+    Visitor(&'a Visitors),
+}
+
+/// The prefixes of visitor channels.
+const VISITOR_CHANNELS: [&str; 3] = ["confirm:", "subscriber:", "requester:"];
 
 impl Notifier {
     /// Runs until `shutdown`; a message being sent is finished first.
@@ -52,7 +68,8 @@ impl Notifier {
         tokio::spawn(async move {
             let mut last_sweep: Option<tokio::time::Instant> = None;
             loop {
-                let sweep = last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
+                let every = self.config.sweep_every.to_std();
+                let sweep = last_sweep.is_none_or(|t| t.elapsed() >= every);
                 if sweep {
                     last_sweep = Some(tokio::time::Instant::now());
                 }
@@ -72,41 +89,200 @@ impl Notifier {
         let wall = Utc::now().timestamp_millis();
         if sweep {
             let latest = self.store.latest_results().await?;
-            let found = self.sweep(&latest, self.clock.now());
+            let now = self.clock.now();
+            let mut found = self.sweep(&latest, now);
+            let policies = self.store.latest_evidence(&["documents.policies"]).await?;
+            found.extend(policy_reviews(
+                &policies,
+                now,
+                self.config.review_warning.get(),
+            ));
             let added = self.store.add_events(&found, wall).await?;
             if added > 0 {
                 tracing::info!(added, "notifications: events found by the sweep");
             }
+            if self.visitors.is_some() {
+                self.sweep_public(&latest, now, wall).await?;
+            }
         }
+        let subscribers = if self.visitors.is_some() {
+            self.store.confirmed_subscribers().await?
+        } else {
+            Vec::new()
+        };
         let catalog = &self.catalog;
         let rules = &self.config.rules;
         self.store
             .route_events(wall, &|e: &Event| {
+                if e.kind.is_for_visitors() {
+                    return visitor_channels(e, &subscribers);
+                }
                 let control = e.control_id.as_deref().and_then(|id| catalog.get(id));
                 channels_for(e, control, rules)
             })
             .await?;
+        let window = self.config.digest_window.get().num_milliseconds();
         for channel in &self.config.channels {
             for _ in 0..BATCHES_PER_TICK {
-                if shutdown.is_cancelled() || !self.deliver_one(channel).await? {
+                if shutdown.is_cancelled()
+                    || !self
+                        .deliver_one(&channel.name, window, Target::Team(channel))
+                        .await?
+                {
                     break;
                 }
+            }
+        }
+        if let Some(visitors) = &self.visitors {
+            for channel in self.store.waiting_channels(&VISITOR_CHANNELS).await? {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                // A confirmation or a document link is awaited by someone: sent at once.
+                let window = if channel.starts_with("subscriber:") {
+                    window
+                } else {
+                    0
+                };
+                self.deliver_one(&channel, window, Target::Visitor(visitors))
+                    .await?;
             }
         }
         Ok(())
     }
 
+    /// The visitors' sweeps: public status changes, subprocessor changes, public incidents.
+    /// Each change is recorded as a mark with its event in one transaction, so an instance
+    /// that loses the race announces nothing.
+    async fn sweep_public(
+        &self,
+        latest: &[LatestResult],
+        now: DateTime<Utc>,
+        wall: i64,
+    ) -> Result<(), StoreError> {
+        let marks = |prefix: &'static str| async move {
+            Ok::<_, StoreError>(
+                self.store
+                    .marks(prefix)
+                    .await?
+                    .into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+        };
+        let status: std::collections::BTreeMap<String, String> = marks("status:")
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("status:").map(|id| (id.to_string(), v)))
+            .collect();
+        let mut changes = visitors::status_changes(
+            &self.catalog,
+            latest,
+            &status,
+            self.default_freshness,
+            self.display,
+            now,
+        );
+        let registers = match &self.registers_dir {
+            None => None,
+            Some(dir) => match crate::registers::load(dir) {
+                Ok(r) => Some(r),
+                Err(problems) => {
+                    tracing::warn!(
+                        problems = problems.len(),
+                        first = %problems.first().map(ToString::to_string).unwrap_or_default(),
+                        "notifications: the registers do not load; subprocessor and incident \
+                         notices wait"
+                    );
+                    None
+                }
+            },
+        };
+        let Some(registers) = registers else {
+            return self.record(changes, wall).await;
+        };
+        let company = self
+            .visitors
+            .as_ref()
+            .map(|v| v.company.clone())
+            .unwrap_or_default();
+        let notice_days = self
+            .visitors
+            .as_ref()
+            .and_then(|v| v.config.subprocessor_notice_days);
+        // The registers as first read are what the page already lists: not news.
+        let seeded = self.store.mark("seeded:subprocessors").await?.is_some();
+        let incidents_seeded = self.store.mark("seeded:incidents").await?.is_some();
+        if !registers.missing.contains_key("vendors") {
+            changes.extend(visitors::subprocessor_changes(
+                &company,
+                &registers,
+                &marks("subprocessor:").await?,
+                notice_days,
+                !seeded,
+                now.date_naive(),
+                now,
+            ));
+        }
+        if !registers.missing.contains_key("incidents") {
+            changes.extend(visitors::incident_notices(
+                &registers,
+                &marks("incident:").await?,
+                !incidents_seeded,
+                now,
+            ));
+        }
+        self.record(changes, wall).await?;
+        for (register, done) in [("vendors", seeded), ("incidents", incidents_seeded)] {
+            if !done && !registers.missing.contains_key(register) {
+                let key = if register == "vendors" {
+                    "seeded:subprocessors"
+                } else {
+                    "seeded:incidents"
+                };
+                self.store
+                    .set_mark(key, None, Some("yes"), None, wall)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records each change with its event (an instance that lost the race records nothing).
+    async fn record(
+        &self,
+        changes: Vec<visitors::MarkChange>,
+        wall: i64,
+    ) -> Result<(), StoreError> {
+        for c in changes {
+            self.store
+                .set_mark(
+                    &c.key,
+                    c.before.as_deref(),
+                    c.after.as_deref(),
+                    c.event.as_ref(),
+                    wall,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Claims and sends one message of `channel`; false when none was due.
-    async fn deliver_one(&self, channel: &ChannelConfig) -> Result<bool, StoreError> {
+    async fn deliver_one(
+        &self,
+        channel: &str,
+        window_ms: i64,
+        target: Target<'_>,
+    ) -> Result<bool, StoreError> {
         let now = Utc::now().timestamp_millis();
         let max_attempts = i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
         let Some(batch) = self
             .store
             .claim_batch(
-                &channel.name,
+                channel,
                 &self.instance,
                 now,
-                self.config.digest_window.get().num_milliseconds(),
+                window_ms,
                 now + millis(SEND_LEASE),
                 max_attempts,
             )
@@ -114,21 +290,27 @@ impl Notifier {
         else {
             return Ok(false);
         };
-        let ctx = Context {
-            catalog: &self.catalog,
-            dashboard: self.dashboard.as_deref(),
+        let result = match target {
+            Target::Team(c) => {
+                let ctx = Context {
+                    catalog: &self.catalog,
+                    dashboard: self.dashboard.as_deref(),
+                };
+                let out = Outgoing {
+                    id: &batch.id,
+                    attempt: batch.attempts,
+                    events: &batch.events,
+                };
+                channels::send(c, &self.base_dir, &self.http, &out, ctx).await
+            }
+            Target::Visitor(v) => v.deliver(&self.store, &batch).await,
         };
-        let out = Outgoing {
-            id: &batch.id,
-            attempt: batch.attempts,
-            events: &batch.events,
-        };
-        let result = channels::send(channel, &self.base_dir, &self.http, &out, ctx).await;
+        // Visitor channels are named by ids, never by addresses: safe to log.
         let done = Utc::now().timestamp_millis();
         let end = match result {
             Ok(()) => {
                 tracing::info!(
-                    channel = %channel.name,
+                    channel = %channel,
                     events = batch.events.len(),
                     attempt = batch.attempts,
                     "notification sent"
@@ -137,7 +319,7 @@ impl Notifier {
             }
             Err(error) if batch.attempts >= max_attempts => {
                 tracing::error!(
-                    channel = %channel.name,
+                    channel = %channel,
                     attempts = batch.attempts,
                     %error,
                     "notification failed: out of attempts"
@@ -147,7 +329,7 @@ impl Notifier {
             Err(error) => {
                 let wait = self.backoff(batch.attempts);
                 tracing::warn!(
-                    channel = %channel.name,
+                    channel = %channel,
                     attempt = batch.attempts,
                     retry_in_ms = millis(wait),
                     %error,
@@ -165,7 +347,7 @@ impl Notifier {
             .await?
         {
             tracing::warn!(
-                channel = %channel.name,
+                channel = %channel,
                 "notification: the message was taken over by another instance while sending"
             );
         }
@@ -222,19 +404,14 @@ pub fn sweep(
             out.push(NewEvent {
                 key: format!("stale:{}:{when}", control.id),
                 event: Event {
-                    kind: EventKind::Stale,
                     control_id: Some(control.id.clone()),
                     status: Some(r.status),
-                    count: 0,
-                    open_total: None,
-                    fingerprints: Vec::new(),
-                    run_id: None,
                     detail: format!(
                         "its newest successful check ({when}) is older than its freshness \
                          ({}h); the trust page shows it as stale.",
                         freshness.num_hours()
                     ),
-                    at: now,
+                    ..Event::new(EventKind::Stale, now)
                 },
             });
         }
@@ -272,15 +449,65 @@ pub fn sweep(
                     ex.expires_on
                 ),
                 event: Event {
-                    kind,
                     control_id: Some(control.id.clone()),
-                    status: None,
-                    count: 0,
-                    open_total: None,
-                    fingerprints: Vec::new(),
-                    run_id: None,
                     detail,
-                    at: now,
+                    ..Event::new(kind, now)
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Policy documents whose next review falls due within `warning` (once per due date) or is
+/// past (once more), read from the newest `documents.policies` evidence: what the last run
+/// saw, so a document fixed since is not reported until a run has read it.
+pub fn policy_reviews(
+    evidence: &[crate::model::Evidence],
+    now: DateTime<Utc>,
+    warning: chrono::Duration,
+) -> Vec<NewEvent> {
+    let today = now.date_naive();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for e in evidence {
+        let Some(documents) = e.content["documents"].as_array() else {
+            continue;
+        };
+        for d in documents {
+            let (Some(id), Some(due)) = (
+                d["id"].as_str(),
+                d["attributes"]["next_review_due"]
+                    .as_str()
+                    .and_then(|s| s.parse::<chrono::NaiveDate>().ok()),
+            ) else {
+                continue;
+            };
+            if !seen.insert(id.to_string()) {
+                continue;
+            }
+            let title = d["attributes"]["title"].as_str().unwrap_or(id);
+            let (stage, detail) = if due < today {
+                (
+                    "overdue",
+                    format!("{title}: its review was due on {due} and is overdue."),
+                )
+            } else if due - today <= warning {
+                (
+                    "due",
+                    format!(
+                        "{title}: its review is due on {due} (in {} days).",
+                        (due - today).num_days()
+                    ),
+                )
+            } else {
+                continue;
+            };
+            out.push(NewEvent {
+                key: format!("policy_review_due:{id}:{due}:{stage}"),
+                event: Event {
+                    detail,
+                    ..Event::new(EventKind::PolicyReviewDue, now)
                 },
             });
         }
@@ -310,20 +537,13 @@ pub async fn send_test(
     let http = channels::http_client()?;
     let id = uuid::Uuid::now_v7().to_string();
     let events = [Event {
-        kind: EventKind::Test,
-        control_id: None,
-        status: None,
-        count: 0,
-        open_total: None,
-        fingerprints: Vec::new(),
-        run_id: None,
         detail: format!(
             "Test message from Trellis to channel `{}` ({}). If you can read this, \
              notifications reach it.",
             c.name,
             c.kind.as_str()
         ),
-        at: Utc::now(),
+        ..Event::new(EventKind::Test, Utc::now())
     }];
     let out = Outgoing {
         id: &id,

@@ -224,3 +224,66 @@ fn every_event_kind_round_trips_through_its_name() {
         assert_eq!(json, format!("\"{}\"", kind.as_str()));
     }
 }
+
+#[test]
+fn register_entries_failing_are_register_overdue_not_failing() {
+    let mut o = outcome(&[SF, SF], &[(0, "vendor:Acme", SF), (1, "u1", SF)]);
+    o.checks[0].probe = "registers.vendors".into();
+    let t = transitions("run-1", &o, &[]);
+    let kinds: Vec<(&str, usize)> = t
+        .events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.count))
+        .collect();
+    assert_eq!(kinds, [("failing", 1), ("register_overdue", 1)]);
+    // Fixed, then failing again: reopened, whatever the probe.
+    let t = transitions(
+        "run-2",
+        &o,
+        &[Known {
+            fingerprint: crate::model::fingerprint("mfa", 0, "vendor:Acme"),
+            check: 0,
+            state: X,
+        }],
+    );
+    assert!(
+        t.events
+            .iter()
+            .any(|e| e.kind == EventKind::Reopened && e.count == 1)
+    );
+}
+
+#[test]
+fn policy_reviews_are_announced_when_due_soon_and_when_overdue() {
+    let now = Utc
+        .with_ymd_and_hms(2026, 12, 5, 9, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let doc = |id: &str, due: &str| serde_json::json!({"id": id, "attributes": {"title": id.to_uppercase(), "next_review_due": due}});
+    let evidence = crate::model::Evidence {
+        probe: "documents.policies".into(),
+        params: "{}".into(),
+        collected_at: now,
+        content: serde_json::json!({"documents": [
+            doc("policy:a.md", "2026-12-10"),
+            doc("policy:b.md", "2026-11-30"),
+            doc("policy:c.md", "2027-06-01"),
+            doc("policy:a.md", "2026-12-10"),
+        ]}),
+        sha256: String::new(),
+        error: None,
+    };
+    let found = super::sender::policy_reviews(&[evidence], now, chrono::Duration::days(14));
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "policy_review_due:policy:a.md:2026-12-10:due",
+            "policy_review_due:policy:b.md:2026-11-30:overdue"
+        ]
+    );
+    assert_eq!(
+        found[0].event.detail,
+        "POLICY:A.MD: its review is due on 2026-12-10 (in 5 days)."
+    );
+}

@@ -172,6 +172,7 @@ impl Store {
         actor: &Actor,
         note: Option<&str>,
         now: DateTime<Utc>,
+        email: Option<&crate::notify::NewEvent>,
     ) -> Result<AccessRequest, DecideError> {
         const OP: &str = "decide access request";
         let (from, to) = decision.transition();
@@ -217,6 +218,9 @@ impl Store {
                 now,
             )
             .await?;
+            if let Some(event) = email {
+                super::notify::add_event_in(&txn, event, Utc::now().timestamp_millis(), OP).await?;
+            }
         }
         txn.commit().await.during(OP)?;
         let current = self

@@ -776,17 +776,12 @@ impl Store {
         .await?;
         if state == RunState::Interrupted {
             let event = crate::notify::Event {
-                kind: crate::notify::EventKind::RunInterrupted,
-                control_id: None,
-                status: None,
                 count: usize::try_from(run.controls_total - run.controls_done).unwrap_or(0),
-                open_total: None,
-                fingerprints: Vec::new(),
                 run_id: Some(run.id.clone()),
                 detail: error
                     .unwrap_or("its process stopped before the run ended")
                     .to_string(),
-                at: finished_at,
+                ..crate::notify::Event::new(crate::notify::EventKind::RunInterrupted, finished_at)
             };
             let key = format!("run_interrupted:{}", run.id);
             super::notify::add_event_in(

@@ -25,6 +25,7 @@ mod rollup;
 mod signin;
 mod sso;
 mod staff;
+mod subscribers;
 #[doc(hidden)]
 pub mod testing;
 mod validators;
@@ -46,6 +47,7 @@ pub use rollup::ControlDays;
 pub use signin::{Attempt, Gate, LoginLimits, NewSession};
 pub use sso::{NO_PASSWORD, SsoLogin, SsoOutcome, SsoSignIn};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
+pub use subscribers::{Subscribed, Subscriber};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -488,6 +488,28 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The channels with a message waiting (pending or being sent) whose names start with one
+    /// of `prefixes` (visitor channels: `confirm:`, `subscriber:`, `requester:`).
+    pub async fn waiting_channels(&self, prefixes: &[&str]) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "read waiting notification channels";
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            let rows = self
+                .db
+                .query_all_raw(self.notify_stmt(
+                    "SELECT DISTINCT channel FROM notify_deliveries \
+                     WHERE state IN ('pending', 'sending') AND channel LIKE $1 ORDER BY channel",
+                    vec![format!("{prefix}%").into()],
+                ))
+                .await
+                .during(OP)?;
+            for r in rows {
+                out.push(r.try_get_by_index(0).during(OP)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Deliveries by state and the 20 newest failed ones.
     pub async fn notify_overview(&self) -> Result<NotifyOverview, StoreError> {
         const OP: &str = "read notification overview";

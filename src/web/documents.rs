@@ -246,7 +246,7 @@ fn message(
     page_response(state, MESSAGE_TEMPLATE, &page, status)
 }
 
-fn page_response(
+pub(super) fn page_response(
     state: &WebState,
     template: &str,
     model: &impl Serialize,
@@ -280,7 +280,7 @@ fn private(resp: &mut HttpResponse) {
 }
 
 /// A post from another site (its `Origin` is not ours) is refused.
-fn same_origin(req: &HttpRequest, docs: &Documents) -> bool {
+pub(super) fn same_origin(req: &HttpRequest, base_url: Option<&BaseUrl>) -> bool {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -290,7 +290,7 @@ fn same_origin(req: &HttpRequest, docs: &Documents) -> bool {
         // form of another site.
         return true;
     };
-    if let Some(base) = &docs.base_url
+    if let Some(base) = base_url
         && origin.eq_ignore_ascii_case(&base.origin())
     {
         return true;
@@ -325,7 +325,8 @@ async fn submit_request(
         }
     };
     let now = state.clock.now();
-    if !same_origin(&req, docs) || !docs.signer.check_form_token(&form.token, now) {
+    if !same_origin(&req, docs.base_url.as_ref()) || !docs.signer.check_form_token(&form.token, now)
+    {
         return message(
             &state,
             StatusCode::FORBIDDEN,
@@ -417,7 +418,7 @@ fn store_failed(state: &WebState, error: &crate::store::StoreError) -> HttpRespo
     )
 }
 
-fn see_other(location: &'static str) -> HttpResponse {
+pub(super) fn see_other(location: &'static str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))

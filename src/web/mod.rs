@@ -29,6 +29,7 @@ mod narrative;
 mod page;
 mod security_txt;
 pub mod site;
+mod subscribe;
 mod view;
 
 pub use cache::{SiteCache, SiteInputs};
@@ -81,6 +82,8 @@ pub struct WebState {
     pub signer: Option<crate::integrity::Signer>,
     /// Single sign-on's identity provider (when `dashboard.oidc` is configured).
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Mail to visitors: the subscribe pages (when `notifications.visitors` is set).
+    pub visitors: Option<Arc<crate::notify::visitors::Visitors>>,
 }
 
 impl WebState {
@@ -100,6 +103,15 @@ impl WebState {
     /// Single sign-on through this identity provider.
     pub fn with_oidc(mut self, oidc: Option<crate::oidc::Oidc>) -> WebState {
         self.oidc = oidc.map(Arc::new);
+        self
+    }
+
+    /// Mail to visitors (the subscribe pages, document links by email).
+    pub fn with_visitors(
+        mut self,
+        visitors: Option<Arc<crate::notify::visitors::Visitors>>,
+    ) -> WebState {
+        self.visitors = visitors;
         self
     }
 
@@ -130,6 +142,7 @@ impl WebState {
             scheduler: None,
             signer: None,
             oidc: None,
+            visitors: None,
         }
     }
 }
@@ -214,6 +227,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     hb.register_template_string(TRUST_TEMPLATE, TRUST_HBS)?;
     hb.register_template_string(UNAVAILABLE_TEMPLATE, UNAVAILABLE_HBS)?;
     documents::register_templates(&mut hb)?;
+    subscribe::register_templates(&mut hb)?;
     dashboard::register_templates(&mut hb)?;
     Ok(hb)
 }
@@ -224,6 +238,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
 /// - `/healthz` (process up) and `/readyz` (database reachable, migrations applied);
 /// - document requests: `/request-access` (form and post), `/access/{id}` (an approval's
 ///   page) and `/access/{id}/{document}` (the download);
+/// - subscriptions: `/subscribe` (form and post), `/subscribe/confirm`, `/unsubscribe`;
 /// - a 404 fallback.
 ///
 /// Needs `web::Data<WebState>`. Wrap the app in [`security_headers`].
@@ -257,6 +272,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(readyz)),
     );
     documents::configure(cfg);
+    subscribe::configure(cfg);
     dashboard::configure(cfg);
     cfg.default_service(web::to(not_found));
 }
@@ -472,6 +488,7 @@ mod tests {
             subprocessors: Vec::new(),
             documents: Vec::new(),
             signing_key: None,
+            subscribe_url: None,
         }
     }
 

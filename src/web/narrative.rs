@@ -37,6 +37,9 @@ pub struct Narrative {
     pub nda: Option<String>,
     /// The public key that signs run manifests and export bundles.
     pub signing_key: Option<SigningKeyView>,
+    /// The subscribe form's address (absolute: the static export links to the live server),
+    /// when `notifications.visitors` is set.
+    pub subscribe_url: Option<String>,
 }
 
 /// The evidence signing key, as published.
@@ -90,6 +93,7 @@ impl Narrative {
             disclosure: trust.vulnerability_disclosure.as_deref().map(markdown),
             nda: trust.documents.nda.as_deref().map(markdown),
             signing_key: None,
+            subscribe_url: None,
         }
     }
 }

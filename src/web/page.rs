@@ -53,6 +53,7 @@ pub struct TrustPage {
     pub subprocessors: Vec<super::SubprocessorView>,
     pub documents: Vec<DocumentView>,
     pub signing_key: Option<super::SigningKeyView>,
+    pub subscribe_url: Option<String>,
     pub legend: Vec<LegendEntry>,
     /// What each basis means.
     pub basis_legend: Vec<BasisLegendEntry>,
@@ -343,6 +344,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
         subprocessors: view.subprocessors.clone(),
         documents: view.documents.clone(),
         signing_key: view.signing_key.clone(),
+        subscribe_url: view.subscribe_url.clone(),
         legend: shown
             .iter()
             .map(|&b| LegendEntry {

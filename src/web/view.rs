@@ -83,6 +83,11 @@ impl Badge {
         }
     }
 
+    /// The badge named `text` (see [`Badge::as_str`]).
+    pub fn parse(text: &str) -> Option<Badge> {
+        Badge::ALL.into_iter().find(|b| b.as_str() == text)
+    }
+
     /// The text shown on the badge.
     pub fn label(self) -> &'static str {
         match self {
@@ -167,6 +172,9 @@ pub struct TrustView {
     pub documents: Vec<DocumentView>,
     /// The key that signs run manifests and export bundles (verify them with it).
     pub signing_key: Option<super::narrative::SigningKeyView>,
+    /// Where visitors subscribe to changes by email, when offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribe_url: Option<String>,
 }
 
 /// Page-wide totals over the public controls.
@@ -713,6 +721,7 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
         subprocessors: narrative.subprocessors.clone(),
         documents,
         signing_key: narrative.signing_key.clone(),
+        subscribe_url: narrative.subscribe_url.clone(),
     }
 }
 

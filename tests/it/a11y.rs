@@ -44,7 +44,10 @@ fn run_axe(urls: &[String]) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_pages_have_no_wcag_violations() {
     let now = example_now() + Duration::days(40);
-    let app = spawn_app_with(&[], now).await;
+    // With subscriptions offered (the page links to them; their pages are checked too).
+    let visitors =
+        "{from: \"Sprout Security <security@sprout.example>\", smtp: {host: 127.0.0.1, tls: none}}";
+    let app = spawn_app_with(&[("TRELLIS__NOTIFICATIONS__VISITORS", visitors)], now).await;
     // A history with every kind of day: failures, errors, gaps, staleness.
     for back in (1..40).rev() {
         let at = now - Duration::days(back);
@@ -84,6 +87,7 @@ async fn public_pages_have_no_wcag_violations() {
             &trellis::store::Actor::new("sam", None),
             None,
             now,
+            None,
         )
         .await
         .unwrap();
@@ -91,11 +95,24 @@ async fn public_pages_have_no_wcag_violations() {
     let link = documents.link(&id, expires);
     let link = link.strip_prefix("https://trust.sprout.example").unwrap();
 
+    let mail = trellis::startup::visitors(&app.loaded).unwrap().unwrap();
+    let local = |url: String| {
+        url.strip_prefix("https://trust.sprout.example")
+            .unwrap()
+            .to_string()
+    };
     let paths = [
         "/".to_string(),
         "/request-access?document=soc2-type-ii-report".to_string(),
         "/request-access/received".to_string(),
         link.to_string(),
+        "/subscribe".to_string(),
+        "/subscribe/sent".to_string(),
+        local(mail.confirm_link(
+            "0193a1e2-0000-7000-8000-000000000000",
+            (now + Duration::days(1)).timestamp(),
+        )),
+        local(mail.unsubscribe_link("0193a1e2-0000-7000-8000-000000000000")),
     ];
     let urls: Vec<String> = paths
         .iter()

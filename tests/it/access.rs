@@ -176,6 +176,7 @@ async fn a_request_is_checked_stored_approved_and_its_link_works_until_revoked()
             &trellis::store::Actor::new("sam", None),
             None,
             app.now,
+            None,
         )
         .await
         .unwrap();
@@ -244,6 +245,7 @@ async fn a_request_is_checked_stored_approved_and_its_link_works_until_revoked()
             &trellis::store::Actor::new("sam", None),
             Some("test"),
             app.now,
+            None,
         )
         .await
         .unwrap();
@@ -282,6 +284,7 @@ async fn links_expire() {
             &trellis::store::Actor::new("sam", None),
             None,
             app.now - Duration::days(7),
+            None,
         )
         .await
         .unwrap();

@@ -35,5 +35,6 @@ mod serve;
 mod staff_hardening;
 mod store;
 mod store_sso;
+mod subscribe;
 mod trust_site;
 mod web;

@@ -123,23 +123,20 @@ impl Setup {
         Store::connect(&self.url).await.unwrap()
     }
 
-    /// This configuration's notifier, in this process (instance `name`).
+    /// This configuration's notifier, in this process (instance `name`), as `serve` makes it.
     async fn notifier(&self, name: &str) -> Notifier {
         let loaded = trellis::config::load_with_env(Some(&self.config), &[]).unwrap();
         let catalog =
             trellis::catalog::from_config(&loaded, chrono::Utc::now().date_naive()).unwrap();
-        Notifier {
-            store: self.store().await,
-            catalog: Arc::new(catalog),
-            config: loaded.config.notifications.clone(),
-            base_dir: loaded.base_dir.clone(),
-            dashboard: trellis::startup::dashboard_url(&loaded),
-            instance: name.to_string(),
-            clock: Arc::new(trellis::scheduler::SystemClock),
-            default_freshness: loaded.config.default_freshness.get(),
-            poll: Duration::from_millis(50),
-            http: trellis::notify::channels::http_client().unwrap(),
-        }
+        let clock: Arc<dyn trellis::scheduler::Clock> = Arc::new(trellis::scheduler::SystemClock);
+        trellis::startup::notifier_of(
+            &loaded,
+            &self.store().await,
+            &Arc::new(catalog),
+            &clock,
+            name.to_string(),
+        )
+        .unwrap()
     }
 }
 
@@ -506,14 +503,14 @@ async fn notify_test_sends_to_the_named_channel_and_says_why_not() {
 
 /// aiosmtpd on a free loopback port: STARTTLS with a certificate of the test CA, AUTH
 /// required; received messages as JSON files in `out`.
-struct Smtp {
+pub(crate) struct Smtp {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     out: PathBuf,
 }
 
 impl Smtp {
-    async fn start(dir: &Path, user: &str, password: &str) -> Smtp {
+    pub(crate) async fn start(dir: &Path, user: &str, password: &str) -> Smtp {
         let python = std::env::var_os("TRELLIS_TEST_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join(".venv/bin/python"));
@@ -551,7 +548,7 @@ impl Smtp {
         Smtp { child, port, out }
     }
 
-    fn received(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn received(&self) -> Vec<serde_json::Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -778,15 +775,11 @@ async fn the_overview_lists_notifications_that_were_not_delivered() {
 
     let now = chrono::Utc::now().timestamp_millis();
     let event = Event {
-        kind: trellis::notify::EventKind::Failing,
         control_id: Some("background-checks".into()),
         status: Some(trellis::model::Status::Fail),
         count: 2,
         open_total: Some(2),
-        fingerprints: Vec::new(),
-        run_id: None,
-        detail: String::new(),
-        at: chrono::Utc::now(),
+        ..Event::new(trellis::notify::EventKind::Failing, chrono::Utc::now())
     };
     let store = &app.store;
     store

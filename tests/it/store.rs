@@ -394,6 +394,7 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
             &trellis::store::Actor::new("sam", None),
             Some("ok"),
             now,
+            None,
         )
         .await
         .expect("approve");
@@ -407,6 +408,7 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
             &trellis::store::Actor::new("eve", None),
             None,
             now,
+            None,
         )
         .await
         .expect_err("already decided");
@@ -421,7 +423,7 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
         trellis::store::Actor::new("b", None),
     );
     let (a, b) = tokio::join!(
-        store.decide_access_request(&other_id, Decision::Deny, &actor_a, None, now),
+        store.decide_access_request(&other_id, Decision::Deny, &actor_a, None, now, None),
         other.decide_access_request(
             &other_id,
             Decision::Approve {
@@ -429,7 +431,8 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
             },
             &actor_b,
             None,
-            now
+            now,
+            None
         ),
     );
     assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "{a:?} {b:?}");
@@ -445,6 +448,7 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
             &trellis::store::Actor::new("sam", None),
             None,
             now,
+            None,
         )
         .await
         .expect("revoke");
@@ -459,7 +463,8 @@ async fn access_requests_are_decided_once(store: &Store, url: &str) {
                 Decision::Revoke,
                 &trellis::store::Actor::new("sam", None),
                 None,
-                now
+                now,
+                None
             )
             .await,
         Err(DecideError::WrongState { .. })

@@ -315,6 +315,7 @@ async fn fixture() -> Fixture {
     };
     let registers = trellis::registers::Registers {
         vendors: vec![trellis::registers::Vendor {
+            starts_on: None,
             name: "Mailgun".into(),
             purpose: "Email delivery".into(),
             data_shared: vec![],

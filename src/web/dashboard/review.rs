@@ -479,11 +479,16 @@ pub async fn decide_access(
         verdict,
         None,
         state.clock.now(),
+        state.visitors.as_deref(),
     )
     .await;
     match decided {
         Ok(r) => {
             let done = match verdict {
+                AccessVerdict::Approve { .. } if state.visitors.is_some() => format!(
+                    "Approved. The download link is being emailed to {}.",
+                    r.email
+                ),
                 AccessVerdict::Approve { .. } => format!(
                     "Approved. Send this link to {}: {}",
                     r.email,
