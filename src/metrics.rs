@@ -352,6 +352,26 @@ impl ScrapeSource {
             "Units of runs under a live lease (being worked on by some instance)",
             held,
         );
+        // The notification outbox: alert on `failed` (messages nobody received).
+        let outbox = self.store.notify_overview().await?;
+        let deliveries = Family::<StateLabels, Gauge>::default();
+        for (state, n) in [
+            ("pending", outbox.pending),
+            ("sending", outbox.sending),
+            ("sent", outbox.sent),
+            ("failed", outbox.failed),
+        ] {
+            deliveries
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+        registry.register(
+            "notifications",
+            "Notification deliveries in the outbox (every instance's), by state; failed: out of attempts",
+            deliveries,
+        );
         Ok(())
     }
 }

@@ -24,6 +24,10 @@ use crate::store::{BatchEnd, Store, StoreError};
 /// How long an instance holds a message it is sending: longer than any channel's timeouts,
 /// so a lease only expires when its instance died.
 const SEND_LEASE: Duration = Duration::from_secs(300);
+/// Sent and failed messages, and their events, are kept this long (the dashboard's list of
+/// failures, diagnosis); a condition that still holds after it (a control stale all along)
+/// is announced again, as a reminder.
+const OUTBOX_RETENTION_DAYS: i64 = 90;
 /// The longest wait between two retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Messages sent per channel per tick at most (the rest wait for the next tick).
@@ -103,6 +107,16 @@ impl Notifier {
             }
             if self.visitors.is_some() {
                 self.sweep_public(&latest, now, wall).await?;
+            }
+            let pruned = self
+                .store
+                .prune_outbox(wall - OUTBOX_RETENTION_DAYS * 86_400_000)
+                .await?;
+            if pruned > 0 {
+                tracing::info!(
+                    pruned,
+                    "notifications: settled outbox rows older than the retention forgotten"
+                );
             }
         }
         let subscribers = if self.visitors.is_some() {

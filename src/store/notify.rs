@@ -510,6 +510,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets what was settled before `before_ms`: sent and failed deliveries, and routed
+    /// events none of whose deliveries are left. How many rows went.
+    pub async fn prune_outbox(&self, before_ms: i64) -> Result<u64, StoreError> {
+        const OP: &str = "prune the notification outbox";
+        let txn = self.begin_write().await.during(OP)?;
+        let deliveries = txn
+            .execute_raw(self.notify_stmt(
+                "DELETE FROM notify_deliveries WHERE (state = 'sent' AND sent_ms < $1) \
+                   OR (state = 'failed' AND created_ms < $1)",
+                vec![before_ms.into()],
+            ))
+            .await
+            .during(OP)?;
+        let events = txn
+            .execute_raw(self.notify_stmt(
+                "DELETE FROM notify_events WHERE routed_ms IS NOT NULL AND created_ms < $1 \
+                   AND NOT EXISTS (SELECT 1 FROM notify_deliveries d \
+                                   WHERE d.event_id = notify_events.id)",
+                vec![before_ms.into()],
+            ))
+            .await
+            .during(OP)?;
+        txn.commit().await.during(OP)?;
+        Ok(deliveries.rows_affected() + events.rows_affected())
+    }
+
     /// Deliveries by state and the 20 newest failed ones.
     pub async fn notify_overview(&self) -> Result<NotifyOverview, StoreError> {
         const OP: &str = "read notification overview";

@@ -338,10 +338,17 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const OP: &str = "record notify mark";
         let txn = self.begin_write().await.during(OP)?;
+        // The row is locked (PostgreSQL; SQLite's write transaction is exclusive already), so
+        // two instances that read the same value cannot both replace it.
+        let lock = if self.backend == "postgres" {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
         let current = txn
             .query_one_raw(stmt(
                 self,
-                "SELECT value FROM notify_marks WHERE key = $1",
+                &format!("SELECT value FROM notify_marks WHERE key = $1{lock}"),
                 vec![key.into()],
             ))
             .await
@@ -353,8 +360,10 @@ impl Store {
             return Ok(false);
         }
         let (sql, values): (&str, Vec<Value>) = match (current.is_some(), value) {
+            // Absent rows cannot be locked: the key decides who inserts.
             (false, Some(v)) => (
-                "INSERT INTO notify_marks (key, value, updated_ms) VALUES ($1, $2, $3)",
+                "INSERT INTO notify_marks (key, value, updated_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
                 vec![key.into(), v.into(), now_ms.into()],
             ),
             (true, Some(v)) => (
@@ -365,7 +374,11 @@ impl Store {
             (false, None) => ("", vec![]),
         };
         if !sql.is_empty() {
-            txn.execute_raw(stmt(self, sql, values)).await.during(OP)?;
+            let done = txn.execute_raw(stmt(self, sql, values)).await.during(OP)?;
+            if done.rows_affected() != 1 {
+                // Another instance inserted it first: theirs to announce.
+                return Ok(false);
+            }
         }
         if let Some(e) = event {
             add_event_in(&txn, e, now_ms, OP).await?;

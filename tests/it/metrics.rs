@@ -210,6 +210,12 @@ async fn metrics_after_a_run_of_the_example_config() {
     assert_eq!(number(depth), 0.0);
     let held = find(&scrape, "trellis_leases_held", &[]).expect("leases held");
     assert_eq!(number(held), 0.0);
+    // The notification outbox, by state (the example routes nothing: all zero).
+    for state in ["pending", "sending", "sent", "failed"] {
+        let n = find(&scrape, "trellis_notifications", &[("state", state)])
+            .unwrap_or_else(|| panic!("no trellis_notifications{{state={state}}}: {body}"));
+        assert_eq!(number(n), 0.0);
+    }
 
     // The metrics listener also answers health checks; the public one never serves metrics.
     assert_eq!(get(format!("{metrics}/healthz")).await.0, 200);

@@ -2868,6 +2868,7 @@ async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Stor
 }
 
 mod history;
+mod notify;
 
 // ---------------------------------------------------------------------------------------------
 // The run queue (issue 19)
