@@ -153,6 +153,15 @@ pub fn nda_sha256(text: &str) -> String {
 
 /// Checks a submitted form against the configured documents and NDA. Every problem is
 /// reported, each naming its field.
+/// A bare email address (`name@example.com`): display text (`Name <name@example.com>`) is
+/// refused, so one inbox is one address and what is stored is what is mailed.
+pub fn parse_email(text: &str) -> Result<email_address::EmailAddress, email_address::Error> {
+    email_address::EmailAddress::parse_with_options(
+        text,
+        email_address::Options::default().without_display_text(),
+    )
+}
+
 pub fn parse_request(
     form: &RequestForm,
     config: &DocumentsConfig,
@@ -176,7 +185,7 @@ pub fn parse_request(
     let name = text("name", &form.name, "name");
     let company = text("company", &form.company, "company");
     let email = form.email.trim().to_string();
-    match email.parse::<email_address::EmailAddress>() {
+    match parse_email(&email) {
         _ if email.is_empty() => errors.push(FieldError {
             field: "email",
             message: "Enter your work email address.".into(),

@@ -551,6 +551,13 @@ fn channel_problems(c: &ChannelConfig) -> Vec<(&'static str, String)> {
 
 /// What is wrong with an SMTP server's settings.
 fn smtp_problem(smtp: &SmtpConfig) -> Option<String> {
+    if smtp.timeout.get() > chrono::Duration::minutes(1) {
+        return Some(format!(
+            "timeout: {} is more than a minute (a message is held for 10 minutes while it is \
+             sent; a slower server would have it sent twice)",
+            smtp.timeout
+        ));
+    }
     if smtp.tls == SmtpTls::None && !is_loopback(&smtp.host) {
         return Some(format!(
             "tls: none sends mail (and credentials) in the clear: only for a relay on the \

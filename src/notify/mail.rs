@@ -36,7 +36,10 @@ pub async fn send(smtp: &SmtpConfig, base_dir: &Path, mail: Mail<'_>) -> Result<
         .date_now()
         .header(ContentType::TEXT_PLAIN);
     for to in mail.to {
-        builder = builder.to(to.parse().map_err(|e| format!("to `{to}`: {e}"))?);
+        // The address is personal data (a subscriber's): not repeated in the error.
+        builder = builder.to(to
+            .parse()
+            .map_err(|e| format!("a recipient is not a valid address: {e}"))?);
     }
     for (name, value) in mail.headers {
         let name = HeaderName::new_from_ascii_str(name);

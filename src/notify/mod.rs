@@ -283,9 +283,10 @@ pub struct Transitions {
 ///
 /// - A failure (a finding that fails or errs, or a check that does as a whole) not known as
 ///   failing: `failing` (`reopened` if it had been fixed; `erroring` when it errs).
-/// - A known failure the result no longer has, in a check the result evaluated (not `error`):
-///   `fixed`. In a check that erred now, nothing is known about it: it stays as it was
-///   (an outage is never a fix). Waived now: forgotten without an event (accepted, not
+/// - A known failure now passing (or not applicable): `fixed`. One the result no longer
+///   lists: `fixed` only if its check saw its whole population (neither the check nor any of
+///   its resources erred); otherwise nothing is known about it and it stays as it was (an
+///   outage, even a partial one, is never a fix). Waived now: forgotten without an event (accepted, not
 ///   fixed); it is new again if it fails after its exception.
 /// - A known failure of a check the control no longer has (its file was edited): forgotten.
 ///
@@ -319,12 +320,29 @@ pub fn transitions(run_id: &str, outcome: &ControlOutcome, known: &[Known]) -> T
             );
         }
     }
-    let erred_checks: BTreeSet<usize> = outcome
+    // Checks that did not see their whole population: erred as a whole, or with a resource
+    // that erred (an account or region that could not be read may hold any resource). What
+    // they no longer list is unknown, not fixed.
+    let partial_checks: BTreeSet<usize> = outcome
         .checks
         .iter()
         .enumerate()
         .filter(|(_, c)| c.status == Status::Error)
         .map(|(k, _)| k)
+        .chain(
+            outcome
+                .findings
+                .iter()
+                .filter(|f| f.status == Status::Error)
+                .map(|f| f.check),
+        )
+        .collect();
+    // Seen now and not failing: fixed whatever else the check could not read.
+    let seen_passing: BTreeSet<String> = outcome
+        .findings
+        .iter()
+        .filter(|f| matches!(f.status, Status::Pass | Status::NotApplicable))
+        .map(|f| f.fingerprint(&outcome.control_id))
         .collect();
     let reads_register = |check: usize| {
         outcome
@@ -357,7 +375,7 @@ pub fn transitions(run_id: &str, outcome: &ControlOutcome, known: &[Known]) -> T
         // A check the control no longer has, or waived now: forgotten.
         if k.check >= outcome.checks.len() || waived.contains(&k.fingerprint) {
             out.forget.push(k.fingerprint.clone());
-        } else if erred_checks.contains(&k.check) {
+        } else if partial_checks.contains(&k.check) && !seen_passing.contains(&k.fingerprint) {
             // Unknown now: still open as far as anyone knows.
             open_total += 1;
         } else {

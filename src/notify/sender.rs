@@ -23,7 +23,7 @@ use crate::store::{BatchEnd, Store, StoreError};
 
 /// How long an instance holds a message it is sending: longer than any channel's timeouts,
 /// so a lease only expires when its instance died.
-const SEND_LEASE: Duration = Duration::from_secs(300);
+const SEND_LEASE: Duration = Duration::from_secs(600);
 /// Sent and failed messages, and their events, are kept this long (the dashboard's list of
 /// failures, diagnosis); a condition that still holds after it (a control stale all along)
 /// is announced again, as a reminder.
@@ -91,33 +91,26 @@ impl Notifier {
     /// One pass: sweep (when asked), route, deliver what is due.
     pub async fn tick(&self, sweep: bool, shutdown: &CancellationToken) -> Result<(), StoreError> {
         let wall = Utc::now().timestamp_millis();
-        if sweep {
-            let latest = self.store.latest_results().await?;
-            let now = self.clock.now();
-            let mut found = self.sweep(&latest, now);
-            let policies = self.store.latest_evidence(&["documents.policies"]).await?;
-            found.extend(policy_reviews(
-                &policies,
-                now,
-                self.config.review_warning.get(),
-            ));
-            let added = self.store.add_events(&found, wall).await?;
-            if added > 0 {
-                tracing::info!(added, "notifications: events found by the sweep");
-            }
-            if self.visitors.is_some() {
-                self.sweep_public(&latest, now, wall).await?;
-            }
-            let pruned = self
-                .store
-                .prune_outbox(wall - OUTBOX_RETENTION_DAYS * 86_400_000)
-                .await?;
-            if pruned > 0 {
-                tracing::info!(
-                    pruned,
-                    "notifications: settled outbox rows older than the retention forgotten"
-                );
-            }
+        // A sweep that fails is logged: what is already in the outbox is still delivered.
+        if sweep && let Err(error) = self.sweep_all(wall).await {
+            tracing::warn!(%error, "notifications: the sweep failed; will try again");
+        }
+        let mut configured: Vec<String> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        configured.sort();
+        let dropped = self
+            .store
+            .drop_orphans(&configured, self.visitors.is_some(), wall)
+            .await?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "notifications for channels no longer configured dropped"
+            );
         }
         let subscribers = if self.visitors.is_some() {
             self.store.confirmed_subscribers().await?
@@ -161,6 +154,46 @@ impl Notifier {
                 self.deliver_one(&channel, window, Target::Visitor(visitors))
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Every sweep: stale controls, exceptions, policy reviews, the visitors' public changes,
+    /// subscriptions never confirmed, the outbox's retention.
+    async fn sweep_all(&self, wall: i64) -> Result<(), StoreError> {
+        let latest = self.store.latest_results().await?;
+        let now = self.clock.now();
+        let mut found = self.sweep(&latest, now);
+        let policies = self.store.latest_evidence(&["documents.policies"]).await?;
+        found.extend(policy_reviews(
+            &policies,
+            now,
+            self.config.review_warning.get(),
+        ));
+        let added = self.store.add_events(&found, wall).await?;
+        if added > 0 {
+            tracing::info!(added, "notifications: events found by the sweep");
+        }
+        if let Some(v) = &self.visitors {
+            self.sweep_public(&latest, now, wall).await?;
+            // An address a stranger typed and nobody confirmed is not kept.
+            let expired = self
+                .store
+                .expire_pending_subscriptions(now - v.config.confirm_within.get())
+                .await?;
+            if expired > 0 {
+                tracing::info!(expired, "unconfirmed subscriptions deleted");
+            }
+        }
+        let pruned = self
+            .store
+            .prune_outbox(wall - OUTBOX_RETENTION_DAYS * 86_400_000)
+            .await?;
+        if pruned > 0 {
+            tracing::info!(
+                pruned,
+                "notifications: settled outbox rows older than the retention forgotten"
+            );
         }
         Ok(())
     }
@@ -317,7 +350,19 @@ impl Notifier {
                 };
                 channels::send(c, &self.base_dir, &self.http, &out, ctx).await
             }
-            Target::Visitor(v) => v.deliver(&self.store, &batch).await,
+            Target::Visitor(v) => match v.deliver(&self.store, &batch).await {
+                Ok(()) => Ok(()),
+                Err(visitors::Undelivered::Failed(why)) => Err(why),
+                Err(visitors::Undelivered::Gone(reason)) => {
+                    tracing::info!(channel = %channel, %reason, "notification dropped");
+                    let done = Utc::now().timestamp_millis();
+                    let end = BatchEnd::Dropped { reason };
+                    self.store
+                        .finish_batch(&batch.id, &self.instance, &end, done)
+                        .await?;
+                    return Ok(true);
+                }
+            },
         };
         // Visitor channels are named by ids, never by addresses: safe to log.
         let done = Utc::now().timestamp_millis();

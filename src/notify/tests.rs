@@ -287,3 +287,36 @@ fn policy_reviews_are_announced_when_due_soon_and_when_overdue() {
         "POLICY:A.MD: its review is due on 2026-12-10 (in 5 days)."
     );
 }
+
+#[test]
+fn a_partial_outage_is_never_a_fix() {
+    // One account could not be read (an erring resource): the failures it held are unknown.
+    check(
+        &[SF],
+        &[(0, "u3", SE), (0, "u2", SF)],
+        &[(0, "u1", F), (0, "u2", F)],
+        "erroring 1/3\nset 0:u3 error",
+    );
+    // But a failure seen passing is fixed, whatever else erred.
+    check(
+        &[SF],
+        &[(0, "u3", SE), (0, "u1", SP), (0, "u2", SF)],
+        &[(0, "u1", F), (0, "u2", F)],
+        "erroring 1/2\nfixed 1/2\nset 0:u1 fixed\nset 0:u3 error",
+    );
+}
+
+#[test]
+fn addresses_are_redacted_from_smtp_replies() {
+    assert_eq!(
+        super::visitors::redact_addresses(
+            "SMTP 127.0.0.1:25: permanent error (550): <ada@customer.example>: mailbox unavailable"
+        ),
+        "SMTP 127.0.0.1:25: permanent error (550): <<address>>: mailbox unavailable"
+    );
+    assert_eq!(
+        super::visitors::redact_addresses("550 5.1.1 ada@customer.example, user unknown"),
+        "550 5.1.1 <address>, user unknown"
+    );
+    assert_eq!(super::visitors::redact_addresses("HTTP 404"), "HTTP 404");
+}

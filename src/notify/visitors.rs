@@ -100,23 +100,35 @@ impl Visitors {
         }
     }
 
-    /// Sends a claimed batch of a visitor channel. The error says why, without secrets.
-    pub async fn deliver(&self, store: &Store, batch: &Batch) -> Result<(), String> {
-        let (kind, target) = batch
-            .channel
-            .split_once(':')
-            .ok_or_else(|| format!("not a visitor channel: {}", batch.channel))?;
-        let lookup = |e: crate::store::StoreError| format!("cannot read the recipient: {e}");
+    /// Sends a claimed batch of a visitor channel. The error says why, without secrets or
+    /// addresses.
+    pub async fn deliver(&self, store: &Store, batch: &Batch) -> Result<(), Undelivered> {
+        self.try_deliver(store, batch).await.map_err(|e| match e {
+            Undelivered::Failed(why) => Undelivered::Failed(redact_addresses(&why)),
+            gone => gone,
+        })
+    }
+
+    async fn try_deliver(&self, store: &Store, batch: &Batch) -> Result<(), Undelivered> {
+        let (kind, target) = batch.channel.split_once(':').ok_or_else(|| {
+            Undelivered::Gone(format!("not a visitor channel: {}", batch.channel))
+        })?;
+        let lookup = |e: crate::store::StoreError| {
+            Undelivered::Failed(format!("cannot read the recipient: {e}"))
+        };
         match kind {
             "confirm" | "subscriber" => {
                 let Some(subscriber) = store.subscriber(target).await.map_err(lookup)? else {
-                    return Err("the subscriber has unsubscribed or was deleted".into());
+                    return Err(Undelivered::Gone(
+                        "the subscriber has unsubscribed or was deleted".into(),
+                    ));
                 };
                 let (subject, body) = if kind == "confirm" {
-                    self.confirm_text(&subscriber, &batch.events)?
+                    self.confirm_text(&subscriber, &batch.events)
                 } else {
-                    self.update_text(&subscriber, &batch.events)?
-                };
+                    self.update_text(&subscriber, &batch.events)
+                }
+                .map_err(Undelivered::Gone)?;
                 let unsubscribe = self.unsubscribe_link(&subscriber.id);
                 let headers = vec![
                     ("List-Unsubscribe", format!("<{unsubscribe}>")),
@@ -124,14 +136,19 @@ impl Visitors {
                 ];
                 self.send(&batch.id, subscriber.email, &subject, body, headers)
                     .await
+                    .map_err(Undelivered::Failed)
             }
             "requester" => {
                 let Some(request) = store.access_request(target).await.map_err(lookup)? else {
-                    return Err("the request no longer exists".into());
+                    return Err(Undelivered::Gone("the request no longer exists".into()));
                 };
                 let expires = match (request.status, request.expires_at) {
                     (crate::access::AccessStatus::Approved, Some(e)) => e,
-                    _ => return Err("the request is no longer approved".into()),
+                    _ => {
+                        return Err(Undelivered::Gone(
+                            "the request is no longer approved".into(),
+                        ));
+                    }
                 };
                 let link = self
                     .base_url
@@ -160,8 +177,12 @@ impl Visitors {
                 );
                 self.send(&batch.id, request.email, &subject, body, Vec::new())
                     .await
+                    .map_err(Undelivered::Failed)
             }
-            _ => Err(format!("not a visitor channel: {}", batch.channel)),
+            _ => Err(Undelivered::Gone(format!(
+                "not a visitor channel: {}",
+                batch.channel
+            ))),
         }
     }
 
@@ -270,6 +291,32 @@ pub struct MarkChange {
     pub before: Option<String>,
     pub after: Option<String>,
     pub event: Option<NewEvent>,
+}
+
+/// Why a visitor message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undelivered {
+    /// Its recipient is gone (unsubscribed, deleted, a request revoked) or it has nothing
+    /// left to say: dropped, not retried.
+    Gone(String),
+    /// Sending failed: retried.
+    Failed(String),
+}
+
+/// `text` with every email address replaced by `<address>` (SMTP replies often repeat the
+/// recipient; errors are logged and shown on the dashboard).
+pub fn redact_addresses(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace())
+        .map(|word| {
+            let trimmed = word.trim_end();
+            let core = trimmed.trim_matches(|c: char| "<>()[],;:'\"`".contains(c));
+            if core.contains('@') && core.len() > 2 {
+                word.replace(core, "<address>")
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A public control's status change, when its presented badge differs from `announced` (the

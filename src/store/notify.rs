@@ -195,6 +195,11 @@ pub enum BatchEnd {
     Failed {
         error: String,
     },
+    /// Not to be sent at all: its recipient is gone (unsubscribed, a request revoked), or its
+    /// channel is no longer configured. Not retried, not counted as failed.
+    Dropped {
+        reason: String,
+    },
 }
 
 /// Deliveries by state, and the newest failed ones (the dashboard).
@@ -285,9 +290,17 @@ impl Store {
                 let id: i64 = r.try_get_by_index(0).during(OP)?;
                 let payload: String = r.try_get_by_index(1).during(OP)?;
                 let created_ms: i64 = r.try_get_by_index(2).during(OP)?;
-                let event: Event = serde_json::from_str(&payload)
-                    .map_err(|e| corrupt("notify_events", id, format!("payload: {e}")))?;
-                for channel in route(&event) {
+                let channels = match serde_json::from_str::<Event>(&payload) {
+                    Ok(event) => route(&event),
+                    Err(e) => {
+                        // An event this version cannot read (written by a newer one during a
+                        // rolling upgrade, or damaged): routed nowhere rather than blocking
+                        // every event after it.
+                        tracing::error!(event = id, error = %e, "notification event unreadable: not routed");
+                        BTreeSet::new()
+                    }
+                };
+                for channel in channels {
                     txn.execute_raw(self.notify_stmt(
                         "INSERT INTO notify_deliveries \
                            (event_id, channel, state, attempts, created_ms, next_ms) \
@@ -328,6 +341,17 @@ impl Store {
     ) -> Result<Option<Batch>, StoreError> {
         const OP: &str = "claim notification batch";
         let txn = self.begin_write().await.during(OP)?;
+        if self.backend == "postgres" {
+            // One claimer per channel at a time: a retry batch's rows are updated together,
+            // and two claimers that each locked one of its rows would deadlock. Claims are
+            // short (sending happens after the commit).
+            txn.execute_raw(self.notify_stmt(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                vec![format!("trellis-notify:{channel}").into()],
+            ))
+            .await
+            .during(OP)?;
+        }
         txn.execute_raw(self.notify_stmt(
             "UPDATE notify_deliveries SET state = 'failed', lease_until_ms = NULL, \
                last_error = 'the sender stopped (killed or crashed) while sending, ' \
@@ -479,6 +503,12 @@ impl Store {
                  WHERE batch = $1 AND owner = $2 AND state = 'sending'",
                 vec![batch.into(), owner.into(), error.as_str().into()],
             ),
+            BatchEnd::Dropped { reason } => (
+                "UPDATE notify_deliveries SET state = 'dropped', owner = NULL, \
+                   lease_until_ms = NULL, last_error = $3 \
+                 WHERE batch = $1 AND owner = $2 AND state = 'sending'",
+                vec![batch.into(), owner.into(), reason.as_str().into()],
+            ),
         };
         let done = self
             .db
@@ -510,6 +540,39 @@ impl Store {
         Ok(out)
     }
 
+    /// Drops the pending deliveries of channels no longer configured (`configured` by name;
+    /// visitor channels count as configured only when `visitors` is set): never sent, not
+    /// retried, with why. How many.
+    pub async fn drop_orphans(
+        &self,
+        configured: &[String],
+        visitors: bool,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut sql = String::from(
+            "UPDATE notify_deliveries SET state = 'dropped', \
+               last_error = 'its channel is no longer configured', lease_until_ms = NULL \
+             WHERE state = 'pending' AND next_ms <= $1",
+        );
+        let mut values: Vec<Value> = vec![now_ms.into()];
+        for name in configured {
+            values.push(name.as_str().into());
+            sql.push_str(&format!(" AND channel <> ${}", values.len()));
+        }
+        if visitors {
+            sql.push_str(
+                " AND channel NOT LIKE 'confirm:%' AND channel NOT LIKE 'subscriber:%' \
+                 AND channel NOT LIKE 'requester:%'",
+            );
+        }
+        let done = self
+            .db
+            .execute_raw(self.notify_stmt(&sql, values))
+            .await
+            .during("drop deliveries of removed channels")?;
+        Ok(done.rows_affected())
+    }
+
     /// Forgets what was settled before `before_ms`: sent and failed deliveries, and routed
     /// events none of whose deliveries are left. How many rows went.
     pub async fn prune_outbox(&self, before_ms: i64) -> Result<u64, StoreError> {
@@ -518,7 +581,7 @@ impl Store {
         let deliveries = txn
             .execute_raw(self.notify_stmt(
                 "DELETE FROM notify_deliveries WHERE (state = 'sent' AND sent_ms < $1) \
-                   OR (state = 'failed' AND created_ms < $1)",
+                   OR (state IN ('failed', 'dropped') AND created_ms < $1)",
                 vec![before_ms.into()],
             ))
             .await

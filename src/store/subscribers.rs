@@ -131,22 +131,28 @@ impl Store {
             }
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
-                txn.execute_raw(stmt(
-                    self,
-                    "INSERT INTO subscribers \
+                let inserted = txn
+                    .execute_raw(stmt(
+                        self,
+                        "INSERT INTO subscribers \
                        (id, email, topics, state, request_ip, created_at, confirm_requested_at) \
-                     VALUES ($1, $2, $3, 'pending', $4, $5, $5)",
-                    vec![
-                        id.as_str().into(),
-                        email.as_str().into(),
-                        topics_json(topics).into(),
-                        ip.map(str::to_string).into(),
-                        db_time(now).into(),
-                    ],
-                ))
-                .await
-                .during(OP)?;
-                Subscribed::New { id }
+                     VALUES ($1, $2, $3, 'pending', $4, $5, $5) ON CONFLICT (email) DO NOTHING",
+                        vec![
+                            id.as_str().into(),
+                            email.as_str().into(),
+                            topics_json(topics).into(),
+                            ip.map(str::to_string).into(),
+                            db_time(now).into(),
+                        ],
+                    ))
+                    .await
+                    .during(OP)?;
+                if inserted.rows_affected() == 1 {
+                    Subscribed::New { id }
+                } else {
+                    // Asked for at the same moment by another request: that one sends it.
+                    Subscribed::TooSoon
+                }
             }
         };
         if let Subscribed::New { id } | Subscribed::Resent { id } = &outcome {
@@ -184,6 +190,34 @@ impl Store {
         let removed = delete_in(self, &txn, id, OP).await?;
         txn.commit().await.during(OP)?;
         Ok(removed)
+    }
+
+    /// Deletes the subscriptions still pending whose confirmation was last asked for before
+    /// `before` (their link has expired), with any message waiting for them. How many.
+    pub async fn expire_pending_subscriptions(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        const OP: &str = "expire pending subscriptions";
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self,
+                "SELECT id FROM subscribers WHERE state = 'pending' AND confirm_requested_at < $1",
+                vec![db_time(before).into()],
+            ))
+            .await
+            .during(OP)?;
+        let mut n = 0;
+        for r in rows {
+            let id: String = r.try_get_by_index(0).during(OP)?;
+            let txn = self.begin_write().await.during(OP)?;
+            if delete_in(self, &txn, &id, OP).await? {
+                n += 1;
+            }
+            txn.commit().await.during(OP)?;
+        }
+        Ok(n)
     }
 
     /// One subscriber (the sender, to address a message).

@@ -182,7 +182,7 @@ fn parse(form: &Form, v: &Visitors) -> Result<(String, Vec<Topic>), Vec<FieldErr
             field: "email",
             message: "Enter your email address.".into(),
         });
-    } else if email.len() > 200 || email.parse::<email_address::EmailAddress>().is_err() {
+    } else if email.len() > 200 || crate::access::parse_email(email).is_err() {
         errors.push(FieldError {
             field: "email",
             message: "Enter an email address like name@example.com.".into(),

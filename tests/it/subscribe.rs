@@ -296,6 +296,9 @@ async fn the_form_is_guarded_and_says_the_same_whatever_happened() {
     assert!(html.contains("Choose at least one kind of update."));
     let resp = subscribe(&app, "x@customer.example", &["everything"], &[]).await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A bare address only: display text would make one inbox many subscribers.
+    let resp = subscribe(&app, "Mallory <x@customer.example>", &["status"], &[]).await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // The honeypot: told the same as a person, nothing stored.
     let resp = subscribe(

@@ -15,6 +15,7 @@ backends! {
     a_mark_changed_by_racing_instances_is_announced_once(url);
     unsubscribing_drops_the_messages_waiting_for_the_address();
     settled_outbox_rows_are_pruned_after_the_retention();
+    undeliverable_messages_are_dropped_not_failed();
 }
 
 fn event(key: &str) -> NewEvent {
@@ -300,4 +301,88 @@ async fn settled_outbox_rows_are_pruned_after_the_retention(store: &Store) {
         .map(|(k, _, _)| k)
         .collect();
     assert_eq!(keys, ["new", "waiting"]);
+}
+
+async fn undeliverable_messages_are_dropped_not_failed(store: &Store) {
+    let now = Utc::now();
+    let ms = now.timestamp_millis();
+    store.add_events(&[event("x")], ms).await.unwrap();
+    store
+        .route_events(ms, &|_| {
+            BTreeSet::from([
+                "kept".to_string(),
+                "removed".to_string(),
+                "subscriber:0193".to_string(),
+            ])
+        })
+        .await
+        .unwrap();
+    // Channel `removed` is gone from the config, and so is visitor mail.
+    assert_eq!(
+        store
+            .drop_orphans(&["kept".to_string()], false, ms)
+            .await
+            .unwrap(),
+        2
+    );
+    let states: Vec<(String, String)> = store
+        .notify_deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.channel, d.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("kept".to_string(), "pending".to_string()),
+            ("removed".to_string(), "dropped".to_string()),
+            ("subscriber:0193".to_string(), "dropped".to_string()),
+        ]
+    );
+    let overview = store.notify_overview().await.unwrap();
+    assert_eq!(
+        (overview.pending, overview.failed),
+        (1, 0),
+        "dropped is not failed"
+    );
+
+    // A subscription nobody confirmed is deleted once its link has expired.
+    let topics = [trellis::notify::config::Topic::Status];
+    let old = now - chrono::Duration::days(3);
+    store
+        .subscribe(
+            "old@customer.example",
+            &topics,
+            Some("10.0.0.2"),
+            old,
+            |id| event(&format!("confirm:{id}")),
+        )
+        .await
+        .unwrap();
+    store
+        .subscribe(
+            "new@customer.example",
+            &topics,
+            Some("10.0.0.2"),
+            now,
+            |id| event(&format!("confirm:{id}")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .expire_pending_subscriptions(now - chrono::Duration::days(2))
+            .await
+            .unwrap(),
+        1
+    );
+    let left: Vec<String> = store
+        .export_subscribers(&trellis::store::Actor::new("t", None), now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.email)
+        .collect();
+    assert_eq!(left, ["new@customer.example"]);
 }
