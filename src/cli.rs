@@ -463,6 +463,22 @@ fn validate(loaded: &Loaded) -> u8 {
             loaded.source.display()
         ));
     }
+    // Notifications: rules naming what the catalog does not have (a typo silences a rule),
+    // and secrets that are not where the configuration says.
+    let text = std::fs::read_to_string(&loaded.source).unwrap_or_default();
+    let index = crate::diag::YamlIndex::new(&text);
+    if let Ok(c) = &catalog {
+        problems.extend(
+            crate::notify::config::check_against_catalog(&loaded.config.notifications, c)
+                .into_iter()
+                .map(|(path, message)| index.at(&loaded.source, &path, message).to_string()),
+        );
+    }
+    warnings.extend(
+        crate::notify::config::missing_secrets(&loaded.config.notifications, &loaded.base_dir)
+            .into_iter()
+            .map(|(path, message)| index.at(&loaded.source, &path, message).to_string()),
+    );
     if trust.contact_email.is_none() && trust.security_txt.contact.is_empty() {
         warnings.push(format!(
             "{}: no trust_page.contact_email or security_txt.contact: /.well-known/security.txt \

@@ -549,6 +549,102 @@ fn channel_problems(c: &ChannelConfig) -> Vec<(&'static str, String)> {
     out
 }
 
+/// Rule filters naming controls, categories, owners or frameworks the catalog does not have,
+/// as (path, message).
+pub fn check_against_catalog(
+    config: &NotificationsConfig,
+    catalog: &crate::catalog::Catalog,
+) -> Vec<(String, String)> {
+    let controls = catalog.controls();
+    let mut out = Vec::new();
+    for (i, r) in config.rules.iter().enumerate() {
+        let mut unknown =
+            |field: &str, what: &str, values: &[String], known: &dyn Fn(&str) -> bool| {
+                for (j, v) in values.iter().enumerate() {
+                    if !known(v) {
+                        out.push((
+                            format!("notifications.rules[{i}].{field}[{j}]"),
+                            format!("no control {what} `{v}`: this rule would never match"),
+                        ));
+                    }
+                }
+            };
+        unknown("controls", "has the id", &r.controls, &|v| {
+            catalog.get(v).is_some()
+        });
+        unknown("categories", "is in category", &r.categories, &|v| {
+            controls.iter().any(|c| c.category == v)
+        });
+        unknown("owners", "is owned by", &r.owners, &|v| {
+            controls.iter().any(|c| c.owner == v)
+        });
+        unknown("frameworks", "maps to framework", &r.frameworks, &|v| {
+            controls
+                .iter()
+                .any(|c| c.frameworks.iter().any(|f| f.framework == v))
+        });
+    }
+    out
+}
+
+/// Secrets named by the configuration that cannot be read now, as (path, message): a channel
+/// that will fail every delivery until they are.
+pub fn missing_secrets(config: &NotificationsConfig, base_dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut check = |path: String, env: Option<&str>, file: Option<&Path>, field: &str| {
+        if let Err(e) = read_secret(env, file, base_dir, field) {
+            out.push((path, e));
+        }
+    };
+    for (i, c) in config.channels.iter().enumerate() {
+        let here = format!("notifications.channels[{i}]");
+        check(
+            here.clone(),
+            c.url_env.as_deref(),
+            c.url_file.as_deref(),
+            "url",
+        );
+        check(
+            here.clone(),
+            c.secret_env.as_deref(),
+            c.secret_file.as_deref(),
+            "secret",
+        );
+        if let Some(smtp) = &c.smtp {
+            let at = format!("{here}.smtp");
+            check(
+                at.clone(),
+                smtp.username_env.as_deref(),
+                smtp.username_file.as_deref(),
+                "smtp.username",
+            );
+            check(
+                at,
+                smtp.password_env.as_deref(),
+                smtp.password_file.as_deref(),
+                "smtp.password",
+            );
+        }
+    }
+    if let Some(v) = &config.visitors {
+        let s = &v.smtp;
+        let at = "notifications.visitors.smtp".to_string();
+        check(
+            at.clone(),
+            s.username_env.as_deref(),
+            s.username_file.as_deref(),
+            "smtp.username",
+        );
+        check(
+            at,
+            s.password_env.as_deref(),
+            s.password_file.as_deref(),
+            "smtp.password",
+        );
+    }
+    out
+}
+
 /// What is wrong with an SMTP server's settings.
 fn smtp_problem(smtp: &SmtpConfig) -> Option<String> {
     if smtp.timeout.get() > chrono::Duration::minutes(1) {

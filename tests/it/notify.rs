@@ -818,3 +818,33 @@ async fn the_overview_lists_notifications_that_were_not_delivered() {
     assert!(html.contains("Slack endpoint answered HTTP 404: no_service"));
     assert!(html.contains("Notifications: 0 delivered, 0 waiting, 1 failed."));
 }
+
+#[tokio::test]
+async fn validate_names_rules_that_would_never_match_and_secrets_not_set() {
+    let setup = Setup::new(
+        None,
+        "  channels:\n    - {name: sec-slack, type: slack, url_env: TRELLIS_TEST_UNSET_SLACK_URL}\n  rules:\n    - {events: [failing], controls: [backgound-checks], channels: [sec-slack]}\n    - {events: [fixed], categories: [Organizational Management], owners: [Nobody], channels: [sec-slack]}\n",
+    );
+    let out = setup.trellis(&["validate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let all = format!("{stdout}{stderr}");
+    let config = setup.config.display().to_string();
+    assert!(
+        all.contains(&format!("{config}:18:")) && all.contains("notifications.rules[0].controls[0]: no control has the id `backgound-checks`: this rule would never match"),
+        "{all}"
+    );
+    assert!(
+        all.contains("notifications.rules[1].owners[0]: no control is owned by `Nobody`"),
+        "{all}"
+    );
+    assert!(!all.contains("categories[0]"), "the category exists: {all}");
+    assert!(
+        all.contains("warning: ")
+            && all.contains(
+                "environment variable `TRELLIS_TEST_UNSET_SLACK_URL` (url_env) is not set"
+            ),
+        "{all}"
+    );
+}
