@@ -210,6 +210,28 @@ impl Event {
     }
 }
 
+impl VisitorNotice {
+    /// A public notice: `headline` and `body`, for every subscriber of its topic.
+    pub fn public(headline: String, body: String) -> VisitorNotice {
+        VisitorNotice {
+            headline,
+            body,
+            target: None,
+            expires: None,
+        }
+    }
+}
+
+impl Event {
+    /// A visitor event of `kind` at `at` saying `notice`.
+    pub fn for_visitors(kind: EventKind, at: DateTime<Utc>, notice: VisitorNotice) -> Event {
+        Event {
+            visitor: Some(notice),
+            ..Event::new(kind, at)
+        }
+    }
+}
+
 /// What a visitor event says, and for a personal message whom it is for. Public wording only:
 /// what the trust page itself shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

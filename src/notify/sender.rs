@@ -95,39 +95,25 @@ impl Notifier {
         if sweep && let Err(error) = self.sweep_all(wall).await {
             tracing::warn!(%error, "notifications: the sweep failed; will try again");
         }
-        let mut configured: Vec<String> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        configured.sort();
-        let dropped = self
-            .store
-            .drop_orphans(&configured, self.visitors.is_some(), wall)
-            .await?;
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "notifications for channels no longer configured dropped"
-            );
+        // Routing reads the subscribers: only when there is something to route.
+        if self.store.has_unrouted_events().await? {
+            let subscribers = if self.visitors.is_some() {
+                self.store.confirmed_subscribers().await?
+            } else {
+                Vec::new()
+            };
+            let catalog = &self.catalog;
+            let rules = &self.config.rules;
+            self.store
+                .route_events(wall, &|e: &Event| {
+                    if e.kind.is_for_visitors() {
+                        return visitor_channels(e, &subscribers);
+                    }
+                    let control = e.control_id.as_deref().and_then(|id| catalog.get(id));
+                    channels_for(e, control, rules)
+                })
+                .await?;
         }
-        let subscribers = if self.visitors.is_some() {
-            self.store.confirmed_subscribers().await?
-        } else {
-            Vec::new()
-        };
-        let catalog = &self.catalog;
-        let rules = &self.config.rules;
-        self.store
-            .route_events(wall, &|e: &Event| {
-                if e.kind.is_for_visitors() {
-                    return visitor_channels(e, &subscribers);
-                }
-                let control = e.control_id.as_deref().and_then(|id| catalog.get(id));
-                channels_for(e, control, rules)
-            })
-            .await?;
         let window = self.config.digest_window.get().num_milliseconds();
         for channel in &self.config.channels {
             for _ in 0..BATCHES_PER_TICK {
@@ -159,7 +145,7 @@ impl Notifier {
     }
 
     /// Every sweep: stale controls, exceptions, policy reviews, the visitors' public changes,
-    /// subscriptions never confirmed, the outbox's retention.
+    /// subscriptions never confirmed, deliveries of removed channels, the outbox's retention.
     async fn sweep_all(&self, wall: i64) -> Result<(), StoreError> {
         let latest = self.store.latest_results().await?;
         let now = self.clock.now();
@@ -184,6 +170,22 @@ impl Notifier {
             if expired > 0 {
                 tracing::info!(expired, "unconfirmed subscriptions deleted");
             }
+        }
+        let configured: Vec<String> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let dropped = self
+            .store
+            .drop_orphans(&configured, self.visitors.is_some(), wall)
+            .await?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "notifications for channels no longer configured dropped"
+            );
         }
         let pruned = self
             .store

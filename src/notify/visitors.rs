@@ -417,15 +417,11 @@ pub fn subprocessor_changes(
     }
     let notice = |kind: &str, name: &str, headline: String, body: String| NewEvent {
         key: format!("subprocessor:{kind}:{name}:{}", now.timestamp_millis()),
-        event: Event {
-            visitor: Some(VisitorNotice {
-                headline,
-                body,
-                target: None,
-                expires: None,
-            }),
-            ..Event::new(EventKind::Subprocessor, now)
-        },
+        event: Event::for_visitors(
+            EventKind::Subprocessor,
+            now,
+            VisitorNotice::public(headline, body),
+        ),
     };
     for (name, l) in &listed {
         let key = format!("subprocessor:{name}");
@@ -532,15 +528,11 @@ pub fn incident_notices(
         };
         let event = NewEvent {
             key: format!("incident_notice:{}:{state}", i.id),
-            event: Event {
-                visitor: Some(VisitorNotice {
-                    headline,
-                    body,
-                    target: None,
-                    expires: None,
-                }),
-                ..Event::new(EventKind::IncidentNotice, now)
-            },
+            event: Event::for_visitors(
+                EventKind::IncidentNotice,
+                now,
+                VisitorNotice::public(headline, body),
+            ),
         };
         out.push(MarkChange {
             key,

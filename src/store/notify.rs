@@ -262,6 +262,19 @@ impl Store {
         Ok(added)
     }
 
+    /// Whether any event waits to be routed.
+    pub async fn has_unrouted_events(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .query_one_raw(self.notify_stmt(
+                "SELECT id FROM notify_events WHERE routed_ms IS NULL LIMIT 1",
+                vec![],
+            ))
+            .await
+            .during("look for unrouted notification events")?
+            .is_some())
+    }
+
     /// Turns unrouted events into deliveries: one per channel `route` names (none: the event is
     /// routed nowhere). Each batch of events in one transaction, so an event is routed once
     /// whichever instance routes it. How many events were routed.
