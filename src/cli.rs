@@ -465,8 +465,39 @@ fn validate(loaded: &Loaded) -> u8 {
     }
     // Notifications: rules naming what the catalog does not have (a typo silences a rule),
     // and secrets that are not where the configuration says.
-    let text = std::fs::read_to_string(&loaded.source).unwrap_or_default();
+    let text = loaded.text();
     let index = crate::diag::YamlIndex::new(&text);
+    if let Ok(c) = &catalog {
+        // Answers citing controls visitors cannot see.
+        problems.extend(
+            crate::web::faq_citation_problems(trust, c)
+                .into_iter()
+                .map(|(path, message)| index.at(&loaded.source, &path, message).to_string()),
+        );
+    }
+    // Brand files: readable, PNG or SVG without script or external references.
+    match crate::web::chrome::BrandAssets::load(&trust.brand, |p| loaded.resolve(p)) {
+        Err(list) => problems.extend(
+            list.into_iter()
+                .map(|(path, message)| index.at(&loaded.source, &path, message).to_string()),
+        ),
+        Ok(brand) => {
+            if let Some(logo) = &brand.logo
+                && logo.content_type != "image/png"
+            {
+                warnings.push(
+                    index
+                        .at(
+                            &loaded.source,
+                            "trust_page.brand.logo",
+                            "link previews (Open Graph, Twitter cards) show no image: they \
+                             need a PNG logo",
+                        )
+                        .to_string(),
+                );
+            }
+        }
+    }
     if let Ok(c) = &catalog {
         problems.extend(
             crate::notify::config::check_against_catalog(&loaded.config.notifications, c)

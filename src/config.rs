@@ -967,6 +967,107 @@ pub struct TrustPageConfig {
     /// Documents listed publicly and shared on request (SOC 2 report, pen-test letter…).
     #[serde(default)]
     pub documents: DocumentsConfig,
+    /// The company's logo, favicon and accent colour on the public pages.
+    #[serde(default)]
+    pub brand: BrandConfig,
+    /// Whether search engines may index the public pages. `false`: every page carries
+    /// `<meta name="robots" content="noindex, nofollow">` (and `X-Robots-Tag` when served
+    /// live) and `/robots.txt` disallows everything.
+    #[serde(default = "default_true")]
+    pub indexing: bool,
+    /// Links in the footer of every public page: status page, privacy policy, contact…
+    #[serde(default)]
+    pub footer_links: Vec<FooterLink>,
+    /// Questions and answers, in groups. An answer citing controls is marked with their live
+    /// status: it never looks confirmed while one of them fails or is stale.
+    #[serde(default)]
+    pub faq: Vec<FaqGroup>,
+    /// Visitor counts: no cookie, no third party, no address or user agent stored.
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
+}
+
+/// The company's brand. Logos are served by Trellis itself under content-hashed paths (the
+/// strict Content-Security-Policy stays as it is) and copied by `trellis render`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandConfig {
+    /// The logo (SVG or PNG, at most 1 MiB), shown above the page header on a light
+    /// background and as the link preview image (PNG only). An SVG holding script, embedded
+    /// documents or references to other files is refused.
+    pub logo: Option<PathBuf>,
+    /// The logo on a dark background (dark mode); absent: `logo`.
+    pub logo_dark: Option<PathBuf>,
+    /// The browser tab's icon: SVG, PNG or ICO.
+    pub favicon: Option<PathBuf>,
+    /// The accent colour (links, buttons, focus rings, the brand bar), `#rrggbb`. Refused when
+    /// its contrast against the page is under WCAG AA: 4.5:1 for text, 3:1 for focus rings
+    /// and borders. Status colours are Trellis's own and cannot be changed.
+    pub accent_color: Option<crate::brand::Rgb>,
+    /// The accent colour in dark mode; absent: Trellis's own dark accent.
+    pub accent_color_dark: Option<crate::brand::Rgb>,
+}
+
+/// A link in the page footer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FooterLink {
+    pub label: String,
+    /// `https://…`, `http://…` or `mailto:…`.
+    pub url: String,
+}
+
+/// A group of questions and answers, e.g. "Data protection".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaqGroup {
+    pub group: String,
+    pub questions: Vec<FaqEntry>,
+}
+
+/// One question and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaqEntry {
+    pub question: String,
+    /// Markdown, rendered and sanitised like the narrative sections.
+    pub answer: String,
+    /// Public controls backing the answer: the page shows their live status beside it, and
+    /// the answer is marked "not confirmed" while any of them is not passing. `validate`
+    /// refuses an unknown or non-public control.
+    #[serde(default)]
+    pub controls: Vec<String>,
+    /// The anchor, `faq-…` (letters, digits, `-`, `_`); absent: `faq-` and the question in
+    /// kebab case.
+    pub anchor: Option<String>,
+}
+
+/// Visitor counts (`/dashboard/visitors`). Per UTC day: page views, estimated unique visitors
+/// (a hash of address and user agent with a salt that changes daily; the salt and the day's
+/// hashes are deleted when the day ends, and the address is never written), JSON and feed
+/// fetches, subscriptions, and requests, approvals and downloads per document. Bots (by user
+/// agent) are counted apart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Counts older than this are deleted.
+    #[serde(default = "default_analytics_retention")]
+    pub retention: HumanDuration,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            enabled: true,
+            retention: default_analytics_retention(),
+        }
+    }
+}
+
+fn default_analytics_retention() -> HumanDuration {
+    "395d".parse().unwrap_or_else(|e| unreachable!("{e}"))
 }
 
 /// One narrative section of the trust page.
@@ -1239,6 +1340,11 @@ impl Default for TrustPageConfig {
             vulnerability_disclosure: None,
             security_txt: SecurityTxtConfig::default(),
             documents: DocumentsConfig::default(),
+            brand: BrandConfig::default(),
+            indexing: true,
+            footer_links: Vec::new(),
+            faq: Vec::new(),
+            analytics: AnalyticsConfig::default(),
         }
     }
 }
@@ -1285,6 +1391,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The configuration's text, to locate fields in diagnostics (empty if it cannot be read
+    /// again).
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.source).unwrap_or_else(|_| {
+            if self.source == Path::new(BUNDLED_EXAMPLE_NAME) {
+                BUNDLED_EXAMPLE.to_string()
+            } else {
+                String::new()
+            }
+        })
+    }
+
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             path.to_path_buf()
@@ -1374,12 +1492,110 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     Ok(config)
 }
 
+/// What the trust page's own fields cannot say, as (path, message): an accent colour under
+/// WCAG AA contrast, a footer link that is not a web or mail address, a question without an
+/// answer or an anchor used twice.
+pub fn check_trust_page(trust: &TrustPageConfig) -> Vec<(String, String)> {
+    use crate::brand::{Mode, check_accent};
+    let mut out = Vec::new();
+    for (field, colour, mode) in [
+        ("accent_color", trust.brand.accent_color, Mode::Light),
+        (
+            "accent_color_dark",
+            trust.brand.accent_color_dark,
+            Mode::Dark,
+        ),
+    ] {
+        let Some(colour) = colour else { continue };
+        let problems = check_accent(colour, mode);
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            let hint = match mode {
+                Mode::Light => "choose a darker colour",
+                Mode::Dark => "choose a lighter colour",
+            };
+            out.push((
+                format!("trust_page.brand.{field}"),
+                format!(
+                    "{colour} is not readable enough: {}; {hint}",
+                    list.join("; ")
+                ),
+            ));
+        }
+    }
+    for (i, link) in trust.footer_links.iter().enumerate() {
+        let url = link.url.trim();
+        let ok = if let Some(address) = url.strip_prefix("mailto:") {
+            email_address::EmailAddress::is_valid(address)
+        } else {
+            url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        };
+        if !ok {
+            out.push((
+                format!("trust_page.footer_links[{i}].url"),
+                format!("`{url}` is not an https://, http:// or mailto: address"),
+            ));
+        }
+        if link.label.trim().is_empty() {
+            out.push((
+                format!("trust_page.footer_links[{i}].label"),
+                "a link needs a label".into(),
+            ));
+        }
+    }
+    let mut anchors = std::collections::HashMap::new();
+    for (g, group) in trust.faq.iter().enumerate() {
+        if group.group.trim().is_empty() {
+            out.push((
+                format!("trust_page.faq[{g}].group"),
+                "a group needs a name".into(),
+            ));
+        }
+        for (q, entry) in group.questions.iter().enumerate() {
+            let here = format!("trust_page.faq[{g}].questions[{q}]");
+            if entry.question.trim().is_empty() {
+                out.push((format!("{here}.question"), "the question is empty".into()));
+            }
+            if entry.answer.trim().is_empty() {
+                out.push((format!("{here}.answer"), "the answer is empty".into()));
+            }
+            if let Some(anchor) = &entry.anchor {
+                // `faq-` keeps them apart from the page's own ids (`control-…`, `documents`…).
+                let valid = anchor.len() > 4
+                    && anchor.starts_with("faq-")
+                    && anchor
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    out.push((
+                        format!("{here}.anchor"),
+                        format!(
+                            "`{anchor}`: an anchor starts with `faq-`, then letters, digits, `-` \
+                             and `_`"
+                        ),
+                    ));
+                } else if let Some(first) = anchors.insert(anchor.clone(), here.clone()) {
+                    out.push((
+                        format!("{here}.anchor"),
+                        format!("`{anchor}` is already the anchor of {first}"),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What one field cannot say about another: documents need NDA terms.
 fn check_relations(path: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
-    let problems =
-        crate::notify::config::check(&config.notifications, path, &diag::YamlIndex::new(text));
+    let index = diag::YamlIndex::new(text);
+    let problems = crate::notify::config::check(&config.notifications, path, &index);
     if let Some(first) = problems.into_iter().next() {
         return Err(ConfigError::Invalid(first));
+    }
+    if let Some((at, message)) = check_trust_page(&config.trust_page).into_iter().next() {
+        return Err(ConfigError::Invalid(index.at(path, &at, message)));
     }
     if config.notifications.visitors.is_some() && config.trust_page.base_url.is_none() {
         let (line, column) = key_position(text, "visitors:");
@@ -1520,6 +1736,57 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn trust_page_fields_are_checked_at_their_place() {
+        // (YAML under trust_page, the problem's location and what it says)
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "brand:\n    accent_color: \"#ffd400\"",
+                "t.yaml:3:19: trust_page.brand.accent_color: #ffd400 is not readable enough: 1.32:1 for link text",
+                "choose a darker colour",
+            ),
+            (
+                "brand:\n    accent_color: ffd400",
+                "t.yaml:3:19:",
+                "`ffd400` is not a colour: write it as #rrggbb (or #rgb)",
+            ),
+            (
+                "footer_links:\n    - {label: Status, url: status.example.com}",
+                "t.yaml:3:28: trust_page.footer_links[0].url:",
+                "`status.example.com` is not an https://, http:// or mailto: address",
+            ),
+            (
+                "footer_links:\n    - {label: Mail, url: \"mailto:not an address\"}",
+                "trust_page.footer_links[0].url",
+                "is not an https://",
+            ),
+            (
+                "faq:\n    - group: G\n      questions:\n        - {question: Q?, answer: A, anchor: documents}",
+                "t.yaml:5:45: trust_page.faq[0].questions[0].anchor:",
+                "`documents`: an anchor starts with `faq-`",
+            ),
+            (
+                "faq:\n    - group: G\n      questions:\n        - {question: Q?, answer: A, anchor: faq-a}\n        - {question: R?, answer: B, anchor: faq-a}",
+                "t.yaml:6:45: trust_page.faq[0].questions[1].anchor:",
+                "`faq-a` is already the anchor of trust_page.faq[0].questions[0]",
+            ),
+            (
+                "faq:\n    - group: G\n      questions:\n        - {question: Q?, answer: \" \"}",
+                "trust_page.faq[0].questions[0].answer",
+                "the answer is empty",
+            ),
+        ];
+        for (yaml, at, what) in table {
+            let text = format!("trust_page:\n  {yaml}\n");
+            let err = parse(Path::new("t.yaml"), &text, &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(at) && err.contains(what), "{yaml}\n→ {err}");
+        }
+        let ok = "trust_page:\n  footer_links:\n    - {label: Status, url: \"https://status.example.com\"}\n    - {label: Mail, url: \"mailto:security@example.com\"}\n  brand:\n    accent_color: \"#1f4e79\"\n    accent_color_dark: \"#8cc4ff\"\n";
+        parse(Path::new("t.yaml"), ok, &[]).unwrap();
     }
 
     #[test]

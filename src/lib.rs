@@ -8,6 +8,7 @@ pub mod access;
 pub mod actions;
 pub mod allocator;
 pub mod auth;
+pub mod brand;
 pub mod catalog;
 pub mod cli;
 pub mod config;

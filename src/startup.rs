@@ -56,6 +56,8 @@ pub struct Application {
     metrics: Option<web::metrics::MetricsServer>,
     /// The notifier's task (with the scheduler).
     notifier: Option<tokio::task::JoinHandle<()>>,
+    /// The visitor counts' flusher (when counting is on).
+    analytics: Option<tokio::task::JoinHandle<()>>,
     pub store: Store,
     pub catalog: Arc<Catalog>,
 }
@@ -154,6 +156,23 @@ impl Application {
         .with_signer(signer.clone())
         .with_oidc(oidc(&loaded)?)
         .with_visitors(visitors(&loaded)?);
+        let counting = &loaded.config.trust_page.analytics;
+        let mut analytics_task = None;
+        let state = if counting.enabled {
+            let analytics = Arc::new(
+                crate::web::analytics::Analytics::start(
+                    store.clone(),
+                    options.clock.clone(),
+                    counting.retention.get(),
+                    &loaded.config.server.trusted_proxies,
+                )
+                .await?,
+            );
+            analytics_task = Some(analytics.clone().spawn(shutdown.clone()));
+            state.with_analytics(Some(analytics))
+        } else {
+            state
+        };
         tokio::spawn(state.site.clone().poll_store(
             loaded.config.server.refresh_interval.to_std(),
             shutdown.clone(),
@@ -181,6 +200,7 @@ impl Application {
             _scheduling: scheduling,
             metrics,
             notifier,
+            analytics: analytics_task,
             store,
             catalog,
         })
@@ -222,6 +242,11 @@ impl Application {
             && let Err(e) = notifier.await
         {
             tracing::error!(error = %e, "notifier task failed");
+        }
+        if let Some(analytics) = self.analytics
+            && let Err(e) = analytics.await
+        {
+            tracing::error!(error = %e, "visitor counts task failed");
         }
         result.context("web server failed")
     }
@@ -360,6 +385,20 @@ pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web
             .ok()
     });
     let trust = &loaded.config.trust_page;
+    let index = crate::diag::YamlIndex::new(&loaded.text());
+    let located = |problems: Vec<(String, String)>| {
+        let list: Vec<String> = problems
+            .iter()
+            .map(|(path, message)| index.at(&loaded.source, path, message).to_string())
+            .collect();
+        anyhow::anyhow!("{}", list.join("\n"))
+    };
+    let citations = web::faq_citation_problems(trust, &catalog);
+    if !citations.is_empty() {
+        return Err(located(citations));
+    }
+    let brand =
+        web::chrome::BrandAssets::load(&trust.brand, |p| loaded.resolve(p)).map_err(located)?;
     let mut narrative = web::Narrative::build(trust, registers.as_ref());
     let (signer, _) = signing(loaded)?;
     let key = signer.public_key();
@@ -378,6 +417,7 @@ pub fn site_inputs(loaded: &Loaded, catalog: Arc<Catalog>) -> anyhow::Result<web
         default_freshness: loaded.config.default_freshness.get(),
         default_schedule: loaded.config.default_schedule.clone(),
         templates: Arc::new(web::templates()?),
+        brand: Arc::new(brand),
     })
 }
 

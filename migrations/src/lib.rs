@@ -19,6 +19,7 @@ mod m20261205_000013_run_collections;
 mod m20261205_000014_run_queue;
 mod m20261206_000015_notifications;
 mod m20261206_000016_subscribers;
+mod m20261207_000017_visitors;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000014_run_queue::Migration),
             Box::new(m20261206_000015_notifications::Migration),
             Box::new(m20261206_000016_subscribers::Migration),
+            Box::new(m20261207_000017_visitors::Migration),
         ]
     }
 }

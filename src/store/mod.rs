@@ -29,6 +29,7 @@ mod subscribers;
 #[doc(hidden)]
 pub mod testing;
 mod validators;
+mod visitors;
 
 pub use access::{ClientInfo, DecideError, MIN_ID_PREFIX};
 pub use dashboard::{
@@ -48,6 +49,7 @@ pub use signin::{Attempt, Gate, LoginLimits, NewSession};
 pub use sso::{NO_PASSWORD, SsoLogin, SsoOutcome, SsoSignIn};
 pub use staff::{Actor, ApiToken, AuditEntry, Credentials, Session, User, UserError};
 pub use subscribers::{Subscribed, Subscriber};
+pub use visitors::VisitCount;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -1140,6 +1142,27 @@ fn new_run_row(
     })
 }
 
+/// `($1, $2), ($3, $4), …`: the VALUES of a multi-row insert of `rows` rows of `columns`
+/// bound values each.
+pub(crate) fn values_clause(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * columns + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
@@ -1240,6 +1263,13 @@ pub(crate) fn stored_finding(row: findings::Model) -> Result<StoredFinding, Stor
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_clause_numbers_every_bound_value() {
+        assert_eq!(super::values_clause(1, 2), "($1, $2)");
+        assert_eq!(super::values_clause(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::values_clause(0, 3), "");
+    }
+
     #[test]
     fn findings_are_inserted_in_few_statement_sizes() {
         let mut sizes = std::collections::BTreeSet::new();

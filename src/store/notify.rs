@@ -78,19 +78,8 @@ pub(super) async fn record_transitions(
             "INSERT INTO notify_findings (control_id, fingerprint, check_index, state, since_ms) VALUES ",
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-        for (i, (fp, check, state)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let n = i * 5;
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            ));
+        sql.push_str(&super::values_clause(chunk.len(), 5));
+        for (fp, check, state) in chunk {
             values.push(control.into());
             values.push(fp.as_str().into());
             values.push(i32::try_from(*check).unwrap_or(i32::MAX).into());

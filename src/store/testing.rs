@@ -2,7 +2,7 @@
 //!
 //! They live here so that tests, like the rest of the crate, never touch SeaORM directly.
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 
 use super::{QueryContext, StoreError, connect_error};
 
@@ -115,6 +115,63 @@ fn with_database(server_url: &str, name: &str) -> String {
         Some(q) => format!("{root}/{name}?{q}"),
         None => format!("{root}/{name}"),
     }
+}
+
+/// Every row of every table as text (SQLite: `quote()` of each column; PostgreSQL: the row's
+/// text form): what someone reading the database would see, for tests that check what is not
+/// stored.
+pub async fn dump_text(store: &super::Store) -> Result<String, StoreError> {
+    const OP: &str = "dump the database";
+    let backend = store.db.get_database_backend();
+    let postgres = store.backend == "postgres";
+    let list = if postgres {
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+    } else {
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1"
+    };
+    let tables = store
+        .db
+        .query_all_raw(Statement::from_string(backend, list))
+        .await
+        .during(OP)?;
+    let mut out = String::new();
+    for t in tables {
+        let table: String = t.try_get_by_index(0).during(OP)?;
+        let select = if postgres {
+            format!("SELECT t::text FROM \"{table}\" t")
+        } else {
+            let columns = store
+                .db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT name FROM pragma_table_info('{table}')"),
+                ))
+                .await
+                .during(OP)?;
+            let mut parts = Vec::new();
+            for c in columns {
+                let name: String = c.try_get_by_index(0).during(OP)?;
+                parts.push(format!("quote(\"{name}\")"));
+            }
+            if parts.is_empty() {
+                continue;
+            }
+            format!("SELECT {} FROM \"{table}\"", parts.join(" || '|' || "))
+        };
+        let rows = store
+            .db
+            .query_all_raw(Statement::from_string(backend, select))
+            .await
+            .during(OP)?;
+        for r in rows {
+            let text: Option<String> = r.try_get_by_index(0).during(OP)?;
+            out.push_str(&table);
+            out.push_str(": ");
+            out.push_str(&text.unwrap_or_default());
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

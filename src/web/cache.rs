@@ -47,7 +47,7 @@ pub struct LiveFile {
 /// The rendered site with its files by path.
 #[derive(Debug)]
 pub struct LiveSite {
-    pub files: HashMap<&'static str, LiveFile>,
+    pub files: HashMap<std::borrow::Cow<'static, str>, LiveFile>,
     pub view: TrustView,
     pub valid_until: DateTime<Utc>,
     /// The store's change counter and data version it was built from.
@@ -64,6 +64,8 @@ pub struct SiteInputs {
     pub default_freshness: Duration,
     pub default_schedule: crate::schedule::CronSchedule,
     pub templates: Arc<handlebars::Handlebars<'static>>,
+    /// Logos, favicon and the accent stylesheet, read at start.
+    pub brand: Arc<super::chrome::BrandAssets>,
 }
 
 impl SiteInputs {
@@ -75,7 +77,13 @@ impl SiteInputs {
             default_freshness: self.default_freshness,
             default_schedule: &self.default_schedule,
             templates: &self.templates,
+            brand: &self.brand,
         }
+    }
+
+    /// The frame of public pages served outside the site's files (forms, messages).
+    pub fn chrome(&self) -> super::chrome::Chrome {
+        super::chrome::Chrome::new(&self.brand, &self.trust, "/")
     }
 }
 
@@ -212,7 +220,7 @@ fn live_site(
             let etag = format!("\"{}\"", &digest[..32]);
             // Unchanged content keeps its Last-Modified, so conditional requests still match.
             let last_modified = previous
-                .and_then(|p| p.files.get(f.path))
+                .and_then(|p| p.files.get(f.path.as_ref()))
                 .filter(|old| old.etag == etag)
                 .map_or(now_secs, |old| old.last_modified);
             let gzip = gzip(&f.body).filter(|g| g.len() < f.body.len());

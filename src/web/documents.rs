@@ -15,7 +15,7 @@ use chrono::Duration;
 use handlebars::Handlebars;
 use serde::{Deserialize, Serialize};
 
-use super::{WebState, client_ip, css_href};
+use super::{WebState, client_ip};
 use crate::access::{
     self, FieldError, LinkError, LinkSigner, RequestForm, check_link, nda_sha256, parse_request,
 };
@@ -99,7 +99,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Serialize)]
 struct RequestPage<'a> {
     company: &'a str,
-    css_href: String,
+    chrome: super::chrome::Chrome,
     title: &'static str,
     documents: Vec<DocumentChoice<'a>>,
     nda_html: &'a str,
@@ -191,7 +191,7 @@ fn render_form(
 ) -> HttpResponse {
     let page = RequestPage {
         company: &docs.company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title: "Request documents",
         documents: docs
             .config
@@ -222,7 +222,7 @@ fn render_form(
 #[derive(Serialize)]
 struct MessagePage<'a> {
     company: &'a str,
-    css_href: String,
+    chrome: super::chrome::Chrome,
     title: &'a str,
     message: &'a str,
     back: bool,
@@ -238,7 +238,7 @@ fn message(
     let company = state.site.inputs().trust.company.clone();
     let page = MessagePage {
         company: &company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title,
         message: text,
         back,
@@ -401,6 +401,9 @@ async fn submit_request(
     match state.store.create_access_request(&new, &client, now).await {
         Ok(id) => {
             tracing::info!(request = %id, documents = ?new.documents, "access request received");
+            for document in &new.documents {
+                state.count(&req, super::analytics::Metric::DocumentRequest, document);
+            }
             see_other("/request-access/received")
         }
         Err(error) => store_failed(&state, &error),
@@ -448,7 +451,7 @@ struct LinkQuery {
 #[derive(Serialize)]
 struct GrantPage<'a> {
     company: &'a str,
-    css_href: String,
+    chrome: super::chrome::Chrome,
     title: &'static str,
     name: &'a str,
     expires: String,
@@ -532,7 +535,7 @@ async fn grant_page(
         .map_or(query.expires, |t| t.timestamp().min(query.expires));
     let page = GrantPage {
         company: &docs.company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title: "Your documents",
         name: &request.name,
         expires: chrono::DateTime::from_timestamp(expires, 0)
@@ -607,6 +610,7 @@ async fn download(
         return store_failed(&state, &error);
     }
     tracing::info!(request = %request.id, document = %doc.id, "document downloaded");
+    state.count(&req, super::analytics::Metric::DocumentDownload, &doc.id);
     let extension = file
         .extension()
         .and_then(|e| e.to_str())

@@ -5,7 +5,9 @@
 //!   [`trust_view`]; [`SiteCache`] keeps it in memory for the live server and `trellis render`
 //!   writes the same bytes to disk. Handlers never run probes and never see findings.
 //! - `documents` takes visitors' requests for gated documents and serves approved ones through
-//!   signed links (the rules are in [`crate::access`]): the only writes the web side makes.
+//!   signed links (the rules are in [`crate::access`]); `subscribe` takes subscriptions; the
+//!   [`analytics`] counter adds visit counts (no address, no user agent). Those are the public
+//!   side's only writes.
 //! - Templates are embedded at compile time from `templates/` and rendered by Handlebars in
 //!   strict mode with HTML escaping; they see view models only.
 //!
@@ -18,9 +20,12 @@
 //!     .configure(web::configure)
 //! ```
 
+pub mod analytics;
 mod cache;
+pub mod chrome;
 pub mod dashboard;
 mod documents;
+mod faq;
 mod feed;
 mod health;
 mod history;
@@ -34,10 +39,12 @@ mod view;
 
 pub use cache::{SiteCache, SiteInputs};
 pub use documents::Documents;
+pub use faq::check_citations as faq_citation_problems;
 pub use feed::FeedEntry;
 pub use history::DayRun;
 pub use narrative::{Narrative, SectionView, SigningKeyView, SubprocessorView, markdown};
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
@@ -84,6 +91,8 @@ pub struct WebState {
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Mail to visitors: the subscribe pages (when `notifications.visitors` is set).
     pub visitors: Option<Arc<crate::notify::visitors::Visitors>>,
+    /// Visitor counts (when `trust_page.analytics.enabled`).
+    pub analytics: Option<Arc<analytics::Analytics>>,
 }
 
 impl WebState {
@@ -115,6 +124,19 @@ impl WebState {
         self
     }
 
+    /// Counts what visitors do.
+    pub fn with_analytics(mut self, analytics: Option<Arc<analytics::Analytics>>) -> WebState {
+        self.analytics = analytics;
+        self
+    }
+
+    /// Counts a visitor's request or action, when counting is on.
+    pub fn count(&self, req: &HttpRequest, metric: analytics::Metric, subject: &str) {
+        if let Some(a) = &self.analytics {
+            a.event(req, metric, subject);
+        }
+    }
+
     /// The key export bundles are signed with.
     pub fn with_signer(mut self, signer: crate::integrity::Signer) -> WebState {
         self.signer = Some(signer);
@@ -143,6 +165,7 @@ impl WebState {
             signer: None,
             oidc: None,
             visitors: None,
+            analytics: None,
         }
     }
 }
@@ -154,6 +177,7 @@ const LAYOUT_PARTIAL: &str = "layout";
 const TRUST_HBS: &str = include_str!("../../templates/trust.hbs");
 const UNAVAILABLE_HBS: &str = include_str!("../../templates/unavailable.hbs");
 const LAYOUT_HBS: &str = include_str!("../../templates/layout.hbs");
+const FOOTER_LINKS_HBS: &str = include_str!("../../templates/footer_links.hbs");
 
 /// The stylesheet, served at `/` + [`CSS_FILE`].
 pub const TRUST_CSS: &str = include_str!("../../templates/trust.css");
@@ -224,6 +248,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::html_escape);
     hb.register_partial(LAYOUT_PARTIAL, LAYOUT_HBS)?;
+    hb.register_partial("footer_links", FOOTER_LINKS_HBS)?;
     hb.register_template_string(TRUST_TEMPLATE, TRUST_HBS)?;
     hb.register_template_string(UNAVAILABLE_TEMPLATE, UNAVAILABLE_HBS)?;
     documents::register_templates(&mut hb)?;
@@ -234,7 +259,8 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
 
 /// Registers the routes (each `GET` also answers `HEAD`):
 /// - the public site from the cache: `/` (and `/index.html`), `/assets/trust.css`,
-///   `/api/v1/trust` (and `.json`), `/feed.atom`, `/.well-known/security.txt`;
+///   `/api/v1/trust` (and `.json`), `/feed.atom`, `/.well-known/security.txt`,
+///   `/robots.txt` and the brand's files (`/assets/brand/…`);
 /// - `/healthz` (process up) and `/readyz` (database reachable, migrations applied);
 /// - document requests: `/request-access` (form and post), `/access/{id}` (an approval's
 ///   page) and `/access/{id}/{document}` (the download);
@@ -243,7 +269,7 @@ pub fn templates() -> Result<Handlebars<'static>, handlebars::TemplateError> {
 ///
 /// Needs `web::Data<WebState>`. Wrap the app in [`security_headers`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let routes: [(&str, &'static str); 7] = [
+    let routes: [(&str, &'static str); 8] = [
         ("/", site::INDEX),
         ("/index.html", site::INDEX),
         ("/assets/trust.css", CSS_FILE),
@@ -251,16 +277,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("/api/v1/trust.json", site::JSON),
         ("/feed.atom", site::FEED),
         ("/.well-known/security.txt", site::SECURITY_TXT),
+        ("/robots.txt", site::ROBOTS_TXT),
     ];
     for (route, file) in routes {
-        let handler =
-            move |req: HttpRequest, state: web::Data<WebState>| serve_site_file(req, state, file);
+        let handler = move |req: HttpRequest, state: web::Data<WebState>| {
+            serve_site_file(req, state, Cow::Borrowed(file))
+        };
         cfg.service(
             web::resource(route)
                 .route(web::get().to(handler))
                 .route(web::head().to(handler)),
         );
     }
+    // Brand files: content-hashed names, only those the site holds.
+    let brand = |req: HttpRequest, state: web::Data<WebState>, name: web::Path<String>| {
+        let path = format!("{}{}", chrome::BRAND_DIR, name.into_inner());
+        serve_site_file(req, state, Cow::Owned(path))
+    };
+    cfg.service(
+        web::resource("/assets/brand/{name}")
+            .route(web::get().to(brand))
+            .route(web::head().to(brand)),
+    );
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(health::healthz))
@@ -281,8 +319,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn serve_site_file(
     req: HttpRequest,
     state: web::Data<WebState>,
-    path: &'static str,
+    path: Cow<'static, str>,
 ) -> HttpResponse {
+    let path = path.as_ref();
     let Ok(site) = state.site.get().await else {
         return if path == site::INDEX {
             unavailable_page(&state)
@@ -298,13 +337,24 @@ async fn serve_site_file(
     let Some(file) = site.files.get(path) else {
         return not_found().await;
     };
+    if req.method() == actix_web::http::Method::GET {
+        let metric = match path {
+            site::INDEX => Some(analytics::Metric::PageView),
+            site::JSON => Some(analytics::Metric::JsonFetch),
+            site::FEED => Some(analytics::Metric::FeedFetch),
+            _ => None,
+        };
+        if let Some(metric) = metric {
+            state.count(&req, metric, "");
+        }
+    }
     let gzip = file.gzip.as_ref().filter(|_| accepts_gzip(req.headers()));
     let etag = if gzip.is_some() {
         &file.etag_gzip
     } else {
         &file.etag
     };
-    let cache_control = if path == CSS_FILE {
+    let cache_control = if path == CSS_FILE || path.starts_with(chrome::BRAND_DIR) {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
@@ -326,6 +376,9 @@ async fn serve_site_file(
         .insert_header((header::VARY, "Accept-Encoding"));
     if path == site::JSON || path == site::FEED {
         builder.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    }
+    if !state.site.inputs().trust.indexing {
+        builder.insert_header(("x-robots-tag", "noindex, nofollow"));
     }
     if unchanged {
         return builder.finish();
@@ -400,7 +453,7 @@ fn unavailable_page(state: &WebState) -> HttpResponse {
     let model = page::UnavailablePage {
         title: None,
         company: state.site.inputs().trust.company.clone(),
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
     };
     let body = state
         .templates
@@ -454,11 +507,18 @@ mod tests {
 
     fn links() -> page::Links {
         page::Links {
-            css: format!("{CSS_FILE}?v={}", css_version()),
             feed: site::FEED.into(),
             json: site::JSON.into(),
             canonical: None,
         }
+    }
+
+    fn chrome() -> chrome::Chrome {
+        chrome::Chrome::new(
+            &chrome::BrandAssets::default(),
+            &crate::config::TrustPageConfig::default(),
+            "",
+        )
     }
 
     fn today() -> chrono::NaiveDate {
@@ -484,6 +544,7 @@ mod tests {
             history_days: HISTORY_DAYS,
             categories: Vec::new(),
             sections: Vec::new(),
+            faq: Vec::new(),
             vulnerability_disclosure: None,
             subprocessors: Vec::new(),
             documents: Vec::new(),
@@ -498,7 +559,7 @@ mod tests {
         let html = hb
             .render(
                 TRUST_TEMPLATE,
-                &page::trust_page(&empty_view(), links(), today()),
+                &page::trust_page(&empty_view(), links(), chrome(), today()),
             )
             .unwrap();
         assert!(html.contains("<h1>Acme &lt;Widgets&gt;</h1>"), "{html}");
@@ -514,7 +575,7 @@ mod tests {
                 &page::UnavailablePage {
                     title: None,
                     company: "Acme".into(),
-                    css_href: css_href(),
+                    chrome: chrome(),
                 },
             )
             .unwrap();
@@ -556,7 +617,7 @@ mod tests {
             counts: view.summary.counts,
             controls: vec![control(Badge::Passing)],
         });
-        let page = page::trust_page(&view, links(), today());
+        let page = page::trust_page(&view, links(), chrome(), today());
         assert_eq!(page.overall, "passing");
         assert_eq!(page.headline, "1 of 1 control passing");
         for (badge, display, expect) in [
@@ -588,7 +649,7 @@ mod tests {
                 _ => v.summary.counts.not_verified = 1,
             }
             assert_eq!(
-                page::trust_page(&v, links(), today()).overall,
+                page::trust_page(&v, links(), chrome(), today()).overall,
                 expect,
                 "{badge:?} {display:?}"
             );
@@ -599,11 +660,11 @@ mod tests {
     fn neutral_pages_never_say_needs_attention() {
         let mut view = empty_view();
         view.failing_display = FailingDisplay::Neutral;
-        let page = page::trust_page(&view, links(), today());
+        let page = page::trust_page(&view, links(), chrome(), today());
         let keys: Vec<&str> = page.legend.iter().map(|l| l.badge.key).collect();
         assert_eq!(keys, ["passing", "in_remediation", "stale", "not_verified"]);
         view.failing_display = FailingDisplay::Detail;
-        let page = page::trust_page(&view, links(), today());
+        let page = page::trust_page(&view, links(), chrome(), today());
         let keys: Vec<&str> = page.counts.iter().map(|c| c.badge.key).collect();
         assert_eq!(
             keys,

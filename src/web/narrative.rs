@@ -40,6 +40,8 @@ pub struct Narrative {
     /// The subscribe form's address (absolute: the static export links to the live server),
     /// when `notifications.visitors` is set.
     pub subscribe_url: Option<String>,
+    /// Questions and answers, rendered (their marking is live: see [`super::faq`]).
+    pub faq: Vec<super::faq::FaqGroupText>,
 }
 
 /// The evidence signing key, as published.
@@ -60,13 +62,10 @@ impl Narrative {
             .sections
             .iter()
             .map(|s| {
-                let base = format!("about-{}", crate::catalog::kebab(&s.title));
-                let mut anchor = base.clone();
-                let mut n = 2;
-                while !used.insert(anchor.clone()) {
-                    anchor = format!("{base}-{n}");
-                    n += 1;
-                }
+                let anchor = unique(
+                    format!("about-{}", crate::catalog::kebab(&s.title)),
+                    &mut used,
+                );
                 SectionView {
                     title: s.title.clone(),
                     anchor,
@@ -94,8 +93,20 @@ impl Narrative {
             nda: trust.documents.nda.as_deref().map(markdown),
             signing_key: None,
             subscribe_url: None,
+            faq: super::faq::build(trust),
         }
     }
+}
+
+/// `base`, or `base-2`, `base-3`… whichever is not `taken` yet (and is now).
+pub(super) fn unique(base: String, taken: &mut std::collections::HashSet<String>) -> String {
+    let mut anchor = base.clone();
+    let mut n = 2;
+    while !taken.insert(anchor.clone()) {
+        anchor = format!("{base}-{n}");
+        n += 1;
+    }
+    anchor
 }
 
 /// Markdown to sanitised HTML. Headings are demoted below the section's own `<h2>`.

@@ -16,7 +16,6 @@ use super::view::{
 /// Links of the page, relative to it (so a static export works under any path).
 #[derive(Debug, Clone, Serialize)]
 pub struct Links {
-    pub css: String,
     pub feed: String,
     pub json: String,
     /// The page's public address, when configured.
@@ -27,8 +26,14 @@ pub struct Links {
 pub struct TrustPage {
     /// The page title before the company's (none: the company's trust center).
     pub title: Option<String>,
-    pub css_href: String,
+    /// Stylesheets, brand, robots, footer links.
+    pub chrome: super::chrome::Chrome,
     pub company: String,
+    /// The page's description (meta, Open Graph, Twitter card).
+    pub description: String,
+    /// The link preview image: the logo's absolute address, when it is a PNG and the page's
+    /// address is known.
+    pub og_image: Option<String>,
     pub intro: Option<String>,
     pub contact_email: Option<String>,
     pub links: Links,
@@ -55,6 +60,8 @@ pub struct TrustPage {
     pub signing_key: Option<super::SigningKeyView>,
     pub subscribe_url: Option<String>,
     pub legend: Vec<LegendEntry>,
+    /// Questions and answers with their live marking.
+    pub faq: Vec<FaqGroupPage>,
     /// What each basis means.
     pub basis_legend: Vec<BasisLegendEntry>,
 }
@@ -168,7 +175,7 @@ pub struct LegendEntry {
 pub struct UnavailablePage {
     pub title: Option<String>,
     pub company: String,
-    pub css_href: String,
+    pub chrome: super::chrome::Chrome,
 }
 
 fn badge(b: Badge) -> BadgeView {
@@ -243,7 +250,12 @@ fn strip(history: &[DayRun], days: u32, days_passing: u32, today: NaiveDate) -> 
     }
 }
 
-pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage {
+pub fn trust_page(
+    view: &TrustView,
+    links: Links,
+    chrome: super::chrome::Chrome,
+    today: NaiveDate,
+) -> TrustPage {
     let s = &view.summary;
     let failing = s.counts.needs_attention + s.counts.in_remediation;
     let overall = if s.total > 0 && s.passing == s.total {
@@ -299,8 +311,13 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
     let shown: Vec<Badge> = Badge::shown(view.failing_display).collect();
     TrustPage {
         title: None,
-        css_href: links.css.clone(),
+        chrome,
         company: view.company.clone(),
+        description: format!(
+            "Live status of the security controls {} monitors continuously, with what backs each one.",
+            view.company
+        ),
+        og_image: None,
         intro: view.intro.clone(),
         contact_email: view.contact_email.clone(),
         links,
@@ -345,6 +362,7 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
         documents: view.documents.clone(),
         signing_key: view.signing_key.clone(),
         subscribe_url: view.subscribe_url.clone(),
+        faq: view.faq.iter().map(faq_group).collect(),
         legend: shown
             .iter()
             .map(|&b| LegendEntry {
@@ -358,6 +376,80 @@ pub fn trust_page(view: &TrustView, links: Links, today: NaiveDate) -> TrustPage
                 key: k.as_str(),
                 label: k.label(),
                 meaning: k.meaning(),
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FaqGroupPage {
+    pub name: String,
+    pub anchor: String,
+    pub questions: Vec<FaqPage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FaqPage {
+    pub anchor: String,
+    pub question: String,
+    /// Sanitised HTML.
+    pub answer: String,
+    /// `confirmed`, `not_confirmed` or `statement`.
+    pub status: &'static str,
+    /// The pill beside the marking: its CSS key and text.
+    pub pill_key: &'static str,
+    pub pill: &'static str,
+    pub marking: String,
+    pub controls: Vec<CitationPage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CitationPage {
+    pub id: String,
+    pub title: String,
+    pub badge: BadgeView,
+    pub basis_key: &'static str,
+    pub basis_label: &'static str,
+}
+
+fn faq_group(g: &super::faq::FaqGroupView) -> FaqGroupPage {
+    use super::faq::AnswerStatus;
+    FaqGroupPage {
+        name: g.group.clone(),
+        anchor: g.anchor.clone(),
+        questions: g
+            .questions
+            .iter()
+            .map(|q| {
+                let (status, pill_key, pill) = match (q.status, q.badge) {
+                    (AnswerStatus::Confirmed, _) => ("confirmed", "passing", "Confirmed"),
+                    (AnswerStatus::NotConfirmed, b) => (
+                        "not_confirmed",
+                        b.unwrap_or(Badge::NotVerified).as_str(),
+                        "Not confirmed",
+                    ),
+                    (AnswerStatus::Statement, _) => ("statement", "statement", "Statement"),
+                };
+                FaqPage {
+                    anchor: q.anchor.clone(),
+                    question: q.question.clone(),
+                    answer: q.answer.clone(),
+                    status,
+                    pill_key,
+                    pill,
+                    marking: q.marking.clone(),
+                    controls: q
+                        .controls
+                        .iter()
+                        .map(|c| CitationPage {
+                            id: c.id.clone(),
+                            title: c.title.clone(),
+                            badge: badge(c.status),
+                            basis_key: c.basis.as_str(),
+                            basis_label: c.basis.label(),
+                        })
+                        .collect(),
+                }
             })
             .collect(),
     }
@@ -378,14 +470,7 @@ fn unique_anchor(name: &str, taken: &mut HashSet<String>) -> String {
         }
     }
     let base = format!("category-{}", slug.trim_end_matches('-'));
-    let base = base.trim_end_matches('-').to_string();
-    let mut anchor = base.clone();
-    let mut n = 2;
-    while !taken.insert(anchor.clone()) {
-        anchor = format!("{base}-{n}");
-        n += 1;
-    }
-    anchor
+    super::narrative::unique(base.trim_end_matches('-').to_string(), taken)
 }
 
 #[cfg(test)]

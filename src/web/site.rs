@@ -5,13 +5,15 @@
 //! them for static hosting. Everything is a function of the data and `now` (which only decides
 //! what is stale and which day is today), so two renders of the same data are byte-identical.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use handlebars::Handlebars;
 
 use super::narrative::Narrative;
 use super::page::{self, Links};
 use super::view::{TrustInputs, TrustView, history_start, trust_view};
-use super::{CSS_FILE, TRUST_CSS, TRUST_TEMPLATE, css_version, feed, security_txt};
+use super::{CSS_FILE, TRUST_CSS, TRUST_TEMPLATE, feed, security_txt};
 use crate::catalog::Catalog;
 use crate::config::TrustPageConfig;
 use crate::model::ControlHistory;
@@ -25,12 +27,15 @@ pub const JSON: &str = "api/v1/trust.json";
 pub const FEED: &str = "feed.atom";
 /// RFC 9116.
 pub const SECURITY_TXT: &str = ".well-known/security.txt";
+/// What crawlers may fetch.
+pub const ROBOTS_TXT: &str = "robots.txt";
 
 /// One file of the site.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteFile {
-    /// Relative path in the export (`index.html`, `api/v1/trust.json`…).
-    pub path: &'static str,
+    /// Relative path in the export (`index.html`, `api/v1/trust.json`,
+    /// `assets/brand/logo-<hash>.svg`…).
+    pub path: Cow<'static, str>,
     pub content_type: &'static str,
     pub body: Vec<u8>,
 }
@@ -55,6 +60,8 @@ pub struct SiteSources<'a> {
     pub default_freshness: Duration,
     pub default_schedule: &'a crate::schedule::CronSchedule,
     pub templates: &'a Handlebars<'static>,
+    /// Logos, favicon and the accent stylesheet.
+    pub brand: &'a super::chrome::BrandAssets,
 }
 
 /// Why the site could not be rendered.
@@ -111,15 +118,22 @@ impl SiteSources<'_> {
             now,
         });
         let links = Links {
-            css: format!("{CSS_FILE}?v={}", css_version()),
             feed: FEED.to_string(),
             json: JSON.to_string(),
             canonical: view.url.clone(),
         };
         let today = now.date_naive();
-        let html = self
-            .templates
-            .render(TRUST_TEMPLATE, &page::trust_page(&view, links, today))?;
+        let chrome = super::chrome::Chrome::new(self.brand, self.trust, "");
+        let mut model = page::trust_page(&view, links, chrome, today);
+        // Link previews need an absolute image address, and a raster: SVG is not shown.
+        model.og_image = self.trust.base_url.as_ref().and_then(|base| {
+            self.brand
+                .logo
+                .as_ref()
+                .filter(|a| a.content_type == "image/png")
+                .map(|a| base.join(&format!("/{}", a.path)))
+        });
+        let html = self.templates.render(TRUST_TEMPLATE, &model)?;
         let mut json = serde_json::to_vec_pretty(&view)?;
         json.push(b'\n');
         let entries = feed::entries(
@@ -137,31 +151,43 @@ impl SiteSources<'_> {
         );
         let mut files = vec![
             SiteFile {
-                path: INDEX,
+                path: Cow::Borrowed(INDEX),
                 content_type: "text/html; charset=utf-8",
                 body: html.into_bytes(),
             },
             SiteFile {
-                path: CSS_FILE,
+                path: Cow::Borrowed(CSS_FILE),
                 content_type: "text/css; charset=utf-8",
                 body: TRUST_CSS.as_bytes().to_vec(),
             },
             SiteFile {
-                path: JSON,
+                path: Cow::Borrowed(JSON),
                 content_type: "application/json",
                 body: json,
             },
             SiteFile {
-                path: FEED,
+                path: Cow::Borrowed(FEED),
                 content_type: "application/atom+xml; charset=utf-8",
                 body: atom.into_bytes(),
             },
         ];
         if let Some(txt) = security_txt::render(self.trust, view.summary.last_checked, now) {
             files.push(SiteFile {
-                path: SECURITY_TXT,
+                path: Cow::Borrowed(SECURITY_TXT),
                 content_type: "text/plain; charset=utf-8",
                 body: txt.into_bytes(),
+            });
+        }
+        files.push(SiteFile {
+            path: Cow::Borrowed(ROBOTS_TXT),
+            content_type: "text/plain; charset=utf-8",
+            body: super::chrome::robots_txt(self.trust).into_bytes(),
+        });
+        for asset in self.brand.files() {
+            files.push(SiteFile {
+                path: Cow::Owned(asset.path.clone()),
+                content_type: asset.content_type,
+                body: asset.body.clone(),
             });
         }
         let tomorrow = start_of_today + Duration::days(1);
@@ -181,7 +207,7 @@ impl SiteSources<'_> {
 pub fn write(site: &Site, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
     for file in &site.files {
-        let path = dir.join(file.path);
+        let path = dir.join(file.path.as_ref());
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }

@@ -16,7 +16,7 @@ use handlebars::Handlebars;
 use serde::{Deserialize, Serialize};
 
 use super::documents::{page_response, same_origin, see_other};
-use super::{WebState, client_ip, css_href};
+use super::{WebState, client_ip};
 use crate::access::FieldError;
 use crate::notify::config::Topic;
 use crate::notify::visitors::Visitors;
@@ -60,7 +60,7 @@ fn visitors(state: &WebState) -> Option<&Visitors> {
 #[derive(Serialize)]
 struct FormPage<'a> {
     company: &'a str,
-    css_href: String,
+    chrome: super::chrome::Chrome,
     title: &'static str,
     topics: Vec<TopicChoice>,
     email: &'a str,
@@ -110,7 +110,7 @@ fn render_form(
     let fresh = form.email.is_empty() && form.topics.is_empty();
     let page = FormPage {
         company: &v.company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title: "Subscribe to security updates",
         topics: v
             .config
@@ -136,7 +136,7 @@ fn render_form(
 #[derive(Serialize)]
 struct Page<'a> {
     company: &'a str,
-    css_href: String,
+    chrome: super::chrome::Chrome,
     title: &'a str,
     message: &'a str,
     action: Option<String>,
@@ -154,7 +154,7 @@ fn page(state: &WebState, status: StatusCode, title: &str, message: &str) -> Htt
     let company = state.site.inputs().trust.company.clone();
     let p = Page {
         company: &company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title,
         message,
         action: None,
@@ -367,7 +367,7 @@ async fn confirm_page(state: web::Data<WebState>, query: web::Query<ConfirmQuery
     }
     let p = Page {
         company: &v.company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title: "Confirm your subscription",
         message: "Confirm that you want to receive the security updates you chose at this \
                   address.",
@@ -378,7 +378,11 @@ async fn confirm_page(state: web::Data<WebState>, query: web::Query<ConfirmQuery
     page_response(&state, PAGE_TEMPLATE, &p, StatusCode::OK)
 }
 
-async fn confirm(state: web::Data<WebState>, form: web::Form<ConfirmQuery>) -> HttpResponse {
+async fn confirm(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    form: web::Form<ConfirmQuery>,
+) -> HttpResponse {
     let Some(v) = visitors(&state) else {
         return super::not_found().await;
     };
@@ -390,12 +394,15 @@ async fn confirm(state: web::Data<WebState>, form: web::Form<ConfirmQuery>) -> H
         .confirm_subscriber(&form.s, state.clock.now())
         .await
     {
-        Ok(true) => page(
-            &state,
-            StatusCode::OK,
-            "You are subscribed",
-            "Thank you. Every email we send has a link to unsubscribe at once.",
-        ),
+        Ok(true) => {
+            state.count(&req, super::analytics::Metric::Subscription, "");
+            page(
+                &state,
+                StatusCode::OK,
+                "You are subscribed",
+                "Thank you. Every email we send has a link to unsubscribe at once.",
+            )
+        }
         Ok(false) => page(
             &state,
             StatusCode::GONE,
@@ -446,7 +453,7 @@ async fn unsubscribe_page(
     };
     let p = Page {
         company: &v.company,
-        css_href: css_href(),
+        chrome: state.site.inputs().chrome(),
         title: "Unsubscribe",
         message: "Stop all security update emails to this address. Your address is deleted \
                   at once.",

@@ -164,6 +164,9 @@ pub struct TrustView {
     pub categories: Vec<CategoryView>,
     /// Narrative sections (sanitised HTML).
     pub sections: Vec<SectionView>,
+    /// Questions and answers, each marked with the live status of the controls it cites.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faq: Vec<super::faq::FaqGroupView>,
     /// The vulnerability disclosure policy (sanitised HTML), if configured.
     pub vulnerability_disclosure: Option<String>,
     /// Subprocessors, from the vendors register.
@@ -686,6 +689,12 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
         })
         .collect();
 
+    let faq = super::faq::faq_view(
+        &narrative.faq,
+        categories.iter().flat_map(|c| &c.controls),
+        &trust.company,
+        display,
+    );
     TrustView {
         company: trust.company.clone(),
         contact_email: trust.contact_email.clone(),
@@ -716,6 +725,7 @@ pub fn trust_view(input: &TrustInputs<'_>) -> TrustView {
         failing_display: display,
         history_days: HISTORY_DAYS,
         categories,
+        faq,
         sections: narrative.sections.clone(),
         vulnerability_disclosure: narrative.disclosure.clone(),
         subprocessors: narrative.subprocessors.clone(),

@@ -137,6 +137,13 @@ async function main() {
     const rows = await page.locator('table tbody tr').allInnerTexts();
     if (!rows.some((r) => /manual/.test(r))) throw new Error(`no manual run listed: ${rows.slice(0, 3).join(' | ')}`);
   }));
+  ok.push(await step('read who visited the trust page', page, async () => {
+    const nav = page.getByRole('navigation', { name: 'Dashboard' });
+    await Promise.all([page.waitForURL(/\/dashboard\/visitors$/), nav.getByRole('link', { name: 'Visitors', exact: true }).click()]);
+    await page.getByRole('img', { name: /Page views over the last 90 days/ }).waitFor();
+    const docs = await page.locator('#documents-heading ~ div table').innerText();
+    if (!/SOC 2 Type II Report/.test(docs) || !/Penetration Test Letter/.test(docs)) throw new Error(`documents: ${docs}`);
+  }));
   ok.push(await step('sign out', page, async () => {
     await Promise.all([page.waitForURL(/\/dashboard\/login/), page.getByRole('button', { name: 'Sign out' }).click()]);
     await page.goto(`${base}/dashboard`);

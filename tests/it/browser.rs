@@ -34,7 +34,7 @@ async fn sign_in_review_a_control_propose_an_exception_and_run_it() {
         vec![app.address.clone(), "sam".into(), password.into()],
     )
     .await;
-    assert_eq!(report["steps"].as_array().unwrap().len(), 9, "{report:#}");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 10, "{report:#}");
     // The visitor's request went through the browser's own Origin handling.
     let requests = app.store.access_requests(None, 10).await.unwrap();
     assert_eq!(requests.len(), 1);

@@ -241,6 +241,7 @@ async fn every_page_renders_for_an_admin() {
         ("/dashboard/exceptions", "EXC-2026-004"),
         ("/dashboard/access", "No requests."),
         ("/dashboard/audit", "user.add"),
+        ("/dashboard/visitors", "Page views, last 90 days"),
         ("/dashboard/account", "API tokens"),
         ("/dashboard/users", "Two-step verification requirement"),
     ] {

@@ -5,6 +5,7 @@ mod common;
 
 mod a11y;
 mod access;
+mod analytics;
 mod architecture;
 mod aws_accounts;
 mod aws_data_moto;
@@ -12,6 +13,7 @@ mod aws_data_wiremock;
 mod aws_moto;
 mod aws_watch;
 mod aws_wiremock;
+mod brand;
 mod browser;
 mod catalog;
 mod cli;

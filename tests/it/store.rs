@@ -2869,6 +2869,7 @@ async fn http_validators_are_kept_refreshed_and_dropped_when_unused(store: &Stor
 
 mod history;
 mod notify;
+mod visitors;
 
 // ---------------------------------------------------------------------------------------------
 // The run queue (issue 19)

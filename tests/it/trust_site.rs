@@ -23,6 +23,7 @@ const FILES: &[(&str, &str)] = &[
     ("api/v1/trust.json", "/api/v1/trust.json"),
     ("feed.atom", "/feed.atom"),
     (".well-known/security.txt", "/.well-known/security.txt"),
+    ("robots.txt", "/robots.txt"),
 ];
 
 async fn text(app: &TestApp, path: &str) -> String {
@@ -72,14 +73,25 @@ async fn the_static_export_is_the_live_site_byte_for_byte() {
         first.files, second.files,
         "two renders of the same data differ"
     );
-    let paths: Vec<&str> = first.files.iter().map(|f| f.path).collect();
+    let paths: Vec<&str> = first.files.iter().map(|f| f.path.as_ref()).collect();
+    let (fixed, brand) = paths.split_at(FILES.len());
     assert_eq!(
-        paths,
+        fixed,
         FILES.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
         "the export's files"
     );
+    // The brand's files (logo, dark logo, favicon, accent stylesheet), under hashed names.
+    assert_eq!(brand.len(), 4, "{brand:?}");
+    assert!(
+        brand.iter().all(|p| p.starts_with("assets/brand/")),
+        "{brand:?}"
+    );
     for file in &first.files {
-        let route = FILES.iter().find(|(f, _)| *f == file.path).unwrap().1;
+        let route = FILES
+            .iter()
+            .find(|(f, _)| *f == file.path)
+            .map_or_else(|| format!("/{}", file.path), |(_, r)| r.to_string());
+        let route = route.as_str();
         let resp = get(&app, route).await;
         assert_eq!(resp.status(), StatusCode::OK, "{route}");
         assert_eq!(
@@ -520,8 +532,16 @@ async fn every_public_response_has_the_security_headers() {
         .chain(page.split(" src=\"").skip(1))
     {
         let url = attr.split('"').next().unwrap();
+        // The configured footer links go elsewhere by design (links, not assets).
+        let footer = app
+            .loaded
+            .config
+            .trust_page
+            .footer_links
+            .iter()
+            .any(|l| l.url == url);
         assert!(
-            !url.contains("://") || url.starts_with("https://trust.sprout.example"),
+            !url.contains("://") || url.starts_with("https://trust.sprout.example") || footer,
             "external reference {url}"
         );
     }

@@ -337,6 +337,7 @@ async fn fixture() -> Fixture {
         default_freshness: Duration::days(1),
         default_schedule: "0 * * * *".parse().unwrap(),
         templates: Arc::new(web::templates().unwrap()),
+        brand: Arc::default(),
     };
     let state = WebState::new(
         store,

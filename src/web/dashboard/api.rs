@@ -23,8 +23,8 @@ use crate::web::WebState;
                        without authentication.",
         version = env!("CARGO_PKG_VERSION")
     ),
-    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now, cancel_run, super::export::api_export),
-    components(schemas(ApiControl, ApiControlDetail, ApiCheck, ApiResult, ApiFinding, ApiRun, ApiException, NewException, ApiError, RunNowAnswer)),
+    paths(controls, control, results, findings, runs, run, exceptions, create_exception, approve_exception, end_exception, run_now, cancel_run, super::export::api_export, super::visitors::api_visitors),
+    components(schemas(ApiControl, ApiControlDetail, ApiCheck, ApiResult, ApiFinding, ApiRun, ApiException, NewException, ApiError, RunNowAnswer, super::visitors::ApiVisitors, super::visitors::ApiVisitDay, super::visitors::ApiVisitDocument)),
     modifiers(&BearerAuth, &CommonAnswers),
     security(("bearer" = []))
 )]

@@ -40,6 +40,19 @@ const RIGHT: f64 = 8.0;
 const TOP: f64 = 8.0;
 const BOTTOM: f64 = 22.0;
 
+/// A count per day (`values[i]` for `first + i` days), scaled to the highest day.
+pub fn counts(first: NaiveDate, values: &[usize], what: &str) -> LineChart {
+    let high = values.iter().copied().max().unwrap_or(0);
+    let total: usize = values.iter().sum();
+    let today = values.last().copied().unwrap_or(0);
+    let mut chart = trend(first, values, high.max(1), what);
+    chart.summary = format!(
+        "{what} over the last {} days: {total} in all, {today} today, at most {high} in a day.",
+        values.len()
+    );
+    chart
+}
+
 /// Passing controls per day (`values[i]` for `first + i` days), out of `max`.
 pub fn trend(first: NaiveDate, values: &[usize], max: usize, what: &str) -> LineChart {
     let (width, height) = (720u32, 180u32);

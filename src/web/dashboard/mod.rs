@@ -19,6 +19,7 @@ mod login;
 mod oidc;
 mod pages;
 mod review;
+mod visitors;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -114,6 +115,7 @@ pub static ROUTES: &[Route] = &[
     route!(get "/dashboard/access", "/dashboard/access", Page, REVIEW, review::access_requests),
     route!(post "/dashboard/access/{id}/{decision}", "/dashboard/access/x/approve", Page, REVIEW, review::decide_access),
     route!(get "/dashboard/audit", "/dashboard/audit", Page, EVIDENCE, pages::audit),
+    route!(get "/dashboard/visitors", "/dashboard/visitors", Page, READ, visitors::page),
     route!(get "/dashboard/export", "/dashboard/export?from=2026-11-01&to=2026-11-30", Page, EXPORT, export::dashboard),
     route!(get "/dashboard/account", "/dashboard/account", Page, READ, account::account),
     route!(post "/dashboard/account/tokens", "/dashboard/account/tokens", Page, READ, account::create_token),
@@ -135,6 +137,7 @@ pub static ROUTES: &[Route] = &[
     route!(post "/api/v1/controls/{id}/run", "/api/v1/controls/code-of-conduct/run", Api, REVIEW, api::run_now),
     route!(post "/api/v1/runs/{id}/cancel", "/api/v1/runs/00000000-0000-0000-0000-000000000000/cancel", Api, REVIEW, api::cancel_run),
     route!(get "/api/v1/export", "/api/v1/export?from=2026-11-01&to=2026-11-30", Api, EXPORT, export::api_export),
+    route!(get "/api/v1/visitors", "/api/v1/visitors", Api, READ, visitors::api_visitors),
 ];
 
 /// Registers [`ROUTES`].
@@ -190,6 +193,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "dashboard/overview",
         include_str!("../../../templates/dashboard/overview.hbs"),
+    ),
+    (
+        "dashboard/visitors",
+        include_str!("../../../templates/dashboard/visitors.hbs"),
     ),
     (
         "dashboard/control",
@@ -410,6 +417,12 @@ fn nav(page_section: &str, role: Option<Role>) -> Vec<NavItem> {
             "/dashboard/audit",
             "Audit log",
             Permission::ReadEvidence,
+        ),
+        (
+            "visitors",
+            "/dashboard/visitors",
+            "Visitors",
+            Permission::Read,
         ),
         ("users", "/dashboard/users", "Users", Permission::Administer),
         ("account", "/dashboard/account", "Account", Permission::Read),
