@@ -328,18 +328,94 @@ impl fmt::Display for SvgProblem {
     }
 }
 
-/// Elements that run script, embed other documents or play media.
-const REFUSED_ELEMENTS: [&str; 10] = [
-    "script",
-    "foreignobject",
-    "iframe",
-    "embed",
-    "object",
-    "audio",
-    "video",
-    "handler",
-    "listener",
-    "discard",
+const SVG_NS: &[u8] = b"http://www.w3.org/2000/svg";
+const XLINK_NS: &[u8] = b"http://www.w3.org/1999/xlink";
+const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+
+/// Namespaces of editors' metadata (Inkscape, Sodipodi, RDF, Creative Commons, Dublin Core):
+/// nothing in them is rendered or fetched.
+const METADATA_NS: [&[u8]; 5] = [
+    b"http://www.inkscape.org/namespaces/inkscape",
+    b"http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd",
+    b"http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    b"http://creativecommons.org/ns#",
+    b"http://purl.org/dc/elements/1.1/",
+];
+
+/// The SVG elements a logo may use (lowercase): shapes, text, paint servers, clipping,
+/// masking, filters. Not: `script`, `foreignObject`, `a`, `iframe`, animation (`set`,
+/// `animate…`, which can rewrite links), `feImage` (fetches), media.
+const SVG_ELEMENTS: [&str; 56] = [
+    "svg",
+    "g",
+    "defs",
+    "symbol",
+    "use",
+    "title",
+    "desc",
+    "metadata",
+    "switch",
+    "view",
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "tspan",
+    "textpath",
+    "lineargradient",
+    "radialgradient",
+    "stop",
+    "clippath",
+    "mask",
+    "pattern",
+    "marker",
+    "image",
+    "style",
+    "filter",
+    "feblend",
+    "fecolormatrix",
+    "fecomponenttransfer",
+    "fecomposite",
+    "feconvolvematrix",
+    "fediffuselighting",
+    "fedisplacementmap",
+    "fedistantlight",
+    "fedropshadow",
+    "feflood",
+    "fefunca",
+    "fefuncb",
+    "fefuncg",
+    "fefuncr",
+    "fegaussianblur",
+    "femerge",
+    "femergenode",
+    "femorphology",
+    "feoffset",
+    "fepointlight",
+    "fespecularlighting",
+    "fespotlight",
+    "fetile",
+    "feturbulence",
+    "solidcolor",
+    "hatch",
+];
+
+/// Attributes that take an address in some markup language (besides `href` and `src`).
+const URL_ATTRIBUTES: [&str; 10] = [
+    "srcset",
+    "action",
+    "formaction",
+    "background",
+    "ping",
+    "poster",
+    "codebase",
+    "data",
+    "lowsrc",
+    "dynsrc",
 ];
 
 /// Data URLs an `<image>` may embed: rasters, which cannot hold script.
@@ -350,14 +426,27 @@ const RASTER_DATA: [&str; 4] = [
     "data:image/webp;",
 ];
 
-/// Checks an SVG: well-formed, rooted at `<svg>`, with no script (elements, event handler
-/// attributes, `javascript:`), no embedded documents, no DOCTYPE (entities) or stylesheet
-/// instructions, and no reference outside itself (`href`, `url(…)`, `@import`), except raster
-/// images embedded as data. Refused rather than cleaned: a logo that needs cleaning is worth a
-/// look by whoever configured it.
+/// A value as a URL parser reads it: ASCII whitespace and control characters removed
+/// (`java&#9;script:` is `javascript:`), lowercase.
+fn url_form(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace() && !c.is_ascii_control())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Checks an SVG: well-formed UTF-8, rooted at `<svg>` in the SVG namespace, made only of
+/// the SVG elements a logo needs (and editors' metadata), with no script (elements, event
+/// handlers, `javascript:`), no embedded documents or animation, no DOCTYPE (entities) or
+/// processing instructions, and no reference outside itself (`href`, `url(…)`, `@import`,
+/// `xml:base`, CSS escapes that could hide one), except raster images embedded as data.
+/// Refused rather than cleaned: a logo that needs cleaning is worth a look by whoever
+/// configured it, and a cleaned one might not look as intended.
 pub fn check_svg(text: &str) -> Result<(), SvgProblem> {
     use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(text);
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_str(text);
     let at = |offset: u64, what: String| {
         let offset = usize::try_from(offset)
             .unwrap_or(usize::MAX)
@@ -368,7 +457,8 @@ pub fn check_svg(text: &str) -> Result<(), SvgProblem> {
         SvgProblem { line, column, what }
     };
     let mut root_seen = false;
-    let mut in_style = false;
+    // The text of the `<style>` being read, and where it started.
+    let mut style: Option<(u64, String)> = None;
     loop {
         let start = reader.buffer_position();
         let event = reader
@@ -391,73 +481,109 @@ pub fn check_svg(text: &str) -> Result<(), SvgProblem> {
                     ),
                 ));
             }
-            Event::Start(e) | Event::Empty(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).to_ascii_lowercase();
+            Event::Decl(decl) => {
+                if let Some(Ok(encoding)) = decl.encoding()
+                    && !encoding.eq_ignore_ascii_case(b"utf-8")
+                {
+                    return Err(at(
+                        start,
+                        format!(
+                            "declared in {}: save it as UTF-8",
+                            String::from_utf8_lossy(&encoding)
+                        ),
+                    ));
+                }
+            }
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if style.is_some() {
+                    return Err(at(start, "an element inside <style>".into()));
+                }
+                let (ns, local) = reader.resolver().resolve_element(e.name());
+                let name = String::from_utf8_lossy(local.as_ref()).to_ascii_lowercase();
+                let in_svg = matches!(ns, ResolveResult::Bound(n) if n.as_ref() == SVG_NS);
+                let metadata =
+                    matches!(ns, ResolveResult::Bound(n) if METADATA_NS.contains(&n.as_ref()));
                 if !root_seen {
                     root_seen = true;
-                    if name != "svg" {
+                    if name != "svg" || !in_svg {
                         return Err(at(
                             start,
-                            format!("the root element is <{name}>, not <svg>"),
+                            format!(
+                                "the root element is <{name}> {}, not <svg> in the SVG namespace \
+                                 (xmlns=\"http://www.w3.org/2000/svg\")",
+                                namespace(&ns)
+                            ),
                         ));
                     }
                 }
-                if REFUSED_ELEMENTS.contains(&name.as_str()) {
-                    return Err(at(start, format!("holds <{name}>")));
+                if in_svg {
+                    if !SVG_ELEMENTS.contains(&name.as_str()) {
+                        return Err(at(start, format!("holds <{name}>, which a logo may not")));
+                    }
+                } else if !metadata {
+                    return Err(at(start, format!("holds <{name}> {}", namespace(&ns))));
                 }
-                in_style = name == "style";
+                if name == "style" && in_svg && matches!(event, Event::Start(_)) {
+                    style = Some((start, String::new()));
+                }
                 for attr in e.attributes().with_checks(true) {
                     let attr =
                         attr.map_err(|e| at(start, format!("a malformed attribute: {e}")))?;
-                    let key = String::from_utf8_lossy(attr.key.local_name().as_ref())
-                        .to_ascii_lowercase();
+                    let raw_key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+                    if raw_key == "xmlns" || raw_key.starts_with("xmlns:") {
+                        continue; // a declaration: its URI is a name, never fetched
+                    }
                     let value = attr
                         .decoded_and_normalized_value(
                             quick_xml::XmlVersion::Implicit1_0,
                             reader.decoder(),
                         )
-                        .map_err(|e| at(start, format!("attribute `{key}`: {e}")))?;
-                    let value = value.trim();
-                    if key.starts_with("on") {
-                        return Err(at(start, format!("an event handler attribute `{key}`")));
-                    }
-                    if key == "href" || key == "src" {
-                        let embedded_raster = name == "image"
-                            && RASTER_DATA
-                                .iter()
-                                .any(|p| value.to_ascii_lowercase().starts_with(p));
-                        if !value.starts_with('#') && !embedded_raster {
-                            return Err(at(
-                                start,
-                                format!(
-                                    "an external reference `{key}=\"{}\"` on <{name}>",
-                                    short(value)
-                                ),
-                            ));
+                        .map_err(|e| at(start, format!("attribute `{raw_key}`: {e}")))?;
+                    let (ans, alocal) = reader.resolver().resolve_attribute(attr.key);
+                    let key = String::from_utf8_lossy(alocal.as_ref()).to_ascii_lowercase();
+                    let allowed = match &ans {
+                        ResolveResult::Unbound => true,
+                        ResolveResult::Bound(n) if n.as_ref() == XLINK_NS => [
+                            "href", "title", "type", "role", "arcrole", "show", "actuate",
+                        ]
+                        .contains(&key.as_str()),
+                        ResolveResult::Bound(n) if n.as_ref() == XML_NS => {
+                            key == "space" || key == "lang"
                         }
+                        ResolveResult::Bound(n) => METADATA_NS.contains(&n.as_ref()),
+                        ResolveResult::Unknown(_) => false,
+                    };
+                    if !allowed {
+                        return Err(at(
+                            start,
+                            format!("the attribute `{raw_key}` on <{name}> {}", namespace(&ans)),
+                        ));
                     }
-                    if (key == "attributename" && value.eq_ignore_ascii_case("href"))
-                        || value.to_ascii_lowercase().contains("javascript:")
-                    {
-                        return Err(at(start, format!("script in attribute `{key}`")));
-                    }
-                    if let Some(why) = css_reference(value) {
-                        return Err(at(start, format!("{why} in attribute `{key}`")));
-                    }
+                    // Attributes without a namespace are presentation attributes read as
+                    // CSS (`fill="url(…)"`); editors' metadata is not rendered.
+                    let css = matches!(ans, ResolveResult::Unbound);
+                    check_attribute(&name, &key, &value, css).map_err(|why| at(start, why))?;
                 }
             }
-            Event::End(_) => in_style = false,
-            Event::Text(t) if in_style => {
-                let css = String::from_utf8_lossy(t.as_ref()).into_owned();
-                if let Some(why) = css_reference(&css) {
-                    return Err(at(start, format!("{why} in <style>")));
+            Event::End(_) => {
+                if let Some((from, css)) = style.take()
+                    && let Some(why) = css_reference(&css)
+                {
+                    return Err(at(from, format!("{why} in <style>")));
                 }
             }
-            Event::CData(t) if in_style => {
-                let css = String::from_utf8_lossy(t.as_ref()).into_owned();
-                if let Some(why) = css_reference(&css) {
-                    return Err(at(start, format!("{why} in <style>")));
+            Event::Text(t) => {
+                if let Some((_, css)) = &mut style {
+                    css.push_str(&String::from_utf8_lossy(t.as_ref()));
                 }
+            }
+            Event::CData(t) => {
+                if let Some((_, css)) = &mut style {
+                    css.push_str(&String::from_utf8_lossy(t.as_ref()));
+                }
+            }
+            Event::GeneralRef(_) if style.is_some() => {
+                return Err(at(start, "a character reference inside <style>".into()));
             }
             _ => {}
         }
@@ -469,6 +595,57 @@ pub fn check_svg(text: &str) -> Result<(), SvgProblem> {
     }
 }
 
+/// "(no namespace)", "in http://…".
+fn namespace(ns: &quick_xml::name::ResolveResult<'_>) -> String {
+    use quick_xml::name::ResolveResult;
+    match ns {
+        ResolveResult::Unbound => "(no namespace)".into(),
+        ResolveResult::Bound(n) => format!("in {}", String::from_utf8_lossy(n.as_ref())),
+        ResolveResult::Unknown(p) => {
+            format!(
+                "with the undeclared prefix `{}`",
+                String::from_utf8_lossy(p)
+            )
+        }
+    }
+}
+
+/// One attribute of element `element` (both lowercase local names): no script, no reference
+/// outside the file.
+fn check_attribute(element: &str, key: &str, value: &str, css: bool) -> Result<(), String> {
+    let url = url_form(value);
+    if key.starts_with("on") {
+        return Err(format!("an event handler attribute `{key}`"));
+    }
+    if [
+        "javascript:",
+        "vbscript:",
+        "data:text/",
+        "data:application/",
+    ]
+    .iter()
+    .any(|p| url.contains(p))
+    {
+        return Err(format!("script in attribute `{key}`"));
+    }
+    if key == "href" || key == "src" {
+        let embedded_raster = element == "image" && RASTER_DATA.iter().any(|p| url.starts_with(p));
+        if !url.starts_with('#') && !embedded_raster {
+            return Err(format!(
+                "an external reference `{key}=\"{}\"` on <{element}>",
+                short(value.trim())
+            ));
+        }
+    }
+    if URL_ATTRIBUTES.contains(&key) {
+        return Err(format!("an address attribute `{key}` on <{element}>"));
+    }
+    if css && let Some(why) = css_reference(value) {
+        return Err(format!("{why} in attribute `{key}`"));
+    }
+    Ok(())
+}
+
 fn short(value: &str) -> String {
     let mut s: String = value.chars().take(60).collect();
     if s.len() < value.len() {
@@ -477,12 +654,35 @@ fn short(value: &str) -> String {
     s
 }
 
-/// A reference out of the document in CSS text: `@import`, or `url(…)` to anything but a
-/// fragment of this document.
+/// A way out of the document in CSS text: `@import`, `url(…)` to anything but a fragment of
+/// this document, `image-set(…)` / `image(…)` / `src(…)`, legacy script hooks, or an escape
+/// (`u\72l(`) that could hide one. Comments are removed first (`@imp/**/ort`).
 fn css_reference(css: &str) -> Option<String> {
-    let lower = css.to_ascii_lowercase();
-    if lower.contains("@import") {
-        return Some("an `@import`".into());
+    let mut text = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(i) = rest.find("/*") {
+        text.push_str(&rest[..i]);
+        rest = rest[i + 2..]
+            .find("*/")
+            .map_or("", |j| &rest[i + 2 + j + 2..]);
+    }
+    text.push_str(rest);
+    if text.contains('\\') {
+        return Some("a CSS escape".into());
+    }
+    let lower = text.to_ascii_lowercase();
+    for (needle, what) in [
+        ("@import", "an `@import`"),
+        ("image-set(", "an `image-set(…)`"),
+        ("image(", "an `image(…)`"),
+        ("src(", "a `src(…)`"),
+        ("expression(", "a CSS `expression(…)`"),
+        ("-moz-binding", "a `-moz-binding`"),
+        ("behavior:", "a `behavior:`"),
+    ] {
+        if lower.contains(needle) {
+            return Some(what.into());
+        }
     }
     let mut rest = lower.as_str();
     while let Some(i) = rest.find("url(") {
@@ -623,109 +823,207 @@ mod tests {
 
     #[test]
     fn svgs_with_script_or_external_references_are_refused() {
+        const NS: &str = "xmlns=\"http://www.w3.org/2000/svg\"";
         let ok = [
-            r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><title>Acme</title><rect width="10" height="10" fill="#1f4e79"/></svg>"##,
-            r##"<?xml version="1.0"?><!-- Inkscape --><svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><defs><linearGradient id="g"/></defs><use xlink:href="#g"/><rect style="fill:url(#g)"/><style>.a{fill:url('#g')}</style></svg>"##,
-            r##"<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,iVBORw0KGgo="/></svg>"##,
+            format!(
+                r##"<svg {NS} viewBox="0 0 10 10"><title>Acme</title><rect width="10" height="10" fill="#1f4e79"/></svg>"##
+            ),
+            format!(
+                r##"<?xml version="1.0" encoding="UTF-8"?><!-- Inkscape --><svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" inkscape:version="1.3" inkscape:export-filename="C:\logo.png"><defs><linearGradient id="g"/></defs><use xlink:href="#g"/><rect style="fill:url(#g)" fill="url( '#g' )"/><style>.a{{fill:url('#g')}}/* c */</style></svg>"##
+            ),
+            format!(r##"<svg {NS}><image href="data:image/png;base64,iVBORw0KGgo="/></svg>"##),
+            r##"<svg:svg xmlns:svg="http://www.w3.org/2000/svg"><svg:path d="M0 0h1"/></svg:svg>"##
+                .to_string(),
         ];
-        for svg in ok {
+        for svg in &ok {
             assert_eq!(check_svg(svg), Ok(()), "{svg}");
         }
-        // (svg, line, column, what the message says)
-        let refused: &[(&str, u64, u64, &str)] = &[
+        // (svg, where the problem is (its first occurrence), what the message says)
+        let refused: &[(String, &str, &str)] = &[
             (
-                "<svg><script>alert(1)</script></svg>",
-                1,
-                6,
+                format!("<svg {NS}><script>alert(1)</script></svg>"),
+                "<script>",
                 "holds <script>",
             ),
             (
-                "<svg>\n  <foreignObject><div/></foreignObject></svg>",
-                2,
-                3,
+                format!("<svg {NS}>\n  <foreignObject><div/></foreignObject></svg>"),
+                "<foreignObject>",
                 "holds <foreignobject>",
             ),
-            ("<svg><SCRIPT/></svg>", 1, 6, "holds <script>"),
             (
-                "<svg xmlns:x=\"http://www.w3.org/2000/svg\"><x:script/></svg>",
-                1,
-                43,
+                format!("<svg {NS}><SCRIPT/></svg>"),
+                "<SCRIPT/>",
                 "holds <script>",
             ),
             (
-                "<svg onload=\"alert(1)\"/>",
-                1,
-                1,
+                format!("<svg {NS} xmlns:x=\"http://www.w3.org/2000/svg\"><x:script/></svg>"),
+                "<x:script/>",
+                "holds <script>",
+            ),
+            (
+                format!("<svg {NS} onload=\"alert(1)\"/>"),
+                "<svg",
                 "event handler attribute `onload`",
             ),
             (
-                "<svg><a href=\"javascript:alert(1)\"><rect/></a></svg>",
-                1,
-                6,
-                "external reference",
+                format!("<svg {NS}><a href=\"https://x.example\"><rect/></a></svg>"),
+                "<a ",
+                "holds <a>",
             ),
             (
-                "<svg><image href=\"https://cdn.example.com/logo.png\"/></svg>",
-                1,
-                6,
+                format!("<svg {NS}><image href=\"https://cdn.example.com/logo.png\"/></svg>"),
+                "<image",
                 "external reference `href=\"https://cdn.example.com/logo.png\"`",
             ),
             (
-                "<svg xmlns:xlink=\"http://www.w3.org/1999/xlink\"><use xlink:href=\"other.svg#a\"/></svg>",
-                1,
-                49,
+                format!(
+                    "<svg {NS} xmlns:xlink=\"http://www.w3.org/1999/xlink\"><use xlink:href=\"other.svg#a\"/></svg>"
+                ),
+                "<use",
                 "external reference",
             ),
             (
-                "<svg><image href=\"data:image/svg+xml;base64,PHN2Zz4=\"/></svg>",
-                1,
-                6,
+                format!("<svg {NS}><image href=\"data:image/svg+xml;base64,PHN2Zz4=\"/></svg>"),
+                "<image",
                 "external reference",
             ),
             (
-                "<svg><rect style=\"fill:url(https://x.example/p.svg#a)\"/></svg>",
-                1,
-                6,
+                format!("<svg {NS}><rect style=\"fill:url(https://x.example/p.svg#a)\"/></svg>"),
+                "<rect",
                 "external reference `url(https://x.example/p.svg#a)`",
             ),
             (
-                "<svg><style>@import url(https://fonts.example/f.css);</style></svg>",
-                1,
-                13,
+                format!("<svg {NS}><rect fill=\"u\\72l(https://x.example/p)\"/></svg>"),
+                "<rect",
+                "a CSS escape in attribute `fill`",
+            ),
+            (
+                format!("<svg {NS}><style>@import url(https://fonts.example/f.css);</style></svg>"),
+                "<style>",
                 "`@import`",
             ),
             (
-                "<svg><style><![CDATA[.a{background:url(//x.example/a)}]]></style></svg>",
-                1,
-                13,
+                format!(
+                    "<svg {NS}><style><![CDATA[.a{{background:url(//x.example/a)}}]]></style></svg>"
+                ),
+                "<style>",
                 "external reference",
             ),
             (
-                "<svg><set attributeName=\"href\" to=\"javascript:alert(1)\"/></svg>",
-                1,
-                6,
-                "script in attribute",
+                format!(
+                    "<svg {NS}><style>@imp<!---->ort \"https://x.example/a.css\";</style></svg>"
+                ),
+                "<style>",
+                "`@import`",
             ),
             (
-                "<!DOCTYPE svg [<!ENTITY x \"y\">]><svg>&x;</svg>",
-                1,
-                1,
+                format!(
+                    "<svg {NS}><style>svg{{background:u&#114;l(https://x.example/p)}}</style></svg>"
+                ),
+                "&#114;",
+                "character reference inside <style>",
+            ),
+            (
+                format!(
+                    "<svg {NS}><style><g/>svg{{background:url(https://x.example/p)}}</style></svg>"
+                ),
+                "<g/>",
+                "an element inside <style>",
+            ),
+            (
+                format!(
+                    "<svg {NS}><style>a{{b:image-set(\"https://x.example/p\" 1x)}}</style></svg>"
+                ),
+                "<style>",
+                "image-set",
+            ),
+            (
+                format!("<svg {NS}><set attributeName=\"href\" to=\"javascript:alert(1)\"/></svg>"),
+                "<set",
+                "holds <set>",
+            ),
+            (
+                format!(
+                    "<svg {NS}><a><set attributeName=\"xlink:href\" to=\"java&#9;script:alert(1)\"/></a></svg>"
+                ),
+                "<a>",
+                "holds <a>",
+            ),
+            (
+                format!("<svg {NS}><feImage href=\"https://x.example/p\"/></svg>"),
+                "<feImage",
+                "holds <feimage>",
+            ),
+            (
+                format!("<svg {NS}><rect xml:base=\"https://x.example/\"/></svg>"),
+                "<rect",
+                "the attribute `xml:base`",
+            ),
+            (
+                format!("<svg {NS}><rect filter=\"java&#9;script:alert(1)\"/></svg>"),
+                "<rect",
+                "script in attribute `filter`",
+            ),
+            (
+                format!(
+                    "<svg {NS} xmlns:h=\"http://www.w3.org/1999/xhtml\"><h:img srcset=\"https://t.example/p.png\"/></svg>"
+                ),
+                "<h:img",
+                "holds <img> in http://www.w3.org/1999/xhtml",
+            ),
+            (
+                format!("<svg {NS}><rect srcset=\"https://t.example/p.png\"/></svg>"),
+                "<rect",
+                "address attribute `srcset`",
+            ),
+            (
+                "<svg xmlns=\"http://www.w3.org/1999/xhtml\"><meta http-equiv=\"refresh\"/></svg>"
+                    .into(),
+                "<svg",
+                "not <svg> in the SVG namespace",
+            ),
+            ("<svg><rect/></svg>".into(), "<svg", "(no namespace)"),
+            (
+                format!("<svg {NS}><x:rect/></svg>"),
+                "<x:rect",
+                "undeclared prefix `x`",
+            ),
+            (
+                "<!DOCTYPE svg [<!ENTITY x \"y\">]><svg>&x;</svg>".into(),
+                "<!DOCTYPE",
                 "DOCTYPE",
             ),
             (
-                "<?xml-stylesheet href=\"https://x.example/a.css\"?><svg/>",
-                1,
-                1,
+                "<?xml-stylesheet href=\"https://x.example/a.css\"?><svg/>".into(),
+                "<?xml",
                 "processing instruction",
             ),
-            ("<html><svg/></html>", 1, 1, "root element is <html>"),
-            ("<svg><rect></svg>", 1, 12, "not well-formed"),
-            ("", 1, 1, "no <svg> element"),
+            (
+                "<?xml version=\"1.0\" encoding=\"UTF-7\"?><svg/>".into(),
+                "<?xml",
+                "declared in UTF-7",
+            ),
+            (
+                "<html><svg/></html>".into(),
+                "<html>",
+                "the root element is <html>",
+            ),
+            (
+                format!("<svg {NS}><rect></svg>"),
+                "</svg>",
+                "not well-formed",
+            ),
+            (String::new(), "", "no <svg> element"),
         ];
-        for (svg, line, column, what) in refused {
+        for (svg, needle, what) in refused {
             let p = check_svg(svg).expect_err(svg);
             assert!(p.what.contains(what), "{svg}: {p}");
-            assert_eq!((p.line, p.column), (*line, *column), "{svg}: {p}");
+            let offset = svg
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {svg}"));
+            let line = svg[..offset].matches('\n').count() as u64 + 1;
+            let column = svg[..offset].rsplit('\n').next().unwrap().chars().count() as u64 + 1;
+            assert_eq!((p.line, p.column), (line, column), "{svg}: {p}");
         }
     }
 

@@ -1523,6 +1523,12 @@ pub fn check_trust_page(trust: &TrustPageConfig) -> Vec<(String, String)> {
             ));
         }
     }
+    if trust.brand.logo_dark.is_some() && trust.brand.logo.is_none() {
+        out.push((
+            "trust_page.brand.logo_dark".into(),
+            "a dark-mode logo needs `logo` (the logo in light mode) too".into(),
+        ));
+    }
     for (i, link) in trust.footer_links.iter().enumerate() {
         let url = link.url.trim();
         let ok = if let Some(address) = url.strip_prefix("mailto:") {
@@ -1771,6 +1777,11 @@ mod tests {
                 "faq:\n    - group: G\n      questions:\n        - {question: Q?, answer: A, anchor: faq-a}\n        - {question: R?, answer: B, anchor: faq-a}",
                 "t.yaml:6:45: trust_page.faq[0].questions[1].anchor:",
                 "`faq-a` is already the anchor of trust_page.faq[0].questions[0]",
+            ),
+            (
+                "brand:\n    logo_dark: dark.svg",
+                "t.yaml:3:16: trust_page.brand.logo_dark:",
+                "a dark-mode logo needs `logo`",
             ),
             (
                 "faq:\n    - group: G\n      questions:\n        - {question: Q?, answer: \" \"}",

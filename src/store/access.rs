@@ -221,18 +221,6 @@ impl Store {
             if let Some(event) = email {
                 super::notify::add_event_in(&txn, event, Utc::now().timestamp_millis(), OP).await?;
             }
-            if matches!(decision, Decision::Approve { .. })
-                && let Some(row) = access_requests::Entity::find_by_id(id.to_string())
-                    .one(&txn)
-                    .await
-                    .during(OP)?
-            {
-                // The visitor counts' approvals per document, whoever approved (dashboard,
-                // API or CLI).
-                let documents: Vec<String> = from_json("access_requests", &row.id, &row.documents)?;
-                super::visitors::count_in(&txn, now.date_naive(), "document_approval", &documents)
-                    .await?;
-            }
         }
         txn.commit().await.during(OP)?;
         let current = self

@@ -35,35 +35,15 @@ fn audience(bot: bool) -> &'static str {
     if bot { "bot" } else { "human" }
 }
 
-/// Adds one to `metric` of each subject on `day`, in the caller's transaction.
-pub(super) async fn count_in(
-    txn: &sea_orm::DatabaseTransaction,
-    day: NaiveDate,
-    metric: &str,
-    subjects: &[String],
-) -> Result<(), StoreError> {
-    for subject in subjects {
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "INSERT INTO visit_counts (day, metric, subject, audience, count) \
-             VALUES ($1, $2, $3, 'human', 1) \
-             ON CONFLICT (day, metric, subject, audience) \
-             DO UPDATE SET count = visit_counts.count + excluded.count",
-            vec![day_text(day).into(), metric.into(), subject.as_str().into()],
-        ))
-        .await
-        .during("count visits")?;
-    }
-    Ok(())
-}
-
 impl Store {
     fn visit_stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
         Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
     }
 
     /// The salt of `day`: made (random) by the first instance to ask, read by the others.
-    pub async fn visitor_salt(&self, day: NaiveDate) -> Result<[u8; 32], StoreError> {
+    /// `None` once the day is closed (its salt deleted, its visitors counted): an instance
+    /// whose clock lags cannot start counting a closed day's visitors again.
+    pub async fn visitor_salt(&self, day: NaiveDate) -> Result<Option<[u8; 32]>, StoreError> {
         const OP: &str = "read the visitor salt";
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).map_err(|e| StoreError::Corrupt {
@@ -73,7 +53,10 @@ impl Store {
         })?;
         self.db
             .execute_raw(self.visit_stmt(
-                "INSERT INTO visitor_salts (day, salt) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+                "INSERT INTO visitor_salts (day, salt) SELECT $1, $2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM visit_counts \
+                   WHERE day = $1 AND metric = 'visitors') \
+                 ON CONFLICT (day) DO NOTHING",
                 vec![day_text(day).into(), hex::encode(fresh).into()],
             ))
             .await
@@ -91,13 +74,14 @@ impl Store {
             id: day_text(day),
             detail,
         };
-        let text: String = match row {
-            Some(r) => r.try_get_by_index(0).during(OP)?,
-            None => return Err(corrupt("the salt vanished while it was read".into())),
+        let Some(row) = row else {
+            return Ok(None);
         };
+        let text: String = row.try_get_by_index(0).during(OP)?;
         let bytes = hex::decode(&text).map_err(|e| corrupt(e.to_string()))?;
         bytes
             .try_into()
+            .map(Some)
             .map_err(|_| corrupt("a salt is 32 bytes".into()))
     }
 
@@ -111,6 +95,13 @@ impl Store {
         if counts.is_empty() && hashes.is_empty() {
             return Ok(());
         }
+        // In one order on every instance, so two upserting the same rows cannot deadlock.
+        let mut counts = counts.to_vec();
+        counts.sort_by(|a, b| {
+            (a.day, &a.metric, &a.subject, a.bot).cmp(&(b.day, &b.metric, &b.subject, b.bot))
+        });
+        let mut hashes = hashes.to_vec();
+        hashes.sort();
         let txn = self.begin_write().await.during(OP)?;
         for chunk in counts.chunks(CHUNK) {
             let mut sql = String::from(
@@ -134,14 +125,20 @@ impl Store {
                 .during(OP)?;
         }
         for chunk in hashes.chunks(CHUNK) {
-            let mut sql = String::from("INSERT INTO visitor_hashes (day, hash) VALUES ");
+            // Only for days still open (their salt is there): a day another instance closed
+            // is counted already.
+            let mut sql = String::from("WITH v (day, hash) AS (VALUES ");
             let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
             sql.push_str(&super::values_clause(chunk.len(), 2));
             for (day, hash) in chunk {
                 values.push(day_text(*day).into());
                 values.push(hash.as_str().into());
             }
-            sql.push_str(" ON CONFLICT (day, hash) DO NOTHING");
+            sql.push_str(
+                ") INSERT INTO visitor_hashes (day, hash) SELECT v.day, v.hash FROM v \
+                 WHERE EXISTS (SELECT 1 FROM visitor_salts s WHERE s.day = v.day) \
+                 ON CONFLICT (day, hash) DO NOTHING",
+            );
             txn.execute_raw(self.visit_stmt(&sql, values))
                 .await
                 .during(OP)?;
@@ -185,6 +182,41 @@ impl Store {
         .during(OP)?;
         txn.commit().await.during(OP)?;
         Ok(per_day.len())
+    }
+
+    /// Approvals of document requests since `since`, per document: from the audit log, so
+    /// every approval counts whoever made it (dashboard, API, `trellis access`) and whether or
+    /// not visits are counted.
+    pub async fn approvals_by_document(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        const OP: &str = "count approvals";
+        let rows = self
+            .db
+            .query_all_raw(self.visit_stmt(
+                "SELECT r.id, r.documents FROM audit_log a \
+                 JOIN access_requests r ON a.target = 'access:' || r.id \
+                 WHERE a.action = 'access.approve' AND a.at >= $1",
+                vec![super::db_time(since).into()],
+            ))
+            .await
+            .during(OP)?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let id: String = r.try_get_by_index(0).during(OP)?;
+            let documents: String = r.try_get_by_index(1).during(OP)?;
+            let documents: Vec<String> =
+                serde_json::from_str(&documents).map_err(|e| StoreError::Corrupt {
+                    table: "access_requests",
+                    id,
+                    detail: format!("documents: {e}"),
+                })?;
+            for d in documents {
+                *out.entry(d).or_default() += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the counts of days before `before`. Returns the rows deleted.
@@ -234,8 +266,8 @@ impl Store {
                 bot: r.try_get_by_index::<String>(3).during(OP)? == "bot",
                 count: u64::try_from(count).unwrap_or(0),
             };
-            // A day closed while an instance still flushed its last hashes has both a count
-            // and hashes (closed at the next sweep): they add up.
+            // A day's hashes and its count are never both there (hashes are only added while
+            // its salt is, and closing deletes both); should they be, they add up.
             match out.last_mut() {
                 Some(last)
                     if last.day == row.day

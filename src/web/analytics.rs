@@ -28,19 +28,16 @@ pub enum Metric {
     FeedFetch,
     Subscription,
     DocumentRequest,
-    /// Counted by the store when a request is approved (dashboard, API or CLI).
-    DocumentApproval,
     DocumentDownload,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 6] = [
         Metric::PageView,
         Metric::JsonFetch,
         Metric::FeedFetch,
         Metric::Subscription,
         Metric::DocumentRequest,
-        Metric::DocumentApproval,
         Metric::DocumentDownload,
     ];
 
@@ -51,7 +48,6 @@ impl Metric {
             Metric::FeedFetch => "feed_fetch",
             Metric::Subscription => "subscription",
             Metric::DocumentRequest => "document_request",
-            Metric::DocumentApproval => "document_approval",
             Metric::DocumentDownload => "document_download",
         }
     }
@@ -64,8 +60,9 @@ pub const VISITORS: &str = "visitors";
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often finished days are closed and old counts deleted.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-/// Hashes remembered per day to skip re-sending them; past this, the store deduplicates.
-const SEEN_LIMIT: usize = 200_000;
+/// Visitors one instance counts in a day, at most: past this (someone rotating user agents)
+/// the day's visitor estimate stops growing, and so does the memory and the table holding it.
+const VISITORS_LIMIT: usize = 100_000;
 
 /// Fragments of user agents that are not people (lowercase). An empty user agent is a bot.
 const BOT_MARKERS: [&str; 32] = [
@@ -115,6 +112,8 @@ struct Pending {
     hashes: Vec<(NaiveDate, [u8; 16])>,
     /// Hashes of the current days already recorded (by this instance).
     seen: HashSet<(NaiveDate, [u8; 16])>,
+    /// Days whose visitors reached [`VISITORS_LIMIT`] (said once in the log).
+    full: HashSet<NaiveDate>,
 }
 
 /// The counter of one instance.
@@ -158,8 +157,8 @@ impl Analytics {
         let mut loaded = Vec::new();
         for day in [today, today + Duration::days(1)] {
             let known = self.lock_salts().contains_key(&day);
-            if !known {
-                loaded.push((day, self.store.visitor_salt(day).await?));
+            if !known && let Some(salt) = self.store.visitor_salt(day).await? {
+                loaded.push((day, salt));
             }
         }
         let mut salts = self.lock_salts();
@@ -210,10 +209,16 @@ impl Analytics {
         if let Some(hash) = hash
             && !pending.seen.contains(&(day, hash))
         {
-            if pending.seen.len() < SEEN_LIMIT {
+            if pending.seen.len() < VISITORS_LIMIT {
                 pending.seen.insert((day, hash));
+                pending.hashes.push((day, hash));
+            } else if pending.full.insert(day) {
+                tracing::warn!(
+                    %day,
+                    limit = VISITORS_LIMIT,
+                    "visitor counts: the day's unique visitors reached the limit; page views are still counted"
+                );
             }
-            pending.hashes.push((day, hash));
         }
     }
 
@@ -259,7 +264,11 @@ impl Analytics {
         self.store
             .prune_visits(today - Duration::days(self.retention.num_days()))
             .await?;
-        self.lock_pending().seen.retain(|(d, _)| *d >= today);
+        {
+            let mut pending = self.lock_pending();
+            pending.seen.retain(|(d, _)| *d >= today);
+            pending.full.retain(|d| *d >= today);
+        }
         self.load_salts().await
     }
 

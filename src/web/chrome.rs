@@ -22,6 +22,8 @@ pub const BRAND_DIR: &str = "assets/brand/";
 pub struct Asset {
     /// `assets/brand/logo-<12 hex>.svg`.
     pub path: String,
+    /// The first 12 hex digits of the content's SHA-256 (in the path; the ETag).
+    pub hash: String,
     pub content_type: &'static str,
     pub body: Vec<u8>,
     /// Pixel size (PNG).
@@ -41,8 +43,10 @@ impl Asset {
         size: Option<(u32, u32)>,
     ) -> Asset {
         let digest = hex::encode(Sha256::digest(&body));
+        let hash = digest[..12].to_string();
         Asset {
-            path: format!("{BRAND_DIR}{stem}-{}.{extension}", &digest[..12]),
+            path: format!("{BRAND_DIR}{stem}-{hash}.{extension}"),
+            hash,
             content_type,
             body,
             size,

@@ -53,7 +53,7 @@ pub fn build(trust: &TrustPageConfig) -> Vec<FaqGroupText> {
                         unique(format!("faq-{}", crate::catalog::kebab(&q.question)))
                     }),
                     question: q.question.clone(),
-                    answer: super::markdown(&q.answer),
+                    answer: super::narrative::markdown_under(&q.answer, 4),
                     controls: q.controls.clone(),
                 })
                 .collect(),

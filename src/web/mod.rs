@@ -289,15 +289,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::head().to(handler)),
         );
     }
-    // Brand files: content-hashed names, only those the site holds.
-    let brand = |req: HttpRequest, state: web::Data<WebState>, name: web::Path<String>| {
-        let path = format!("{}{}", chrome::BRAND_DIR, name.into_inner());
-        serve_site_file(req, state, Cow::Owned(path))
-    };
+    // Brand files: from what was read at start, so they are there even while the site
+    // cannot be rendered (the 503 page and the forms keep their brand).
     cfg.service(
         web::resource("/assets/brand/{name}")
-            .route(web::get().to(brand))
-            .route(web::head().to(brand)),
+            .route(web::get().to(serve_brand_file))
+            .route(web::head().to(serve_brand_file)),
     );
     cfg.service(
         web::resource("/healthz")
@@ -354,7 +351,7 @@ async fn serve_site_file(
     } else {
         &file.etag
     };
-    let cache_control = if path == CSS_FILE || path.starts_with(chrome::BRAND_DIR) {
+    let cache_control = if path == CSS_FILE {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
@@ -388,6 +385,54 @@ async fn serve_site_file(
             .insert_header((header::CONTENT_ENCODING, "gzip"))
             .body(body.clone()),
         None => builder.body(file.body.clone()),
+    }
+}
+
+/// The Content-Security-Policy of a brand SVG: the site's, and a sandbox, for whoever opens
+/// one directly (`brand::check_svg` refused script; this is the second lock).
+pub const SVG_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'; sandbox";
+
+/// A brand file (`/assets/brand/<name>`): its name holds its content's hash, so it is cached
+/// for a year and revalidated by that hash.
+async fn serve_brand_file(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let path = format!("{}{}", chrome::BRAND_DIR, name.as_str());
+    let brand = &state.site.inputs().brand;
+    let Some(asset) = brand.files().find(|a| a.path == path) else {
+        return not_found().await;
+    };
+    let etag = format!("\"{}\"", asset.hash);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let mut builder = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    builder
+        .insert_header((header::CONTENT_TYPE, asset.content_type))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"));
+    if asset.content_type == "image/svg+xml" {
+        builder.insert_header((header::CONTENT_SECURITY_POLICY, SVG_CONTENT_SECURITY_POLICY));
+    }
+    if !state.site.inputs().trust.indexing {
+        builder.insert_header(("x-robots-tag", "noindex, nofollow"));
+    }
+    if unchanged {
+        builder.finish()
+    } else {
+        builder.body(asset.body.clone())
     }
 }
 
@@ -676,6 +721,14 @@ mod tests {
                 assert_eq!(shown == Badge::Passing, b == Badge::Passing, "{b:?} {d:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_brand_svg_has_the_sites_policy_and_a_sandbox() {
+        assert_eq!(
+            SVG_CONTENT_SECURITY_POLICY,
+            format!("{CONTENT_SECURITY_POLICY}; sandbox")
+        );
     }
 
     #[test]

@@ -111,12 +111,16 @@ pub(super) fn unique(base: String, taken: &mut std::collections::HashSet<String>
 
 /// Markdown to sanitised HTML. Headings are demoted below the section's own `<h2>`.
 pub fn markdown(source: &str) -> String {
+    markdown_under(source, 2)
+}
+
+/// Markdown to sanitised HTML, its headings demoted below a heading of level `parent` (an
+/// answer's `<h4>`: its `#` and `##` become `<h5>`).
+pub fn markdown_under(source: &str, parent: u8) -> String {
     use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
-    let demote = |l: HeadingLevel| match l {
-        HeadingLevel::H1 | HeadingLevel::H2 => HeadingLevel::H3,
-        HeadingLevel::H3 => HeadingLevel::H4,
-        HeadingLevel::H4 => HeadingLevel::H5,
-        _ => HeadingLevel::H6,
+    let demote = |l: HeadingLevel| {
+        let level = (l as u8).max(2) + parent.saturating_sub(1);
+        HeadingLevel::try_from(usize::from(level.min(6))).unwrap_or(HeadingLevel::H6)
     };
     let events = Parser::new_ext(
         source,

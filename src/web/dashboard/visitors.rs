@@ -64,9 +64,25 @@ pub struct ApiVisitors {
     pub documents: Vec<ApiVisitDocument>,
 }
 
-/// The report of `days` days ending `today`.
+/// The row of document `id`, made (without a title: no longer configured) if new.
+fn document<'a>(
+    docs: &'a mut BTreeMap<String, ApiVisitDocument>,
+    id: &str,
+) -> &'a mut ApiVisitDocument {
+    docs.entry(id.to_string())
+        .or_insert_with(|| ApiVisitDocument {
+            id: id.to_string(),
+            title: None,
+            requests: 0,
+            approvals: 0,
+            downloads: 0,
+        })
+}
+
+/// The report of `days` days ending `today`, with the period's `approvals` per document.
 pub fn report(
     rows: &[VisitCount],
+    approvals: &BTreeMap<String, u64>,
     today: NaiveDate,
     days: u32,
     documents: &[(String, String)],
@@ -79,21 +95,10 @@ pub fn report(
             ..ApiVisitDay::default()
         })
         .collect();
-    let mut docs: BTreeMap<String, ApiVisitDocument> = documents
-        .iter()
-        .map(|(id, title)| {
-            (
-                id.clone(),
-                ApiVisitDocument {
-                    id: id.clone(),
-                    title: Some(title.clone()),
-                    requests: 0,
-                    approvals: 0,
-                    downloads: 0,
-                },
-            )
-        })
-        .collect();
+    let mut docs: BTreeMap<String, ApiVisitDocument> = BTreeMap::new();
+    for (id, title) in documents {
+        document(&mut docs, id).title = Some(title.clone());
+    }
     for row in rows.iter().filter(|r| r.day >= from && r.day <= today) {
         let Ok(i) = usize::try_from((row.day - from).num_days()) else {
             continue;
@@ -106,32 +111,19 @@ pub fn report(
         match metric {
             None if row.metric == VISITORS => day.visitors += n,
             None => {}
-            Some(Metric::PageView | Metric::JsonFetch | Metric::FeedFetch) if row.bot => {
-                day.bot_requests += n;
-            }
+            // Bots are counted apart whatever they fetched (a link previewer opening an
+            // emailed download link is not a download).
+            Some(_) if row.bot => day.bot_requests += n,
             Some(Metric::PageView) => day.page_views += n,
             Some(Metric::JsonFetch) => day.json_fetches += n,
             Some(Metric::FeedFetch) => day.feed_fetches += n,
             Some(Metric::Subscription) => day.subscriptions += n,
-            Some(
-                m @ (Metric::DocumentRequest | Metric::DocumentApproval | Metric::DocumentDownload),
-            ) => {
-                let doc = docs
-                    .entry(row.subject.clone())
-                    .or_insert_with(|| ApiVisitDocument {
-                        id: row.subject.clone(),
-                        title: None,
-                        requests: 0,
-                        approvals: 0,
-                        downloads: 0,
-                    });
-                match m {
-                    Metric::DocumentRequest => doc.requests += n,
-                    Metric::DocumentApproval => doc.approvals += n,
-                    _ => doc.downloads += n,
-                }
-            }
+            Some(Metric::DocumentRequest) => document(&mut docs, &row.subject).requests += n,
+            Some(Metric::DocumentDownload) => document(&mut docs, &row.subject).downloads += n,
         }
+    }
+    for (id, n) in approvals {
+        document(&mut docs, id).approvals += n;
     }
     let totals = by_day.iter().fold(
         ApiVisitDay {
@@ -162,6 +154,10 @@ async fn load(state: &WebState, days: u32) -> Result<ApiVisitors, crate::store::
     let today = state.clock.now().date_naive();
     let from = today - Duration::days(i64::from(days) - 1);
     let rows = state.store.visits(from).await?;
+    let approvals = state
+        .store
+        .approvals_by_document(from.and_time(chrono::NaiveTime::MIN).and_utc())
+        .await?;
     let documents: Vec<(String, String)> = state
         .documents
         .as_ref()
@@ -175,6 +171,7 @@ async fn load(state: &WebState, days: u32) -> Result<ApiVisitors, crate::store::
         .unwrap_or_default();
     Ok(report(
         &rows,
+        &approvals,
         today,
         days,
         &documents,
@@ -280,7 +277,7 @@ mod tests {
             row(today, "json_fetch", "", false, 3),
             row(today, "feed_fetch", "", true, 4),
             row(today, "document_request", "soc2", false, 2),
-            row(today, "document_approval", "soc2", false, 1),
+            row(today, "document_download", "soc2", true, 5),
             row(today, "document_download", "gone", false, 7),
             row(today, "subscription", "", false, 1),
         ];
@@ -288,7 +285,8 @@ mod tests {
             ("soc2".to_string(), "SOC 2".to_string()),
             ("pentest".into(), "Pen test".into()),
         ];
-        let r = report(&rows, today, 90, &docs, true);
+        let approvals = BTreeMap::from([("soc2".to_string(), 1)]);
+        let r = report(&rows, &approvals, today, 90, &docs, true);
         assert_eq!(r.days.len(), 90);
         assert_eq!(r.from, today - Duration::days(89));
         let y = &r.days[88];
@@ -300,7 +298,7 @@ mod tests {
             r.totals.page_views, 12,
             "the row from 200 days ago is outside"
         );
-        assert_eq!(r.totals.bot_requests, 34);
+        assert_eq!(r.totals.bot_requests, 39, "a bot's download is no download");
         assert_eq!(
             (
                 r.totals.json_fetches,

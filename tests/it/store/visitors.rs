@@ -104,6 +104,8 @@ async fn visit_counts_add_up_across_instances_and_days_close_once(store: &Store,
         "the same ten people everywhere: {rows:#?}"
     );
 
+    // An instance that still counts the day when it is closed (its salt in memory).
+    let late = counter(store.clone()).await;
     // The day ends; every instance closes it at once: counted once, hashes and salt gone.
     let tomorrow = day().succ_opt().unwrap();
     let mut closes = Vec::new();
@@ -134,13 +136,20 @@ async fn visit_counts_add_up_across_instances_and_days_close_once(store: &Store,
             && !dump.contains("visitor_salts: (2026-12-05"),
         "the salt outlived its day:\n{dump}"
     );
-    // Counted again after the close (an instance flushing late): added, not lost.
-    let late = counter(store.clone()).await;
+    // The late instance's visitor of the closed day: the view counts, the visitor does not
+    // count twice; nor does an instance whose clock still says that day start the day again.
     late.request(&request("198.51.100.77", "Safari/1"), Metric::PageView);
     late.flush().await.unwrap();
-    assert_eq!(
-        count(&store.visits(day()).await.unwrap(), "visitors", false),
-        11
+    let lagging = counter(store.clone()).await;
+    lagging.request(&request("198.51.100.78", "Safari/2"), Metric::PageView);
+    lagging.flush().await.unwrap();
+    let rows = store.visits(day()).await.unwrap();
+    assert_eq!(count(&rows, "page_view", false), 1002, "{rows:#?}");
+    assert_eq!(count(&rows, "visitors", false), 10, "{rows:#?}");
+    let dump = testing::dump_text(store).await.unwrap();
+    assert!(
+        !dump.contains("visitor_hashes: "),
+        "a closed day got hashes:\n{dump}"
     );
 }
 
