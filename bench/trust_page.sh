@@ -15,6 +15,9 @@
 #   THREADS [2]       wrk threads
 #   CONNECTIONS [64]  wrk connections
 #   SKIP_BUILD [0]    1: do not run cargo, use the release binary already built
+#   ANALYTICS [on]    off: the live server does not count visits (trust_page.analytics)
+#   USER_AGENT [a browser's]  sent by wrk to both servers: with counting on, every request is
+#                     a person's page view (its visitor hash computed), not a bot's
 #   CARGO_TARGET_DIR  honoured (the binary is found where cargo says its target dir is)
 #
 # What it does:
@@ -50,6 +53,8 @@ WARMUP=${WARMUP:-5}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 SKIP_BUILD=${SKIP_BUILD:-0}
+ANALYTICS=${ANALYTICS:-on}
+USER_AGENT=${USER_AGENT:-Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0}
 
 # The repository root is this script's parent directory; the binary runs from there so the
 # bundled config.example.yaml (and its relative paths: controls/, examples/) is found.
@@ -138,6 +143,7 @@ export TRELLIS__DATABASE_URL="sqlite://$DB?mode=rwc"
 export TRELLIS__SERVER__BIND="127.0.0.1:$LIVE_PORT"
 # The documents' link-signing key is created at first use: keep it out of the checkout.
 export TRELLIS__TRUST_PAGE__DOCUMENTS__LINK_KEY_FILE="$WORK/link-signing.key"
+if [ "$ANALYTICS" = off ]; then export TRELLIS__TRUST_PAGE__ANALYTICS__ENABLED=false; fi
 
 log "work dir: $WORK"
 log "trellis check (creates the schema and one real run)"
@@ -290,6 +296,7 @@ log "/ is byte-identical: $SIZE_IDENTITY bytes; gzip: live $SIZE_GZ_LIVE, nginx 
     echo "trellis: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (modified)')"
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
     echo "wrk_args: -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; $ROUNDS rounds per server and pass, ${WARMUP}s warm-up"
+    echo "analytics: $ANALYTICS; user agent: $USER_AGENT"
     echo "page_bytes: identity $SIZE_IDENTITY, gzip live $SIZE_GZ_LIVE, gzip nginx $SIZE_GZ_NGINX"
     echo "note: wrk, trellis and nginx share the same $(nproc) cores"
 } >"$WORK/machine.txt"
@@ -350,8 +357,8 @@ run_wrk() { # SERVER PASS ROUND DURATION [wrk args…]
     log "  $pass $server round $round: $(awk '/Requests\/sec/ {print $2 " req/s"}' "$base.txt")"
 }
 for pass in identity gzip; do
-    args=()
-    [ "$pass" = gzip ] && args=(-H 'Accept-Encoding: gzip')
+    args=(-H "User-Agent: $USER_AGENT")
+    [ "$pass" = gzip ] && args+=(-H 'Accept-Encoding: gzip')
     log "pass $pass: warm-up ${WARMUP}s each"
     run_wrk live "$pass" warmup "$WARMUP" "${args[@]+"${args[@]}"}"
     run_wrk nginx "$pass" warmup "$WARMUP" "${args[@]+"${args[@]}"}"

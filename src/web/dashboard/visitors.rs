@@ -179,31 +179,47 @@ async fn load(state: &WebState, days: u32) -> Result<ApiVisitors, crate::store::
     ))
 }
 
-/// `?days=` of the API: 1 to 3660.
+/// `?days=` of the API (documented; read by hand, so a malformed query is a JSON 400 like
+/// every other API error).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct VisitorsQuery {
     /// Days ending today (UTC), 1 to 3660; default 90.
     #[param(minimum = 1, maximum = 3660)]
     days: Option<u32>,
 }
 
+/// The `days` of a query string: default 90; one value, 1 to 3660.
+fn days_of(query: &str) -> Result<u32, &'static str> {
+    let values: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "days")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    match values.as_slice() {
+        [] => Ok(DEFAULT_DAYS),
+        [one] => one
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=3660).contains(d))
+            .ok_or("days: a whole number from 1 to 3660"),
+        _ => Err("days: give it once"),
+    }
+}
+
 /// Visitor counts of the public site per day and per document.
 #[utoipa::path(get, path = "/api/v1/visitors", params(VisitorsQuery), responses(
     (status = 200, body = ApiVisitors), (status = 400, body = super::api::ApiError)))]
 pub async fn api_visitors(
+    req: actix_web::HttpRequest,
     state: web::Data<WebState>,
     staff: Staff,
-    query: web::Query<VisitorsQuery>,
 ) -> Result<HttpResponse, AuthError> {
     staff.require(Permission::Read)?;
-    let days = query.days.unwrap_or(DEFAULT_DAYS);
-    if !(1..=3660).contains(&days) {
-        return Ok(super::api::error(
-            StatusCode::BAD_REQUEST,
-            "days: from 1 to 3660",
-        ));
-    }
+    let days = match days_of(req.query_string()) {
+        Ok(d) => d,
+        Err(why) => return Ok(super::api::error(StatusCode::BAD_REQUEST, why)),
+    };
     match load(&state, days).await {
         Ok(r) => Ok(HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))
@@ -261,6 +277,24 @@ mod tests {
             subject: subject.into(),
             bot,
             count,
+        }
+    }
+
+    #[test]
+    fn days_are_one_whole_number_in_range() {
+        assert_eq!(days_of(""), Ok(90));
+        assert_eq!(days_of("days=7"), Ok(7));
+        assert_eq!(days_of("x=1&days=3660"), Ok(3660));
+        for bad in [
+            "days=0",
+            "days=3661",
+            "days=null",
+            "days=-1",
+            "days=1.5",
+            "days=7&days=7",
+            "days=",
+        ] {
+            assert!(days_of(bad).is_err(), "{bad}");
         }
     }
 
