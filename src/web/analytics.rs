@@ -56,12 +56,23 @@ impl Metric {
 /// The metric of the estimated unique visitors (page views only).
 pub const VISITORS: &str = "visitors";
 
+/// Shards of the pending counts (more than the workers of a typical machine).
+const SHARDS: usize = 8;
+/// The shard the next new thread counts into.
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A counter's lock (a panic while counting loses nothing worth refusing to count on).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How often counts are written.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often finished days are closed and old counts deleted.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-/// Visitors one instance counts in a day, at most: past this (someone rotating user agents)
-/// the day's visitor estimate stops growing, and so does the memory and the table holding it.
+/// Visitors one instance counts in a day, at most (spread over its shards): past this (someone
+/// rotating user agents) the day's visitor estimate stops growing, and so does the memory and
+/// the table holding it.
 const VISITORS_LIMIT: usize = 100_000;
 
 /// Fragments of user agents that are not people (lowercase). An empty user agent is a bot.
@@ -100,10 +111,26 @@ const BOT_MARKERS: [&str; 32] = [
     "apache-httpclient",
 ];
 
+/// [`BOT_MARKERS`], searched for at once, whatever the case.
+static BOTS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(BOT_MARKERS)
+            .inspect_err(|error| tracing::error!(%error, "visitor counts: no bot markers"))
+            .ok()
+    });
+
 /// Whether a user agent is a program rather than a person's browser.
 pub fn is_bot(user_agent: &str) -> bool {
-    let ua = user_agent.trim().to_ascii_lowercase();
-    ua.is_empty() || BOT_MARKERS.iter().any(|m| ua.contains(m))
+    let ua = user_agent.trim();
+    match &*BOTS {
+        Some(bots) => ua.is_empty() || bots.is_match(ua),
+        None => {
+            let ua = ua.to_ascii_lowercase();
+            ua.is_empty() || BOT_MARKERS.iter().any(|m| ua.contains(m))
+        }
+    }
 }
 
 #[derive(Default)]
@@ -121,8 +148,12 @@ pub struct Analytics {
     store: Store,
     clock: Arc<dyn Clock>,
     retention: Duration,
-    salts: Mutex<HashMap<NaiveDate, [u8; 32]>>,
-    pending: Mutex<Pending>,
+    /// Today's and tomorrow's salts, read without a lock.
+    salts: arc_swap::ArcSwap<HashMap<NaiveDate, [u8; 32]>>,
+    /// What was counted since the last flush, in shards: each worker thread counts into its
+    /// own, so two workers never wait for each other (a shared lock cost a third of a gzip
+    /// page's CPU time under load; BENCHMARKS.md).
+    pending: [Mutex<Pending>; SHARDS],
     trusted_proxies: Arc<[IpAddr]>,
 }
 
@@ -144,8 +175,8 @@ impl Analytics {
             store,
             clock,
             retention,
-            salts: Mutex::new(HashMap::new()),
-            pending: Mutex::new(Pending::default()),
+            salts: arc_swap::ArcSwap::from_pointee(HashMap::new()),
+            pending: std::array::from_fn(|_| Mutex::new(Pending::default())),
             trusted_proxies: trusted_proxies.into(),
         };
         analytics.load_salts().await?;
@@ -154,29 +185,25 @@ impl Analytics {
 
     async fn load_salts(&self) -> Result<(), StoreError> {
         let today = self.clock.now().date_naive();
-        let mut loaded = Vec::new();
+        let mut salts: HashMap<NaiveDate, [u8; 32]> = (**self.salts.load()).clone();
+        salts.retain(|d, _| *d >= today);
         for day in [today, today + Duration::days(1)] {
-            let known = self.lock_salts().contains_key(&day);
-            if !known && let Some(salt) = self.store.visitor_salt(day).await? {
-                loaded.push((day, salt));
+            if !salts.contains_key(&day)
+                && let Some(salt) = self.store.visitor_salt(day).await?
+            {
+                salts.insert(day, salt);
             }
         }
-        let mut salts = self.lock_salts();
-        salts.extend(loaded);
-        salts.retain(|d, _| *d >= today);
+        self.salts.store(Arc::new(salts));
         Ok(())
     }
 
-    fn lock_salts(&self) -> std::sync::MutexGuard<'_, HashMap<NaiveDate, [u8; 32]>> {
-        self.salts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// This thread's shard.
+    fn shard(&self) -> std::sync::MutexGuard<'_, Pending> {
+        thread_local! {
+            static SHARD: usize = NEXT_SHARD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
+        }
+        lock(&self.pending[SHARD.with(|s| *s)])
     }
 
     /// Counts a request for the page, the JSON or the feed; a page view by a person also
@@ -197,11 +224,11 @@ impl Analytics {
         let hash = (metric == Metric::PageView && !bot)
             .then(|| {
                 let ip = super::client_ip(req, &self.trusted_proxies)?;
-                let salt = *self.lock_salts().get(&day)?;
+                let salt = *self.salts.load().get(&day)?;
                 Some(visitor_hash(&salt, ip, user_agent))
             })
             .flatten();
-        let mut pending = self.lock_pending();
+        let mut pending = self.shard();
         *pending
             .counts
             .entry((day, metric, subject.to_string(), bot))
@@ -209,7 +236,7 @@ impl Analytics {
         if let Some(hash) = hash
             && !pending.seen.contains(&(day, hash))
         {
-            if pending.seen.len() < VISITORS_LIMIT {
+            if pending.seen.len() < VISITORS_LIMIT / SHARDS {
                 pending.seen.insert((day, hash));
                 pending.hashes.push((day, hash));
             } else if pending.full.insert(day) {
@@ -225,13 +252,15 @@ impl Analytics {
     /// Writes what was counted since the last flush. On failure the counts are kept for the
     /// next one.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let (counts, hashes) = {
-            let mut pending = self.lock_pending();
-            (
-                std::mem::take(&mut pending.counts),
-                std::mem::take(&mut pending.hashes),
-            )
-        };
+        let mut counts: HashMap<(NaiveDate, Metric, String, bool), u64> = HashMap::new();
+        let mut hashes = Vec::new();
+        for shard in &self.pending {
+            let mut pending = lock(shard);
+            for (key, n) in pending.counts.drain() {
+                *counts.entry(key).or_default() += n;
+            }
+            hashes.append(&mut pending.hashes);
+        }
         let rows: Vec<VisitCount> = counts
             .iter()
             .map(|((day, metric, subject, bot), n)| VisitCount {
@@ -245,7 +274,7 @@ impl Analytics {
         let hex_hashes: Vec<(NaiveDate, String)> =
             hashes.iter().map(|(d, h)| (*d, hex::encode(h))).collect();
         if let Err(e) = self.store.add_visits(&rows, &hex_hashes).await {
-            let mut pending = self.lock_pending();
+            let mut pending = lock(&self.pending[0]);
             for (key, n) in counts {
                 *pending.counts.entry(key).or_default() += n;
             }
@@ -264,8 +293,8 @@ impl Analytics {
         self.store
             .prune_visits(today - Duration::days(self.retention.num_days()))
             .await?;
-        {
-            let mut pending = self.lock_pending();
+        for shard in &self.pending {
+            let mut pending = lock(shard);
             pending.seen.retain(|(d, _)| *d >= today);
             pending.full.retain(|d| *d >= today);
         }
@@ -309,7 +338,10 @@ impl Analytics {
 fn visitor_hash(salt: &[u8; 32], ip: IpAddr, user_agent: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(salt);
-    h.update(ip.to_string().as_bytes());
+    match ip {
+        IpAddr::V4(v4) => h.update(v4.octets()),
+        IpAddr::V6(v6) => h.update(v6.octets()),
+    }
     h.update([0]);
     h.update(user_agent.as_bytes());
     let digest = h.finalize();
