@@ -164,7 +164,8 @@ fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 impl Store {
-    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+    /// A statement in this store's SQL dialect (the store's modules share it).
+    pub(super) fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
         Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Value};
 
 use super::{QueryContext, Store, StoreError};
 
@@ -36,10 +36,6 @@ fn audience(bot: bool) -> &'static str {
 }
 
 impl Store {
-    fn visit_stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
-    }
-
     /// The salt of `day`: made (random) by the first instance to ask, read by the others.
     /// `None` once the day is closed (its salt deleted, its visitors counted): an instance
     /// whose clock lags cannot start counting a closed day's visitors again.
@@ -52,7 +48,7 @@ impl Store {
             detail: format!("no randomness: {e}"),
         })?;
         self.db
-            .execute_raw(self.visit_stmt(
+            .execute_raw(self.stmt(
                 "INSERT INTO visitor_salts (day, salt) SELECT $1, $2 \
                  WHERE NOT EXISTS (SELECT 1 FROM visit_counts \
                    WHERE day = $1 AND metric = 'visitors') \
@@ -63,7 +59,7 @@ impl Store {
             .during(OP)?;
         let row = self
             .db
-            .query_one_raw(self.visit_stmt(
+            .query_one_raw(self.stmt(
                 "SELECT salt FROM visitor_salts WHERE day = $1",
                 vec![day_text(day).into()],
             ))
@@ -120,9 +116,7 @@ impl Store {
                 " ON CONFLICT (day, metric, subject, audience) \
                  DO UPDATE SET count = visit_counts.count + excluded.count",
             );
-            txn.execute_raw(self.visit_stmt(&sql, values))
-                .await
-                .during(OP)?;
+            txn.execute_raw(self.stmt(&sql, values)).await.during(OP)?;
         }
         for chunk in hashes.chunks(CHUNK) {
             // Only for days still open (their salt is there): a day another instance closed
@@ -139,9 +133,7 @@ impl Store {
                  WHERE EXISTS (SELECT 1 FROM visitor_salts s WHERE s.day = v.day) \
                  ON CONFLICT (day, hash) DO NOTHING",
             );
-            txn.execute_raw(self.visit_stmt(&sql, values))
-                .await
-                .during(OP)?;
+            txn.execute_raw(self.stmt(&sql, values)).await.during(OP)?;
         }
         txn.commit().await.during(OP)
     }
@@ -152,7 +144,7 @@ impl Store {
         const OP: &str = "close visitor days";
         let txn = self.begin_write().await.during(OP)?;
         let rows = txn
-            .query_all_raw(self.visit_stmt(
+            .query_all_raw(self.stmt(
                 "DELETE FROM visitor_hashes WHERE day < $1 RETURNING day",
                 vec![day_text(today).into()],
             ))
@@ -164,7 +156,7 @@ impl Store {
             *per_day.entry(day).or_default() += 1;
         }
         for (day, n) in &per_day {
-            txn.execute_raw(self.visit_stmt(
+            txn.execute_raw(self.stmt(
                 "INSERT INTO visit_counts (day, metric, subject, audience, count) \
                  VALUES ($1, 'visitors', '', 'human', $2) \
                  ON CONFLICT (day, metric, subject, audience) \
@@ -174,7 +166,7 @@ impl Store {
             .await
             .during(OP)?;
         }
-        txn.execute_raw(self.visit_stmt(
+        txn.execute_raw(self.stmt(
             "DELETE FROM visitor_salts WHERE day < $1",
             vec![day_text(today).into()],
         ))
@@ -194,7 +186,7 @@ impl Store {
         const OP: &str = "count approvals";
         let rows = self
             .db
-            .query_all_raw(self.visit_stmt(
+            .query_all_raw(self.stmt(
                 "SELECT r.id, r.documents FROM audit_log a \
                  JOIN access_requests r ON a.target = 'access:' || r.id \
                  WHERE a.action = 'access.approve' AND a.at >= $1",
@@ -223,7 +215,7 @@ impl Store {
     pub async fn prune_visits(&self, before: NaiveDate) -> Result<u64, StoreError> {
         let done = self
             .db
-            .execute_raw(self.visit_stmt(
+            .execute_raw(self.stmt(
                 "DELETE FROM visit_counts WHERE day < $1",
                 vec![day_text(before).into()],
             ))
@@ -245,7 +237,7 @@ impl Store {
         };
         let rows = self
             .db
-            .query_all_raw(self.visit_stmt(
+            .query_all_raw(self.stmt(
                 "SELECT day, metric, subject, audience, count FROM visit_counts WHERE day >= $1 \
                  UNION ALL \
                  SELECT day, 'visitors', '', 'human', COUNT(*) FROM visitor_hashes \

@@ -112,25 +112,18 @@ const BOT_MARKERS: [&str; 32] = [
 ];
 
 /// [`BOT_MARKERS`], searched for at once, whatever the case.
-static BOTS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
-    std::sync::LazyLock::new(|| {
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(BOT_MARKERS)
-            .inspect_err(|error| tracing::error!(%error, "visitor counts: no bot markers"))
-            .ok()
-    });
+static BOTS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(BOT_MARKERS)
+        // A constant list of short literals: building it cannot fail.
+        .expect("the bot markers are valid patterns")
+});
 
 /// Whether a user agent is a program rather than a person's browser.
 pub fn is_bot(user_agent: &str) -> bool {
     let ua = user_agent.trim();
-    match &*BOTS {
-        Some(bots) => ua.is_empty() || bots.is_match(ua),
-        None => {
-            let ua = ua.to_ascii_lowercase();
-            ua.is_empty() || BOT_MARKERS.iter().any(|m| ua.contains(m))
-        }
-    }
+    ua.is_empty() || BOTS.is_match(ua)
 }
 
 #[derive(Default)]
